@@ -1,0 +1,13 @@
+"""Progress bars (tqdm) that stay out of the way of JSON output and non-interactive runs."""
+
+from __future__ import annotations
+
+import sys
+
+from tqdm import tqdm
+
+
+def progress_bar(total: int | None = None, desc: str = "", unit: str = "it", disable: bool = False, **kw):
+    """A tqdm bar on stderr; disabled on request (e.g. with --json)."""
+    return tqdm(total=total, desc=desc, unit=unit, disable=disable, file=sys.stderr,
+                dynamic_ncols=True, leave=False, **kw)

@@ -191,7 +191,7 @@ def load_scenario(source: str | Path = "paper-sim", overrides: list[str] | None 
             data = {**PRESETS[base], **loaded}
         else:
             data = loaded
-        data.setdefault("name", path.stem)
+        data["name"] = loaded.get("name", path.stem)
     for text in overrides or []:
         key, value = parse_override(text)
         data[key] = value

@@ -70,6 +70,8 @@ class OffloadVecEnv:
         e = self.engine
         if e is None:
             raise RuntimeError("call reset(seeds) before step()")
+        if e.done:
+            raise RuntimeError("the episodes are over (no autoreset); call reset(seeds)")
         actions = np.asarray(actions, dtype=np.int64)
         if actions.shape != (e.B, e.N):
             raise ValueError(f"actions must have shape {(e.B, e.N)}, got {actions.shape}")

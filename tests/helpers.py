@@ -1,0 +1,49 @@
+"""Small hand-made networks and episodes for exact tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from o2o.config import Scenario
+from o2o.network import Network, overload_thresholds
+from o2o.sim.episodes import SCHED_UNIFORMS, Episodes
+
+
+def hand_scenario(nodes: int, slots: int, slot_s: float = 0.5, deadline_s: float = 4.0) -> Scenario:
+    return Scenario(name="hand", nodes=nodes, slots=slots, slot_s=slot_s, deadline_s=deadline_s,
+                    task_size_kb=(1, 10_000), complexity=(1, 10_000), cores=(1, 64),
+                    link_fail_rate=(0, 1), node_fail_rate=(0, 1), arrival_prob=(0, 1),
+                    link_rate_mbps=(1, 100), core_hz=1e9)
+
+
+def hand_network(capacity_hz, rate_Bps, alpha=None, beta=None, cores=None, queue_coef=3.0) -> Network:
+    """Capacities in Hz, rates in bytes/s (an (N, N) array or a scalar for every link)."""
+    capacity_hz = np.asarray(capacity_hz, dtype=np.float64)
+    n = capacity_hz.shape[0]
+    rate = np.broadcast_to(np.asarray(rate_Bps, dtype=np.float64), (n, n)).copy()
+    cores = np.asarray(cores if cores is not None else [1] * n, dtype=np.int64)
+    return Network(
+        cores=cores, capacity_hz=capacity_hz,
+        node_fail_rate=np.zeros(n) if alpha is None else np.asarray(alpha, dtype=np.float64),
+        arrival_prob=np.full(n, 0.5), link_rate_Bps=rate,
+        link_fail_rate=np.zeros((n, n)) if beta is None else np.asarray(beta, dtype=np.float64),
+        overload_threshold=overload_thresholds(cores, queue_coef))
+
+
+def hand_episode(slots: int, nodes: int, tasks: dict, deadline_s: float = 4.0) -> Episodes:
+    """One episode; ``tasks`` maps (slot, node) -> (size_bytes, cycles) or
+    (size_bytes, cycles, deadline_s). No failures unless clocks are edited afterwards."""
+    shape = (1, slots, nodes)
+    has = np.zeros(shape, dtype=bool)
+    size = np.ones(shape)
+    cycles = np.ones(shape)
+    deadline = np.full(shape, deadline_s)
+    for (t, i), spec in tasks.items():
+        has[0, t, i] = True
+        size[0, t, i], cycles[0, t, i] = spec[0], spec[1]
+        if len(spec) > 2:
+            deadline[0, t, i] = spec[2]
+    return Episodes(seeds=np.zeros(1, dtype=np.int64), has_task=has, size_bytes=size, cycles=cycles,
+                    deadline_s=deadline, tx_fail_clock=np.full(shape, np.inf),
+                    exec_fail_clock=np.full(shape, np.inf),
+                    sched_u=np.zeros(shape + (SCHED_UNIFORMS,)))

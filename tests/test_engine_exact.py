@@ -118,3 +118,15 @@ def test_outcomes_after_the_last_slot_are_drained_into_it():
 def test_reward_credit_by_decision_slot():
     e, _ = run(2, 4, {(0, 0): (1, 0.8 * GHZ), (1, 0): (1, 0.5 * GHZ)}, {(0, 0): 0, (1, 0): 0})
     assert e.reward_by_decision[0].tolist() == [1, 1, 0, 0]
+
+
+def test_utilisation_and_completion_time_by_hand():
+    # Node 0 runs 0.8 s and 0.5 s (busy 1.3 s); link 0 -> 1 carries 1 MB in 1 s; episode span
+    # max(4 slots * 0.5 s, last end 1.3 s) = 2 s.
+    tasks = {(0, 0): (1, 0.8 * GHZ), (1, 0): (1, 0.5 * GHZ), (2, 0): (1 * MB, 0.2 * GHZ)}
+    e, _ = run(2, 4, tasks, {(0, 0): 0, (1, 0): 0, (2, 0): 1})
+    m = e.metrics()
+    # Third task: on the wire 1.0-2.0, runs 2.0-2.1 on node 1: the span is 2.1 s.
+    assert m["node_utilisation"][0].tolist() == pytest.approx([1.3 / 2.1, 0.1 / 2.1])
+    assert m["link_utilisation"][0, 0, 1] == pytest.approx(1.0 / 2.1)
+    assert m["mean_completion_s"][0] == pytest.approx((0.8 + 0.8 + 1.1) / 3)

@@ -27,23 +27,34 @@ def add_scenario_args(p: argparse.ArgumentParser, default: str = "paper-sim") ->
     p.add_argument("--network-seed", type=int, default=0, help="seed of the network draw (default 0)")
 
 
-def summarize(metrics: dict[str, np.ndarray]) -> dict[str, float | int]:
+def summarize(metrics: dict[str, np.ndarray], extended: bool = False) -> dict[str, float | int]:
+    """The JSON summary of ``o2o simulate``; ``extended`` adds the mean completion time of
+    successful tasks and the mean CPU utilisation (shown in the table, not in the JSON)."""
     rate = metrics["success_rate"]
     out: dict[str, float | int] = {
         "success_rate": float(rate.mean()),
         "success_rate_std": float(rate.std(ddof=1)) if rate.size > 1 else 0.0,
     }
     out.update({k: int(metrics[k].sum()) for k in COUNT_FIELDS})
+    if extended:
+        out["mean_completion_s"] = float(np.nanmean(metrics["mean_completion_s"]))
+        out["cpu_utilisation"] = float(metrics["node_utilisation"].mean())
     return out
 
 
 def format_table(results: dict[str, dict], bound: float) -> str:
+    extended = all("mean_completion_s" in r for r in results.values())
     header = f"{'scheduler':<14}{'success rate':>18}{'tasks':>9}{'success':>9}{'drop':>8}{'exec_fail':>11}{'trans_fail':>12}"
+    if extended:
+        header += f"{'completion_s':>14}{'cpu_util':>10}"
     lines = [header, "-" * len(header)]
     for name, r in results.items():
         rate = f"{r['success_rate']:.4f} ± {r['success_rate_std']:.4f}"
-        lines.append(f"{name:<14}{rate:>18}{r['tasks']:>9}{r['success']:>9}{r['drop']:>8}"
-                     f"{r['exec_fail']:>11}{r['trans_fail']:>12}")
+        line = (f"{name:<14}{rate:>18}{r['tasks']:>9}{r['success']:>9}{r['drop']:>8}"
+                f"{r['exec_fail']:>11}{r['trans_fail']:>12}")
+        if extended:
+            line += f"{r['mean_completion_s']:>14.3f}{r['cpu_utilisation']:>10.3f}"
+        lines.append(line)
     lines.append(f"{'bound':<14}{bound:>18.4f}")
     return "\n".join(lines)
 
@@ -63,7 +74,7 @@ def cmd_simulate(args) -> int:
             bar.set_postfix_str(name)
             metrics = simulate(scenario, network, seeds, sched, batch_size=args.batch_size,
                                progress=bar.update)
-            results[name] = summarize(metrics)
+            results[name] = summarize(metrics, extended=not args.json)
     bound = float(episode_bound(network, sample_episodes(scenario, network, seeds)).mean())
     if args.json:
         print(json.dumps({**results, "bound": bound}))

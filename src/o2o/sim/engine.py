@@ -287,9 +287,25 @@ class Engine:
         count = lambda o: (self.outcome == o).sum(axis=(1, 2))  # noqa: E731
         success = count(SUCCESS)
         completion = np.where(self.outcome == SUCCESS, self.end_s - self.arrive_s, 0.0)
+        # Utilisation: busy time of each CPU and link over the episode (arrivals plus drain).
+        span = np.maximum(np.nanmax(np.where(np.isnan(self.end_s), 0.0, self.end_s), axis=(1, 2)),
+                          self.T * self.slot_s)
+        ran = ~np.isnan(self.exec_start_s)
+        cpu_busy = np.where(ran, self.end_s - self.exec_start_s, 0.0)
+        tx_end = np.where(np.isnan(self.exec_arrive_s), self.end_s, self.exec_arrive_s)
+        sent = ~np.isnan(self.tx_start_s)
+        link_busy = np.where(sent, tx_end - self.tx_start_s, 0.0)
+        node_util = np.zeros((self.B, self.N))
+        link_util = np.zeros((self.B, self.N, self.N))
+        b, t, i = np.nonzero(ran)
+        np.add.at(node_util, (b, self.dest[b, t, i]), cpu_busy[b, t, i])
+        b, t, i = np.nonzero(sent)
+        np.add.at(link_util, (b, i, self.dest[b, t, i]), link_busy[b, t, i])
         return {
             "tasks": tasks, "success": success, "drop": count(DROP), "exec_fail": count(EXEC_FAIL),
             "trans_fail": count(TRANS_FAIL),
             "success_rate": success / np.maximum(tasks, 1),
             "mean_completion_s": completion.sum(axis=(1, 2)) / np.maximum(success, 1),
+            "node_utilisation": node_util / span[:, None],
+            "link_utilisation": link_util / span[:, None, None],
         }

@@ -1,0 +1,143 @@
+"""RL transitions rebuilt from task logs alone (SPEC sections 4 and 6).
+
+For every episode, node i and slot t the transition is
+
+    (o_t^i, mask_t^i, a_t^i, r_t, o_{t+1}^i, mask_{t+1}^i, done_t)
+
+* ``o`` and ``mask`` come from :class:`o2o.sim.observe.Observer` (the one definition of the
+  observation and the mask) fed with what the log says node i saw at boundary t: its execution
+  queue length, its receiving queues, the task it had, and the overload flags of its peers.
+  ``o_{t+1}`` of the last slot is the boundary after slot T-1 (no task; only action N allowed);
+  it is never bootstrapped from because ``done`` is True there.
+* The mask is the **true** mask at the decision, even where the logged action is masked: a
+  heuristic may choose a node that is overloaded (RATC does not read the flag), and the log keeps
+  what happened. A learner that needs ``mask[a]`` to hold must filter or handle those rows
+  (``action_masks[k, actions[k]]`` tells which).
+* ``r_t`` is the team reward, the same for every node (SPEC section 4): the sum of +1 (SUCCESS)
+  and -1 (DROP, EXECUTION_FAILURE, TRANSMISSION_FAILURE) over tasks, credited either to the slot
+  in which the outcome ended (``slot``, default; outcomes after slot T-1 count in T-1) or to the
+  slot of the task's decision (``decision``). Not normalised.
+* ``done_t`` is True at t = T-1 only.
+
+For a simulated run these equal, exactly, the transitions ``OffloadVecEnv`` produces when it is
+stepped with the same scheduler's actions (tested in ``tests/test_logs_transitions.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from o2o.config import Scenario
+from o2o.logs.records import EpisodeLog
+from o2o.network import Network
+from o2o.sim.engine import _EPS as SLOT_BOUNDARY_TOL  # the engine's rounding of end times to slots
+from o2o.sim.engine import EMPTY, SUCCESS
+from o2o.sim.env import REWARD_CREDITS
+from o2o.sim.observe import Observer, obs_dim
+
+
+def outcome_feedback(outcome: np.ndarray) -> np.ndarray:
+    """Per task +1 for SUCCESS, -1 for any other final outcome, 0 where there is no task."""
+    outcome = np.asarray(outcome)
+    return np.where(outcome == EMPTY, 0.0, np.where(outcome == SUCCESS, 1.0, -1.0))
+
+
+def end_slot(end_s: np.ndarray, slot_s: float, slots: int) -> np.ndarray:
+    """The slot in which an outcome at ``end_s`` (seconds since the episode start) ended, with
+    outcomes after slot T-1 counted in T-1 (SPEC section 4). Uses the engine's tolerance, so a
+    time on a slot boundary falls in the same slot as in the simulator."""
+    slot = np.floor(np.asarray(end_s) / slot_s + SLOT_BOUNDARY_TOL).astype(np.int64)
+    return np.clip(slot, 0, slots - 1)
+
+
+def team_rewards(log: EpisodeLog, slot_s: float, reward_credit: str = "slot") -> np.ndarray:
+    """The team rewards r_0 .. r_{T-1} of one logged episode, (T,) float64."""
+    if reward_credit not in REWARD_CREDITS:
+        raise ValueError(f"reward_credit must be one of {REWARD_CREDITS}, got {reward_credit!r}")
+    t_slots = log.slots
+    has = np.asarray(log.has_task, dtype=bool)
+    feedback = outcome_feedback(log.outcome)[has]
+    if reward_credit == "slot":
+        slot = end_slot(np.asarray(log.end_s)[has], slot_s, t_slots)
+    else:
+        slot = np.nonzero(has)[0]  # the decision slot is the arrival slot
+    rewards = np.zeros(t_slots)
+    np.add.at(rewards, slot, feedback)
+    return rewards
+
+
+@dataclass
+class Transitions:
+    """Transitions of E episodes, arrays (E, T, N, ...); D = 3N + 6, A = N + 1."""
+
+    observations: np.ndarray       # (E, T, N, D) float32
+    action_masks: np.ndarray       # (E, T, N, A) bool
+    actions: np.ndarray            # (E, T, N) int64, N = no task
+    action_probs: np.ndarray       # (E, T, N) float64, NaN unknown
+    rewards: np.ndarray            # (E, T) float32 team reward, not normalised
+    next_observations: np.ndarray  # (E, T, N, D) float32
+    next_action_masks: np.ndarray  # (E, T, N, A) bool
+    terminals: np.ndarray          # (E, T) bool, True at t = T-1
+
+    @property
+    def episodes(self) -> int:
+        return int(self.actions.shape[0])
+
+
+def boundary_observations(observer: Observer, log: EpisodeLog) -> tuple[np.ndarray, np.ndarray]:
+    """Observations (T+1, N, D) and masks (T+1, N, A) at the boundaries 0..T of one episode:
+    boundary t < T as each node saw it at its decision, boundary T from the ``final_*`` fields
+    (no task there)."""
+    t_slots, n = log.slots, log.nodes
+    has = np.concatenate([np.asarray(log.has_task, dtype=bool), np.zeros((1, n), dtype=bool)])
+
+    def task_feature(values):
+        values = np.concatenate([np.asarray(values, dtype=np.float64), np.zeros((1, n))])
+        return np.where(has, values, 0.0)  # unspecified (NaN) where there is no task
+
+    exec_len = np.concatenate([log.exec_len, log.final_exec_len[None]])
+    recv_len = np.concatenate([log.recv_len, log.final_recv_len[None]])
+    flags = np.concatenate([log.peer_overloaded, log.final_peer_overloaded[None]])
+    node = np.tile(np.arange(n), t_slots + 1)
+    m = (t_slots + 1) * n
+    obs = observer.observe(node, exec_len.reshape(m), recv_len.reshape(m, n), has.reshape(m),
+                           task_feature(log.size_bytes).reshape(m),
+                           task_feature(log.cycles).reshape(m),
+                           task_feature(log.deadline_s).reshape(m))
+    mask = observer.mask(node, has.reshape(m), flags.reshape(m, n))
+    return obs.reshape(t_slots + 1, n, -1), mask.reshape(t_slots + 1, n, -1)
+
+
+def rebuild_transitions(scenario: Scenario, network: Network, logs: Sequence[EpisodeLog],
+                        reward_credit: str = "slot") -> Transitions:
+    """Transitions of the logged episodes of one run (one scenario and network)."""
+    if reward_credit not in REWARD_CREDITS:
+        raise ValueError(f"reward_credit must be one of {REWARD_CREDITS}, got {reward_credit!r}")
+    observer = Observer(scenario, network)
+    e, t_slots, n = len(logs), scenario.slots, network.n
+    d, a = obs_dim(n), n + 1
+    out = Transitions(
+        observations=np.empty((e, t_slots, n, d), dtype=np.float32),
+        action_masks=np.empty((e, t_slots, n, a), dtype=bool),
+        actions=np.empty((e, t_slots, n), dtype=np.int64),
+        action_probs=np.empty((e, t_slots, n), dtype=np.float64),
+        rewards=np.empty((e, t_slots), dtype=np.float32),
+        next_observations=np.empty((e, t_slots, n, d), dtype=np.float32),
+        next_action_masks=np.empty((e, t_slots, n, a), dtype=bool),
+        terminals=np.zeros((e, t_slots), dtype=bool),
+    )
+    out.terminals[:, -1] = True
+    for k, log in enumerate(logs):
+        if log.has_task.shape != (t_slots, n):
+            raise ValueError(f"episode {log.episode_index} has shape {log.has_task.shape}, "
+                             f"the scenario has T = {t_slots}, N = {n}")
+        obs, mask = boundary_observations(observer, log)
+        out.observations[k], out.next_observations[k] = obs[:-1], obs[1:]
+        out.action_masks[k], out.next_action_masks[k] = mask[:-1], mask[1:]
+        out.actions[k] = log.action
+        out.action_probs[k] = np.where(log.has_task, log.action_prob, np.nan)
+        out.rewards[k] = team_rewards(log, scenario.slot_s, reward_credit)
+    return out

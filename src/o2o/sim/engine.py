@@ -144,9 +144,9 @@ class Engine:
         return NodeState(self)
 
     # ------------------------------------------------------------------ events
-    def _during(self, index: tuple, t0: np.ndarray, t1: np.ndarray, **values) -> None:
+    def _during(self, index: tuple, t0: np.ndarray, t1: np.ndarray, unique: bool = True, **values) -> None:
         """Add each value to its observable sum at every future boundary in [t0, t1) seconds.
-        Callers pass at most one task per (episode, resource), so plain indexing adds safely."""
+        ``unique``: at most one task per (episode, resource), so plain indexing adds safely."""
         if not self._track:
             return
         k0 = np.maximum(np.ceil(t0 / self.slot_s - _EPS).astype(np.int64), self.t + 1)
@@ -159,8 +159,12 @@ class Engine:
         for name, value in values.items():
             value = value[keep] if isinstance(value, np.ndarray) else value
             ev = self._ev[name]
-            ev[at0] += value
-            ev[at1] -= value
+            if unique:
+                ev[at0] += value
+                ev[at1] -= value
+            else:
+                np.add.at(ev, at0, value)
+                np.add.at(ev, at1, -value)
 
     def _end(self, b, t, i, outcome, when) -> None:
         """Settle tasks (b, t, i) with ``outcome`` at time ``when`` and book their reward."""
@@ -244,24 +248,33 @@ class Engine:
         self._run_fifo(b[order], ts[order], i[order], j[order], when[order])
 
     def _run_fifo(self, b, ts, i, j, when) -> None:
+        """Run arrivals, sorted by (episode, node, time, source), through each node's CPU. The
+        k-th arrival of every queue is settled together (rank k), in rank order."""
         group_start = np.r_[True, (b[1:] != b[:-1]) | (j[1:] != j[:-1])]
         first = np.maximum.accumulate(np.where(group_start, np.arange(b.size), 0))
         rank = np.arange(b.size) - first
-        for r in range(int(rank.max()) + 1):
-            sel = rank == r
-            bb, tt, ii, jj, arrive = b[sel], ts[sel], i[sel], j[sel], when[sel]
-            exec_s = self.exec_s[bb, tt, ii]
-            start, end, dropped, failed = settle_stage(
-                arrive, self.cpu_free[bb, jj], exec_s, 0.0, self.due_s[bb, tt, ii],
-                self.ep.exec_fail_clock[bb, tt, ii] * self._inv_alpha[jj])
-            self.cpu_free[bb, jj] = end
-            self.exec_start_s[bb, tt, ii] = start
-            outcome = np.where(dropped, DROP, np.where(failed, EXEC_FAIL, SUCCESS))
-            self._end(bb, tt, ii, outcome, end)
-            node = (bb, jj)
-            self._during(node, arrive, end, exec_len=1)
-            self._during(node, arrive, start, exec_wait=1, backlog_c=exec_s)  # waiting: full c / F_j
-            self._during(node, start, end, backlog_c=start + exec_s, backlog_k=1.0)  # running
+        by_rank = np.argsort(rank, kind="stable")
+        b, ts, i, j, when = b[by_rank], ts[by_rank], i[by_rank], j[by_rank], when[by_rank]
+        bounds = np.r_[0, np.cumsum(np.bincount(rank))]
+        exec_s = self.exec_s[b, ts, i]
+        due = self.due_s[b, ts, i]
+        fail_after = self.ep.exec_fail_clock[b, ts, i] * self._inv_alpha[j]
+        start = np.empty_like(when)
+        end = np.empty_like(when)
+        dropped = np.empty(when.shape, dtype=bool)
+        failed = np.empty(when.shape, dtype=bool)
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            at = slice(lo, hi)
+            start[at], end[at], dropped[at], failed[at] = settle_stage(
+                when[at], self.cpu_free[b[at], j[at]], exec_s[at], 0.0, due[at], fail_after[at])
+            self.cpu_free[b[at], j[at]] = end[at]
+        self.exec_start_s[b, ts, i] = start
+        self._end(b, ts, i, np.where(dropped, DROP, np.where(failed, EXEC_FAIL, SUCCESS)), end)
+        node = (b, j)
+        unique = bounds.size <= 2  # one arrival per queue: plain indexing adds safely
+        self._during(node, when, end, unique, exec_len=1)
+        self._during(node, when, start, unique, exec_wait=1, backlog_c=exec_s)  # waiting: full c / F_j
+        self._during(node, start, end, unique, backlog_c=start + exec_s, backlog_k=1.0)  # running
 
     def _advance(self) -> None:
         self.t += 1

@@ -1,0 +1,170 @@
+"""The testbed's trainer (paper VI-A, "DRL Layer"; VI-B): logs -> transitions -> training ->
+the model store.
+
+It reads only the task log (SPEC section 6: transitions are rebuilt from the logs alone):
+
+* **offline training** (Algorithm 1): the data set of the given runs (``o2o.logs.dataset``),
+  discrete SAC + CQL + V (``o2o.learn.offline``), the actor and critic published as a new
+  version of the model store;
+* **online fine-tuning** (Algorithm 2): the episodes the nodes just ran with the current model
+  are rebuilt into one PPO batch D_k (observations, masks, actions, team rewards; the behaviour
+  log-probabilities are the ones the nodes' actors reported, recomputed only where the log lacks
+  them; values from the current critic), one PPO update (``OnlinePPO.update``: GAE, clipped
+  objective, critic MSE, K epochs), and the updated model published.
+
+Publishing returns the version and its checksum; the controller announces them and the nodes
+load the version (verified) before their next episode. ``notify_controller`` does that over the
+controller's authenticated admin connection when the trainer runs as its own process or pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from o2o.config import Scenario
+from o2o.errors import UserError
+from o2o.logs.records import EpisodeLog
+from o2o.network import Network
+
+
+@dataclass
+class Published:
+    store: str
+    version: int
+    sha256: str
+    stats: dict
+
+
+def runs_scenario(store, run_ids: Sequence[int]) -> tuple[Scenario, Network]:
+    """The scenario and network shared by ``run_ids`` (they must agree)."""
+    if not run_ids:
+        raise UserError("give at least one run (--run ID) to train on")
+    known = {info.id: info for info in store.runs()}
+    missing = [r for r in run_ids if r not in known]
+    if missing:
+        raise UserError(f"no run {missing} in the task log (runs: {sorted(known) or 'none'})")
+    first = known[run_ids[0]]
+    scenario, network = first.scenario, store.network(first.id)
+    for r in run_ids[1:]:
+        other = store.network(r)
+        if known[r].config != first.config or not all(
+                np.array_equal(getattr(other, f), getattr(network, f)) for f in network.__dataclass_fields__):
+            raise UserError(f"runs {run_ids[0]} and {r} were logged on different scenarios or networks")
+    return scenario, network
+
+
+def read_logs(store, run_ids: Sequence[int]) -> list[EpisodeLog]:
+    return [log for r in run_ids for _, log in store.read_episodes(r)]
+
+
+def publish(model_store: str, actor, critic, nodes: int, hidden, training: dict) -> Published:
+    from o2o.learn.nets import policy_arrays
+    from o2o.models import ModelStore
+
+    store = ModelStore(model_store)
+    version = store.publish(policy_arrays(actor, critic), nodes=nodes, hidden=tuple(hidden),
+                            training=training)
+    manifest = store.load(version, nodes=nodes).manifest
+    return Published(model_store, version, manifest["sha256"], training)
+
+
+def train_offline_from_logs(store, run_ids: Sequence[int], model_store: str, *, steps: int,
+                            seed: int = 0, settings=None, show_progress: bool = False) -> Published:
+    """Algorithm 1 on the transitions of ``run_ids``; publishes actor and critic."""
+    from o2o.learn.offline import train_offline
+    from o2o.learn.settings import OfflineSettings
+    from o2o.logs.dataset import build_dataset
+
+    scenario, network = runs_scenario(store, run_ids)
+    settings = settings or OfflineSettings()
+    data = build_dataset(store, run_ids)
+    result = train_offline(data, settings, seed=seed, steps=steps, show_progress=show_progress)
+    last = result.history[-1] if result.history else {}
+    training = {"phase": "offline", "source": "testbed", "runs": list(run_ids), "steps": steps,
+                "seed": seed, "rows": int(data["actions"].shape[0]),
+                "reward_stats": result.reward_stats,
+                "final": {k: float(v) for k, v in last.items() if isinstance(v, (int, float))}}
+    return publish(model_store, result.actor, result.critic, network.n, settings.hidden, training)
+
+
+def ppo_batch_from_logs(scenario: Scenario, network: Network, logs: list[EpisodeLog], actor, critic,
+                        reward_credit: str) -> dict[str, np.ndarray]:
+    """One PPO batch D_k (the layout ``OnlinePPO.update`` takes: (T, B, N, ...)) from logs."""
+    import torch
+
+    from o2o.logs.transitions import rebuild_transitions
+
+    tr = rebuild_transitions(scenario, network, logs, reward_credit)
+    E, T, N, D = tr.observations.shape
+    obs = tr.observations.transpose(1, 0, 2, 3)
+    mask = tr.action_masks.transpose(1, 0, 2, 3)
+    act = tr.actions.transpose(1, 0, 2)
+    logged = tr.action_probs.transpose(1, 0, 2)
+    with torch.no_grad():
+        o = torch.from_numpy(np.ascontiguousarray(obs).reshape(-1, D))
+        m = torch.from_numpy(np.ascontiguousarray(mask).reshape(-1, N + 1))
+        log_pi = actor.log_probs(o, m)
+        ours = log_pi.gather(1, torch.from_numpy(act.reshape(-1))[:, None]).squeeze(1).numpy()
+        value = critic(o).numpy().reshape(T, E, N)
+    ours = ours.reshape(T, E, N)
+    has = act != N
+    # The behaviour policy is what the nodes ran: their reported probabilities where known;
+    # rows without a task have one available action (probability 1).
+    logp = np.where(has, np.where(np.isfinite(logged) & (logged > 0), np.log(np.maximum(logged, 1e-30)), ours), 0.0)
+    return {"obs": np.ascontiguousarray(obs), "mask": np.ascontiguousarray(mask),
+            "act": np.ascontiguousarray(act), "logp": logp.astype(np.float32),
+            "value": value.astype(np.float32), "rewards": tr.rewards.T.astype(np.float64)}
+
+
+def finetune_from_logs(store, run_ids: Sequence[int], model_store: str, *, seed: int = 0,
+                       settings=None, version: int | None = None) -> Published:
+    """One Algorithm 2 update on the episodes of ``run_ids`` (run with the store's model
+    ``version``, default the latest); publishes the updated actor and critic."""
+    from o2o.learn.nets import actor_from_arrays, critic_from_arrays
+    from o2o.learn.online import OnlinePPO
+    from o2o.learn.settings import OnlineSettings
+    from o2o.models import ModelStore
+
+    scenario, network = runs_scenario(store, run_ids)
+    settings = settings or OnlineSettings()
+    mstore = ModelStore(model_store)
+    model = mstore.load(version, nodes=network.n, need_critic=True)
+    d, a = 3 * network.n + 6, network.n + 1
+    actor = actor_from_arrays(model.arrays, d, a, model.hidden)
+    critic = critic_from_arrays(model.arrays, d, model.hidden)
+    logs = read_logs(store, run_ids)
+    if not logs:
+        raise UserError(f"runs {list(run_ids)} have no finished episodes to fine-tune on")
+    buf = ppo_batch_from_logs(scenario, network, logs, actor, critic, settings.reward_credit)
+    reward_stats = model.manifest.get("training", {}).get("reward_stats")
+    algo = OnlinePPO(scenario, network, settings.model_copy(update={"hidden": model.hidden}),
+                     actor, critic, seed, reward_stats)
+    stats = algo.update(buf)
+    training = {"phase": "online", "source": "testbed", "runs": list(run_ids), "from_version": model.version,
+                "episodes": len(logs), "seed": seed, "reward_stats": reward_stats,
+                "update": {k: float(v) for k, v in stats.items()}}
+    return publish(model_store, algo.actor, algo.critic, network.n, model.hidden, training)
+
+
+async def notify_controller(host: str, port: int, key: bytes, published: Published,
+                            timeout_s: float = 10.0) -> None:
+    """Tell a running controller (admin connection) that ``published`` is in the store."""
+    from o2o.testbed import protocol as P
+
+    try:
+        conn = await P.open_connection(host, port, key, "admin", None, P.DEFAULT_MAX_FRAME_BYTES)
+    except (OSError, asyncio.TimeoutError, P.ProtocolError, asyncio.IncompleteReadError) as exc:
+        raise UserError(f"cannot reach the controller at {host}:{port}: {exc}") from None
+    try:
+        conn.send(P.ModelAvailable(store=published.store, version=published.version, sha256=published.sha256))
+        msg, _ = await asyncio.wait_for(conn.recv(), timeout_s)
+        if not isinstance(msg, P.Ready) or msg.model_version != published.version:
+            raise UserError(f"the controller did not acknowledge model version {published.version}")
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, P.ProtocolError) as exc:
+        raise UserError(f"the controller at {host}:{port} did not take the announcement: {exc}") from None
+    finally:
+        conn.close()

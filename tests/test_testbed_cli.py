@@ -1,0 +1,157 @@
+"""``o2o testbed ...`` from the command line: bad input, a whole run, the O2O-DRL pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from o2o.cli import main
+from o2o.config import load_scenario
+from o2o.network import sample_network
+from o2o.testbed import protocol as P
+
+SMALL = ["--nodes", "3", "--set", "slots=12", "--set", "slot_s=0.05", "--set", "deadline_s=0.6",
+         "--set", "task_size_kb=[200,1000]"]
+
+
+def node_pids() -> set[int]:
+    """Processes running the node program (to find strays)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"o2o.testbed.node" in cmd:
+                pids.add(int(entry.name))
+    return pids
+
+
+def o2o(*args, timeout=240):
+    env = dict(os.environ)
+    env.pop(P.TOKEN_ENV, None)
+    return subprocess.run([sys.executable, "-m", "o2o.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["testbed", "run", "--nodes", "1"], "--nodes must be at least 2"),
+    (["testbed", "run", "--nodes", "4", "--kill-node", "9@3"], "node 9 does not exist"),
+    (["testbed", "run", "--kill-node", "1@500"], "slot 500 is past"),
+    (["testbed", "run", "--kill-node", "one"], "must look like NODE@SLOT"),
+    (["testbed", "run", "--scheduler", "central"], "cannot run on the decentralized testbed"),
+    (["testbed", "run", "--scheduler", "drl"], "needs --model"),
+    (["testbed", "run", "--scheduler", "best"], "unknown scheduler"),
+    (["testbed", "run", "--set", "slot_s=-1"], "slot_s"),
+    (["testbed", "run", "--episodes", "0"], "--episodes must be at least 1"),
+    (["testbed", "run", "--heartbeat-timeout", "0.05"], "--heartbeat-timeout longer"),
+    (["testbed", "node", "--controller", "localhost"], "HOST:PORT"),
+    (["testbed", "trainer", "--db", "x.db", "--store", "m"], "--run ID"),
+])
+def test_bad_input_is_a_user_error_before_anything_starts(args, message, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    before = node_pids()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert node_pids() <= before
+    assert not (tmp_path / "runs").exists()          # no task log was created either
+
+
+def test_node_without_a_token_is_refused(capsys, monkeypatch):
+    monkeypatch.delenv(P.TOKEN_ENV, raising=False)
+    assert main(["testbed", "node", "--controller", "127.0.0.1:9"]) == 2
+    assert "no testbed token" in capsys.readouterr().err
+
+
+def test_model_store_without_versions_is_refused(tmp_path, capsys):
+    assert main(["testbed", "run", "--scheduler", "drl", "--model", str(tmp_path / "empty"),
+                 "--db", str(tmp_path / "x.db"), *SMALL]) == 2
+    assert "no versions" in capsys.readouterr().err
+
+
+def test_run_prints_the_simulators_json_and_leaves_no_process(tmp_path):
+    before = node_pids()
+    db = tmp_path / "tb.db"
+    got = o2o("testbed", "run", *SMALL, "--episodes", "2", "--db", str(db), "--json")
+    assert got.returncode == 0, got.stderr
+    assert "Traceback" not in got.stderr
+    out = json.loads(got.stdout)
+    sim = json.loads(o2o("simulate", "--scenario", "paper-testbed", "--set", "nodes=3",
+                         *SMALL[2:], "--episodes", "2", "--json").stdout)
+    assert set(out) == set(sim) == {"ratc", "bound"}
+    assert set(out["ratc"]) == set(sim["ratc"])
+    assert out["bound"] == pytest.approx(sim["bound"])
+    assert out["ratc"]["tasks"] == sim["ratc"]["tasks"]
+    assert abs(out["ratc"]["success_rate"] - sim["ratc"]["success_rate"]) <= 0.1
+    assert node_pids() <= before
+    assert db.exists()
+
+
+def test_kill_node_on_the_command_line(tmp_path):
+    before = node_pids()
+    got = o2o("testbed", "run", *SMALL, "--episodes", "2", "--db", str(tmp_path / "k.db"),
+              "--kill-node", "1@4")
+    assert got.returncode == 0, got.stderr
+    assert "Traceback" not in got.stderr
+    assert "node 1 lost at" in got.stdout and "connection closed" in got.stdout
+    assert "success rate" in got.stdout and "bound" in got.stdout
+    assert node_pids() <= before
+
+
+def test_trainer_announces_a_model_to_a_running_controller(tmp_path):
+    """The trainer's admin connection: the controller takes the announcement and passes it on."""
+    from o2o.models import expected_shapes, save_model
+    from o2o.testbed.controller import Controller, ControllerSettings
+    from o2o.testbed.trainer import Published, notify_controller
+
+    sc = load_scenario("paper-testbed", ["nodes=3"])
+    net = sample_network(sc, 0)
+    key = P.token_key("trainer-test-token-123")
+    rng = np.random.default_rng(0)
+    arrays = {k: rng.normal(size=s).astype(np.float32) for k, s in expected_shapes(3, (8,)).items()}
+    manifest = save_model(str(tmp_path / "m" / "v000001"), arrays, nodes=3, hidden=(8,), version=1)
+
+    async def go():
+        c = Controller(sc, net, ControllerSettings(key=key))
+        port = await c.start()
+        try:
+            await notify_controller("127.0.0.1", port, key, Published(str(tmp_path / "m"), 1, manifest["sha256"], {}))
+            with pytest.raises(Exception, match="cannot reach|did not take"):
+                await notify_controller("127.0.0.1", port, P.token_key("not-the-right-token-x"),
+                                        Published(str(tmp_path / "m"), 1, manifest["sha256"], {}), timeout_s=2)
+            return c.model
+        finally:
+            await c.close()
+
+    model = asyncio.run(go())
+    assert model is not None and model.version == 1 and model.sha256 == manifest["sha256"]
+
+
+def test_o2o_pipeline_on_the_testbed(tmp_path):
+    """RATC logs -> offline training -> online fine-tuning with hot-swap -> evaluation; every
+    node reports running the final model from the store."""
+    before = node_pids()
+    store = tmp_path / "models"
+    got = o2o("testbed", "o2o", *SMALL, "--set", "slots=8", "--collect-episodes", "2",
+              "--offline-steps", "60", "--online-rounds", "1", "--episodes-per-round", "1",
+              "--episodes", "1", "--store", str(store), "--db", str(tmp_path / "o2o.db"), "--json",
+              "--set-online", "minibatch_size=64", timeout=400)
+    assert got.returncode == 0, got.stderr[-3000:]
+    out = json.loads(got.stdout)
+    assert set(out) >= {"ratc", "rda", "offline-only", "o2o-drl", "bound", "model_versions"}
+    assert out["model_versions"] == {"offline": 1, "o2o": 2}
+    assert out["nodes_on_final_model"] == [0, 1, 2]
+    manifests = [json.loads((store / f"v00000{v}" / "manifest.json").read_text()) for v in (1, 2)]
+    assert manifests[0]["training"]["phase"] == "offline" and manifests[0]["training"]["source"] == "testbed"
+    assert manifests[1]["training"]["phase"] == "online" and manifests[1]["training"]["from_version"] == 1
+    assert manifests[0]["sha256"] != manifests[1]["sha256"]
+    assert node_pids() <= before

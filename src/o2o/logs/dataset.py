@@ -48,6 +48,9 @@ ROW_ARRAYS = ("observations", "actions", "rewards", "next_observations", "termin
               "action_masks", "next_action_masks", "episode_ids", "node_ids", "run_ids", "slots",
               "action_probs")
 META_ARRAYS = ("obs_layout", "reward_credit")
+# What any data set must hold (the issue's layout); an export adds the rest of ROW_ARRAYS and
+# META_ARRAYS, and a user's own .npz with these arrays trains as well.
+CORE_ARRAYS = ROW_ARRAYS[:9]
 DATASET_ARRAYS = ROW_ARRAYS + META_ARRAYS
 _DTYPES = {"observations": np.float32, "actions": np.int64, "rewards": np.float32,
            "next_observations": np.float32, "terminals": np.bool_, "action_masks": np.bool_,
@@ -152,16 +155,17 @@ def load_dataset(path: str | Path) -> dict[str, np.ndarray]:
     """Read a data set written by :func:`save_dataset` (numpy only, no pickle) and check it."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"no data set at {path}")
+        raise UserError(f"data set {path} does not exist; export one from task logs with "
+                        "'o2o dataset export --db ... --out ...'")
     try:
         with np.load(path, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
     except (ValueError, OSError) as exc:
         raise UserError(f"{path} is not a readable .npz data set ({exc})") from None
-    missing = [k for k in DATASET_ARRAYS if k not in data]
+    missing = [k for k in CORE_ARRAYS if k not in data]
     if missing:
         raise UserError(f"{path} is not an o2o data set: it lacks {', '.join(missing)}")
-    rows = {data[k].shape[0] for k in ROW_ARRAYS}
+    rows = {data[k].shape[0] for k in ROW_ARRAYS if k in data}
     if len(rows) != 1:
         raise UserError(f"{path}: its arrays disagree on the number of rows")
     return data

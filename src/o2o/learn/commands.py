@@ -1,0 +1,375 @@
+"""``o2o train offline``, ``o2o train online``, ``o2o evaluate``, ``o2o bench learn`` and
+``o2o bench actor``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from o2o.config import load_scenario
+from o2o.errors import UserError
+from o2o.learn.settings import DATA_EPISODES, OFFLINE_STEPS, ONLINE_EPISODES
+from o2o.network import sample_network
+from o2o.progress import progress_bar
+from o2o.schedulers import episode_bound, make_scheduler
+from o2o.sim.commands import add_scenario_args, format_table, summarize
+from o2o.sim.episodes import sample_episodes
+from o2o.sim.run import simulate
+
+
+def _torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(n)))
+
+
+def _scenario_network(args):
+    scenario = load_scenario(args.scenario, args.overrides)
+    return scenario, sample_network(scenario, args.network_seed)
+
+
+def _log_dir(args, out: str) -> Path | None:
+    if args.log_dir:
+        return Path(args.log_dir)
+    if "://" not in out:  # a local model folder keeps its training metrics beside the weights
+        return Path(out) / "logs"
+    return None
+
+
+def _eval_seeds(args) -> list[int]:
+    if args.eval_episodes < 0:
+        raise UserError("--eval-episodes must be >= 0")
+    return [args.eval_seed + k for k in range(args.eval_episodes)]
+
+
+def _settings(cls, args, hparams=None):
+    """Paper defaults, the project's changes unless ``--settings paper``, then the overrides."""
+    from o2o.learn.settings import PROJECT_OFFLINE, PROJECT_ONLINE, OfflineSettings, with_overrides
+
+    base = cls()
+    if args.settings == "project":
+        base = cls(**(PROJECT_OFFLINE if cls is OfflineSettings else PROJECT_ONLINE))
+    return with_overrides(base, args.hparams if hparams is None else hparams)
+
+
+def cmd_train_offline(args) -> int:
+    from o2o.learn.data import check_dataset
+    from o2o.learn.evaluate import make_eval_fn, mean_ci95
+    from o2o.learn.io import save_policy
+    from o2o.learn.offline import train_offline
+    from o2o.learn.settings import OfflineSettings
+    from o2o.learn.tracking import Tracker
+
+    _torch_threads(args.threads)
+    if args.steps < 1:
+        raise UserError("--steps must be at least 1")
+    scenario, network = _scenario_network(args)
+    settings = _settings(OfflineSettings, args)
+    from o2o.logs.dataset import load_dataset
+
+    data = check_dataset(load_dataset(args.dataset), n=network.n)
+    eval_seeds = _eval_seeds(args)
+    eval_fn = make_eval_fn(scenario, network, eval_seeds) if eval_seeds and settings.eval_every else None
+    with Tracker(_log_dir(args, args.out)) as tracker:
+        result = train_offline(data, settings, seed=args.seed, steps=args.steps, callback=eval_fn,
+                               tracker=tracker, show_progress=not args.json)
+    training = {"phase": "offline", "algorithm": "discrete SAC + CQL + V (Alg. 1)",
+                "seed": args.seed, "steps": result.steps, "seconds": round(result.seconds, 2),
+                "rows": int(data["actions"].shape[0]), "dataset": str(args.dataset),
+                "settings": settings.model_dump(mode="json"), "reward_stats": result.reward_stats,
+                "scenario": scenario.name, "network_seed": args.network_seed}
+    manifest = save_policy(args.out, result.actor, result.critic, training=training)
+    out = {"model": args.out, "sha256": manifest["sha256"], "steps": result.steps,
+           "seconds": round(result.seconds, 2)}
+    if eval_seeds:
+        from o2o.learn.evaluate import evaluate_policy
+
+        rate = evaluate_policy(scenario, network, result.actor, eval_seeds)["success_rate"]
+        mean, lo, hi = mean_ci95(rate)
+        out.update({"success_rate": mean, "ci95": [lo, hi]})
+    _report(args, out, f"offline model written to {args.out}")
+    return 0
+
+
+def cmd_train_online(args) -> int:
+    from o2o.learn.evaluate import evaluate_policy, make_eval_fn, mean_ci95
+    from o2o.learn.io import load_policy, save_policy
+    from o2o.learn.online import train_online
+    from o2o.learn.settings import OnlineSettings
+    from o2o.learn.tracking import Tracker
+
+    _torch_threads(args.threads)
+    if args.episodes < 1:
+        raise UserError("--episodes must be at least 1")
+    if bool(args.model) == bool(args.from_scratch):
+        raise UserError("give either --model MODEL_DIR (fine-tune an offline model) or "
+                        "--from-scratch (the online-only baseline)")
+    scenario, network = _scenario_network(args)
+    settings = _settings(OnlineSettings, args)
+    actor = critic = None
+    stats = None
+    source = "scratch"
+    if args.model:
+        actor, critic, model = load_policy(args.model, nodes=network.n, need_critic=True)
+        stats = model.manifest.get("training", {}).get("reward_stats")
+        source = model.url
+        if settings.reward_norm == "fixed" and not stats:
+            raise UserError(f"model {args.model} carries no reward statistics; use "
+                            "--set-hparam reward_norm=batch")
+    eval_seeds = _eval_seeds(args)
+    eval_fn = make_eval_fn(scenario, network, eval_seeds) if eval_seeds and args.eval_every else None
+    with Tracker(_log_dir(args, args.out)) as tracker:
+        result = train_online(scenario, network, actor, critic, settings, args.episodes, args.seed,
+                              args.eval_every, eval_fn, stats, tracker, show_progress=not args.json)
+    training = {"phase": "online" if args.model else "online-only",
+                "algorithm": "PPO + GAE (Alg. 2)", "from": source, "seed": args.seed,
+                "episodes": result.episodes, "seconds": round(result.seconds, 2),
+                "settings": settings.model_dump(mode="json"), "reward_stats": stats,
+                "scenario": scenario.name, "network_seed": args.network_seed}
+    manifest = save_policy(args.out, result.actor, result.critic, training=training)
+    out = {"model": args.out, "sha256": manifest["sha256"], "episodes": result.episodes,
+           "seconds": round(result.seconds, 2),
+           "curve": [{k: p[k] for k in ("episodes", "success_rate")} for p in result.curve]}
+    if eval_seeds:
+        rate = evaluate_policy(scenario, network, result.actor, eval_seeds)["success_rate"]
+        mean, lo, hi = mean_ci95(rate)
+        out.update({"success_rate": mean, "ci95": [lo, hi]})
+    _report(args, out, f"online model written to {args.out}")
+    return 0
+
+
+def _report(args, out: dict, headline: str) -> None:
+    if args.json:
+        print(json.dumps(out))
+        return
+    print(headline)
+    for k, v in out.items():
+        if k in ("model", "curve"):
+            continue
+        print(f"  {k}: {v}")
+    for point in out.get("curve", []):
+        print(f"  after {point['episodes']:>6} episodes: success rate {point['success_rate']:.4f}")
+
+
+def cmd_evaluate(args) -> int:
+    from o2o.models import load_model
+    from o2o.schedulers.drl import DRLRule
+
+    if args.episodes < 1:
+        raise UserError("--episodes must be at least 1")
+    if not args.model and not args.scheduler:
+        raise UserError("give at least one --model MODEL_DIR (or a --scheduler to compare with)")
+    scenario, network = _scenario_network(args)
+    seeds = [args.seed + k for k in range(args.episodes)]
+    rules = {}
+    for k, url in enumerate(args.model or []):
+        name = args.name[k] if args.name and k < len(args.name) else ("drl" if len(args.model) == 1 else f"drl:{url}")
+        rules[name] = DRLRule.from_model(load_model(url, nodes=network.n), scenario, network)
+    for name in args.scheduler or []:
+        rules[name] = make_scheduler(name)
+    results = {}
+    with progress_bar(total=len(rules) * len(seeds), desc="evaluate", unit="episode",
+                      disable=args.json) as bar:
+        for name, rule in rules.items():
+            bar.set_postfix_str(name)
+            results[name] = summarize(simulate(scenario, network, seeds, rule, progress=bar.update))
+    bound = float(episode_bound(network, sample_episodes(scenario, network, seeds)).mean())
+    if args.json:
+        print(json.dumps({**results, "bound": bound}))
+    else:
+        print(f"scenario {scenario.name}, network seed {args.network_seed}, "
+              f"episodes {args.seed}..{args.seed + args.episodes - 1}")
+        print(format_table(results, bound))
+    return 0
+
+
+def cmd_bench_learn(args) -> int:
+    from o2o.learn.experiment import compare
+    from o2o.learn.settings import OfflineSettings, OnlineSettings
+    from o2o.learn.tracking import Tracker
+
+    _torch_threads(args.threads)
+    scenario, network = _scenario_network(args)
+    offline = _settings(OfflineSettings, args, args.offline_hparams)
+    online = _settings(OnlineSettings, args, args.online_hparams)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    eval_seeds = [args.eval_seed + k for k in range(args.eval_episodes)]
+    start = time.perf_counter()
+    with Tracker(args.out) as tracker:
+        comp = compare(scenario, network, seeds, eval_seeds, args.data_episodes, args.offline_steps,
+                       args.online_episodes, offline, online, args.heuristic, args.data_credit,
+                       args.eval_every, args.offline_eval_every, tracker, show_progress=not args.json)
+    comp.timings_s["total"] = time.perf_counter() - start
+    report = {"scenario": scenario.name, "network_seed": args.network_seed, "seeds": seeds,
+              "eval_seeds": [eval_seeds[0], eval_seeds[-1]], "data_episodes": args.data_episodes,
+              "offline_steps": args.offline_steps, "online_episodes": args.online_episodes,
+              "offline_settings": offline.model_dump(mode="json"),
+              "online_settings": online.model_dump(mode="json"),
+              "methods": comp.methods, "bound": comp.bound,
+              "curves": _mean_curves(comp.curves), "offline_curve": _mean_offline(comp.offline_curves),
+              "timings_s": {k: round(v, 1) for k, v in comp.timings_s.items()}}
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "bench_learn.json").write_text(json.dumps(report, indent=2))
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"scenario {scenario.name}, network seed {args.network_seed}, training seeds {seeds}, "
+          f"evaluation episodes {eval_seeds[0]}..{eval_seeds[-1]}")
+    print(f"{'method':<14}{'success rate':>14}{'95% CI (seeds)':>22}   per seed")
+    for name, m in comp.methods.items():
+        per = " ".join(f"{x:.4f}" for x in m["per_seed"])
+        print(f"{name:<14}{m['success_rate']:>14.4f}   [{m['ci95'][0]:.4f}, {m['ci95'][1]:.4f}]   {per}")
+    print(f"{'bound':<14}{comp.bound:>14.4f}")
+    for name, curve in report["curves"].items():
+        pts = " ".join(f"{p['episodes']}:{p['success_rate']:.4f}" for p in curve)
+        print(f"curve {name}: {pts}")
+    if report["offline_curve"]:
+        pts = " ".join(f"{p['step']}:{p['success_rate']:.4f}" for p in report["offline_curve"])
+        print(f"curve offline: {pts}")
+    print("seconds: " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()))
+    return 0
+
+
+def _mean_curves(curves):
+    out = {}
+    for name, per_seed in curves.items():
+        if not per_seed or not per_seed[0]:
+            continue
+        n = min(len(c) for c in per_seed)
+        out[name] = [{"episodes": per_seed[0][k]["episodes"],
+                      "success_rate": float(np.mean([c[k]["success_rate"] for c in per_seed])),
+                      "per_seed": [c[k]["success_rate"] for c in per_seed]} for k in range(n)]
+    return out
+
+
+def _mean_offline(curves):
+    if not curves or not curves[0]:
+        return []
+    n = min(len(c) for c in curves)
+    return [{"step": curves[0][k]["step"],
+             "success_rate": float(np.mean([c[k]["success_rate"] for c in curves]))} for k in range(n)]
+
+
+def cmd_bench_actor(args) -> int:
+    from o2o.models import load_model
+    from o2o.schedulers.drl import DRLRule
+    from o2o.sim.engine import Engine
+    from o2o.sim.views import node_views, probe_answers
+
+    scenario, network = _scenario_network(args)
+    rule = DRLRule.from_model(load_model(args.model, nodes=network.n), scenario, network)
+    engine = Engine(scenario, network, sample_episodes(scenario, network, [0]))
+    for _ in range(5):  # a few slots in, so queues are not empty
+        from o2o.sim.run import rule_actions
+
+        engine.step(rule_actions(engine, rule)[0])
+    state = engine.node_state()
+    b, i = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    view = node_views(engine, state, b, i, rule.reads)
+    probes = probe_answers(engine, state, b)
+    rule.choose(view, probes)
+    best = float("inf")
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(args.decisions):
+            rule.choose(view, probes)
+        best = min(best, (time.perf_counter() - start) / args.decisions)
+    out = {"seconds_per_decision": best, "microseconds_per_decision": best * 1e6}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"drl actor (numpy), one decision (observation, mask, forward, sample): "
+              f"{best * 1e6:.1f} us")
+    return 0
+
+
+def _add_settings_arg(p) -> None:
+    p.add_argument("--settings", choices=["project", "paper"], default="project",
+                   help="hyper-parameters to start from: the paper's (V-A) or the project's changes "
+                        "to them (docs/learner.md; default project), before any override")
+
+
+def _add_common_train(p) -> None:
+    add_scenario_args(p)
+    _add_settings_arg(p)
+    p.add_argument("--out", required=True, metavar="MODEL_DIR",
+                   help="model folder to write (local path or fsspec URL, e.g. memory://m)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--set-hparam", dest="hparams", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a hyper-parameter, value read as YAML (repeatable)")
+    p.add_argument("--eval-episodes", type=int, default=10,
+                   help="held-out episodes to evaluate on (default 10; 0: none)")
+    p.add_argument("--eval-seed", type=int, default=0, help="first evaluation episode seed (default 0)")
+    p.add_argument("--log-dir", help="metrics.jsonl and TensorBoard folder (default MODEL_DIR/logs)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def register(sub, bench) -> None:
+    train = sub.add_parser("train", help="train O2O-DRL models (offline from logs, online)")
+    tsub = train.add_subparsers(dest="phase", metavar="PHASE")
+    tsub.required = True
+
+    p = tsub.add_parser("offline", help="Algorithm 1: discrete SAC + CQL + V from a data set")
+    p.add_argument("--dataset", required=True, help=".npz data set of transitions (see docs/learner.md)")
+    p.add_argument("--steps", type=int, default=OFFLINE_STEPS,
+                   help=f"gradient steps (default {OFFLINE_STEPS})")
+    _add_common_train(p)
+    p.set_defaults(func=cmd_train_offline)
+
+    p = tsub.add_parser("online", help="Algorithm 2: PPO + GAE fine-tuning in the simulator")
+    p.add_argument("--model", metavar="MODEL_DIR", help="offline model (actor and critic) to fine-tune")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="start from a random actor and critic (the online-only baseline)")
+    p.add_argument("--episodes", type=int, required=True, help="training episodes")
+    p.add_argument("--eval-every", type=int, default=0, metavar="EPISODES",
+                   help="evaluate every so many episodes (default 0: only at the end)")
+    _add_common_train(p)
+    p.set_defaults(func=cmd_train_online)
+
+    p = sub.add_parser("evaluate", help="run models (as the drl scheduler) and heuristics on the same episodes")
+    add_scenario_args(p)
+    p.add_argument("--model", action="append", metavar="MODEL_DIR", help="model folder or store (repeatable)")
+    p.add_argument("--name", action="append", help="table name for each --model, in order")
+    p.add_argument("--scheduler", action="append", metavar="NAME",
+                   help="heuristics to compare with: random, local, ratc, rda, esf, central")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    b = bench.add_parser("learn", help="O2O-DRL vs offline-only, online-only and heuristics "
+                                       "(data straight from the simulator)")
+    add_scenario_args(b)
+    _add_settings_arg(b)
+    b.add_argument("--seeds", type=int, default=3, help="training seeds (default 3)")
+    b.add_argument("--first-seed", type=int, default=0)
+    b.add_argument("--eval-episodes", type=int, default=10)
+    b.add_argument("--eval-seed", type=int, default=0)
+    b.add_argument("--heuristic", default="ratc", help="scheduler that produces the data (default ratc)")
+    b.add_argument("--data-episodes", type=int, default=DATA_EPISODES)
+    b.add_argument("--data-credit", choices=["slot", "decision"],
+                   help="reward credit of the data (default: the online setting's)")
+    b.add_argument("--offline-steps", type=int, default=OFFLINE_STEPS)
+    b.add_argument("--online-episodes", type=int, default=ONLINE_EPISODES)
+    b.add_argument("--eval-every", type=int, default=80, help="online evaluation period in episodes")
+    b.add_argument("--offline-eval-every", type=int, default=OFFLINE_STEPS // 5,
+                   help="offline evaluation period in steps (0: none)")
+    b.add_argument("--offline", dest="offline_hparams", action="append", default=[], metavar="KEY=VALUE")
+    b.add_argument("--online", dest="online_hparams", action="append", default=[], metavar="KEY=VALUE")
+    b.add_argument("--out", help="folder for bench_learn.json, metrics.jsonl and TensorBoard")
+    b.add_argument("--threads", type=int, default=1)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_learn)
+
+    a = bench.add_parser("actor", help="time of one drl decision with the numpy actor")
+    add_scenario_args(a)
+    a.add_argument("--model", required=True, metavar="MODEL_DIR")
+    a.add_argument("--decisions", type=int, default=2000)
+    a.add_argument("--repeats", type=int, default=3)
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_bench_actor)

@@ -1,0 +1,263 @@
+"""Online fine-tuning of O2O-DRL (paper IV-C3, Algorithm 2): PPO with GAE, from the offline actor
+and critic (both loaded), on the batched environment ``o2o.sim.env.OffloadVecEnv``.
+
+Each iteration (Alg. 2, lines 2-8):
+
+1. collect ``episodes_per_batch`` episodes D_k with the current policy; all B x N nodes of a slot
+   are decided in one forward pass, sampled by inverse CDF from a seeded generator;
+2. normalise the team rewards of D_k (``reward_norm``: ``batch`` = (r - mean) / std over D_k);
+3. GAE advantages per node trajectory with the critic of the collection (omega_old)::
+
+       delta_t = r_t + gamma V(o_{t+1}) - V(o_t)                                    (eq. 14)
+       A_t     = delta_t + gamma lambda A_{t+1}                                     (eq. 13)
+       V_t     = A_t + V(o_t)                                                       (eq. 15)
+
+   (t = T-1 is terminal: no bootstrap, A_T = 0);
+4. K epochs of minibatch steps: the actor by the PPO clip objective::
+
+       max mean min(rho A, clip(rho, 1 - eps, 1 + eps) A),  rho = pi(a|o) / pi_old(a|o)   (eqs. 16-18)
+
+   over the rows where the node had a task (a no-task row has one available action, rho = 1
+   and no gradient), and the critic by mean (V(o) - V_t)^2 over all rows (eq. 19).
+
+Masks are applied in every softmax. Online-only (the baseline) is the same algorithm from a
+random initialisation (``actor=None``) on the same number of environment steps.
+
+Training episodes use episode seeds ``10**9 * (seed + 1) + k`` (k = 0, 1, ...), far from the
+seeds used for logs and evaluation (below 10**8 in this project), and the same for O2O-DRL and
+online-only with the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from o2o.config import Scenario
+from o2o.learn.nets import Actor, Critic
+from o2o.learn.settings import ONLINE_EPISODES, OnlineSettings
+from o2o.learn.tracking import Tracker
+from o2o.network import Network
+from o2o.progress import progress_bar
+from o2o.schedulers.drl import sample_inverse_cdf
+from o2o.sim.env import OffloadVecEnv
+
+TRAIN_SEED_STRIDE = 1_000_000_000
+
+# ----------------------------------------------------------------------------- loss functions
+
+
+def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminals: np.ndarray,
+        gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """GAE (eqs. 13-15) along axis 0 (time). Returns (advantages A_t, value targets V_t)."""
+    not_term = 1.0 - terminals.astype(np.float64)
+    delta = rewards + gamma * not_term * next_values - values          # eq. 14
+    adv = np.zeros(np.broadcast_shapes(delta.shape), dtype=np.float64)
+    running = np.zeros(delta.shape[1:], dtype=np.float64)
+    for t in range(delta.shape[0] - 1, -1, -1):
+        running = delta[t] + gamma * lam * not_term[t] * running        # eq. 13
+        adv[t] = running
+    return adv, adv + values                                            # eq. 15
+
+
+def ppo_clip_objective(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor,
+                       advantages: torch.Tensor, clip: float) -> torch.Tensor:
+    """Eq. 16: mean min(rho A, eta(rho) A) with rho of eq. 17 and the clip eta of eq. 18."""
+    ratio = (new_log_prob - old_log_prob).exp()
+    return torch.min(ratio * advantages, ratio.clamp(1.0 - clip, 1.0 + clip) * advantages).mean()
+
+
+def normalize_batch_rewards(rewards: np.ndarray, mode: str, stats: dict[str, float] | None) -> np.ndarray:
+    if mode == "batch":
+        std = float(rewards.std())
+        return (rewards - rewards.mean()) / (std if std > 1e-8 else 1.0)
+    if mode == "fixed":
+        if not stats:
+            raise ValueError("reward_norm='fixed' needs the offline data set's reward statistics")
+        return (rewards - stats["mean"]) / stats["std"]
+    return rewards
+
+
+def train_episode_seeds(seed: int, start: int, count: int) -> list[int]:
+    return [TRAIN_SEED_STRIDE * (int(seed) + 1) + k for k in range(start, start + count)]
+
+
+# ----------------------------------------------------------------------------- algorithm
+
+
+@dataclass
+class OnlineResult:
+    """The fine-tuned actor and critic, the evaluation curve and the per-batch record."""
+
+    actor: Actor
+    critic: Critic
+    curve: list[dict[str, Any]]     # one point per evaluation: episodes, env_steps, success_rate...
+    history: list[dict[str, Any]]   # one record per batch: training success rate, losses
+    episodes: int
+    seconds: float
+
+
+class OnlinePPO:
+    """Algorithm 2 on ``OffloadVecEnv(scenario, network)``; from scratch when ``actor`` is None."""
+
+    def __init__(self, scenario: Scenario, network: Network, settings: OnlineSettings | None = None,
+                 actor: Actor | None = None, critic: Critic | None = None, seed: int = 0,
+                 reward_stats: dict[str, float] | None = None):
+        self.s = settings or OnlineSettings()
+        self.env = OffloadVecEnv(scenario, network, reward_credit=self.s.reward_credit)
+        self.scenario, self.network = scenario, network
+        self.seed = int(seed)
+        self.reward_stats = reward_stats
+        torch.manual_seed(seed)
+        d, a = self.env.obs_dim, self.env.n_actions
+        if (actor is None) != (critic is None):
+            raise ValueError("fine-tuning loads both the offline actor and critic (or neither)")
+        if actor is None:
+            actor, critic = Actor(d, a, self.s.hidden, self.s.self_head), Critic(d, self.s.hidden)
+        if actor.obs_dim != d or actor.n_actions != a or critic.obs_dim != d:
+            raise ValueError(f"actor/critic are for obs_dim {actor.obs_dim}, the env has {d}")
+        self.actor, self.critic = actor, critic
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.s.lr, foreach=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.s.lr, foreach=True)
+        self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x0A11]))
+        self.episodes_done = 0
+
+    # Alg. 2, line 2
+    def collect(self, seeds: list[int]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        env = self.env
+        obs, mask = env.reset(seeds)
+        B, N, T, D, A = len(seeds), env.n, self.scenario.slots, env.obs_dim, env.n_actions
+        buf = {"obs": np.empty((T, B, N, D), np.float32), "mask": np.empty((T, B, N, A), bool),
+               "act": np.empty((T, B, N), np.int64), "logp": np.empty((T, B, N), np.float32),
+               "value": np.empty((T, B, N), np.float32)}
+        for t in range(T):
+            o = torch.from_numpy(obs.reshape(-1, D))
+            m = torch.from_numpy(mask.reshape(-1, A))
+            with torch.no_grad():
+                log_pi = self.actor.log_probs(o, m)
+                value = self.critic(o)
+            act = sample_inverse_cdf(log_pi.exp().double().numpy(), self.rng.random(B * N))
+            buf["obs"][t], buf["mask"][t] = obs, mask
+            buf["act"][t] = act.reshape(B, N)
+            buf["logp"][t] = log_pi.gather(1, torch.from_numpy(act)[:, None]).squeeze(1).numpy().reshape(B, N)
+            buf["value"][t] = value.numpy().reshape(B, N)
+            obs, mask, _, done, info = env.step(act.reshape(B, N))
+        assert done.all()
+        buf["rewards"] = info["episode_rewards"].T.astype(np.float64)  # (T, B) team reward
+        return buf, info["metrics"]
+
+    # Alg. 2, lines 3-8
+    def update(self, buf: dict[str, np.ndarray]) -> dict[str, float]:
+        s = self.s
+        T, B, N = buf["act"].shape
+        rewards = normalize_batch_rewards(buf["rewards"], s.reward_norm, self.reward_stats)
+        values = buf["value"].astype(np.float64)
+        next_values = np.concatenate([values[1:], np.zeros_like(values[:1])])
+        terminals = np.zeros((T, 1, 1), dtype=bool)
+        terminals[-1] = True
+        adv, returns = gae(np.broadcast_to(rewards[:, :, None], (T, B, N)), values, next_values,
+                           np.broadcast_to(terminals, (T, B, N)), s.gamma, s.gae_lambda)
+        flat = lambda x: torch.from_numpy(np.ascontiguousarray(x).reshape(T * B * N, *x.shape[3:]))  # noqa: E731
+        obs, mask, act = flat(buf["obs"]), flat(buf["mask"]), flat(buf["act"])
+        old_logp, adv_t = flat(buf["logp"]), flat(adv.astype(np.float32))
+        ret_t = flat(returns.astype(np.float32))
+        decision = torch.nonzero(~mask[:, -1]).squeeze(1)  # rows with a task
+        rows = T * B * N
+        n_mb = max(1, math.ceil(decision.numel() / s.minibatch_size))
+        stats: dict[str, float] = {}
+        n_steps = 0
+        for _ in range(s.epochs):
+            dec_perm = decision[torch.from_numpy(self.rng.permutation(decision.numel()))]
+            all_perm = torch.from_numpy(self.rng.permutation(rows))
+            for dec_idx, all_idx in zip(dec_perm.tensor_split(n_mb), all_perm.tensor_split(n_mb)):
+                # Actor: PPO clip objective (eq. 16) on decision rows.
+                log_pi = self.actor.log_probs(obs[dec_idx], mask[dec_idx])
+                new_logp = log_pi.gather(1, act[dec_idx][:, None]).squeeze(1)
+                a = adv_t[dec_idx]
+                if s.normalize_advantages and a.numel() > 1:
+                    a = (a - a.mean()) / (a.std() + 1e-8)
+                objective = ppo_clip_objective(new_logp, old_logp[dec_idx], a, s.clip)
+                pi = log_pi.exp()
+                entropy = -(pi * log_pi).sum(-1).mean()
+                self.actor_opt.zero_grad(set_to_none=True)
+                (-(objective + s.entropy_coef * entropy)).backward()
+                torch.nn.utils.clip_grad_norm_(self.actor.parameters(), s.max_grad_norm)
+                self.actor_opt.step()
+                # Critic: MSE to the GAE targets (eq. 19) on all rows.
+                v_loss = ((self.critic(obs[all_idx]) - ret_t[all_idx]) ** 2).mean()
+                self.critic_opt.zero_grad(set_to_none=True)
+                v_loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.critic.parameters(), s.max_grad_norm)
+                self.critic_opt.step()
+                with torch.no_grad():
+                    log_ratio = new_logp - old_logp[dec_idx]
+                    kl = ((log_ratio.exp() - 1) - log_ratio).mean()
+                    clipfrac = ((log_ratio.exp() - 1).abs() > s.clip).float().mean()
+                for k, v in (("ppo_objective", objective), ("v_loss", v_loss), ("entropy", entropy),
+                             ("approx_kl", kl), ("clipfrac", clipfrac)):
+                    stats[k] = stats.get(k, 0.0) + float(v.detach())
+                n_steps += 1
+        return {k: v / n_steps for k, v in stats.items()}
+
+    def train(self, episodes: int, eval_every: int = 0,
+              eval_fn: Callable[[Actor], dict[str, Any]] | None = None,
+              tracker: Tracker | None = None, show_progress: bool = True,
+              desc: str = "online") -> OnlineResult:
+        """Run Algorithm 2 for ``episodes`` episodes (rounded up to whole batches). With
+        ``eval_fn``, evaluate before the first update (episodes = 0), then every ``eval_every``
+        episodes and at the end."""
+        start = time.perf_counter()
+        tracker = tracker or Tracker()
+        curve: list[dict[str, Any]] = []
+        history: list[dict[str, Any]] = []
+        T, N = self.scenario.slots, self.env.n
+        per_batch = self.s.episodes_per_batch
+
+        def evaluate() -> dict[str, Any]:
+            point = {"episodes": self.episodes_done, "env_steps": self.episodes_done * T,
+                     **eval_fn(self.actor), "elapsed_s": time.perf_counter() - start}
+            curve.append(tracker.log(f"{desc}_eval", self.episodes_done, point))
+            return point
+
+        last_eval = evaluate() if eval_fn is not None else {}
+        next_eval = eval_every if eval_every > 0 else None
+        with progress_bar(total=episodes, desc=desc, unit="episode", disable=not show_progress) as bar:
+            while self.episodes_done < episodes:
+                seeds = train_episode_seeds(self.seed, self.episodes_done, per_batch)
+                buf, metrics = self.collect(seeds)
+                record = self.update(buf)
+                self.episodes_done += per_batch
+                record.update({"train_success_rate": float(metrics["success_rate"].mean()),
+                               "episodes": self.episodes_done, "elapsed_s": time.perf_counter() - start})
+                history.append(tracker.log(desc, self.episodes_done, record))
+                finished = self.episodes_done >= episodes
+                if eval_fn is not None and ((next_eval is not None and self.episodes_done >= next_eval) or finished):
+                    last_eval = evaluate()
+                    while next_eval is not None and next_eval <= self.episodes_done:
+                        next_eval += eval_every
+                post = {"train": f"{record['train_success_rate']:.3f}"}
+                if "success_rate" in last_eval:
+                    post["eval"] = f"{last_eval['success_rate']:.3f}"
+                bar.set_postfix(post)
+                bar.update(per_batch)
+        return OnlineResult(self.actor, self.critic, curve, history, self.episodes_done,
+                            time.perf_counter() - start)
+
+
+def train_online(scenario: Scenario, network: Network, actor: Actor | None = None,
+                 critic: Critic | None = None, settings: OnlineSettings | None = None,
+                 episodes: int = ONLINE_EPISODES, seed: int = 0, eval_every: int = 0,
+                 eval_fn: Callable[[Actor], dict[str, Any]] | None = None,
+                 reward_stats: dict[str, float] | None = None, tracker: Tracker | None = None,
+                 show_progress: bool = True, desc: str = "online") -> OnlineResult:
+    """Algorithm 2: fine-tune ``actor`` and ``critic`` (both, from offline training) online for
+    ``episodes`` episodes; with ``actor=critic=None`` it is the online-only baseline.
+
+    The actor and critic passed in are trained in place and returned in the result."""
+    algo = OnlinePPO(scenario, network, settings, actor, critic, seed, reward_stats)
+    return algo.train(episodes, eval_every, eval_fn, tracker, show_progress, desc)

@@ -1,0 +1,275 @@
+"""Model files, manifests and the model store (SPEC section 6). No PyTorch on this path.
+
+A **model** is a folder (local path or any fsspec URL, e.g. ``memory://m``, ``s3://bucket/m``)::
+
+    manifest.json        what the weights are for (below), written last
+    model.safetensors    the actor's (and critic's) weights: plain tensors, no pickle
+
+The manifest::
+
+    {"format": "o2o-model", "format_version": 1, "version": 3,
+     "obs_layout": "o2o-obs-v1", "nodes": 20, "obs_dim": 66, "n_actions": 21,
+     "hidden": [64, 64], "activation": "relu", "actor_head": "plain",
+     "parts": ["actor", "critic"],
+     "weights_file": "model.safetensors", "sha256": "<hex of the weights file>",
+     "created": "2026-01-01T00:00:00Z", "training": {...free-form: phase, seed, settings...}}
+
+Loading checks every field against the weights and against what the caller expects (number of
+nodes, observation layout) and refuses a mismatch with a ``ModelError`` (a ``UserError``) that
+says what is wrong and what to do.
+
+A **model store** is a folder of versions ``v000001/``, ``v000002/``, ... each a model folder;
+a version counts once its manifest is written. ``ModelStore.latest()`` is what a node hot-swaps
+to.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import numpy as np
+from safetensors.numpy import load as _st_load
+from safetensors.numpy import save as _st_save
+
+from o2o.errors import UserError
+from o2o.sim.observe import OBS_LAYOUT_VERSION, obs_dim
+
+MODEL_FORMAT = "o2o-model"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "model.safetensors"
+PARTS = ("actor", "critic")
+HEADS = ("plain", "self")
+_VERSION_DIR = re.compile(r"^v(\d{6})$")
+
+
+class ModelError(UserError):
+    """A model cannot be used as asked; the message says why and what to change."""
+
+
+@dataclass
+class Model:
+    """A loaded model: its manifest and its weights as float32 numpy arrays."""
+
+    manifest: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    url: str
+
+    @property
+    def nodes(self) -> int:
+        return int(self.manifest["nodes"])
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return tuple(int(h) for h in self.manifest["hidden"])
+
+    @property
+    def version(self) -> int:
+        return int(self.manifest["version"])
+
+    @property
+    def self_head(self) -> bool:
+        return self.manifest.get("actor_head", "plain") == "self"
+
+    @property
+    def has_critic(self) -> bool:
+        return "critic" in self.manifest["parts"]
+
+    def layers(self, part: str = "actor") -> list[tuple[np.ndarray, np.ndarray]]:
+        """[(W, b), ...] of one part, W of shape (out, in)."""
+        k, out = 0, []
+        while f"{part}.l{k}.weight" in self.arrays:
+            out.append((self.arrays[f"{part}.l{k}.weight"], self.arrays[f"{part}.l{k}.bias"]))
+            k += 1
+        return out
+
+
+def _fs(url: str):
+    return fsspec.core.url_to_fs(str(url))
+
+
+def _join(path: str, name: str) -> str:
+    return path.rstrip("/") + "/" + name
+
+
+def expected_shapes(nodes: int, hidden: tuple[int, ...], parts=PARTS,
+                    self_head: bool = False) -> dict[str, tuple[int, ...]]:
+    """The array names and shapes a model for ``nodes`` with ``hidden`` layers holds."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for part in parts:
+        out_dim = nodes + 1 + int(self_head) if part == "actor" else 1
+        sizes = [obs_dim(nodes), *hidden, out_dim]
+        for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            shapes[f"{part}.l{k}.weight"] = (b, a)
+            shapes[f"{part}.l{k}.bias"] = (b,)
+    return shapes
+
+
+def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: tuple[int, ...],
+               self_head: bool = False, version: int = 1,
+               training: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write a model folder at ``url``: the weights, then the manifest. Returns the manifest."""
+    hidden = tuple(int(h) for h in hidden)
+    parts = tuple(p for p in PARTS if f"{p}.l0.weight" in arrays)
+    if "actor" not in parts:
+        raise ValueError("a model needs the actor's weights (actor.l0.weight, ...)")
+    want = expected_shapes(nodes, hidden, parts, self_head)
+    if set(arrays) != set(want):
+        raise ValueError(f"weights {sorted(arrays)} do not match the layout {sorted(want)}")
+    for name, shape in want.items():
+        if tuple(arrays[name].shape) != shape:
+            raise ValueError(f"{name} has shape {arrays[name].shape}, expected {shape}")
+    payload = _st_save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()})
+    manifest = {
+        "format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "version": int(version),
+        "obs_layout": OBS_LAYOUT_VERSION, "nodes": int(nodes), "obs_dim": obs_dim(nodes),
+        "n_actions": int(nodes) + 1, "hidden": list(hidden), "activation": "relu",
+        "actor_head": "self" if self_head else "plain", "parts": list(parts), "weights_file": WEIGHTS,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "training": training or {},
+    }
+    fs, path = _fs(url)
+    fs.makedirs(path, exist_ok=True)
+    with fs.open(_join(path, WEIGHTS), "wb") as f:
+        f.write(payload)
+    with fs.open(_join(path, MANIFEST), "wb") as f:
+        f.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
+    return manifest
+
+
+def _read_manifest(fs, path: str, url: str) -> dict[str, Any]:
+    where = _join(path, MANIFEST)
+    if not fs.exists(where):
+        raise ModelError(f"no model at {url}: {MANIFEST} is missing (train one with "
+                         "'o2o train offline', or point --model at a model folder or a store)")
+    try:
+        with fs.open(where, "rb") as f:
+            manifest = json.loads(f.read().decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"model {url}: {MANIFEST} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT:
+        raise ModelError(f"model {url}: {MANIFEST} is not an {MODEL_FORMAT} manifest")
+    return manifest
+
+
+def load_model(url: str, *, nodes: int | None = None, obs_layout: str = OBS_LAYOUT_VERSION,
+               need_critic: bool = False) -> Model:
+    """Load and check a model folder, or the latest version when ``url`` is a model store.
+
+    Refuses (``ModelError``) a missing file, a bad checksum, another observation layout,
+    another number of nodes than ``nodes``, weights that do not fit the manifest, and a model
+    without a critic when ``need_critic``."""
+    url = str(url)
+    fs, path = _fs(url)
+    if not fs.exists(_join(path, MANIFEST)):
+        store = ModelStore(url)
+        latest = store.latest()
+        if latest is not None:
+            return load_model(store.url_of(latest), nodes=nodes, obs_layout=obs_layout,
+                              need_critic=need_critic)
+    m = _read_manifest(fs, path, url)
+    if m.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"model {url} has format version {m.get('format_version')}; this o2o "
+                         f"reads version {FORMAT_VERSION}: retrain or re-export the model")
+    for key in ("version", "obs_layout", "nodes", "obs_dim", "n_actions", "hidden", "parts",
+                "weights_file", "sha256"):
+        if key not in m:
+            raise ModelError(f"model {url}: manifest lacks {key!r}")
+    if m["obs_layout"] != obs_layout:
+        raise ModelError(f"model {url} was trained on observation layout {m['obs_layout']!r}, "
+                         f"but this system uses {obs_layout!r}: retrain the model")
+    n = int(m["nodes"])
+    if nodes is not None and n != nodes:
+        raise ModelError(f"model {url} is for {n} nodes, but the network has {nodes}: use a model "
+                         f"trained on this scenario (or set nodes={n})")
+    if m["obs_dim"] != obs_dim(n) or m["n_actions"] != n + 1:
+        raise ModelError(f"model {url}: manifest says obs_dim {m['obs_dim']} and "
+                         f"{m['n_actions']} actions, which do not fit {n} nodes")
+    if m.get("activation", "relu") != "relu":
+        raise ModelError(f"model {url}: activation {m['activation']!r} is not supported (relu)")
+    head = m.get("actor_head", "plain")
+    if head not in HEADS:
+        raise ModelError(f"model {url}: actor_head {head!r} is not one of {', '.join(HEADS)}")
+    parts = tuple(m["parts"])
+    if "actor" not in parts or not set(parts) <= set(PARTS):
+        raise ModelError(f"model {url}: parts {list(parts)} must include 'actor' (and may include 'critic')")
+    if need_critic and "critic" not in parts:
+        raise ModelError(f"model {url} has no critic; online fine-tuning needs the actor and the "
+                         "critic (train offline first, or use --from-scratch)")
+    weights = _join(path, m["weights_file"])
+    if not fs.exists(weights):
+        raise ModelError(f"model {url}: weights file {m['weights_file']} is missing")
+    with fs.open(weights, "rb") as f:
+        payload = f.read()
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != m["sha256"]:
+        raise ModelError(f"model {url}: checksum mismatch (manifest {m['sha256'][:12]}..., file "
+                         f"{digest[:12]}...): the weights file is corrupt or was replaced")
+    try:
+        arrays = _st_load(payload)
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelError(f"model {url}: weights file is not valid safetensors ({exc})") from None
+    hidden = tuple(int(h) for h in m["hidden"])
+    want = expected_shapes(n, hidden, parts, head == "self")
+    if set(arrays) != set(want):
+        raise ModelError(f"model {url}: weights {sorted(arrays)} do not match the manifest's "
+                         f"layers {sorted(want)}")
+    for name, shape in want.items():
+        if tuple(arrays[name].shape) != shape:
+            raise ModelError(f"model {url}: {name} has shape {tuple(arrays[name].shape)}, the "
+                             f"manifest implies {shape}")
+    return Model(manifest=m, arrays={k: v.astype(np.float32, copy=False) for k, v in arrays.items()},
+                 url=url)
+
+
+class ModelStore:
+    """Versions of one model line, ``{url}/v000001``, ... (local folder or fsspec URL)."""
+
+    def __init__(self, url: str):
+        self.url = str(url).rstrip("/")
+        self.fs, self.path = _fs(self.url)
+
+    def url_of(self, version: int) -> str:
+        return f"{self.url}/v{int(version):06d}"
+
+    def versions(self) -> list[int]:
+        """Published versions (those with a manifest), ascending."""
+        if not self.fs.exists(self.path):
+            return []
+        found = []
+        for entry in self.fs.ls(self.path, detail=False):
+            name = str(entry).rstrip("/").rsplit("/", 1)[-1]
+            match = _VERSION_DIR.match(name)
+            if match and self.fs.exists(_join(_join(self.path, name), MANIFEST)):
+                found.append(int(match.group(1)))
+        return sorted(found)
+
+    def latest(self) -> int | None:
+        versions = self.versions()
+        return versions[-1] if versions else None
+
+    def publish(self, arrays: dict[str, np.ndarray], *, nodes: int, hidden: tuple[int, ...],
+                self_head: bool = False, training: dict[str, Any] | None = None) -> int:
+        """Write the next version and return its number."""
+        version = (self.latest() or 0) + 1
+        save_model(self.url_of(version), arrays, nodes=nodes, hidden=hidden, self_head=self_head,
+                   version=version, training=training)
+        return version
+
+    def load(self, version: int | None = None, **checks) -> Model:
+        """A version (default: the latest), checked as ``load_model`` does."""
+        if version is None:
+            version = self.latest()
+            if version is None:
+                raise ModelError(f"model store {self.url} has no versions yet")
+        elif version not in self.versions():
+            raise ModelError(f"model store {self.url} has no version {version} "
+                             f"(has {self.versions() or 'none'})")
+        return load_model(self.url_of(version), **checks)

@@ -1,0 +1,67 @@
+"""``o2o run``: the main job (see ``o2o.pipeline``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from o2o.config import load_scenario
+from o2o.errors import UserError
+from o2o.sim.commands import add_scenario_args
+
+
+def cmd_run(args) -> int:
+    from o2o.learn.settings import (OfflineSettings, OnlineSettings, project_offline_settings,
+                                    project_online_settings, with_overrides)
+    from o2o.pipeline import PLANS, run_pipeline
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    plan = PLANS["quick" if args.quick else "full"]
+    changes = {k: getattr(args, k) for k in ("seeds", "log_episodes", "offline_steps",
+                                                "online_episodes", "eval_episodes")
+               if getattr(args, k) is not None}
+    for key, value in changes.items():
+        if value < 1:
+            raise UserError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
+    plan = plan.scaled(**changes)
+    if args.settings == "paper":
+        offline, online = OfflineSettings(), OnlineSettings()
+    else:
+        offline, online = project_offline_settings(), project_online_settings()
+    offline = with_overrides(offline, args.set_offline)
+    online = with_overrides(online, args.set_online)
+    out = Path(args.out or f"runs/{'quick' if args.quick else 'main'}")
+    report = run_pipeline(scenario, out, plan, network_seed=args.network_seed,
+                          offline_settings=offline, online_settings=online, workers=args.workers,
+                          log=(lambda _msg: None) if args.json else print)
+    if args.json:
+        keys = ["random", "local", "rda", "ratc", "esf", "central", "offline-only", "online-only",
+                "o2o-drl", "bound"]
+        print(json.dumps({k: report[k] for k in keys}))
+    else:
+        print(f"results in {out}/ (results.json, results.md, learning_curve.png, comparison.png, "
+              "models/, logs.db, metrics/)")
+    return 0
+
+
+def register(sub, bench) -> None:
+    p = sub.add_parser("run", help="the whole O2O-DRL pipeline: RATC logs, offline training, "
+                       "online fine-tuning, baselines, evaluation, report")
+    add_scenario_args(p)
+    p.add_argument("--quick", action="store_true", help="a small run for a first look (minutes)")
+    p.add_argument("--seeds", type=int, help="training seeds (full: 3)")
+    p.add_argument("--out", help="run folder (default runs/main, or runs/quick with --quick)")
+    p.add_argument("--workers", type=int, help="parallel training processes (default: CPU count)")
+    p.add_argument("--log-episodes", type=int, help="RATC episodes logged for offline training")
+    p.add_argument("--offline-steps", type=int, help="gradient steps of offline training")
+    p.add_argument("--online-episodes", type=int, help="episodes of online fine-tuning (and online-only)")
+    p.add_argument("--eval-episodes", type=int, help="held-out evaluation episodes")
+    p.add_argument("--settings", choices=["project", "paper"], default="project",
+                   help="hyper-parameters to start from: the project's (default; docs/learner.md "
+                        "says what differs and why) or the paper's exact values")
+    p.add_argument("--set-offline", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an offline hyper-parameter (repeatable)")
+    p.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an online hyper-parameter (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
+    p.set_defaults(func=cmd_run)

@@ -1,0 +1,132 @@
+"""The ``drl`` scheduler: a learned actor run with numpy only (SPEC sections 3, 6).
+
+An edge node runs the actor without PyTorch: ``NumpyActor`` is the MLP of ``o2o.learn.nets``
+(Linear -> ReLU -> Linear -> ReLU -> Linear) over float32 arrays read from a model file, and
+``DRLRule`` is a decentralized ``Rule`` like the heuristics:
+
+1. it probes every node for its 1-bit overload flag (paper IV-B2: the mask's only input);
+2. it builds the node's observation with ``o2o.sim.observe.Observer`` from its own view;
+3. it samples from the masked softmax by inverse CDF with the episode's uniform ``view.u[:, 2]``,
+   so a simulated run is reproducible and every scheduler sees the same random numbers;
+4. it reports the probability it gave to its action (``action_prob``), which the task log keeps.
+
+Nothing here imports torch (tested in a subprocess with torch blocked).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from o2o.config import Scenario
+from o2o.models import Model, ModelError, load_model
+from o2o.network import Network
+from o2o.schedulers.base import NodeView, ProbeAnswers
+from o2o.schedulers.heuristics import Rule
+from o2o.sim.observe import Observer
+
+# The uniform of NodeView.u used to sample the policy (0 and 1 are the heuristics' probe picks).
+POLICY_UNIFORM = 2
+
+
+def masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Softmax over the available actions of each row; masked actions get probability 0."""
+    z = np.where(mask, logits.astype(np.float64), -np.inf)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def sample_inverse_cdf(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """One action per row: the first index whose cumulative probability exceeds ``u`` in [0, 1).
+    Actions of probability 0 are never chosen (rounding at the top falls back on the last
+    action of positive probability)."""
+    cdf = np.cumsum(probs, axis=-1)
+    above = cdf > np.asarray(u)[:, None]
+    last_positive = probs.shape[-1] - 1 - np.argmax((probs > 0)[:, ::-1], axis=-1)
+    return np.where(above.any(axis=-1), np.argmax(above, axis=-1), last_positive).astype(np.int64)
+
+
+class NumpyActor:
+    """pi_theta(a | o) from a model's actor weights, in numpy."""
+
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], self_head: bool = False):
+        self.layers = [(np.ascontiguousarray(w.T, dtype=np.float32), np.asarray(b, dtype=np.float32))
+                       for w, b in layers]
+        self.self_head = bool(self_head)
+        self.obs_dim = self.layers[0][0].shape[0]
+        self.n_actions = self.layers[-1][0].shape[1] - int(self.self_head)
+
+    @classmethod
+    def from_model(cls, model: Model) -> "NumpyActor":
+        return cls(model.layers("actor"), self_head=model.self_head)
+
+    @classmethod
+    def load(cls, url: str, nodes: int | None = None) -> "NumpyActor":
+        return cls.from_model(load_model(url, nodes=nodes))
+
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        x = np.asarray(obs, dtype=np.float32)
+        for k, (w, b) in enumerate(self.layers):
+            x = x @ w + b
+            if k < len(self.layers) - 1:
+                np.maximum(x, 0.0, out=x)
+        if self.self_head:
+            # The extra unit is added to the deciding node's own action (one-hot in obs[:, :N]).
+            n = self.n_actions - 1
+            logits = x[:, :self.n_actions].copy()
+            logits[:, :n] += np.asarray(obs, dtype=np.float32)[:, :n] * x[:, self.n_actions:]
+            return logits
+        return x
+
+    def probs(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(M, N+1) masked policy probabilities (float64)."""
+        return masked_softmax(self.logits(obs), np.asarray(mask, dtype=bool))
+
+
+class DRLRule(Rule):
+    """Decentralized rule that samples the learned actor's masked policy."""
+
+    name = "drl"
+    reads = frozenset({"recv_len"})
+
+    def __init__(self, actor: NumpyActor, observer: Observer):
+        if actor.obs_dim != 3 * observer.n + 6 or actor.n_actions != observer.n + 1:
+            raise ModelError(f"actor has {actor.obs_dim} inputs and {actor.n_actions} actions, "
+                             f"which do not fit {observer.n} nodes")
+        self.actor = actor
+        self.observer = observer
+        self._last: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def from_model(cls, model: Model | str, scenario: Scenario, network: Network) -> "DRLRule":
+        """From a loaded ``Model`` or a model URL; the model must be for this many nodes."""
+        if not isinstance(model, Model):
+            model = load_model(model, nodes=network.n)
+        elif model.nodes != network.n:
+            raise ModelError(f"model {model.url} is for {model.nodes} nodes, but the network has "
+                             f"{network.n}")
+        return cls(NumpyActor.from_model(model), Observer(scenario, network))
+
+    def probe_targets(self, view: NodeView) -> np.ndarray:
+        return np.ones((view.m, view.n), dtype=bool)  # the 1-bit overload flag of every node
+
+    def observe(self, view: NodeView, probes: ProbeAnswers) -> tuple[np.ndarray, np.ndarray]:
+        """Observations (M, 3N+6) and masks (M, N+1) of deciding nodes (all have a task)."""
+        has = np.ones(view.m, dtype=bool)
+        obs = self.observer.observe(view.node, view.exec_len, view.recv_len, has,
+                                    view.size_bytes, view.cycles, view.deadline_s)
+        mask = self.observer.mask(view.node, has, probes.overloaded)
+        return obs, mask
+
+    def choose(self, view: NodeView, probes: ProbeAnswers) -> np.ndarray:
+        obs, mask = self.observe(view, probes)
+        probs = self.actor.probs(obs, mask)
+        actions = sample_inverse_cdf(probs, view.u[:, POLICY_UNIFORM])
+        self._last = (id(view), probs, actions)
+        return actions
+
+    def action_prob(self, view: NodeView, actions: np.ndarray) -> np.ndarray | None:
+        if self._last is None or self._last[0] != id(view):
+            return None
+        probs = self._last[1]
+        return probs[np.arange(view.m), np.asarray(actions, dtype=np.int64)]

@@ -1,0 +1,88 @@
+"""The drl scheduler in the simulator: the same observation as the env, reproducible sampling."""
+
+import numpy as np
+import torch
+
+from o2o.config import load_scenario
+from o2o.learn.evaluate import as_numpy_actor, evaluate_policy, mean_ci95
+from o2o.learn.nets import Actor
+from o2o.network import sample_network
+from o2o.schedulers import make_scheduler
+from o2o.schedulers.drl import DRLRule
+from o2o.sim.env import OffloadVecEnv
+from o2o.sim.episodes import sample_episodes
+from o2o.sim.observe import Observer
+from o2o.sim.run import rollout, rule_actions, simulate
+from o2o.sim.views import node_views, probe_answers
+
+SC = load_scenario("paper-sim", ["nodes=5", "slots=12"])
+NET = sample_network(SC, 3)
+
+
+def rule(seed=0, self_head=False):
+    torch.manual_seed(seed)
+    actor = Actor(3 * 5 + 6, 6, (64, 64), self_head)
+    return DRLRule(as_numpy_actor(actor), Observer(SC, NET)), actor
+
+
+def test_rule_builds_the_env_observation_and_mask():
+    drl, _ = rule()
+    env = OffloadVecEnv(SC, NET)
+    env.reset([0, 1, 2])
+    ratc = make_scheduler("ratc")
+    for _ in range(6):  # load the queues a little
+        env.step(rule_actions(env.engine, ratc)[0])
+    obs_env, mask_env = env._observe()
+    e = env.engine
+    state = e.node_state()
+    b, i = np.nonzero(e.ep.has_task[:, e.t, :])
+    assert b.size > 0
+    view = node_views(e, state, b, i, drl.reads)
+    obs, mask = drl.observe(view, probe_answers(e, state, b))
+    np.testing.assert_array_equal(obs, obs_env[b, i])
+    np.testing.assert_array_equal(mask, mask_env[b, i])
+    assert drl.probe_targets(view).all()
+
+
+def test_rule_runs_in_simulate_reproducibly_with_probabilities():
+    drl, actor = rule()
+    seeds = [0, 1, 2, 3]
+    m1 = simulate(SC, NET, seeds, drl, batch_size=3)
+    m2 = simulate(SC, NET, seeds, rule()[0], batch_size=2)
+    for k in m1:
+        np.testing.assert_array_equal(m1[k], m2[k])
+    assert m1["tasks"].sum() > 0 and 0 <= m1["success_rate"].min() <= m1["success_rate"].max() <= 1
+    ro = rollout(SC, NET, sample_episodes(SC, NET, seeds), drl)
+    has = ro.engine.ep.has_task
+    assert np.isfinite(ro.action_prob[has]).all() and (ro.action_prob[has] > 0).all()
+    assert np.isnan(ro.action_prob[~has]).all()
+    assert (ro.actions[has] < 5).all() and (ro.actions[~has] == 5).all()
+    # evaluate_policy runs the same rule from the torch actor
+    np.testing.assert_array_equal(evaluate_policy(SC, NET, actor, seeds)["success_rate"], m1["success_rate"])
+
+
+def test_rule_never_sends_to_an_overloaded_peer():
+    # A tiny overload threshold and a task at every node in every slot: peers are often flagged.
+    sc = load_scenario("paper-sim", ["nodes=4", "slots=30", "queue_coef=0.01", "arrival_prob=1"])
+    net = sample_network(sc, 0)
+    torch.manual_seed(0)
+    drl = DRLRule(as_numpy_actor(Actor(18, 5)), Observer(sc, net))
+    overloaded_sends = overloaded_seen = 0
+
+    def check(engine, actions, probs):
+        nonlocal overloaded_sends, overloaded_seen
+        state = engine.node_state()
+        overloaded_seen += int(state.overloaded.sum())
+        b, i = np.nonzero(engine.ep.has_task[:, engine.t, :])
+        j = actions[b, i]
+        overloaded_sends += int((state.overloaded[b, j] & (j != i)).sum())
+
+    rollout(sc, net, sample_episodes(sc, net, [0, 1]), drl, on_step=check)
+    assert overloaded_seen > 0 and overloaded_sends == 0
+
+
+def test_mean_ci95():
+    mean, lo, hi = mean_ci95([1.0, 2.0, 3.0])
+    assert mean == 2.0 and hi - mean == mean - lo
+    assert hi - mean == np.float64(4.303 * 1.0 / np.sqrt(3))
+    assert mean_ci95([0.5]) == (0.5, 0.5, 0.5)

@@ -1,0 +1,196 @@
+"""Model files, manifests, the store, and the numpy actor."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import fsspec
+import numpy as np
+import pytest
+import torch
+
+from o2o.learn.io import load_policy, publish_policy, save_policy
+from o2o.learn.nets import Actor, Critic
+from o2o.models import ModelError, ModelStore, load_model, save_model
+from o2o.schedulers.drl import NumpyActor, masked_softmax, sample_inverse_cdf
+
+N = 4
+D = 3 * N + 6
+
+
+def make_policy(seed=0, self_head=False):
+    torch.manual_seed(seed)
+    return Actor(D, N + 1, (64, 64), self_head), Critic(D, (64, 64))
+
+
+def random_inputs(m=64, seed=1):
+    rng = np.random.default_rng(seed)
+    obs = rng.random((m, D)).astype(np.float32)
+    obs[:, :N] = np.eye(N)[rng.integers(0, N, m)]
+    mask = rng.random((m, N + 1)) < 0.6
+    mask[np.arange(m), rng.integers(0, N + 1, m)] = True
+    return obs, mask
+
+
+@pytest.fixture(params=["local", "memory"])
+def url(request, tmp_path):
+    if request.param == "local":
+        yield str(tmp_path / "model")
+        return
+    name = f"memory://models-{request.node.name.replace('[', '-').replace(']', '')}"
+    yield name
+    fs, path = fsspec.core.url_to_fs(name)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+@pytest.mark.parametrize("self_head", [False, True])
+def test_round_trip_and_numpy_actor_equals_torch(url, self_head):
+    actor, critic = make_policy(self_head=self_head)
+    manifest = save_policy(url, actor, critic, training={"phase": "offline", "seed": 0})
+    assert manifest["nodes"] == N and manifest["obs_dim"] == D and manifest["n_actions"] == N + 1
+    assert manifest["hidden"] == [64, 64] and manifest["obs_layout"] == "o2o-obs-v1"
+    assert len(manifest["sha256"]) == 64 and manifest["created"].endswith("Z")
+    actor2, critic2, model = load_policy(url, nodes=N, need_critic=True)
+    assert model.manifest["training"] == {"phase": "offline", "seed": 0}
+    for a, b in zip(actor.parameters(), actor2.parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(critic.parameters(), critic2.parameters()):
+        assert torch.equal(a, b)
+    obs, mask = random_inputs()
+    with torch.no_grad():
+        p_torch = actor.probs(torch.from_numpy(obs), torch.from_numpy(mask)).numpy()
+    p_np = NumpyActor.from_model(load_model(url)).probs(obs, mask)
+    np.testing.assert_allclose(p_np, p_torch, atol=1e-5)
+    assert np.all(p_np[~mask] == 0.0)
+    np.testing.assert_allclose(p_np.sum(1), 1.0, atol=1e-9)
+
+
+def test_weights_file_is_not_pickle(tmp_path):
+    actor, critic = make_policy()
+    save_policy(str(tmp_path / "m"), actor, critic)
+    head = (tmp_path / "m" / "model.safetensors").read_bytes()[:16]
+    assert not head.startswith(b"\x80")  # no pickle protocol header
+    names = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert names == ["manifest.json", "model.safetensors"]
+
+
+def _edit_manifest(path, **changes):
+    m = json.loads((path / "manifest.json").read_text())
+    m.update(changes)
+    (path / "manifest.json").write_text(json.dumps(m))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"obs_layout": "o2o-obs-v0"}, "observation layout"),
+    ({"format_version": 99}, "format version"),
+    ({"hidden": [32, 32]}, "do not match|shape"),
+    ({"actor_head": "self"}, "do not match|shape"),
+    ({"actor_head": "fancy"}, "actor_head"),
+    ({"sha256": "0" * 64}, "checksum"),
+    ({"format": "something-else"}, "manifest"),
+])
+def test_mismatches_are_refused(tmp_path, change, message):
+    actor, critic = make_policy()
+    save_policy(str(tmp_path / "m"), actor, critic)
+    _edit_manifest(tmp_path / "m", **change)
+    with pytest.raises(ModelError, match=message):
+        load_model(str(tmp_path / "m"))
+
+
+def test_wrong_nodes_missing_files_corrupt_weights_no_critic(tmp_path):
+    actor, critic = make_policy()
+    good = tmp_path / "m"
+    save_policy(str(good), actor, critic)
+    with pytest.raises(ModelError, match="is for 4 nodes, but the network has 20"):
+        load_model(str(good), nodes=20)
+    with pytest.raises(ModelError, match="manifest.json is missing"):
+        load_model(str(tmp_path / "nothing"))
+    data = bytearray((good / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (good / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        load_model(str(good))
+    (good / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match="weights file model.safetensors is missing"):
+        load_model(str(good))
+    save_policy(str(tmp_path / "actor-only"), actor)
+    assert load_model(str(tmp_path / "actor-only")).has_critic is False
+    with pytest.raises(ModelError, match="no critic"):
+        load_model(str(tmp_path / "actor-only"), need_critic=True)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        load_model(str(tmp_path / "bad"))
+
+
+def test_save_refuses_inconsistent_arrays(tmp_path):
+    actor, critic = make_policy()
+    from o2o.learn.nets import policy_arrays
+
+    arrays = policy_arrays(actor, critic)
+    with pytest.raises(ValueError):
+        save_model(str(tmp_path / "m"), arrays, nodes=5, hidden=(64, 64))
+
+
+@pytest.mark.parametrize("root", ["local", "memory"])
+def test_store_versions_and_latest(tmp_path, root):
+    store_url = str(tmp_path / "store") if root == "local" else "memory://store-versions"
+    store = ModelStore(store_url)
+    assert store.versions() == [] and store.latest() is None
+    with pytest.raises(ModelError, match="no versions"):
+        store.load()
+    actor, critic = make_policy(0)
+    assert publish_policy(store_url, actor, critic) == 1
+    actor2, critic2 = make_policy(1)
+    assert publish_policy(store_url, actor2, critic2, training={"phase": "online"}) == 2
+    assert store.versions() == [1, 2] and store.latest() == 2
+    assert store.load().version == 2 and store.load(1).version == 1
+    with pytest.raises(ModelError, match="no version 7"):
+        store.load(7)
+    # A store URL given as a model loads its latest version.
+    assert load_model(store_url).manifest["training"] == {"phase": "online"}
+    # A version without a manifest (being written) does not count.
+    fs, path = fsspec.core.url_to_fs(store_url)
+    fs.makedirs(path + "/v000003", exist_ok=True)
+    assert store.latest() == 2
+    if root == "memory":
+        fs.rm(path, recursive=True)
+
+
+def test_inverse_cdf_sampling():
+    p = np.array([[0.2, 0.0, 0.8], [0.0, 1.0, 0.0], [0.5, 0.5, 0.0]])
+    assert sample_inverse_cdf(p, np.array([0.1, 0.0, 0.5])).tolist() == [0, 1, 1]
+    assert sample_inverse_cdf(p, np.array([0.2, 0.999, 0.49])).tolist() == [2, 1, 0]
+    # Rounding at the top never picks a zero-probability action.
+    q = np.array([[0.3, 0.3, 0.3, 0.0]])
+    assert sample_inverse_cdf(q, np.array([0.9999999])).tolist() == [2]
+    u = np.random.default_rng(0).random(20000)
+    freq = np.bincount(sample_inverse_cdf(np.repeat(p[:1], 20000, 0), u), minlength=3) / 20000
+    assert freq == pytest.approx([0.2, 0.0, 0.8], abs=0.015)
+    assert masked_softmax(np.array([[1.0, 5.0]]), np.array([[True, False]])).tolist() == [[1.0, 0.0]]
+
+
+def test_numpy_path_does_not_import_torch(tmp_path):
+    actor, critic = make_policy(self_head=True)
+    save_policy(str(tmp_path / "m"), actor, critic)
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["torch"] = None  # any import of torch now fails
+        import numpy as np
+        from o2o.config import load_scenario
+        from o2o.network import sample_network
+        from o2o.schedulers.drl import DRLRule
+        from o2o.sim.run import simulate
+        sc = load_scenario("paper-sim", ["nodes={N}", "slots=5"])
+        net = sample_network(sc, 0)
+        rule = DRLRule.from_model({str(tmp_path / 'm')!r}, sc, net)
+        m = simulate(sc, net, [0, 1], rule)
+        assert m["tasks"].sum() > 0
+        assert not any(k == "torch" or k.startswith("torch.") for k, v in sys.modules.items() if v is not None)
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -1,0 +1,56 @@
+"""``o2o run`` end to end on a tiny scenario: every phase, every output."""
+
+import json
+
+import numpy as np
+
+from o2o.cli import main
+from o2o.logs.store import LogStore
+from o2o.models import load_model
+from o2o.pipeline import METHODS
+
+TINY = ["--set", "nodes=4", "--set", "slots=10", "--seeds", "2", "--log-episodes", "4",
+        "--offline-steps", "40", "--online-episodes", "16", "--eval-episodes", "3", "--quick"]
+
+
+def test_run_writes_the_comparison_models_logs_and_plots(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", *TINY, "--workers", "1", "--out", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    report = json.loads((out / "results.json").read_text())
+    assert set(printed) == {*METHODS, "bound"}
+    for method in METHODS:
+        r = report[method]
+        lo, hi = r["ci95"]
+        assert lo <= r["success_rate"] <= hi and 0 <= r["success_rate"] <= report["bound"] <= 1
+        assert printed[method]["success_rate"] == r["success_rate"]
+    for method in ("offline-only", "online-only", "o2o-drl"):
+        assert len(report[method]["per_seed"]) == 2
+        for seed in (0, 1):
+            model = load_model(str(out / "models" / method / f"seed{seed}"), nodes=4)
+            assert model.manifest["training"]["method"] == method
+    # The learning curves start where they should: online-only from its random initialisation,
+    # O2O-DRL from the offline actor (same evaluation episodes, so the same number).
+    for curve in report["curves"]:
+        assert curve["o2o"][0]["episodes"] == 0 and curve["o2o"][-1]["episodes"] == 16
+        assert curve["o2o"][0]["success_rate"] == curve["offline"][-1]["success_rate"]
+    assert report["cold_start"]["o2o_first_online_episodes"] > 0
+    for name in ("results.md", "learning_curve.png", "comparison.png", "logs.db"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "metrics" / "seed0" / "metrics.jsonl").exists()
+    with LogStore.open(out / "logs.db") as store:
+        (run,) = store.runs()
+        assert run.scheduler == "ratc" and run.status == "completed"
+        assert len(store.episode_ids(run.id)) == 4
+    # The heuristics are evaluated on the held-out episodes, deterministically.
+    assert np.isfinite(report["timing_s"]["total"])
+
+
+def test_run_refuses_to_overwrite_a_finished_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    assert main(["run", *TINY, "--out", str(out)]) == 2
+    assert "already holds a finished run" in capsys.readouterr().err
+    assert main(["run", "--quick", "--seeds", "0", "--out", str(tmp_path / "x")]) == 2
+    assert main(["run", "--quick", "--set-offline", "nonsense=1", "--out", str(tmp_path / "y")]) == 2

@@ -7,7 +7,7 @@ from o2o.config import load_scenario
 from o2o.network import sample_network
 from o2o.schedulers import SCHEDULERS, episode_bound, make_scheduler
 from o2o.schedulers.heuristics import Rule
-from o2o.sim.engine import DROP, EXEC_FAIL, SUCCESS, TRANS_FAIL
+from o2o.sim.engine import DROP, EXEC_FAIL, TRANS_FAIL
 from o2o.sim.episodes import sample_episodes
 from o2o.sim.run import rollout, simulate
 

@@ -13,11 +13,9 @@ from o2o.config import load_scenario
 from o2o.errors import UserError
 from o2o.learn.settings import DATA_EPISODES, OFFLINE_STEPS, ONLINE_EPISODES
 from o2o.network import sample_network
-from o2o.progress import progress_bar
-from o2o.schedulers import episode_bound, make_scheduler
-from o2o.sim.commands import add_scenario_args, format_table, summarize
+from o2o.schedulers import make_scheduler
+from o2o.sim.commands import add_scenario_args, compare_schedulers
 from o2o.sim.episodes import sample_episodes
-from o2o.sim.run import simulate
 
 
 def _torch_threads(n: int) -> None:
@@ -170,20 +168,8 @@ def cmd_evaluate(args) -> int:
         rules[name] = DRLRule.from_model(load_model(url, nodes=network.n), scenario, network)
     for name in args.scheduler or []:
         rules[name] = make_scheduler(name)
-    results = {}
-    with progress_bar(total=len(rules) * len(seeds), desc="evaluate", unit="episode",
-                      disable=args.json) as bar:
-        for name, rule in rules.items():
-            bar.set_postfix_str(name)
-            results[name] = summarize(simulate(scenario, network, seeds, rule, progress=bar.update))
-    bound = float(episode_bound(network, sample_episodes(scenario, network, seeds)).mean())
-    if args.json:
-        print(json.dumps({**results, "bound": bound}))
-    else:
-        print(f"scenario {scenario.name}, network seed {args.network_seed}, "
-              f"episodes {args.seed}..{args.seed + args.episodes - 1}")
-        print(format_table(results, bound))
-    return 0
+    return compare_schedulers(scenario, network, rules, seeds, network_seed=args.network_seed,
+                              as_json=args.json)
 
 
 def cmd_bench_learn(args) -> int:

@@ -215,7 +215,7 @@ class OnlinePPO:
         tracker = tracker or Tracker()
         curve: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
-        T, N = self.scenario.slots, self.env.n
+        T = self.scenario.slots
         per_batch = self.s.episodes_per_batch
 
         def evaluate() -> dict[str, Any]:

@@ -59,30 +59,37 @@ def format_table(results: dict[str, dict], bound: float) -> str:
     return "\n".join(lines)
 
 
+def compare_schedulers(scenario, network, schedulers: dict, seeds: list[int], *, network_seed: int,
+                       as_json: bool, batch_size: int = 64) -> int:
+    """Run every scheduler on the same episodes and print the table (or the JSON object) of
+    ``o2o simulate``; shared by ``o2o simulate`` and ``o2o evaluate``."""
+    results = {}
+    with progress_bar(total=len(schedulers) * len(seeds), desc="simulate", unit="episode",
+                      disable=as_json) as bar:
+        for name, sched in schedulers.items():
+            bar.set_postfix_str(name)
+            metrics = simulate(scenario, network, seeds, sched, batch_size=batch_size,
+                               progress=bar.update)
+            results[name] = summarize(metrics, extended=not as_json)
+    bound = float(episode_bound(network, sample_episodes(scenario, network, seeds)).mean())
+    if as_json:
+        print(json.dumps({**results, "bound": bound}))
+    else:
+        print(f"scenario {scenario.name}, network seed {network_seed}, "
+              f"episodes {seeds[0]}..{seeds[-1]}")
+        print(format_table(results, bound))
+    return 0
+
+
 def cmd_simulate(args) -> int:
     if args.episodes < 1:
         raise UserError("--episodes must be at least 1")
     scenario = load_scenario(args.scenario, args.overrides)
     network = sample_network(scenario, args.network_seed)
-    names = args.scheduler or ["ratc"]
-    schedulers = {name: make_scheduler(name) for name in names}
+    schedulers = {name: make_scheduler(name) for name in args.scheduler or ["ratc"]}
     seeds = [args.seed + k for k in range(args.episodes)]
-    results = {}
-    with progress_bar(total=len(names) * len(seeds), desc="simulate", unit="episode",
-                      disable=args.json) as bar:
-        for name, sched in schedulers.items():
-            bar.set_postfix_str(name)
-            metrics = simulate(scenario, network, seeds, sched, batch_size=args.batch_size,
-                               progress=bar.update)
-            results[name] = summarize(metrics, extended=not args.json)
-    bound = float(episode_bound(network, sample_episodes(scenario, network, seeds)).mean())
-    if args.json:
-        print(json.dumps({**results, "bound": bound}))
-    else:
-        print(f"scenario {scenario.name}, network seed {args.network_seed}, "
-              f"episodes {args.seed}..{args.seed + args.episodes - 1}")
-        print(format_table(results, bound))
-    return 0
+    return compare_schedulers(scenario, network, schedulers, seeds, network_seed=args.network_seed,
+                              as_json=args.json, batch_size=args.batch_size)
 
 
 def measure_throughput(scenario, network, scheduler, batch: int, repeats: int) -> float:

@@ -117,7 +117,7 @@ def _seed_job(args: dict[str, Any]) -> SeedResult:
 
         start = time.perf_counter()
         offline = train_offline(dataset, offline_settings, seed=seed, steps=plan.offline_steps,
-                                callback=offline_callback, tracker=tracker, show_progress=False)
+                                callback=offline_callback, tracker=tracker, show_progress=seed == 0)
         seconds["offline"] = time.perf_counter() - start
         save("offline-only", offline.actor, offline.critic, {"steps": plan.offline_steps})
         final["offline-only"] = evaluate_policy(scenario, network, offline.actor, eval_seeds)["success_rate"].tolist()
@@ -126,7 +126,7 @@ def _seed_job(args: dict[str, Any]) -> SeedResult:
         o2o = train_online(scenario, network, offline.actor, offline.critic, args["online_settings"],
                            episodes=plan.online_episodes, seed=seed, eval_every=plan.online_eval_every,
                            eval_fn=curve_fn, reward_stats=offline.reward_stats, tracker=tracker,
-                           show_progress=False, desc="o2o")
+                           show_progress=seed == 0, desc="o2o")
         seconds["online"] = time.perf_counter() - start
         save("o2o-drl", o2o.actor, o2o.critic, {"online_episodes": o2o.episodes})
         final["o2o-drl"] = evaluate_policy(scenario, network, o2o.actor, eval_seeds)["success_rate"].tolist()
@@ -134,7 +134,7 @@ def _seed_job(args: dict[str, Any]) -> SeedResult:
         start = time.perf_counter()
         scratch = train_online(scenario, network, None, None, args["online_settings"],
                                episodes=plan.online_episodes, seed=seed, eval_every=plan.online_eval_every,
-                               eval_fn=curve_fn, tracker=tracker, show_progress=False, desc="online_only")
+                               eval_fn=curve_fn, tracker=tracker, show_progress=seed == 0, desc="online_only")
         seconds["online_only"] = time.perf_counter() - start
         save("online-only", scratch.actor, scratch.critic, {"online_episodes": scratch.episodes})
         final["online-only"] = evaluate_policy(scenario, network, scratch.actor, eval_seeds)["success_rate"].tolist()
@@ -183,12 +183,15 @@ def cold_start(learned: list[SeedResult]) -> dict[str, Any]:
         after = [p for p in curve if p["episodes"] > 0]
         return after[0] if after else None
 
-    out = {"offline_only": [r.offline_curve[-1]["success_rate"] for r in learned if r.offline_curve]}
+    out = {"offline_only": [r.offline_curve[-1]["success_rate"] for r in learned if r.offline_curve],
+           # Online-only before its first update: the random initialisation.
+           "online_only_start": [r.online_only_curve[0]["success_rate"] for r in learned
+                                 if r.online_only_curve and r.online_only_curve[0]["episodes"] == 0]}
     for name, attr in (("o2o_first_online", "o2o_curve"), ("online_only_first", "online_only_curve")):
         points = [first_after_update(getattr(r, attr)) for r in learned]
         out[name] = [p["success_rate"] for p in points if p is not None]
         out[name + "_episodes"] = points[0]["episodes"] if points and points[0] else None
-    for key in ("offline_only", "o2o_first_online", "online_only_first"):
+    for key in ("offline_only", "o2o_first_online", "online_only_start", "online_only_first"):
         mean, lo, hi = t_interval(out[key]) if out[key] else (float("nan"),) * 3
         out[key + "_mean"], out[key + "_ci95"] = mean, [lo, hi]
     return out
@@ -241,7 +244,8 @@ def plot_learning_curve(path: Path, learned: list[SeedResult], results: dict[str
     ax_off.set_ylabel("task success rate")
     fig.legend(*ax_on.get_legend_handles_labels(), fontsize=7, loc="lower center", ncol=6,
                bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle("Learning curve (evaluation episodes, mean over training seeds; band: min-max)")
+    fig.suptitle("Learning curve on the learning-curve episodes (mean over training seeds, band: min-max);\n"
+                 "dashed lines: the heuristics on the held-out comparison episodes", fontsize=10)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -196,15 +196,11 @@ def episode_bound_mean(scenario: Scenario, network: Network, seeds: list[int]) -
     return float(episode_bound(network, sample_episodes(scenario, network, seeds)).mean())
 
 
-# ------------------------------------------------------------------------------ o2o testbed run
-def cmd_run(args) -> int:
-    from o2o.logs.store import LogStore, describe_db
-
-    scenario, network, runtime = testbed_setup(args)
-    check_scheduler(args.scheduler, args.model)
-    kills = [KillPlan.parse(text, scenario, args.episodes) for text in args.kill_node]
-    seeds = [args.seed + k for k in range(args.episodes)]
-    _setup_logging(args.verbose)
+def run_testbed_phase(args, scenario: Scenario, network: Network, runtime, seeds: list[int],
+                      phase: str, kills: list) -> "TestbedRun":
+    """Bring a local testbed up, run ``args.scheduler`` (a ``drl`` model announced first) on
+    ``seeds`` with the task log in ``args.db``, and take it down; shared by run and compare."""
+    from o2o.logs.store import LogStore
 
     async def main() -> TestbedRun:
         with LogStore.open(args.db, create=True) as store:
@@ -218,10 +214,23 @@ def cmd_run(args) -> int:
                 with progress_bar(total=len(seeds), desc=f"testbed {args.scheduler}", unit="episode",
                                   disable=args.json) as bar:
                     return await run_phase(tb, store, scenario, network, args.scheduler, seeds,
-                                           network_seed=args.network_seed, phase=args.phase,
+                                           network_seed=args.network_seed, phase=phase,
                                            kills=kills, policy_version=version, progress=bar.update)
 
-    run = asyncio.run(main())
+    return asyncio.run(main())
+
+
+# ------------------------------------------------------------------------------ o2o testbed run
+def cmd_run(args) -> int:
+    from o2o.logs.store import describe_db
+
+    scenario, network, runtime = testbed_setup(args)
+    check_scheduler(args.scheduler, args.model)
+    kills = [KillPlan.parse(text, scenario, args.episodes) for text in args.kill_node]
+    seeds = [args.seed + k for k in range(args.episodes)]
+    _setup_logging(args.verbose)
+
+    run = run_testbed_phase(args, scenario, network, runtime, seeds, args.phase, kills)
     bound = episode_bound_mean(scenario, network, seeds)
     summary, table = summary_table(args.scheduler, run.metrics(), bound, extended=not args.json)
     if args.json:
@@ -298,7 +307,7 @@ def compare_logs(sim_logs, testbed_logs, slot_s: float) -> dict:
 
 def cmd_compare(args) -> int:
     from o2o.logs.records import episode_logs_from_rollout
-    from o2o.logs.store import LogStore, describe_db
+    from o2o.logs.store import describe_db
     from o2o.sim.episodes import sample_episodes
 
     scenario, network, runtime = testbed_setup(args)
@@ -308,21 +317,7 @@ def cmd_compare(args) -> int:
     rule = simulator_rule(args.scheduler, args.model, scenario, network)
     sim_logs = episode_logs_from_rollout(scenario, network, sample_episodes(scenario, network, seeds), rule)
 
-    async def main() -> TestbedRun:
-        with LogStore.open(args.db, create=True) as store:
-            async with LocalTestbed(scenario, network, runtime=runtime,
-                                    heartbeat_timeout_s=args.heartbeat_timeout, log_dir=args.log_dir) as tb:
-                version = None
-                if args.scheduler == "drl":
-                    version, sha = latest_model(args.model, network.n)
-                    await tb.controller.announce_model(args.model, version, sha)
-                with progress_bar(total=len(seeds), desc=f"testbed {args.scheduler}", unit="episode",
-                                  disable=args.json) as bar:
-                    return await run_phase(tb, store, scenario, network, args.scheduler, seeds,
-                                           network_seed=args.network_seed, phase="compare",
-                                           policy_version=version, progress=bar.update)
-
-    run = asyncio.run(main())
+    run = run_testbed_phase(args, scenario, network, runtime, seeds, "compare", [])
     out = compare_logs(sim_logs, [r.log for r in run.results], scenario.slot_s)
     out.update({"scheduler": args.scheduler, "scenario": scenario.name, "nodes": network.n,
                 "bound": episode_bound_mean(scenario, network, seeds), "run": run.run_id})

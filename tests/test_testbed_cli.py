@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -21,22 +22,29 @@ SMALL = ["--nodes", "3", "--set", "slots=12", "--set", "slot_s=0.05", "--set", "
          "--set", "task_size_kb=[200,1000]"]
 
 
-def node_pids() -> set[int]:
-    """Processes running the node program (to find strays)."""
+RUN_TAG = "O2O_TEST_RUN_TAG"
+
+
+def node_pids(tag: str) -> set[int]:
+    """Node processes started by the ``o2o`` command tagged ``tag`` (to find strays). The tag
+    is an environment variable the nodes inherit, so tests running in parallel (other pytest
+    workers with testbeds of their own) are not counted."""
     pids = set()
+    needle = f"{RUN_TAG}={tag}".encode() + b"\0"
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmd = (entry / "cmdline").read_bytes()
+                env = (entry / "environ").read_bytes() + b"\0"
             except OSError:
                 continue
-            if b"o2o.testbed.node" in cmd:
+            if b"o2o.testbed.node" in cmd and needle in env:
                 pids.add(int(entry.name))
     return pids
 
 
-def o2o(*args, timeout=240):
-    env = dict(os.environ)
+def o2o(*args, timeout=240, tag: str = ""):
+    env = dict(os.environ, **{RUN_TAG: tag})
     env.pop(P.TOKEN_ENV, None)
     return subprocess.run([sys.executable, "-m", "o2o.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
@@ -58,11 +66,12 @@ def o2o(*args, timeout=240):
 ])
 def test_bad_input_is_a_user_error_before_anything_starts(args, message, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    before = node_pids()
+    tag = uuid.uuid4().hex
+    monkeypatch.setenv(RUN_TAG, tag)  # any node this process started would inherit it
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
-    assert node_pids() <= before
+    assert not node_pids(tag)
     assert not (tmp_path / "runs").exists()          # no task log was created either
 
 
@@ -79,9 +88,9 @@ def test_model_store_without_versions_is_refused(tmp_path, capsys):
 
 
 def test_run_prints_the_simulators_json_and_leaves_no_process(tmp_path):
-    before = node_pids()
+    tag = uuid.uuid4().hex
     db = tmp_path / "tb.db"
-    got = o2o("testbed", "run", *SMALL, "--episodes", "2", "--db", str(db), "--json")
+    got = o2o("testbed", "run", *SMALL, "--episodes", "2", "--db", str(db), "--json", tag=tag)
     assert got.returncode == 0, got.stderr
     assert "Traceback" not in got.stderr
     out = json.loads(got.stdout)
@@ -92,19 +101,19 @@ def test_run_prints_the_simulators_json_and_leaves_no_process(tmp_path):
     assert out["bound"] == pytest.approx(sim["bound"])
     assert out["ratc"]["tasks"] == sim["ratc"]["tasks"]
     assert abs(out["ratc"]["success_rate"] - sim["ratc"]["success_rate"]) <= 0.1
-    assert node_pids() <= before
+    assert not node_pids(tag)
     assert db.exists()
 
 
 def test_kill_node_on_the_command_line(tmp_path):
-    before = node_pids()
+    tag = uuid.uuid4().hex
     got = o2o("testbed", "run", *SMALL, "--episodes", "2", "--db", str(tmp_path / "k.db"),
-              "--kill-node", "1@4")
+              "--kill-node", "1@4", tag=tag)
     assert got.returncode == 0, got.stderr
     assert "Traceback" not in got.stderr
     assert "node 1 lost at" in got.stdout and "connection closed" in got.stdout
     assert "success rate" in got.stdout and "bound" in got.stdout
-    assert node_pids() <= before
+    assert not node_pids(tag)
 
 
 def test_trainer_announces_a_model_to_a_running_controller(tmp_path):
@@ -139,12 +148,12 @@ def test_trainer_announces_a_model_to_a_running_controller(tmp_path):
 def test_o2o_pipeline_on_the_testbed(tmp_path):
     """RATC logs -> offline training -> online fine-tuning with hot-swap -> evaluation; every
     node reports running the final model from the store."""
-    before = node_pids()
+    tag = uuid.uuid4().hex
     store = tmp_path / "models"
     got = o2o("testbed", "o2o", *SMALL, "--set", "slots=8", "--collect-episodes", "2",
               "--offline-steps", "60", "--online-rounds", "1", "--episodes-per-round", "1",
               "--episodes", "1", "--store", str(store), "--db", str(tmp_path / "o2o.db"), "--json",
-              "--set-online", "minibatch_size=64", timeout=400)
+              "--set-online", "minibatch_size=64", timeout=400, tag=tag)
     assert got.returncode == 0, got.stderr[-3000:]
     out = json.loads(got.stdout)
     assert set(out) >= {"ratc", "rda", "offline-only", "o2o-drl", "bound", "model_versions"}
@@ -154,4 +163,4 @@ def test_o2o_pipeline_on_the_testbed(tmp_path):
     assert manifests[0]["training"]["phase"] == "offline" and manifests[0]["training"]["source"] == "testbed"
     assert manifests[1]["training"]["phase"] == "online" and manifests[1]["training"]["from_version"] == 1
     assert manifests[0]["sha256"] != manifests[1]["sha256"]
-    assert node_pids() <= before
+    assert not node_pids(tag)

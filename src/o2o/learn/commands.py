@@ -55,8 +55,7 @@ def _settings(cls, args, hparams=None):
 
 def cmd_train_offline(args) -> int:
     from o2o.learn.data import check_dataset
-    from o2o.learn.evaluate import make_eval_fn, mean_ci95
-    from o2o.learn.io import save_policy
+    from o2o.learn.evaluate import make_eval_fn
     from o2o.learn.offline import train_offline
     from o2o.learn.settings import OfflineSettings
     from o2o.learn.tracking import Tracker
@@ -79,22 +78,13 @@ def cmd_train_offline(args) -> int:
                 "rows": int(data["actions"].shape[0]), "dataset": str(args.dataset),
                 "settings": settings.model_dump(mode="json"), "reward_stats": result.reward_stats,
                 "scenario": scenario.name, "network_seed": args.network_seed}
-    manifest = save_policy(args.out, result.actor, result.critic, training=training)
-    out = {"model": args.out, "sha256": manifest["sha256"], "steps": result.steps,
-           "seconds": round(result.seconds, 2)}
-    if eval_seeds:
-        from o2o.learn.evaluate import evaluate_policy
-
-        rate = evaluate_policy(scenario, network, result.actor, eval_seeds)["success_rate"]
-        mean, lo, hi = mean_ci95(rate)
-        out.update({"success_rate": mean, "ci95": [lo, hi]})
-    _report(args, out, f"offline model written to {args.out}")
-    return 0
+    return _save_evaluate_report(args, scenario, network, result, training, eval_seeds,
+                                 {"steps": result.steps}, "offline")
 
 
 def cmd_train_online(args) -> int:
-    from o2o.learn.evaluate import evaluate_policy, make_eval_fn, mean_ci95
-    from o2o.learn.io import load_policy, save_policy
+    from o2o.learn.evaluate import make_eval_fn
+    from o2o.learn.io import load_policy
     from o2o.learn.online import train_online
     from o2o.learn.settings import OnlineSettings
     from o2o.learn.tracking import Tracker
@@ -127,15 +117,26 @@ def cmd_train_online(args) -> int:
                 "episodes": result.episodes, "seconds": round(result.seconds, 2),
                 "settings": settings.model_dump(mode="json"), "reward_stats": stats,
                 "scenario": scenario.name, "network_seed": args.network_seed}
+    curve = [{k: p[k] for k in ("episodes", "success_rate")} for p in result.curve]
+    return _save_evaluate_report(args, scenario, network, result, training, eval_seeds,
+                                 {"episodes": result.episodes, "curve": curve}, "online")
+
+
+def _save_evaluate_report(args, scenario, network, result, training: dict, eval_seeds, extra: dict,
+                          phase: str) -> int:
+    """Save the trained actor and critic to --out, evaluate them on the evaluation episodes
+    (if any) and print the outcome; shared by ``train offline`` and ``train online``."""
+    from o2o.learn.evaluate import evaluate_policy, mean_ci95
+    from o2o.learn.io import save_policy
+
     manifest = save_policy(args.out, result.actor, result.critic, training=training)
-    out = {"model": args.out, "sha256": manifest["sha256"], "episodes": result.episodes,
-           "seconds": round(result.seconds, 2),
-           "curve": [{k: p[k] for k in ("episodes", "success_rate")} for p in result.curve]}
+    out = {"model": args.out, "sha256": manifest["sha256"], **extra,
+           "seconds": round(result.seconds, 2)}
     if eval_seeds:
         rate = evaluate_policy(scenario, network, result.actor, eval_seeds)["success_rate"]
         mean, lo, hi = mean_ci95(rate)
         out.update({"success_rate": mean, "ci95": [lo, hi]})
-    _report(args, out, f"online model written to {args.out}")
+    _report(args, out, f"{phase} model written to {args.out}")
     return 0
 
 

@@ -607,6 +607,16 @@ def cmd_node(args) -> int:
 
 
 # ------------------------------------------------------------------------------ registration
+def add_phase_args(p: argparse.ArgumentParser) -> None:
+    """What ``testbed run`` and ``testbed compare`` share: the scheduler, its model, the task
+    log and the output."""
+    p.add_argument("--scheduler", default="ratc", help=SCHEDULER_CHOICES + " (default ratc)")
+    p.add_argument("--model", default=None, help="model store (folder or fsspec URL) for --scheduler drl")
+    p.add_argument("--db", default=DEFAULT_DB, help=f"task log: SQLite path or database URL (default {DEFAULT_DB})")
+    p.add_argument("--json", action="store_true", help="print one JSON object (as o2o simulate)")
+    p.add_argument("--verbose", action="store_true", help="log the controller's events on stderr")
+
+
 def register(sub, bench) -> None:
     from o2o.testbed.node import add_node_args
 
@@ -616,24 +626,16 @@ def register(sub, bench) -> None:
 
     r = tsub.add_parser("run", help="bring up a controller and N node processes on loopback and run episodes")
     add_scenario_and_runtime_args(r)
-    r.add_argument("--scheduler", default="ratc", help=SCHEDULER_CHOICES + " (default ratc)")
-    r.add_argument("--model", default=None, help="model store (folder or fsspec URL) for --scheduler drl")
-    r.add_argument("--db", default=DEFAULT_DB, help=f"task log: SQLite path or database URL (default {DEFAULT_DB})")
+    add_phase_args(r)
     r.add_argument("--phase", default="heuristic", help="phase recorded with the run (default heuristic)")
     r.add_argument("--kill-node", action="append", default=[], metavar="I@SLOT",
                    help="SIGKILL node I at slot SLOT of the first episode (or I@EPISODE:SLOT); "
                         "it is restarted and rejoins at the next episode (repeatable)")
-    r.add_argument("--json", action="store_true", help="print one JSON object (as o2o simulate)")
-    r.add_argument("--verbose", action="store_true", help="log the controller's events on stderr")
     r.set_defaults(func=cmd_run)
 
     c = tsub.add_parser("compare", help="the same episodes in the simulator and on the testbed, side by side")
     add_scenario_and_runtime_args(c)
-    c.add_argument("--scheduler", default="ratc", help=SCHEDULER_CHOICES + " (default ratc)")
-    c.add_argument("--model", default=None, help="model store for --scheduler drl")
-    c.add_argument("--db", default=DEFAULT_DB, help=f"task log of the testbed run (default {DEFAULT_DB})")
-    c.add_argument("--json", action="store_true", help="print one JSON object")
-    c.add_argument("--verbose", action="store_true")
+    add_phase_args(c)
     c.set_defaults(func=cmd_compare)
 
     b = bench.add_parser("testbed", help="testbed slot-clock lateness and payload transfer times")

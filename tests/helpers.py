@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from o2o.config import Scenario
-from o2o.network import Network, overload_thresholds
-from o2o.sim.episodes import SCHED_UNIFORMS, Episodes
+from o2o.core.episodes import SCHED_UNIFORMS, Episodes
+from o2o.core.network import Network, overload_thresholds
+from o2o.core.scenario import Scenario
 
 
 def hand_scenario(nodes: int, slots: int, slot_s: float = 0.5, deadline_s: float = 4.0) -> Scenario:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from o2o.config import PRESETS, ScenarioError, load_scenario
+from o2o.core.scenario import PRESETS, ScenarioError, load_scenario
 
 
 def test_presets_match_the_spec_table():

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from o2o.sim.engine import DROP, EMPTY, EXEC_FAIL, SUCCESS, TRANS_FAIL, Engine
+from o2o.core.outcomes import DROP, EMPTY, EXEC_FAIL, SUCCESS, TRANS_FAIL
+from o2o.sim.engine import Engine
 from tests.helpers import hand_episode, hand_network, hand_scenario
 
 GHZ = 1e9

@@ -4,12 +4,12 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from o2o.config import Scenario
-from o2o.network import sample_network
-from o2o.schedulers import SCHEDULERS, make_scheduler
-from o2o.sim.engine import DROP, EMPTY, EXEC_FAIL, SUCCESS, TRANS_FAIL
-from o2o.sim.episodes import sample_episodes
-from o2o.sim.run import rollout
+from o2o.core.episodes import sample_episodes
+from o2o.core.network import sample_network
+from o2o.core.outcomes import DROP, EMPTY, EXEC_FAIL, SUCCESS, TRANS_FAIL
+from o2o.core.scenario import Scenario
+from o2o.sim import SCHEDULERS, make_scheduler
+from o2o.sim.rollout import rollout
 
 FINAL = [SUCCESS, DROP, EXEC_FAIL, TRANS_FAIL]
 

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from o2o.config import load_scenario
-from o2o.network import sample_network
-from o2o.schedulers import SCHEDULERS, episode_bound, make_scheduler
+from o2o.core.episodes import sample_episodes
+from o2o.core.network import sample_network
+from o2o.core.outcomes import DROP, EXEC_FAIL, TRANS_FAIL
+from o2o.core.scenario import load_scenario
 from o2o.schedulers.heuristics import Rule
-from o2o.sim.engine import DROP, EXEC_FAIL, TRANS_FAIL
-from o2o.sim.episodes import sample_episodes
-from o2o.sim.run import rollout, simulate
+from o2o.sim import SCHEDULERS, episode_bound, make_scheduler
+from o2o.sim.rollout import rollout, simulate
 
 
 class NextNode(Rule):

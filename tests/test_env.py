@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from o2o.config import load_scenario
-from o2o.network import sample_network
-from o2o.schedulers import make_scheduler
+from o2o.core.decpomdp import obs_dim
+from o2o.core.network import sample_network
+from o2o.core.scenario import load_scenario
+from o2o.sim import make_scheduler
 from o2o.sim.env import OffloadParallelEnv, OffloadVecEnv
-from o2o.sim.observe import obs_dim
-from o2o.sim.run import rule_actions
+from o2o.sim.rollout import rule_actions
 
 
 def play(env, seeds, scheduler="ratc"):

@@ -3,16 +3,16 @@
 import numpy as np
 import torch
 
-from o2o.config import load_scenario
+from o2o.core.decpomdp import Observer
+from o2o.core.episodes import sample_episodes
+from o2o.core.network import sample_network
+from o2o.core.scenario import load_scenario
 from o2o.learn.evaluate import as_numpy_actor, evaluate_policy, mean_ci95
 from o2o.learn.nets import Actor
-from o2o.network import sample_network
-from o2o.schedulers import make_scheduler
 from o2o.schedulers.drl import DRLRule
+from o2o.sim import make_scheduler
 from o2o.sim.env import OffloadVecEnv
-from o2o.sim.episodes import sample_episodes
-from o2o.sim.observe import Observer
-from o2o.sim.run import rollout, rule_actions, simulate
+from o2o.sim.rollout import rollout, rule_actions, simulate
 from o2o.sim.views import node_views, probe_answers
 
 SC = load_scenario("paper-sim", ["nodes=5", "slots=12"])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from o2o.core.errors import UserError
 from o2o.learn.nets import Actor, QNet, masked_log_softmax, masked_logsumexp
 from o2o.learn.offline import (
     DiscreteSACCQL,
@@ -19,7 +20,6 @@ from o2o.learn.offline import (
 )
 from o2o.learn.online import gae, ppo_clip_objective
 from o2o.learn.settings import OfflineSettings, OnlineSettings, with_overrides
-from o2o.errors import UserError
 
 
 def t(x, dtype=torch.float32):

@@ -7,17 +7,17 @@ import pytest
 import torch
 
 from o2o.cli import main
-from o2o.config import load_scenario
-from o2o.errors import UserError
+from o2o.core.errors import UserError
+from o2o.core.network import sample_network
+from o2o.core.scenario import load_scenario
 from o2o.learn.data import check_dataset, rollout_dataset
-from o2o.logs.dataset import load_dataset
 from o2o.learn.evaluate import make_eval_fn
 from o2o.learn.offline import train_offline
 from o2o.learn.online import train_online
 from o2o.learn.settings import OfflineSettings, OnlineSettings
 from o2o.learn.tracking import Tracker
-from o2o.network import sample_network
-from o2o.schedulers import make_scheduler
+from o2o.logs.dataset import load_dataset
+from o2o.sim import make_scheduler
 
 OVERRIDES = ["nodes=4", "slots=10"]
 SC = load_scenario("paper-sim", OVERRIDES)

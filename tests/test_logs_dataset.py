@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 
 from o2o.cli import main
-from o2o.config import load_scenario
-from o2o.errors import UserError
+from o2o.core.episodes import sample_episodes
+from o2o.core.errors import UserError
+from o2o.core.network import sample_network
+from o2o.core.scenario import load_scenario
 from o2o.logs.dataset import DATASET_ARRAYS, build_dataset, load_dataset, save_dataset
 from o2o.logs.records import episode_logs_from_rollout
 from o2o.logs.store import LogStore
 from o2o.logs.transitions import rebuild_transitions
-from o2o.network import sample_network
-from o2o.schedulers import make_scheduler
-from o2o.sim.episodes import sample_episodes
+from o2o.sim import make_scheduler
 
 BUSY = ["nodes=5", "slots=12", "arrival_prob=[0.7, 1.0]", "queue_coef=1", "deadline_s=[2, 6]",
         "cores=[4, 8]", "node_fail_rate=[0, 0.3]", "link_fail_rate=[0, 0.2]",

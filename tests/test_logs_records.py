@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from o2o.config import load_scenario
+from o2o.core.episodes import sample_episodes
+from o2o.core.network import sample_network
+from o2o.core.outcomes import DROP, EMPTY, EXEC_FAIL, SUCCESS, TRANS_FAIL
+from o2o.core.scenario import load_scenario
 from o2o.logs.records import EpisodeLog, episode_logs_from_rollout
-from o2o.network import sample_network
-from o2o.schedulers import make_scheduler
-from o2o.sim.engine import DROP, EMPTY, EXEC_FAIL, SUCCESS, TRANS_FAIL, Engine
-from o2o.sim.episodes import sample_episodes
-from o2o.sim.run import rollout, rule_actions
+from o2o.sim import make_scheduler
+from o2o.sim.engine import Engine
+from o2o.sim.rollout import rollout, rule_actions
 
 SMALL = ["nodes=4", "slots=10"]
 # Heavy load and low overload thresholds: queues, transfers, overload flags and every outcome.

@@ -11,19 +11,19 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from o2o.config import load_scenario
-from o2o.errors import UserError
+from o2o.cli.common import summarize
+from o2o.core.episodes import sample_episodes
+from o2o.core.errors import UserError
+from o2o.core.network import sample_network
+from o2o.core.scenario import load_scenario
 from o2o.logs import store as store_module
 from o2o.logs.collect import collect
 from o2o.logs.dataset import build_dataset
 from o2o.logs.records import episode_logs_from_rollout
 from o2o.logs.store import LogStore
 from o2o.logs.transitions import rebuild_transitions
-from o2o.network import sample_network
-from o2o.schedulers import make_scheduler
-from o2o.sim.commands import summarize
-from o2o.sim.episodes import sample_episodes
-from o2o.sim.run import simulate
+from o2o.sim import make_scheduler
+from o2o.sim.rollout import simulate
 
 SMALL = ["nodes=4", "slots=10"]
 BUSY = ["nodes=5", "slots=12", "arrival_prob=[0.7, 1.0]", "queue_coef=1", "deadline_s=[2, 6]",

@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from o2o.config import load_scenario
+from o2o.core.decpomdp import Observer, team_rewards
+from o2o.core.episodes import sample_episodes
+from o2o.core.network import sample_network
+from o2o.core.outcomes import DROP, EXEC_FAIL, SUCCESS, TRANS_FAIL, end_slot
+from o2o.core.scenario import load_scenario
 from o2o.logs.records import EpisodeLog, episode_logs_from_rollout
-from o2o.logs.transitions import end_slot, rebuild_transitions, team_rewards
-from o2o.network import sample_network
-from o2o.schedulers import Rule, make_scheduler
-from o2o.sim.engine import DROP, EXEC_FAIL, SUCCESS, TRANS_FAIL
+from o2o.logs.transitions import rebuild_transitions
+from o2o.schedulers import Rule
+from o2o.sim import make_scheduler
 from o2o.sim.env import OffloadVecEnv
-from o2o.sim.episodes import sample_episodes
-from o2o.sim.observe import Observer
-from o2o.sim.run import rule_actions
+from o2o.sim.rollout import rule_actions
 
 BUSY = ["nodes=5", "slots=12", "arrival_prob=[0.7, 1.0]", "queue_coef=1", "deadline_s=[2, 6]",
         "cores=[4, 8]", "node_fail_rate=[0, 0.3]", "link_fail_rate=[0, 0.2]",
@@ -105,11 +106,11 @@ def test_reward_credit_on_a_hand_built_log():
     task(2, 1, SUCCESS, 5.0)      # after the last slot: counted in slot T-1 = 2
     task(2, 0, TRANS_FAIL, 1.2, dest=1)  # ends in slot 2
     log.validate()
-    assert team_rewards(log, 0.5, "slot").tolist() == [-1.0, 1.0, -1.0]
-    assert team_rewards(log, 0.5, "decision").tolist() == [0.0, -1.0, 0.0]
+    assert team_rewards(log.has_task, log.outcome, log.end_s, 0.5, "slot").tolist() == [-1.0, 1.0, -1.0]
+    assert team_rewards(log.has_task, log.outcome, log.end_s, 0.5, "decision").tolist() == [0.0, -1.0, 0.0]
     assert end_slot(np.array([0.0, 0.49999, 0.5, 1.4999999999, 99.0]), 0.5, 3).tolist() == [0, 0, 1, 2, 2]
     with pytest.raises(ValueError, match="reward_credit"):
-        team_rewards(log, 0.5, "episode")
+        team_rewards(log.has_task, log.outcome, log.end_s, 0.5, "episode")
 
 
 def test_boundary_after_the_last_slot_has_no_task_and_only_the_no_task_action():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from o2o.learn.io import load_policy, publish_policy, save_policy
 from o2o.learn.nets import Actor, Critic
+from o2o.learn.policy import load_policy, publish_policy, save_policy
 from o2o.models import ModelError, ModelStore, load_model, save_model
 from o2o.schedulers.drl import NumpyActor, masked_softmax, sample_inverse_cdf
 
@@ -179,10 +179,10 @@ def test_numpy_path_does_not_import_torch(tmp_path):
         import sys
         sys.modules["torch"] = None  # any import of torch now fails
         import numpy as np
-        from o2o.config import load_scenario
-        from o2o.network import sample_network
+        from o2o.core.scenario import load_scenario
+        from o2o.core.network import sample_network
         from o2o.schedulers.drl import DRLRule
-        from o2o.sim.run import simulate
+        from o2o.sim.rollout import simulate
         sc = load_scenario("paper-sim", ["nodes={N}", "slots=5"])
         net = sample_network(sc, 0)
         rule = DRLRule.from_model({str(tmp_path / 'm')!r}, sc, net)

@@ -5,9 +5,9 @@ import json
 import numpy as np
 
 from o2o.cli import main
+from o2o.experiments.main_job import METHODS
 from o2o.logs.store import LogStore
 from o2o.models import load_model
-from o2o.pipeline import METHODS
 
 TINY = ["--set", "nodes=4", "--set", "slots=10", "--seeds", "2", "--log-episodes", "4",
         "--offline-steps", "40", "--online-episodes", "16", "--eval-episodes", "3", "--quick"]

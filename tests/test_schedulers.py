@@ -3,9 +3,15 @@
 import numpy as np
 import pytest
 
+from o2o.core.episodes import SCHED_UNIFORMS
 from o2o.schedulers import ESF, RATC, RDA, LocalRule, RandomRule
-from o2o.schedulers.base import NodeView, ProbeAnswers, estimate, two_distinct, two_distinct_others
-from o2o.sim.episodes import SCHED_UNIFORMS
+from o2o.schedulers.base import (
+    NodeView,
+    ProbeAnswers,
+    estimate,
+    two_distinct,
+    two_distinct_others,
+)
 
 
 def view(node=0, n=3, size=1e6, cycles=1e9, deadline=2.0, exec_wait=0, threshold=3.0, u=(0.0, 0.0),

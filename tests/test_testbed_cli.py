@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from o2o.cli import main
-from o2o.config import load_scenario
-from o2o.network import sample_network
+from o2o.core.network import sample_network
+from o2o.core.scenario import load_scenario
 from o2o.testbed import protocol as P
 
 SMALL = ["--nodes", "3", "--set", "slots=12", "--set", "slot_s=0.05", "--set", "deadline_s=0.6",
@@ -118,9 +118,8 @@ def test_kill_node_on_the_command_line(tmp_path):
 
 def test_trainer_announces_a_model_to_a_running_controller(tmp_path):
     """The trainer's admin connection: the controller takes the announcement and passes it on."""
-    from o2o.models import expected_shapes, save_model
-    from o2o.testbed.controller import Controller, ControllerSettings
-    from o2o.testbed.trainer import Published, notify_controller
+        from o2o.models import expected_shapes, save_model
+    from o2o.testbed.controller import Controller, ControllerSettings, notify_controller
 
     sc = load_scenario("paper-testbed", ["nodes=3"])
     net = sample_network(sc, 0)
@@ -133,10 +132,10 @@ def test_trainer_announces_a_model_to_a_running_controller(tmp_path):
         c = Controller(sc, net, ControllerSettings(key=key))
         port = await c.start()
         try:
-            await notify_controller("127.0.0.1", port, key, Published(str(tmp_path / "m"), 1, manifest["sha256"], {}))
+            await notify_controller("127.0.0.1", port, key, str(tmp_path / "m"), 1, manifest["sha256"])
             with pytest.raises(Exception, match="cannot reach|did not take"):
                 await notify_controller("127.0.0.1", port, P.token_key("not-the-right-token-x"),
-                                        Published(str(tmp_path / "m"), 1, manifest["sha256"], {}), timeout_s=2)
+                                        str(tmp_path / "m"), 1, manifest["sha256"], timeout_s=2)
             return c.model
         finally:
             await c.close()

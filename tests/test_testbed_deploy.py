@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from o2o.cli import build_parser
-from o2o.config import load_scenario
+from o2o.core.scenario import load_scenario
 from o2o.testbed import protocol as P
 from o2o.testbed.node import add_node_args
 

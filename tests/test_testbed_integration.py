@@ -18,16 +18,16 @@ import time
 import numpy as np
 import pytest
 
-from o2o.config import load_scenario
+from o2o.cli.testbed import compare_logs, run_phase
+from o2o.core.episodes import sample_episodes
+from o2o.core.network import sample_network
+from o2o.core.outcomes import EXEC_FAIL, PENDING, SUCCESS, TRANS_FAIL
+from o2o.core.scenario import load_scenario
 from o2o.logs.records import episode_logs_from_rollout
 from o2o.logs.store import LogStore
-from o2o.models import save_model, expected_shapes
-from o2o.network import sample_network
-from o2o.schedulers import make_scheduler
-from o2o.sim.engine import EXEC_FAIL, PENDING, SUCCESS, TRANS_FAIL
-from o2o.sim.episodes import sample_episodes
+from o2o.models import expected_shapes, save_model
+from o2o.sim import make_scheduler
 from o2o.testbed import protocol as P
-from o2o.testbed.commands import compare_logs, run_phase
 from o2o.testbed.launcher import KillPlan, LocalTestbed
 
 OVERRIDES = ["nodes=4", "slot_s=0.05", "slots=16", "arrival_prob=[0.4,0.9]", "task_size_kb=[200,1000]",
@@ -227,8 +227,8 @@ def test_drl_models_are_hot_swapped_between_episodes_and_verified(setup, tmp_pat
     assert set(v1.values()) == {1} and set(v2.values()) == {2} and len(v1) == 4
     assert refused is not None and "checksum" in refused
     # The nodes ran the actor: every decision carries its probability, as the simulator's drl.
-    from o2o.schedulers.drl import DRLRule
     from o2o.models import load_model
+    from o2o.schedulers.drl import DRLRule
 
     for run, url in ((first, f"{store}/v000001"), (second, f"{store}/v000002")):
         log = run.results[0].log

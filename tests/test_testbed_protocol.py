@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from o2o.errors import UserError
+from o2o.core.errors import UserError
 from o2o.testbed import protocol as P
 
 TOKEN = "0123456789abcdef-test-token"

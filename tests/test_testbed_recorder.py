@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from o2o.config import load_scenario
-from o2o.network import sample_network
-from o2o.sim.engine import DROP, EMPTY, EXEC_FAIL, SUCCESS, TRANS_FAIL
-from o2o.sim.episodes import sample_episodes
+from o2o.core.episodes import sample_episodes
+from o2o.core.network import sample_network
+from o2o.core.outcomes import DROP, EMPTY, EXEC_FAIL, SUCCESS, TRANS_FAIL
+from o2o.core.scenario import load_scenario
 from o2o.testbed import protocol as P
 from o2o.testbed.recorder import EpisodeRecorder
 

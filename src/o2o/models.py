@@ -37,8 +37,8 @@ import numpy as np
 from safetensors.numpy import load as _st_load
 from safetensors.numpy import save as _st_save
 
-from o2o.errors import UserError
-from o2o.sim.observe import OBS_LAYOUT_VERSION, obs_dim
+from o2o.core.decpomdp import OBS_LAYOUT_VERSION, obs_dim
+from o2o.core.errors import UserError
 
 MODEL_FORMAT = "o2o-model"
 FORMAT_VERSION = 1

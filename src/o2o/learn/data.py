@@ -7,7 +7,7 @@ Layout (M rows, one per node per slot, no-task rows included with action N):
 ======================  =========  ======================================================
 key                     dtype      shape / meaning
 ======================  =========  ======================================================
-observations            float32    (M, 3N+6) o_t^i (``o2o.sim.observe``)
+observations            float32    (M, 3N+6) o_t^i (``o2o.core.decpomdp``)
 actions                 int64      (M,) a_t^i in 0..N (N = no task)
 rewards                 float32    (M,) team reward r_t of the row's slot, not normalised
 next_observations       float32    (M, 3N+6) o_{t+1}^i
@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from o2o.config import Scenario
-from o2o.errors import UserError
-from o2o.network import Network
+from o2o.core.decpomdp import obs_dim
+from o2o.core.errors import UserError
+from o2o.core.network import Network
+from o2o.core.scenario import Scenario
 from o2o.sim.env import OffloadVecEnv
-from o2o.sim.observe import obs_dim
-from o2o.sim.run import rule_actions
+from o2o.sim.rollout import rule_actions
 
 DATASET_KEYS: dict[str, type] = {
     "observations": np.float32, "actions": np.int64, "rewards": np.float32,

@@ -2,7 +2,7 @@
 
 A policy (a PyTorch ``Actor``, a ``NumpyActor`` or a loaded ``Model``) is turned into the
 ``drl`` rule (``o2o.schedulers.drl.DRLRule``: numpy actor, masked softmax, inverse-CDF sampling
-with the episode's own uniforms) and run by ``o2o.sim.run.simulate`` on the given episode
+with the episode's own uniforms) and run by ``o2o.sim.rollout.simulate`` on the given episode
 seeds, so the numbers are those of deployment and every method sees the same episodes.
 """
 
@@ -13,12 +13,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from o2o.config import Scenario
+from o2o.core.decpomdp import Observer
+from o2o.core.network import Network
+from o2o.core.scenario import Scenario
 from o2o.models import Model
-from o2o.network import Network
 from o2o.schedulers.drl import DRLRule, NumpyActor
-from o2o.sim.observe import Observer
-from o2o.sim.run import simulate
+from o2o.sim.rollout import simulate
 
 # Two-sided 97.5% quantiles of Student's t for df = 1..30 (no scipy needed).
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,

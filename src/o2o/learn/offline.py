@@ -45,11 +45,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from o2o.core.progress import progress_bar
 from o2o.learn.data import check_dataset
 from o2o.learn.nets import Actor, Critic, QNet, masked_logsumexp
 from o2o.learn.settings import OFFLINE_STEPS, OfflineSettings
 from o2o.learn.tracking import Tracker
-from o2o.progress import progress_bar
 
 # ----------------------------------------------------------------------------- loss functions
 

@@ -38,12 +38,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from o2o.config import Scenario
+from o2o.core.network import Network
+from o2o.core.progress import progress_bar
+from o2o.core.scenario import Scenario
 from o2o.learn.nets import Actor, Critic
 from o2o.learn.settings import ONLINE_EPISODES, OnlineSettings
 from o2o.learn.tracking import Tracker
-from o2o.network import Network
-from o2o.progress import progress_bar
 from o2o.schedulers.drl import sample_inverse_cdf
 from o2o.sim.env import OffloadVecEnv
 

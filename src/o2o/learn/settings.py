@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from o2o.errors import UserError
+from o2o.core.errors import UserError
 
 Hidden = tuple[int, ...]
 

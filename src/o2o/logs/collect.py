@@ -12,11 +12,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from o2o.config import Scenario
+from o2o.core.episodes import sample_episodes
+from o2o.core.network import Network
+from o2o.core.scenario import Scenario
 from o2o.logs.records import episode_logs_from_rollout
 from o2o.logs.store import LogStore
-from o2o.network import Network
-from o2o.sim.episodes import sample_episodes
 
 
 @dataclass

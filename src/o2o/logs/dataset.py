@@ -1,7 +1,7 @@
 """Offline RL data sets from task logs: a dict of flat arrays, saved as a plain ``.npz``.
 
 One row per node-slot of every logged episode, in the order (run, episode index, slot, node).
-N = nodes, D = 3N + 6 (the observation of ``o2o.sim.observe``), A = N + 1 actions.
+N = nodes, D = 3N + 6 (the observation of ``o2o.core.decpomdp``), A = N + 1 actions.
 
 =====================  ===========  ========  ================================================
 array                  shape        dtype     meaning
@@ -37,11 +37,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from o2o.errors import UserError
+from o2o.core.decpomdp import OBS_LAYOUT_VERSION, REWARD_CREDITS
+from o2o.core.errors import UserError
 from o2o.logs.store import LogStore
 from o2o.logs.transitions import rebuild_transitions
-from o2o.sim.env import REWARD_CREDITS
-from o2o.sim.observe import OBS_LAYOUT_VERSION
 
 # Arrays with one row per node-slot, in the order they are written.
 ROW_ARRAYS = ("observations", "actions", "rewards", "next_observations", "terminals",

@@ -42,11 +42,12 @@ from typing import Callable
 
 import numpy as np
 
-from o2o.config import Scenario
-from o2o.network import Network
-from o2o.sim.engine import EMPTY, PENDING, SUCCESS, Engine
-from o2o.sim.episodes import Episodes
-from o2o.sim.run import rollout
+from o2o.core.episodes import Episodes
+from o2o.core.network import Network
+from o2o.core.outcomes import EMPTY, PENDING, SUCCESS
+from o2o.core.scenario import Scenario
+from o2o.sim.engine import Engine
+from o2o.sim.rollout import rollout
 
 # The per-(slot, node) arrays of an EpisodeLog with their dtypes; the observation arrays follow.
 TASK_FIELDS: dict[str, type] = {
@@ -192,7 +193,7 @@ class EpisodeLog:
 
 
 class BoundarySnapshots:
-    """``on_step`` callback for :func:`o2o.sim.run.rollout` that records what every node saw
+    """``on_step`` callback for :func:`o2o.sim.rollout.rollout` that records what every node saw
     at each slot boundary, before the decisions of that slot are applied."""
 
     def __init__(self, batch: int, slots: int, nodes: int):
@@ -217,7 +218,7 @@ def episode_logs_from_rollout(
     first_index: int = 0,
     on_step: Callable[[Engine, np.ndarray, np.ndarray], None] | None = None,
 ) -> list[EpisodeLog]:
-    """Run ``scheduler`` on the batch ``episodes`` (via :func:`o2o.sim.run.rollout`) and return
+    """Run ``scheduler`` on the batch ``episodes`` (via :func:`o2o.sim.rollout.rollout`) and return
     one :class:`EpisodeLog` per episode, with ``episode_index = first_index + k``.
 
     ``on_step(engine, actions, probs)`` is called before each step, after the snapshot is taken

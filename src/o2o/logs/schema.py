@@ -12,7 +12,7 @@ Tables (one database can hold many runs):
     ``status``: running, completed or interrupted.
 ``nodes``, ``links``
     the run's network: per node cores, F_i, alpha_i, lambda_i, overload threshold; per ordered
-    link i -> j (the diagonal included, as in :class:`o2o.network.Network`) rate and beta.
+    link i -> j (the diagonal included, as in :class:`o2o.core.network.Network`) rate and beta.
 ``task_status``
     the outcome codes and their names (EMPTY, SUCCESS, DROP, EXECUTION_FAILURE, ...).
 ``episodes``
@@ -34,13 +34,24 @@ overload flag as this node saw it). NaN numbers are stored as NULL.
 
 from __future__ import annotations
 
-from sqlalchemy import Double as Double_
 from sqlalchemy import (
-    BigInteger, Column, DateTime, ForeignKey, Index, Integer, LargeBinary,
-    MetaData, SmallInteger, String, Table, Text, UniqueConstraint,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
 )
+from sqlalchemy import Double as Double_
 
-from o2o.sim.engine import OUTCOME_NAMES
+from o2o.core.outcomes import OUTCOME_NAMES
 
 SCHEMA_FORMAT = "o2o-task-log"
 SCHEMA_VERSION = 1

@@ -2,7 +2,7 @@
 
 Opening is careful, because the user names the database: a path that is not a SQLite file, a
 database that holds other tables but no task log, a log of another schema version, a server
-that does not answer: each is refused with a :class:`~o2o.errors.UserError` that says what is
+that does not answer: each is refused with a :class:`~o2o.core.errors.UserError` that says what is
 wrong, before anything is written. Only ``create=True`` (``o2o collect``) creates a new file or
 the tables in an empty database.
 
@@ -34,17 +34,17 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import create_engine, event, func, inspect, insert, select, update
+from sqlalchemy import create_engine, event, func, insert, inspect, select, update
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from o2o.config import Scenario, ScenarioError, scenario_from_dict
-from o2o.errors import UserError
+from o2o.core.decpomdp import OBS_LAYOUT_VERSION
+from o2o.core.errors import UserError
+from o2o.core.network import BITS_PER_BYTE, Network
+from o2o.core.outcomes import DROP, EMPTY, EXEC_FAIL, SUCCESS, TRANS_FAIL
+from o2o.core.scenario import Scenario, ScenarioError, scenario_from_dict
 from o2o.logs import schema as S
 from o2o.logs.records import EpisodeLog
-from o2o.network import BITS_PER_BYTE, Network
-from o2o.sim.engine import DROP, EMPTY, EXEC_FAIL, SUCCESS, TRANS_FAIL
-from o2o.sim.observe import OBS_LAYOUT_VERSION
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 

@@ -4,7 +4,7 @@ For every episode, node i and slot t the transition is
 
     (o_t^i, mask_t^i, a_t^i, r_t, o_{t+1}^i, mask_{t+1}^i, done_t)
 
-* ``o`` and ``mask`` come from :class:`o2o.sim.observe.Observer` (the one definition of the
+* ``o`` and ``mask`` come from :class:`o2o.core.decpomdp.Observer` (the one definition of the
   observation and the mask) fed with what the log says node i saw at boundary t: its execution
   queue length, its receiving queues, the task it had, and the overload flags of its peers.
   ``o_{t+1}`` of the last slot is the boundary after slot T-1 (no task; only action N allowed);
@@ -30,43 +30,10 @@ from typing import Sequence
 
 import numpy as np
 
-from o2o.config import Scenario
+from o2o.core.decpomdp import Observer, check_reward_credit, obs_dim, team_rewards
+from o2o.core.network import Network
+from o2o.core.scenario import Scenario
 from o2o.logs.records import EpisodeLog
-from o2o.network import Network
-from o2o.sim.engine import _EPS as SLOT_BOUNDARY_TOL  # the engine's rounding of end times to slots
-from o2o.sim.engine import EMPTY, SUCCESS
-from o2o.sim.env import REWARD_CREDITS
-from o2o.sim.observe import Observer, obs_dim
-
-
-def outcome_feedback(outcome: np.ndarray) -> np.ndarray:
-    """Per task +1 for SUCCESS, -1 for any other final outcome, 0 where there is no task."""
-    outcome = np.asarray(outcome)
-    return np.where(outcome == EMPTY, 0.0, np.where(outcome == SUCCESS, 1.0, -1.0))
-
-
-def end_slot(end_s: np.ndarray, slot_s: float, slots: int) -> np.ndarray:
-    """The slot in which an outcome at ``end_s`` (seconds since the episode start) ended, with
-    outcomes after slot T-1 counted in T-1 (SPEC section 4). Uses the engine's tolerance, so a
-    time on a slot boundary falls in the same slot as in the simulator."""
-    slot = np.floor(np.asarray(end_s) / slot_s + SLOT_BOUNDARY_TOL).astype(np.int64)
-    return np.clip(slot, 0, slots - 1)
-
-
-def team_rewards(log: EpisodeLog, slot_s: float, reward_credit: str = "slot") -> np.ndarray:
-    """The team rewards r_0 .. r_{T-1} of one logged episode, (T,) float64."""
-    if reward_credit not in REWARD_CREDITS:
-        raise ValueError(f"reward_credit must be one of {REWARD_CREDITS}, got {reward_credit!r}")
-    t_slots = log.slots
-    has = np.asarray(log.has_task, dtype=bool)
-    feedback = outcome_feedback(log.outcome)[has]
-    if reward_credit == "slot":
-        slot = end_slot(np.asarray(log.end_s)[has], slot_s, t_slots)
-    else:
-        slot = np.nonzero(has)[0]  # the decision slot is the arrival slot
-    rewards = np.zeros(t_slots)
-    np.add.at(rewards, slot, feedback)
-    return rewards
 
 
 @dataclass
@@ -114,8 +81,7 @@ def boundary_observations(observer: Observer, log: EpisodeLog) -> tuple[np.ndarr
 def rebuild_transitions(scenario: Scenario, network: Network, logs: Sequence[EpisodeLog],
                         reward_credit: str = "slot") -> Transitions:
     """Transitions of the logged episodes of one run (one scenario and network)."""
-    if reward_credit not in REWARD_CREDITS:
-        raise ValueError(f"reward_credit must be one of {REWARD_CREDITS}, got {reward_credit!r}")
+    check_reward_credit(reward_credit)
     observer = Observer(scenario, network)
     e, t_slots, n = len(logs), scenario.slots, network.n
     d, a = obs_dim(n), n + 1
@@ -139,5 +105,6 @@ def rebuild_transitions(scenario: Scenario, network: Network, logs: Sequence[Epi
         out.action_masks[k], out.next_action_masks[k] = mask[:-1], mask[1:]
         out.actions[k] = log.action
         out.action_probs[k] = np.where(log.has_task, log.action_prob, np.nan)
-        out.rewards[k] = team_rewards(log, scenario.slot_s, reward_credit)
+        out.rewards[k] = team_rewards(log.has_task, log.outcome, log.end_s, scenario.slot_s,
+                                      reward_credit)
     return out

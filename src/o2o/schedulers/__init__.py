@@ -1,27 +1,23 @@
-"""Schedulers of SPEC section 3: decentralized rules over a node's view, the centralized
-reference, and the learned actor (``drl``, see ``o2o.schedulers.drl``)."""
+"""Decentralized schedulers (paper V-B): rules over what a deciding node knows (``NodeView``),
+written once and run by the simulator and the testbed alike; the learned actor is ``drl``
+(``o2o.schedulers.drl``). The centralized reference and the bound live with the simulator
+(``o2o.sim.central``), since only the simulator has the full information they need."""
 
 from __future__ import annotations
 
-from o2o.errors import UserError
-from o2o.schedulers.central import Central, episode_bound, task_success_bound
+from o2o.core.errors import UserError
 from o2o.schedulers.heuristics import ESF, RATC, RDA, LocalRule, RandomRule, Rule
 
 HEURISTICS: dict[str, type[Rule]] = {
     "random": RandomRule, "local": LocalRule, "ratc": RATC, "rda": RDA, "esf": ESF,
 }
-SCHEDULERS = [*HEURISTICS, "central"]
 
 
-def make_scheduler(name: str):
-    """A scheduler by name: a decentralized ``Rule`` or the engine-level ``Central``."""
-    if name in HEURISTICS:
-        return HEURISTICS[name]()
-    if name == "central":
-        return Central()
-    raise UserError(f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)} "
-                    "(or 'drl' with a model)")
+def make_rule(name: str) -> Rule:
+    """A decentralized heuristic by name."""
+    if name not in HEURISTICS:
+        raise UserError(f"unknown heuristic {name!r}; choose from {', '.join(HEURISTICS)}")
+    return HEURISTICS[name]()
 
 
-__all__ = ["Central", "ESF", "HEURISTICS", "LocalRule", "RATC", "RDA", "RandomRule", "Rule",
-           "SCHEDULERS", "episode_bound", "make_scheduler", "task_success_bound"]
+__all__ = ["ESF", "HEURISTICS", "LocalRule", "RATC", "RDA", "RandomRule", "Rule", "make_rule"]

@@ -5,7 +5,7 @@ An edge node runs the actor without PyTorch: ``NumpyActor`` is the MLP of ``o2o.
 ``DRLRule`` is a decentralized ``Rule`` like the heuristics:
 
 1. it probes every node for its 1-bit overload flag (paper IV-B2: the mask's only input);
-2. it builds the node's observation with ``o2o.sim.observe.Observer`` from its own view;
+2. it builds the node's observation with ``o2o.core.decpomdp.Observer`` from its own view;
 3. it samples from the masked softmax by inverse CDF with the episode's uniform ``view.u[:, 2]``,
    so a simulated run is reproducible and every scheduler sees the same random numbers;
 4. it reports the probability it gave to its action (``action_prob``), which the task log keeps.
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from o2o.config import Scenario
+from o2o.core.decpomdp import Observer
+from o2o.core.network import Network
+from o2o.core.scenario import Scenario
 from o2o.models import Model, ModelError, load_model
-from o2o.network import Network
 from o2o.schedulers.base import NodeView, ProbeAnswers
 from o2o.schedulers.heuristics import Rule
-from o2o.sim.observe import Observer
 
 # The uniform of NodeView.u used to sample the policy (0 and 1 are the heuristics' probe picks).
 POLICY_UNIFORM = 2

@@ -25,16 +25,20 @@ from functools import cached_property
 
 import numpy as np
 
-from o2o.config import Scenario
-from o2o.network import Network
-from o2o.sim.episodes import Episodes
-
-# Task outcomes, as stored in the task log (EMPTY: no task in that node-slot).
-EMPTY, PENDING, SUCCESS, DROP, EXEC_FAIL, TRANS_FAIL = 0, 1, 2, 3, 4, 5
-OUTCOME_NAMES = {EMPTY: "EMPTY", PENDING: "PENDING", SUCCESS: "SUCCESS", DROP: "DROP",
-                 EXEC_FAIL: "EXECUTION_FAILURE", TRANS_FAIL: "TRANSMISSION_FAILURE"}
-
-_EPS = 1e-9  # slot-boundary tolerance for times that should be exact multiples of slot_s
+from o2o.core.episodes import Episodes
+from o2o.core.network import Network
+from o2o.core.outcomes import (
+    DROP,
+    EMPTY,
+    EXEC_FAIL,
+    PENDING,
+    SLOT_TOL,
+    SUCCESS,
+    TRANS_FAIL,
+    fails_during,
+    misses_deadline,
+)
+from o2o.core.scenario import Scenario
 
 
 class NodeState:
@@ -76,8 +80,8 @@ def settle_stage(ready_s, free_s, stage_s, also_s, due_s, fail_after_s):
     resource time. Returns (start, end, dropped, failed); ``end`` is when the resource is free.
     """
     start = np.maximum(ready_s, free_s)
-    dropped = start + stage_s + also_s > due_s
-    failed = ~dropped & (fail_after_s < stage_s)
+    dropped = misses_deadline(start, stage_s, also_s, due_s)
+    failed = ~dropped & fails_during(fail_after_s, stage_s)
     end = np.where(dropped, start, start + np.where(failed, fail_after_s, stage_s))
     return start, end, dropped, failed
 
@@ -94,8 +98,9 @@ class Engine:
         # Every event of a task happens within this many slots of its arrival (deadline bound).
         self.horizon = int(math.ceil(scenario.max_deadline_s / scenario.slot_s)) + 1
         self.ring = self.horizon + 3
-        self._inv_alpha = np.where(network.node_fail_rate > 0, 1.0 / np.maximum(network.node_fail_rate, 1e-300), np.inf)
-        self._inv_beta = np.where(network.link_fail_rate > 0, 1.0 / np.maximum(network.link_fail_rate, 1e-300), np.inf)
+        # 1 / alpha_j and 1 / beta_ij: an Exp(1) failure clock times these is the failure time.
+        self.inv_alpha = np.where(network.node_fail_rate > 0, 1.0 / np.maximum(network.node_fail_rate, 1e-300), np.inf)
+        self.inv_beta = np.where(network.link_fail_rate > 0, 1.0 / np.maximum(network.link_fail_rate, 1e-300), np.inf)
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -112,7 +117,9 @@ class Engine:
         self.tx_start_s = np.full(shape, np.nan)
         self.tx_s = np.zeros(shape)       # nominal transmission time s / r_ij (0 for local)
         self.exec_arrive_s = np.full(shape, np.nan)  # arrival at the destination's exec queue
-        self._pending_s = np.full(shape, np.inf)     # the same, until the arrival is run
+        # The same, but inf once the arrival has been run through the execution queue: what is
+        # still on its way to a queue (read by the centralized reference).
+        self.pending_arrival_s = np.full(shape, np.inf)
         self._track = True
         self.exec_start_s = np.full(shape, np.nan)
         self.exec_s = np.full(shape, np.nan)  # nominal execution time c / F_j
@@ -149,8 +156,8 @@ class Engine:
         ``unique``: at most one task per (episode, resource), so plain indexing adds safely."""
         if not self._track:
             return
-        k0 = np.maximum(np.ceil(t0 / self.slot_s - _EPS).astype(np.int64), self.t + 1)
-        k1 = np.ceil(t1 / self.slot_s - _EPS).astype(np.int64)
+        k0 = np.maximum(np.ceil(t0 / self.slot_s - SLOT_TOL).astype(np.int64), self.t + 1)
+        k1 = np.ceil(t1 / self.slot_s - SLOT_TOL).astype(np.int64)
         keep = k1 > k0
         if not keep.any():
             return
@@ -173,7 +180,7 @@ class Engine:
         self.outcome[b, t, i] = outcome
         self.end_s[b, t, i] = when
         feedback = np.where(outcome == SUCCESS, 1.0, -1.0)
-        slot = np.minimum(np.floor(when / self.slot_s + _EPS).astype(np.int64), self.T - 1)
+        slot = np.minimum(np.floor(when / self.slot_s + SLOT_TOL).astype(np.int64), self.T - 1)
         np.add.at(self.reward, (b, slot), feedback)
         np.add.at(self.reward_by_decision, (b, t), feedback)
 
@@ -209,20 +216,20 @@ class Engine:
         (SPEC 2.3, 2.5, 2.6), settled at once since the link is FIFO."""
         local = j == i
         self.exec_arrive_s[b[local], t, i[local]] = now
-        self._pending_s[b[local], t, i[local]] = now
+        self.pending_arrival_s[b[local], t, i[local]] = now
         b, i, j = b[~local], i[~local], j[~local]
         if b.size == 0:
             return
         tx = self.ep.size_bytes[b, t, i] / self.net.link_rate_Bps[i, j]
         start, end, dropped, failed = settle_stage(
             now, self.link_free[b, i, j], tx, self.exec_s[b, t, i], self.due_s[b, t, i],
-            self.ep.tx_fail_clock[b, t, i] * self._inv_beta[i, j])
+            self.ep.tx_fail_clock[b, t, i] * self.inv_beta[i, j])
         self.link_free[b, i, j] = end  # a dropped task uses no link time: end == start
         self.tx_s[b, t, i] = tx
         self.tx_start_s[b, t, i] = start
         ok = ~dropped & ~failed
         self.exec_arrive_s[b[ok], t, i[ok]] = end[ok]
-        self._pending_s[b[ok], t, i[ok]] = end[ok]
+        self.pending_arrival_s[b[ok], t, i[ok]] = end[ok]
         lost = ~ok
         self._end(b[lost], t, i[lost], np.where(dropped[lost], DROP, TRANS_FAIL), end[lost])
         nowv = np.full(b.shape, now)
@@ -235,12 +242,12 @@ class Engine:
         """Run every arrival at an execution queue during slot ``window`` through its node's
         FIFO at full capacity (SPEC 2.4-2.7)."""
         lo = max(0, window - self.horizon)
-        pending = self._pending_s[:, lo:window + 1, :]
-        b, dt, i = np.nonzero(pending < (window + 1 - _EPS) * self.slot_s)
+        pending = self.pending_arrival_s[:, lo:window + 1, :]
+        b, dt, i = np.nonzero(pending < (window + 1 - SLOT_TOL) * self.slot_s)
         if b.size == 0:
             return
         ts = dt + lo
-        self._pending_s[b, ts, i] = np.inf
+        self.pending_arrival_s[b, ts, i] = np.inf
         j = self.dest[b, ts, i]
         when = self.exec_arrive_s[b, ts, i]
         # FIFO order per destination queue: by arrival time, then by source node (SPEC 2.4).
@@ -258,7 +265,7 @@ class Engine:
         bounds = np.r_[0, np.cumsum(np.bincount(rank))]
         exec_s = self.exec_s[b, ts, i]
         due = self.due_s[b, ts, i]
-        fail_after = self.ep.exec_fail_clock[b, ts, i] * self._inv_alpha[j]
+        fail_after = self.ep.exec_fail_clock[b, ts, i] * self.inv_alpha[j]
         start = np.empty_like(when)
         end = np.empty_like(when)
         dropped = np.empty(when.shape, dtype=bool)

@@ -24,13 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from o2o.config import Scenario
-from o2o.network import Network
+from o2o.core.decpomdp import REWARD_CREDITS, Observer, obs_dim
+from o2o.core.episodes import sample_episodes
+from o2o.core.network import Network
+from o2o.core.scenario import Scenario
 from o2o.sim.engine import Engine
-from o2o.sim.episodes import sample_episodes
-from o2o.sim.observe import Observer, obs_dim
-
-REWARD_CREDITS = ("slot", "decision")
 
 
 class OffloadVecEnv:

@@ -11,7 +11,7 @@ It takes no offloading decision. It keeps:
 * the **slot clock**: slot t starts at ``epoch + t * slot_s`` on the controller clock, each
   boundary awaited as an absolute deadline (``timing.sleep_until``), its lateness recorded;
 * the **end devices**: at each boundary every active node gets its slot message, with the task
-  drawn for it (``o2o.sim.episodes``: Bernoulli arrivals, sizes, cycles, deadlines, failure
+  drawn for it (``o2o.core.episodes``: Bernoulli arrivals, sizes, cycles, deadlines, failure
   clocks and the scheduler's uniforms from the episode seed) or none;
 * **episodes**: prepare (links up, model loaded, rule built: every node answers ``ready``),
   start, T slots, drain until every task has an outcome, end; the task events are collected by
@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from o2o.config import Scenario
-from o2o.errors import UserError
+from o2o.core.episodes import sample_episodes
+from o2o.core.errors import UserError
+from o2o.core.network import Network
+from o2o.core.scenario import Scenario
 from o2o.logs.records import EpisodeLog
-from o2o.network import Network
-from o2o.sim.episodes import sample_episodes
 from o2o.testbed import protocol as P
 from o2o.testbed.recorder import EpisodeRecorder
 from o2o.testbed.timing import Clock, sleep_until
@@ -490,3 +490,21 @@ def lateness_summary(values) -> dict[str, float]:
             "p99_ms": percentile(values, 99) * 1e3,
             "max_ms": (max(values) * 1e3) if values else float("nan"),
             "mean_ms": float(np.mean(values)) * 1e3 if values else float("nan")}
+
+
+async def notify_controller(host: str, port: int, key: bytes, store: str, version: int, sha256: str,
+                            timeout_s: float = 10.0) -> None:
+    """Tell a running controller (admin connection) that model ``version`` is in ``store``."""
+    try:
+        conn = await P.open_connection(host, port, key, "admin", None, P.DEFAULT_MAX_FRAME_BYTES)
+    except (OSError, asyncio.TimeoutError, P.ProtocolError, asyncio.IncompleteReadError) as exc:
+        raise UserError(f"cannot reach the controller at {host}:{port}: {exc}") from None
+    try:
+        conn.send(P.ModelAvailable(store=store, version=version, sha256=sha256))
+        msg, _ = await asyncio.wait_for(conn.recv(), timeout_s)
+        if not isinstance(msg, P.Ready) or msg.model_version != version:
+            raise UserError(f"the controller did not acknowledge model version {version}")
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, P.ProtocolError) as exc:
+        raise UserError(f"the controller at {host}:{port} did not take the announcement: {exc}") from None
+    finally:
+        conn.close()

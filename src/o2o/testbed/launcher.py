@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from o2o.config import Scenario
-from o2o.errors import UserError
-from o2o.network import Network
+from o2o.core.errors import UserError
+from o2o.core.network import Network
+from o2o.core.scenario import Scenario
 from o2o.testbed import protocol as P
 from o2o.testbed.controller import Controller, ControllerSettings, EpisodeResult
 

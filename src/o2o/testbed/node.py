@@ -15,7 +15,7 @@ What runs inside (paper VI-A, "Execution Layer"):
   queue when ``now + T^t + T^c > a + d`` and at the head of the execution queue when
   ``now + T^c > a + d``; a transfer fails (is cut) at ``tx_fail_clock / beta_ij`` after it
   started and an execution at ``exec_fail_clock / alpha_j``, with the episode's own Exp(1)
-  clocks of ``o2o.sim.episodes`` carried by the task, so the same tasks fail as in the simulator;
+  clocks of ``o2o.core.episodes`` carried by the task, so the same tasks fail as in the simulator;
 * **probes** answered from live state: capacity, alpha, execution backlog in seconds (nominal:
   what remains of the running task plus the waiting ones) and the 1-bit overload flag;
 * the **scheduler** (``o2o.schedulers``): at each slot the node builds a batch-of-one
@@ -45,9 +45,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from o2o.config import Scenario, scenario_from_dict
-from o2o.errors import UserError
-from o2o.network import Network
+from o2o.core.errors import UserError
+from o2o.core.network import Network
+from o2o.core.scenario import Scenario, scenario_from_dict
 from o2o.schedulers.base import NodeView, ProbeAnswers
 from o2o.schedulers.heuristics import Rule
 from o2o.testbed import protocol as P

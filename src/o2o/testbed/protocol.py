@@ -42,8 +42,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from o2o.errors import UserError
-from o2o.sim.episodes import SCHED_UNIFORMS
+from o2o.core.episodes import SCHED_UNIFORMS
+from o2o.core.errors import UserError
 
 PROTOCOL_VERSION = 1
 TAG_BYTES = 32
@@ -279,7 +279,7 @@ class EpisodeStart(_Msg):
 
 class TaskSpec(_Msg):
     """One task as the end device hands it over, with the episode's draws for it
-    (``o2o.sim.episodes``), so the testbed runs the simulator's task sequence."""
+    (``o2o.core.episodes``), so the testbed runs the simulator's task sequence."""
 
     size_bytes: Annotated[float, Field(gt=0)]
     cycles: Annotated[float, Field(gt=0)]

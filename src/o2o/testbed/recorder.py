@@ -1,6 +1,6 @@
 """The controller's record of one testbed episode, turned into the task log's ``EpisodeLog``.
 
-Tasks come from the episode's draws (``o2o.sim.episodes``); the nodes report what happened to
+Tasks come from the episode's draws (``o2o.core.episodes``); the nodes report what happened to
 them: the source node its decision (with what it saw: the log's observation fields), the
 destination the arrival of the payload, and whichever node holds the task when it ends its
 outcome. The recorder keeps each task's **stage** (new -> send -> exec -> done) and so knows
@@ -32,11 +32,11 @@ import asyncio
 
 import numpy as np
 
-from o2o.config import Scenario
+from o2o.core.episodes import Episodes
+from o2o.core.network import Network
+from o2o.core.outcomes import DROP, EMPTY, EXEC_FAIL, PENDING, SUCCESS, TRANS_FAIL
+from o2o.core.scenario import Scenario
 from o2o.logs.records import EpisodeLog
-from o2o.network import Network
-from o2o.sim.engine import DROP, EMPTY, EXEC_FAIL, PENDING, SUCCESS, TRANS_FAIL
-from o2o.sim.episodes import Episodes
 from o2o.testbed.protocol import Decision, TaskEvent, UnexpectedMessage
 
 STAGE_NEW, STAGE_SEND, STAGE_EXEC = 0, 1, 2
@@ -242,5 +242,5 @@ class EpisodeRecorder:
 
 
 def stack_metrics(per_episode: list[dict]) -> dict[str, np.ndarray]:
-    """Per-episode metric dicts -> arrays over episodes, as ``o2o.sim.run.simulate`` returns."""
+    """Per-episode metric dicts -> arrays over episodes, as ``o2o.sim.rollout.simulate`` returns."""
     return {k: np.asarray([m[k] for m in per_episode]) for k in per_episode[0]}

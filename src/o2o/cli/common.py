@@ -1,20 +1,17 @@
-"""``o2o simulate`` and ``o2o bench sim``."""
+"""What the command groups share: scenario arguments and the comparison table of
+``o2o simulate`` (also printed by ``o2o evaluate`` and the testbed)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 
-from o2o.config import load_scenario
-from o2o.errors import UserError
-from o2o.network import sample_network
-from o2o.progress import progress_bar
-from o2o.schedulers import episode_bound, make_scheduler
-from o2o.sim.episodes import sample_episodes
-from o2o.sim.run import rollout, simulate
+from o2o.core.episodes import sample_episodes
+from o2o.core.progress import progress_bar
+from o2o.sim import episode_bound
+from o2o.sim.rollout import simulate
 
 COUNT_FIELDS = ("tasks", "success", "drop", "exec_fail", "trans_fail")
 
@@ -79,63 +76,3 @@ def compare_schedulers(scenario, network, schedulers: dict, seeds: list[int], *,
               f"episodes {seeds[0]}..{seeds[-1]}")
         print(format_table(results, bound))
     return 0
-
-
-def cmd_simulate(args) -> int:
-    if args.episodes < 1:
-        raise UserError("--episodes must be at least 1")
-    scenario = load_scenario(args.scenario, args.overrides)
-    network = sample_network(scenario, args.network_seed)
-    schedulers = {name: make_scheduler(name) for name in args.scheduler or ["ratc"]}
-    seeds = [args.seed + k for k in range(args.episodes)]
-    return compare_schedulers(scenario, network, schedulers, seeds, network_seed=args.network_seed,
-                              as_json=args.json, batch_size=args.batch_size)
-
-
-def measure_throughput(scenario, network, scheduler, batch: int, repeats: int) -> float:
-    """Node-slots per second of the simulator with ``scheduler``, best of ``repeats``."""
-    episodes = sample_episodes(scenario, network, range(batch))
-    rollout(scenario, network, episodes.select(slice(0, 2)), scheduler)  # warm-up
-    best = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        rollout(scenario, network, episodes, scheduler)
-        elapsed = time.perf_counter() - start
-        best = max(best, batch * scenario.slots * scenario.nodes / elapsed)
-    return best
-
-
-def cmd_bench_sim(args) -> int:
-    scenario = load_scenario(args.scenario, args.overrides)
-    network = sample_network(scenario, args.network_seed)
-    out = {}
-    for name in args.scheduler or ["random", "ratc"]:
-        rate = measure_throughput(scenario, network, make_scheduler(name), args.batch, args.repeats)
-        out[name] = {"node_slots_per_s": rate}
-    if args.json:
-        print(json.dumps(out))
-    else:
-        print(f"simulator throughput, {scenario.name}, {args.batch} episodes in one batch, one process")
-        for name, r in out.items():
-            print(f"{name:<10}{r['node_slots_per_s']:>14,.0f} node-slots/s")
-    return 0
-
-
-def register(sub, bench) -> None:
-    p = sub.add_parser("simulate", help="run schedulers on the same simulated episodes and compare")
-    add_scenario_args(p)
-    p.add_argument("--scheduler", action="append", metavar="NAME",
-                   help="random, local, ratc, rda, esf, central (repeatable; default ratc)")
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
-    p.add_argument("--batch-size", type=int, default=64, help="episodes run at once as arrays")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_simulate)
-
-    b = bench.add_parser("sim", help="simulator throughput in node-slots per second")
-    add_scenario_args(b)
-    b.add_argument("--scheduler", action="append", metavar="NAME", help="default: random and ratc")
-    b.add_argument("--batch", type=int, default=1024, help="episodes per batch (default 1024)")
-    b.add_argument("--repeats", type=int, default=3)
-    b.add_argument("--json", action="store_true")
-    b.set_defaults(func=cmd_bench_sim)

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from o2o.config import Scenario, load_scenario
-from o2o.errors import UserError
-from o2o.network import Network, sample_network
-from o2o.progress import progress_bar
+from o2o.core.errors import UserError
+from o2o.core.network import Network, sample_network
+from o2o.core.progress import progress_bar
+from o2o.core.scenario import Scenario, load_scenario
 from o2o.testbed import protocol as P
 from o2o.testbed.controller import EpisodeResult, lateness_summary
 from o2o.testbed.launcher import KillPlan, LocalTestbed
@@ -30,7 +30,7 @@ SCHEDULER_CHOICES = "random, local, ratc, rda, esf, or drl (with --model)"
 
 # ------------------------------------------------------------------------------ shared
 def add_scenario_and_runtime_args(p: argparse.ArgumentParser) -> None:
-    from o2o.sim.commands import add_scenario_args
+    from o2o.cli.common import add_scenario_args
 
     add_scenario_args(p, default="paper-testbed")
     p.add_argument("--nodes", type=int, default=None,
@@ -183,15 +183,15 @@ def ratio_summary(ratios: np.ndarray) -> dict:
 
 
 def summary_table(name: str, metrics: dict, bound: float, extended: bool) -> tuple[dict, str]:
-    from o2o.sim.commands import format_table, summarize
+    from o2o.cli.common import format_table, summarize
 
     summary = summarize(metrics, extended=extended)
     return summary, format_table({name: summary}, bound)
 
 
 def episode_bound_mean(scenario: Scenario, network: Network, seeds: list[int]) -> float:
-    from o2o.schedulers import episode_bound
-    from o2o.sim.episodes import sample_episodes
+    from o2o.core.episodes import sample_episodes
+    from o2o.sim import episode_bound
 
     return float(episode_bound(network, sample_episodes(scenario, network, seeds)).mean())
 
@@ -252,14 +252,14 @@ def simulator_rule(name: str, model: str | None, scenario: Scenario, network: Ne
         from o2o.schedulers.drl import DRLRule
 
         return DRLRule.from_model(model, scenario, network)
-    from o2o.schedulers import make_scheduler
+    from o2o.sim import make_scheduler
 
     return make_scheduler(name)
 
 
 def compare_logs(sim_logs, testbed_logs, slot_s: float) -> dict:
     """Per-episode success rates of both, and how the individual tasks differ."""
-    from o2o.sim.engine import OUTCOME_NAMES, SUCCESS
+    from o2o.core.outcomes import OUTCOME_NAMES, SUCCESS
 
     episodes, changes, slack_ms = [], {}, []
     same_dest = same_outcome = tasks = 0
@@ -306,9 +306,9 @@ def compare_logs(sim_logs, testbed_logs, slot_s: float) -> dict:
 
 
 def cmd_compare(args) -> int:
+    from o2o.core.episodes import sample_episodes
     from o2o.logs.records import episode_logs_from_rollout
     from o2o.logs.store import describe_db
-    from o2o.sim.episodes import sample_episodes
 
     scenario, network, runtime = testbed_setup(args)
     check_scheduler(args.scheduler, args.model)
@@ -464,9 +464,10 @@ def cmd_controller(args) -> int:
 
 # ------------------------------------------------------------------------------ o2o testbed trainer
 def cmd_trainer(args) -> int:
+    from o2o.learn.from_logs import finetune_from_logs, train_offline_from_logs
     from o2o.learn.settings import OfflineSettings, OnlineSettings, with_overrides
     from o2o.logs.store import LogStore
-    from o2o.testbed.trainer import finetune_from_logs, notify_controller, train_offline_from_logs
+    from o2o.testbed.controller import notify_controller
 
     if not args.run:
         raise UserError("give the runs to learn from with --run ID (see `o2o logs summary --db ...`)")
@@ -486,7 +487,8 @@ def cmd_trainer(args) -> int:
 
         host, port = parse_host_port(args.notify, "--notify")
         key = P.token_key(P.read_token(args.token_file))
-        asyncio.run(notify_controller(host, port, key, published))
+        asyncio.run(notify_controller(host, port, key, published.store, published.version,
+                                      published.sha256))
     out = {"store": published.store, "version": published.version, "sha256": published.sha256,
            "mode": args.mode, "runs": args.run, "notified": bool(args.notify)}
     if args.json:
@@ -505,9 +507,9 @@ TRAIN_SEED_BASE = 1_000_000   # training episodes never reuse the evaluation see
 def cmd_o2o(args) -> int:
     """The O2O-DRL pipeline on the testbed (paper VI-B): heuristic logs, offline training,
     online fine-tuning with model hot-swap, evaluation."""
+    from o2o.learn.from_logs import finetune_from_logs, train_offline_from_logs
     from o2o.learn.settings import OfflineSettings, OnlineSettings, with_overrides
     from o2o.logs.store import LogStore, describe_db
-    from o2o.testbed.trainer import finetune_from_logs, train_offline_from_logs
 
     scenario, network, runtime = testbed_setup(args)
     check_scheduler(args.heuristic, None)
@@ -576,7 +578,7 @@ def cmd_o2o(args) -> int:
                 return results, versions, collect.run_id, loaded
 
     results, versions, collect_run, loaded = asyncio.run(main())
-    from o2o.sim.commands import format_table, summarize
+    from o2o.cli.common import format_table, summarize
 
     bound = episode_bound_mean(scenario, network, eval_seeds)
     summaries = {name: summarize(run.metrics(), extended=not args.json) for name, run in results.items()}

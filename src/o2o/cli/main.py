@@ -1,7 +1,5 @@
-"""The ``o2o`` command line.
-
-Each part of the system registers its own sub-commands (``register(subparsers)`` in its
-``commands`` module); this file only assembles them and turns user errors into exit code 2.
+"""The ``o2o`` command line: assembles the command groups (one module each in ``o2o.cli``) and
+turns user errors into exit code 2 and interrupts into 130.
 """
 
 from __future__ import annotations
@@ -10,16 +8,16 @@ import argparse
 import importlib
 import sys
 
-from o2o.errors import UserError
+from o2o.core.errors import UserError
 
 # Modules that add sub-commands; each has ``register(subparsers, bench)`` where ``bench`` holds
 # the sub-commands of ``o2o bench``. A module that is not there yet is skipped.
 COMMAND_MODULES = [
-    "o2o.sim.commands",
-    "o2o.logs.commands",
-    "o2o.learn.commands",
-    "o2o.pipeline_commands",
-    "o2o.testbed.commands",
+    "o2o.cli.simulate",
+    "o2o.cli.logs",
+    "o2o.cli.learn",
+    "o2o.cli.run",
+    "o2o.cli.testbed",
 ]
 
 
@@ -34,13 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = bench_parser.add_subparsers(dest="bench", metavar="WHAT")
     bench.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        module.register(sub, bench)
+        importlib.import_module(name).register(sub, bench)
     return parser
 
 

@@ -7,11 +7,11 @@ from typing import Callable
 
 import numpy as np
 
-from o2o.config import Scenario
-from o2o.network import Network
+from o2o.core.episodes import Episodes, sample_episodes
+from o2o.core.network import Network
+from o2o.core.scenario import Scenario
 from o2o.schedulers.heuristics import Rule
 from o2o.sim.engine import Engine
-from o2o.sim.episodes import Episodes, sample_episodes
 from o2o.sim.views import node_views, probe_answers
 
 

@@ -13,22 +13,21 @@ It reads only the task log (SPEC section 6: transitions are rebuilt from the log
   objective, critic MSE, K epochs), and the updated model published.
 
 Publishing returns the version and its checksum; the controller announces them and the nodes
-load the version (verified) before their next episode. ``notify_controller`` does that over the
-controller's authenticated admin connection when the trainer runs as its own process or pod.
+load the version (verified) before their next episode (``o2o.testbed.controller.notify_controller``
+tells a controller that runs in another process or pod).
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from o2o.config import Scenario
-from o2o.errors import UserError
+from o2o.core.errors import UserError
+from o2o.core.network import Network
+from o2o.core.scenario import Scenario
 from o2o.logs.records import EpisodeLog
-from o2o.network import Network
 
 
 @dataclass
@@ -148,23 +147,3 @@ def finetune_from_logs(store, run_ids: Sequence[int], model_store: str, *, seed:
                 "episodes": len(logs), "seed": seed, "reward_stats": reward_stats,
                 "update": {k: float(v) for k, v in stats.items()}}
     return publish(model_store, algo.actor, algo.critic, network.n, model.hidden, training)
-
-
-async def notify_controller(host: str, port: int, key: bytes, published: Published,
-                            timeout_s: float = 10.0) -> None:
-    """Tell a running controller (admin connection) that ``published`` is in the store."""
-    from o2o.testbed import protocol as P
-
-    try:
-        conn = await P.open_connection(host, port, key, "admin", None, P.DEFAULT_MAX_FRAME_BYTES)
-    except (OSError, asyncio.TimeoutError, P.ProtocolError, asyncio.IncompleteReadError) as exc:
-        raise UserError(f"cannot reach the controller at {host}:{port}: {exc}") from None
-    try:
-        conn.send(P.ModelAvailable(store=published.store, version=published.version, sha256=published.sha256))
-        msg, _ = await asyncio.wait_for(conn.recv(), timeout_s)
-        if not isinstance(msg, P.Ready) or msg.model_version != published.version:
-            raise UserError(f"the controller did not acknowledge model version {published.version}")
-    except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, P.ProtocolError) as exc:
-        raise UserError(f"the controller at {host}:{port} did not take the announcement: {exc}") from None
-    finally:
-        conn.close()

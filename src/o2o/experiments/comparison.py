@@ -14,17 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from o2o.config import Scenario
+from o2o.core.episodes import sample_episodes
+from o2o.core.network import Network
+from o2o.core.scenario import Scenario
 from o2o.learn.data import rollout_dataset
 from o2o.learn.evaluate import evaluate_policy, make_eval_fn, mean_ci95
 from o2o.learn.offline import train_offline
 from o2o.learn.online import train_online
 from o2o.learn.settings import OfflineSettings, OnlineSettings
 from o2o.learn.tracking import Tracker
-from o2o.network import Network
-from o2o.schedulers import episode_bound, make_scheduler
-from o2o.sim.episodes import sample_episodes
-from o2o.sim.run import simulate
+from o2o.sim import episode_bound, make_scheduler
+from o2o.sim.rollout import simulate
 
 # Episode seeds of the heuristic data: far from evaluation (0, 1, ...) and training seeds.
 DATA_SEED_BASE = 100_000

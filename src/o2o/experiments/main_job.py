@@ -30,9 +30,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from o2o.config import Scenario
-from o2o.errors import UserError
-from o2o.network import Network, sample_network
+from o2o.core.errors import UserError
+from o2o.core.network import Network, sample_network
+from o2o.core.scenario import Scenario
 
 CURVE_SEED0 = 900_000
 EVAL_SEED0 = 1_000_000
@@ -83,9 +83,9 @@ def _seed_job(args: dict[str, Any]) -> SeedResult:
     import torch
 
     from o2o.learn.evaluate import evaluate_policy, make_eval_fn
-    from o2o.learn.io import save_policy
     from o2o.learn.offline import train_offline
     from o2o.learn.online import train_online
+    from o2o.learn.policy import save_policy
     from o2o.learn.tracking import Tracker
     from o2o.logs.dataset import load_dataset
 
@@ -278,14 +278,14 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
                  offline_settings=None, online_settings=None, workers: int | None = None,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole pipeline into ``out`` and return ``results.json``'s content."""
+    from o2o.core.episodes import sample_episodes
+    from o2o.core.progress import progress_bar
     from o2o.learn.settings import project_offline_settings, project_online_settings
     from o2o.logs.collect import collect
     from o2o.logs.dataset import build_dataset, save_dataset
     from o2o.logs.store import LogStore
-    from o2o.progress import progress_bar
-    from o2o.schedulers import episode_bound, make_scheduler
-    from o2o.sim.episodes import sample_episodes
-    from o2o.sim.run import simulate
+    from o2o.sim import episode_bound, make_scheduler
+    from o2o.sim.rollout import simulate
 
     offline_settings = offline_settings or project_offline_settings()
     online_settings = online_settings or project_online_settings()

@@ -8,18 +8,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from o2o.config import load_scenario
-from o2o.errors import UserError
+from o2o.cli.common import add_scenario_args
+from o2o.core.decpomdp import REWARD_CREDITS
+from o2o.core.episodes import sample_episodes
+from o2o.core.errors import UserError
+from o2o.core.network import sample_network
+from o2o.core.progress import progress_bar
+from o2o.core.scenario import load_scenario
 from o2o.logs.collect import collect
 from o2o.logs.dataset import build_dataset, save_dataset
 from o2o.logs.records import episode_logs_from_rollout
 from o2o.logs.store import LogStore, describe_db
-from o2o.network import sample_network
-from o2o.progress import progress_bar
-from o2o.schedulers import SCHEDULERS, make_scheduler
-from o2o.sim.commands import add_scenario_args
-from o2o.sim.env import REWARD_CREDITS
-from o2o.sim.episodes import sample_episodes
+from o2o.sim import SCHEDULERS, make_scheduler
 
 DB_HELP = "task log: a SQLite file path (or sqlite:///PATH) or a postgresql+psycopg:// URL"
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from o2o.config import Scenario
+from o2o.core.scenario import Scenario
 
 BYTES_PER_KB = 1024
 BITS_PER_BYTE = 8

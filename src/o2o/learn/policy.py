@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from o2o.learn.nets import Actor, Critic, actor_from_arrays, critic_from_arrays, policy_arrays
+from o2o.core.decpomdp import obs_dim
+from o2o.learn.nets import (
+    Actor,
+    Critic,
+    actor_from_arrays,
+    critic_from_arrays,
+    policy_arrays,
+)
 from o2o.models import Model, ModelStore, load_model, save_model
-from o2o.sim.observe import obs_dim
 
 
 def _nodes(actor: Actor) -> int:

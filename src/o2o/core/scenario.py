@@ -11,8 +11,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from o2o.errors import UserError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from o2o.core.errors import UserError
 
 
 class ScenarioError(UserError, ValueError):

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from o2o.network import Network
+from o2o.core.episodes import Episodes
+from o2o.core.network import Network
 from o2o.sim.engine import Engine, settle_stage
-from o2o.sim.episodes import Episodes
 
 
 def task_success_bound(network: Network, episodes: Episodes) -> np.ndarray:
@@ -87,7 +87,7 @@ class Central:
             remote = j != i
             start, end, dropped, failed = settle_stage(
                 now, np.where(remote, e.link_free[bs, i, j], now), tx, exec_new[bs, i, j], due[:, i],
-                np.where(remote, e.ep.tx_fail_clock[:, t, i] * e._inv_beta[i, j], np.inf))
+                np.where(remote, e.ep.tx_fail_clock[:, t, i] * e.inv_beta[i, j], np.inf))
             arrives = rows & ~dropped & ~failed
             arr, src, tt = self._append(arr, src, tt, arrives, j, np.where(arrives, end, np.inf), i, t)
         return actions, probs
@@ -95,7 +95,7 @@ class Central:
     @staticmethod
     def _pending(e: Engine):
         lo = max(0, e.t - e.horizon)
-        pend = e._pending_s[:, lo:e.t, :]
+        pend = e.pending_arrival_s[:, lo:e.t, :]
         b, dt, i = np.nonzero(np.isfinite(pend))
         ts = dt + lo
         j = e.dest[b, ts, i]
@@ -106,12 +106,12 @@ class Central:
         arr = np.full((B, N, K), np.inf)
         src = np.full((B, N, K), -1, dtype=np.int64)
         tt = np.full((B, N, K), -1, dtype=np.int64)
-        order = np.lexsort((i, e._pending_s[b, ts, i], j, b))
+        order = np.lexsort((i, e.pending_arrival_s[b, ts, i], j, b))
         b, ts, i, j = b[order], ts[order], i[order], j[order]
         start = np.r_[True, (b[1:] != b[:-1]) | (j[1:] != j[:-1])] if b.size else np.zeros(0, bool)
         first = np.maximum.accumulate(np.where(start, np.arange(b.size), 0)) if b.size else start
         rank = np.arange(b.size) - first
-        arr[b, j, rank] = e._pending_s[b, ts, i]
+        arr[b, j, rank] = e.pending_arrival_s[b, ts, i]
         src[b, j, rank] = i
         tt[b, j, rank] = ts
         return arr, src, tt
@@ -165,7 +165,7 @@ class Central:
             s = np.maximum(src[:, :, k], 0)
             exec_s = e.ep.cycles[bidx, ts, s] / e.net.capacity_hz[jidx]
             due = e.due_s[bidx, ts, s]
-            fail_after = e.ep.exec_fail_clock[bidx, ts, s] * e._inv_alpha[jidx]
+            fail_after = e.ep.exec_fail_clock[bidx, ts, s] * e.inv_alpha[jidx]
             _, end0, drop0, _ = settle_stage(a, free_without, exec_s, 0.0, due, fail_after)
             _, end1, drop1, _ = settle_stage(a, free_with, exec_s, 0.0, due, fail_after)
             free_without = np.where(valid, end0, free_without)

@@ -1,19 +1,24 @@
-"""``o2o run``: the main job (see ``o2o.pipeline``)."""
+"""``o2o run``: the main job (see ``o2o.experiments.main_job``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from o2o.config import load_scenario
-from o2o.errors import UserError
-from o2o.sim.commands import add_scenario_args
+from o2o.cli.common import add_scenario_args
+from o2o.core.errors import UserError
+from o2o.core.scenario import load_scenario
 
 
 def cmd_run(args) -> int:
-    from o2o.learn.settings import (OfflineSettings, OnlineSettings, project_offline_settings,
-                                    project_online_settings, with_overrides)
-    from o2o.pipeline import PLANS, run_pipeline
+    from o2o.experiments.main_job import PLANS, run_pipeline
+    from o2o.learn.settings import (
+        OfflineSettings,
+        OnlineSettings,
+        project_offline_settings,
+        project_online_settings,
+        with_overrides,
+    )
 
     scenario = load_scenario(args.scenario, args.overrides)
     plan = PLANS["quick" if args.quick else "full"]

@@ -20,16 +20,44 @@ N+4 : 2N+3     N-1      l^r_ij for every other node j (ascending j, i skipped), 
 
 Actions: 0..N-1 send the task to that node, N is "no task". Mask: without a task only N; with a
 task N is masked and so is every node other than i whose overload flag is set.
+
+Reward (paper IV-B): a task's outcome is +1 (SUCCESS) or -1 (DROP or a failure). The team reward
+r_t sums the outcomes of the tasks that ended during slot t (``slot`` credit; outcomes after the
+last slot count in r_{T-1}); the ``decision`` credit puts each outcome in the slot of the task's
+decision instead.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from o2o.config import Scenario
-from o2o.network import BITS_PER_BYTE, BYTES_PER_KB, BYTES_PER_MB, Network
+from o2o.core.network import BITS_PER_BYTE, BYTES_PER_KB, BYTES_PER_MB, Network
+from o2o.core.outcomes import end_slot, outcome_feedback
+from o2o.core.scenario import Scenario
 
 OBS_LAYOUT_VERSION = "o2o-obs-v1"
+REWARD_CREDITS = ("slot", "decision")
+
+
+def check_reward_credit(reward_credit: str) -> str:
+    if reward_credit not in REWARD_CREDITS:
+        raise ValueError(f"reward_credit must be one of {REWARD_CREDITS}, got {reward_credit!r}")
+    return reward_credit
+
+
+def team_rewards(has_task, outcome, end_s, slot_s: float, reward_credit: str = "slot") -> np.ndarray:
+    """The team rewards r_0 .. r_{T-1} of one episode from its (T, N) task records."""
+    check_reward_credit(reward_credit)
+    has = np.asarray(has_task, dtype=bool)
+    t_slots = has.shape[0]
+    feedback = outcome_feedback(outcome)[has]
+    if reward_credit == "slot":
+        slot = end_slot(np.asarray(end_s)[has], slot_s, t_slots)
+    else:
+        slot = np.nonzero(has)[0]  # the decision slot is the arrival slot
+    rewards = np.zeros(t_slots)
+    np.add.at(rewards, slot, feedback)
+    return rewards
 
 
 def obs_dim(n: int) -> int:

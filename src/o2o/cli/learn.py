@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from o2o.config import load_scenario
-from o2o.errors import UserError
+from o2o.cli.common import add_scenario_args, compare_schedulers
+from o2o.core.episodes import sample_episodes
+from o2o.core.errors import UserError
+from o2o.core.network import sample_network
+from o2o.core.scenario import load_scenario
 from o2o.learn.settings import DATA_EPISODES, OFFLINE_STEPS, ONLINE_EPISODES
-from o2o.network import sample_network
-from o2o.schedulers import make_scheduler
-from o2o.sim.commands import add_scenario_args, compare_schedulers
-from o2o.sim.episodes import sample_episodes
+from o2o.sim import make_scheduler
 
 
 def _torch_threads(n: int) -> None:
@@ -45,7 +45,12 @@ def _eval_seeds(args) -> list[int]:
 
 def _settings(cls, args, hparams=None):
     """Paper defaults, the project's changes unless ``--settings paper``, then the overrides."""
-    from o2o.learn.settings import PROJECT_OFFLINE, PROJECT_ONLINE, OfflineSettings, with_overrides
+    from o2o.learn.settings import (
+        PROJECT_OFFLINE,
+        PROJECT_ONLINE,
+        OfflineSettings,
+        with_overrides,
+    )
 
     base = cls()
     if args.settings == "project":
@@ -84,8 +89,8 @@ def cmd_train_offline(args) -> int:
 
 def cmd_train_online(args) -> int:
     from o2o.learn.evaluate import make_eval_fn
-    from o2o.learn.io import load_policy
     from o2o.learn.online import train_online
+    from o2o.learn.policy import load_policy
     from o2o.learn.settings import OnlineSettings
     from o2o.learn.tracking import Tracker
 
@@ -127,7 +132,7 @@ def _save_evaluate_report(args, scenario, network, result, training: dict, eval_
     """Save the trained actor and critic to --out, evaluate them on the evaluation episodes
     (if any) and print the outcome; shared by ``train offline`` and ``train online``."""
     from o2o.learn.evaluate import evaluate_policy, mean_ci95
-    from o2o.learn.io import save_policy
+    from o2o.learn.policy import save_policy
 
     manifest = save_policy(args.out, result.actor, result.critic, training=training)
     out = {"model": args.out, "sha256": manifest["sha256"], **extra,
@@ -174,7 +179,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_bench_learn(args) -> int:
-    from o2o.learn.experiment import compare
+    from o2o.experiments.comparison import compare
     from o2o.learn.settings import OfflineSettings, OnlineSettings
     from o2o.learn.tracking import Tracker
 
@@ -251,7 +256,7 @@ def cmd_bench_actor(args) -> int:
     rule = DRLRule.from_model(load_model(args.model, nodes=network.n), scenario, network)
     engine = Engine(scenario, network, sample_episodes(scenario, network, [0]))
     for _ in range(5):  # a few slots in, so queues are not empty
-        from o2o.sim.run import rule_actions
+        from o2o.sim.rollout import rule_actions
 
         engine.step(rule_actions(engine, rule)[0])
     state = engine.node_state()

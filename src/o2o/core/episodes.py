@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from o2o.config import Scenario
-from o2o.network import BITS_PER_BYTE, BYTES_PER_KB, Network
+from o2o.core.network import BITS_PER_BYTE, BYTES_PER_KB, Network
+from o2o.core.scenario import Scenario
 
 # Uniforms per node and slot handed to a scheduler rule (two probe choices, one policy sample,
 # one spare), so that no rule needs a random generator of its own.

@@ -1,0 +1,5 @@
+import sys
+
+from o2o.cli.main import main
+
+sys.exit(main())

@@ -118,7 +118,7 @@ def test_kill_node_on_the_command_line(tmp_path):
 
 def test_trainer_announces_a_model_to_a_running_controller(tmp_path):
     """The trainer's admin connection: the controller takes the announcement and passes it on."""
-        from o2o.models import expected_shapes, save_model
+    from o2o.models import expected_shapes, save_model
     from o2o.testbed.controller import Controller, ControllerSettings, notify_controller
 
     sc = load_scenario("paper-testbed", ["nodes=3"])

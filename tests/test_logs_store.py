@@ -175,7 +175,7 @@ def test_an_interrupted_collect_keeps_whole_batches_and_marks_the_run(db_url, er
 
 def test_a_failure_while_writing_leaves_nothing_of_the_batch(db_url, monkeypatch):
     scenario, network, logs = _run(SMALL, [1, 2, 3])
-    real_insert = store_module._insert_tasks
+    real_insert = store_module.insert_tasks
     calls = {"n": 0}
 
     def insert_then_fail(conn, columns):
@@ -184,7 +184,7 @@ def test_a_failure_while_writing_leaves_nothing_of_the_batch(db_url, monkeypatch
             raise KeyboardInterrupt
         return real_insert(conn, columns)
 
-    monkeypatch.setattr(store_module, "_insert_tasks", insert_then_fail)
+    monkeypatch.setattr(store_module, "insert_tasks", insert_then_fail)
     with LogStore.open(db_url, create=True) as store:
         with pytest.raises(KeyboardInterrupt):
             with store.start_run(scenario, network, "ratc") as run:

@@ -17,8 +17,9 @@ from o2o.core.progress import progress_bar
 from o2o.core.scenario import load_scenario
 from o2o.logs.collect import collect
 from o2o.logs.dataset import build_dataset, save_dataset
+from o2o.logs.db import describe_db
 from o2o.logs.records import episode_logs_from_rollout
-from o2o.logs.store import LogStore, describe_db
+from o2o.logs.store import LogStore
 from o2o.sim import SCHEDULERS, make_scheduler
 
 DB_HELP = "task log: a SQLite file path (or sqlite:///PATH) or a postgresql+psycopg:// URL"

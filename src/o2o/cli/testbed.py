@@ -222,7 +222,7 @@ def run_testbed_phase(args, scenario: Scenario, network: Network, runtime, seeds
 
 # ------------------------------------------------------------------------------ o2o testbed run
 def cmd_run(args) -> int:
-    from o2o.logs.store import describe_db
+    from o2o.logs.db import describe_db
 
     scenario, network, runtime = testbed_setup(args)
     check_scheduler(args.scheduler, args.model)
@@ -307,8 +307,8 @@ def compare_logs(sim_logs, testbed_logs, slot_s: float) -> dict:
 
 def cmd_compare(args) -> int:
     from o2o.core.episodes import sample_episodes
+    from o2o.logs.db import describe_db
     from o2o.logs.records import episode_logs_from_rollout
-    from o2o.logs.store import describe_db
 
     scenario, network, runtime = testbed_setup(args)
     check_scheduler(args.scheduler, args.model)
@@ -420,7 +420,8 @@ def cmd_bench_testbed(args) -> int:
 # ------------------------------------------------------------------------------ o2o testbed controller
 def cmd_controller(args) -> int:
     """A controller for nodes started elsewhere (other hosts, Kubernetes pods)."""
-    from o2o.logs.store import LogStore, describe_db
+    from o2o.logs.db import describe_db
+    from o2o.logs.store import LogStore
     from o2o.testbed.controller import Controller, ControllerSettings
     from o2o.testbed.launcher import AttachedNodes
     from o2o.testbed.node import parse_host_port
@@ -509,7 +510,8 @@ def cmd_o2o(args) -> int:
     online fine-tuning with model hot-swap, evaluation."""
     from o2o.learn.from_logs import finetune_from_logs, train_offline_from_logs
     from o2o.learn.settings import OfflineSettings, OnlineSettings, with_overrides
-    from o2o.logs.store import LogStore, describe_db
+    from o2o.logs.db import describe_db
+    from o2o.logs.store import LogStore
 
     scenario, network, runtime = testbed_setup(args)
     check_scheduler(args.heuristic, None)

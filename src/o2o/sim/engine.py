@@ -26,6 +26,7 @@ from functools import cached_property
 import numpy as np
 
 from o2o.core.episodes import Episodes
+from o2o.core.metrics import episode_metrics
 from o2o.core.network import Network
 from o2o.core.outcomes import (
     DROP,
@@ -302,30 +303,9 @@ class Engine:
 
     # ------------------------------------------------------------------ results
     def metrics(self) -> dict[str, np.ndarray]:
-        """Per-episode counts and rates (B,) (SPEC section 2, metrics)."""
-        tasks = self.ep.has_task.sum(axis=(1, 2))
-        count = lambda o: (self.outcome == o).sum(axis=(1, 2))  # noqa: E731
-        success = count(SUCCESS)
-        completion = np.where(self.outcome == SUCCESS, self.end_s - self.arrive_s, 0.0)
-        # Utilisation: busy time of each CPU and link over the episode (arrivals plus drain).
-        span = np.maximum(np.nanmax(np.where(np.isnan(self.end_s), 0.0, self.end_s), axis=(1, 2)),
-                          self.T * self.slot_s)
-        ran = ~np.isnan(self.exec_start_s)
-        cpu_busy = np.where(ran, self.end_s - self.exec_start_s, 0.0)
+        """Per-episode counts, rates and utilisations (``o2o.core.metrics``)."""
+        # A transmission ends when the task reaches the destination's queue, or at its drop or
+        # failure.
         tx_end = np.where(np.isnan(self.exec_arrive_s), self.end_s, self.exec_arrive_s)
-        sent = ~np.isnan(self.tx_start_s)
-        link_busy = np.where(sent, tx_end - self.tx_start_s, 0.0)
-        node_util = np.zeros((self.B, self.N))
-        link_util = np.zeros((self.B, self.N, self.N))
-        b, t, i = np.nonzero(ran)
-        np.add.at(node_util, (b, self.dest[b, t, i]), cpu_busy[b, t, i])
-        b, t, i = np.nonzero(sent)
-        np.add.at(link_util, (b, i, self.dest[b, t, i]), link_busy[b, t, i])
-        return {
-            "tasks": tasks, "success": success, "drop": count(DROP), "exec_fail": count(EXEC_FAIL),
-            "trans_fail": count(TRANS_FAIL),
-            "success_rate": success / np.maximum(tasks, 1),
-            "mean_completion_s": completion.sum(axis=(1, 2)) / np.maximum(success, 1),
-            "node_utilisation": node_util / span[:, None],
-            "link_utilisation": link_util / span[:, None, None],
-        }
+        return episode_metrics(self.ep.has_task, self.outcome, self.dest, self.end_s,
+                               self.exec_start_s, self.slot_s, self.tx_start_s, tx_end)

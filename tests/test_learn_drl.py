@@ -5,9 +5,10 @@ import torch
 
 from o2o.core.decpomdp import Observer
 from o2o.core.episodes import sample_episodes
+from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
-from o2o.learn.evaluate import as_numpy_actor, evaluate_policy, mean_ci95
+from o2o.learn.evaluate import as_numpy_actor, evaluate_policy
 from o2o.learn.nets import Actor
 from o2o.schedulers.drl import DRLRule
 from o2o.sim import make_scheduler

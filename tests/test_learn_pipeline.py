@@ -10,13 +10,12 @@ from o2o.cli import main
 from o2o.core.errors import UserError
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
-from o2o.learn.data import check_dataset, rollout_dataset
 from o2o.learn.evaluate import make_eval_fn
 from o2o.learn.offline import train_offline
 from o2o.learn.online import train_online
 from o2o.learn.settings import OfflineSettings, OnlineSettings
 from o2o.learn.tracking import Tracker
-from o2o.logs.dataset import load_dataset
+from o2o.logs.dataset import check_dataset, load_dataset, simulated_dataset
 from o2o.sim import make_scheduler
 
 OVERRIDES = ["nodes=4", "slots=10"]
@@ -27,7 +26,7 @@ SCENARIO_ARGS = ["--scenario", "paper-sim", "--set", "nodes=4", "--set", "slots=
 
 @pytest.fixture(scope="module")
 def data():
-    return rollout_dataset(SC, NET, make_scheduler("ratc"), range(100, 106), reward_credit="decision")
+    return simulated_dataset(SC, NET, make_scheduler("ratc"), range(100, 106), reward_credit="decision")
 
 
 def test_dataset_layout(data):
@@ -67,13 +66,13 @@ def test_offline_then_online_is_deterministic_and_runs(data, tmp_path):
     assert {"q_loss", "cql", "v_loss", "entropy"} <= set(records[0]) and records[0]["phase"] == "offline"
     assert list((tmp_path / "logs" / "tensorboard").iterdir())
 
-    online = OnlineSettings(episodes_per_batch=4, minibatch_size=64, reward_credit="decision")
+    online = OnlineSettings(episodes_per_batch=4, minibatch_size=64)
     runs = []
     for _ in range(2):
         off = train_offline(data, settings, seed=3, steps=40, show_progress=False)
-        res = train_online(SC, NET, off.actor, off.critic, online, episodes=8, seed=5,
-                           eval_every=4, eval_fn=eval_fn, reward_stats=off.reward_stats,
-                           show_progress=False)
+        assert off.policy.reward_credit == "decision"   # read from the data set
+        res = train_online(SC, NET, off.policy, online, episodes=8, seed=5,
+                           eval_every=4, eval_fn=eval_fn, show_progress=False)
         runs.append(res)
     assert [p["episodes"] for p in runs[0].curve] == [0, 4, 8]
     # the curve starts at the offline actor: episode 0 equals offline-only
@@ -82,7 +81,7 @@ def test_offline_then_online_is_deterministic_and_runs(data, tmp_path):
         assert torch.equal(a, b)
     assert not all(torch.equal(a, b) for a, b in zip(_weights(r1.actor), _weights(runs[0].actor)))
     assert len(runs[0].history) == 2 and "ppo_objective" in runs[0].history[0]
-    scratch = train_online(SC, NET, None, None, online, episodes=4, seed=5, show_progress=False)
+    scratch = train_online(SC, NET, None, online, episodes=4, seed=5, show_progress=False)
     assert scratch.episodes == 4
 
 

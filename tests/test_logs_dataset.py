@@ -11,7 +11,7 @@ from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
-from o2o.logs.dataset import DATASET_ARRAYS, build_dataset, load_dataset, save_dataset
+from o2o.logs.dataset import ARRAYS, build_dataset, load_dataset, save_dataset
 from o2o.logs.records import episode_logs_from_rollout
 from o2o.logs.store import LogStore
 from o2o.logs.transitions import rebuild_transitions
@@ -46,7 +46,7 @@ def test_exported_file_has_the_documented_layout(logged, tmp_path, credit):
     assert main(["dataset", "export", "--db", db, "--out", str(out), "--reward-credit", credit]) == 0
     with np.load(out, allow_pickle=False) as npz:  # numpy alone, no pickle
         data = {k: npz[k] for k in npz.files}
-    assert set(data) == set(DATASET_ARRAYS)
+    assert set(data) == set(ARRAYS)
     m = 5 * T * N
     d, a = 3 * N + 6, N + 1
     expect = {"observations": (np.float32, (m, d)), "next_observations": (np.float32, (m, d)),

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from o2o.learn.nets import Actor, Critic
-from o2o.learn.policy import load_policy, publish_policy, save_policy
+from o2o.learn.policy import Policy
 from o2o.models import ModelError, ModelStore, load_model, save_model
 from o2o.schedulers.drl import NumpyActor, masked_softmax, sample_inverse_cdf
 
@@ -48,11 +48,12 @@ def url(request, tmp_path):
 @pytest.mark.parametrize("self_head", [False, True])
 def test_round_trip_and_numpy_actor_equals_torch(url, self_head):
     actor, critic = make_policy(self_head=self_head)
-    manifest = save_policy(url, actor, critic, training={"phase": "offline", "seed": 0})
+    manifest = Policy(actor, critic).save(url, training={"phase": "offline", "seed": 0})
     assert manifest["nodes"] == N and manifest["obs_dim"] == D and manifest["n_actions"] == N + 1
     assert manifest["hidden"] == [64, 64] and manifest["obs_layout"] == "o2o-obs-v1"
     assert len(manifest["sha256"]) == 64 and manifest["created"].endswith("Z")
-    actor2, critic2, model = load_policy(url, nodes=N, need_critic=True)
+    policy2, model = Policy.load(url, nodes=N, need_critic=True)
+    actor2, critic2 = policy2.actor, policy2.critic
     assert model.manifest["training"] == {"phase": "offline", "seed": 0}
     for a, b in zip(actor.parameters(), actor2.parameters()):
         assert torch.equal(a, b)
@@ -69,7 +70,7 @@ def test_round_trip_and_numpy_actor_equals_torch(url, self_head):
 
 def test_weights_file_is_not_pickle(tmp_path):
     actor, critic = make_policy()
-    save_policy(str(tmp_path / "m"), actor, critic)
+    Policy(actor, critic).save(str(tmp_path / "m"))
     head = (tmp_path / "m" / "model.safetensors").read_bytes()[:16]
     assert not head.startswith(b"\x80")  # no pickle protocol header
     names = sorted(p.name for p in (tmp_path / "m").iterdir())
@@ -93,7 +94,7 @@ def _edit_manifest(path, **changes):
 ])
 def test_mismatches_are_refused(tmp_path, change, message):
     actor, critic = make_policy()
-    save_policy(str(tmp_path / "m"), actor, critic)
+    Policy(actor, critic).save(str(tmp_path / "m"))
     _edit_manifest(tmp_path / "m", **change)
     with pytest.raises(ModelError, match=message):
         load_model(str(tmp_path / "m"))
@@ -102,7 +103,7 @@ def test_mismatches_are_refused(tmp_path, change, message):
 def test_wrong_nodes_missing_files_corrupt_weights_no_critic(tmp_path):
     actor, critic = make_policy()
     good = tmp_path / "m"
-    save_policy(str(good), actor, critic)
+    Policy(actor, critic).save(str(good))
     with pytest.raises(ModelError, match="is for 4 nodes, but the network has 20"):
         load_model(str(good), nodes=20)
     with pytest.raises(ModelError, match="manifest.json is missing"):
@@ -115,7 +116,7 @@ def test_wrong_nodes_missing_files_corrupt_weights_no_critic(tmp_path):
     (good / "model.safetensors").unlink()
     with pytest.raises(ModelError, match="weights file model.safetensors is missing"):
         load_model(str(good))
-    save_policy(str(tmp_path / "actor-only"), actor)
+    Policy(actor).save(str(tmp_path / "actor-only"))
     assert load_model(str(tmp_path / "actor-only")).has_critic is False
     with pytest.raises(ModelError, match="no critic"):
         load_model(str(tmp_path / "actor-only"), need_critic=True)
@@ -142,9 +143,9 @@ def test_store_versions_and_latest(tmp_path, root):
     with pytest.raises(ModelError, match="no versions"):
         store.load()
     actor, critic = make_policy(0)
-    assert publish_policy(store_url, actor, critic) == 1
+    assert Policy(actor, critic).publish(store_url)[0] == 1
     actor2, critic2 = make_policy(1)
-    assert publish_policy(store_url, actor2, critic2, training={"phase": "online"}) == 2
+    assert Policy(actor2, critic2).publish(store_url, training={"phase": "online"})[0] == 2
     assert store.versions() == [1, 2] and store.latest() == 2
     assert store.load().version == 2 and store.load(1).version == 1
     with pytest.raises(ModelError, match="no version 7"):
@@ -174,7 +175,7 @@ def test_inverse_cdf_sampling():
 
 def test_numpy_path_does_not_import_torch(tmp_path):
     actor, critic = make_policy(self_head=True)
-    save_policy(str(tmp_path / "m"), actor, critic)
+    Policy(actor, critic).save(str(tmp_path / "m"))
     code = textwrap.dedent(f"""
         import sys
         sys.modules["torch"] = None  # any import of torch now fails

@@ -10,7 +10,8 @@ The manifest::
     {"format": "o2o-model", "format_version": 1, "version": 3,
      "obs_layout": "o2o-obs-v1", "nodes": 20, "obs_dim": 66, "n_actions": 21,
      "hidden": [64, 64], "activation": "relu", "actor_head": "plain",
-     "parts": ["actor", "critic"],
+     "parts": ["actor", "critic"], "reward_credit": "decision",
+     "reward_stats": {"mean": ..., "std": ...},
      "weights_file": "model.safetensors", "sha256": "<hex of the weights file>",
      "created": "2026-01-01T00:00:00Z", "training": {...free-form: phase, seed, settings...}}
 
@@ -78,6 +79,16 @@ class Model:
         return self.manifest.get("actor_head", "plain") == "self"
 
     @property
+    def reward_credit(self) -> str | None:
+        """How the training rewards were credited (None: not recorded, e.g. an older model)."""
+        return self.manifest.get("reward_credit")
+
+    @property
+    def reward_stats(self) -> dict[str, float] | None:
+        """The offline data set's reward statistics (older models kept them under training)."""
+        return self.manifest.get("reward_stats") or self.manifest.get("training", {}).get("reward_stats")
+
+    @property
     def has_critic(self) -> bool:
         return "critic" in self.manifest["parts"]
 
@@ -112,9 +123,13 @@ def expected_shapes(nodes: int, hidden: tuple[int, ...], parts=PARTS,
 
 
 def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: tuple[int, ...],
-               self_head: bool = False, version: int = 1,
+               self_head: bool = False, version: int = 1, reward_credit: str | None = None,
+               reward_stats: dict[str, float] | None = None,
                training: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write a model folder at ``url``: the weights, then the manifest. Returns the manifest."""
+    """Write a model folder at ``url``: the weights, then the manifest. Returns the manifest.
+
+    ``reward_credit`` and ``reward_stats`` say how the rewards the model was trained on were
+    made and normalised; online fine-tuning continues with the same (None: not recorded)."""
     hidden = tuple(int(h) for h in hidden)
     parts = tuple(p for p in PARTS if f"{p}.l0.weight" in arrays)
     if "actor" not in parts:
@@ -130,7 +145,8 @@ def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: t
         "format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "version": int(version),
         "obs_layout": OBS_LAYOUT_VERSION, "nodes": int(nodes), "obs_dim": obs_dim(nodes),
         "n_actions": int(nodes) + 1, "hidden": list(hidden), "activation": "relu",
-        "actor_head": "self" if self_head else "plain", "parts": list(parts), "weights_file": WEIGHTS,
+        "actor_head": "self" if self_head else "plain", "parts": list(parts),
+        "reward_credit": reward_credit, "reward_stats": reward_stats, "weights_file": WEIGHTS,
         "sha256": hashlib.sha256(payload).hexdigest(),
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "training": training or {},
@@ -255,13 +271,12 @@ class ModelStore:
         versions = self.versions()
         return versions[-1] if versions else None
 
-    def publish(self, arrays: dict[str, np.ndarray], *, nodes: int, hidden: tuple[int, ...],
-                self_head: bool = False, training: dict[str, Any] | None = None) -> int:
-        """Write the next version and return its number."""
+    def publish(self, arrays: dict[str, np.ndarray], **model) -> tuple[int, str]:
+        """Write the next version (``model``: the keyword arguments of ``save_model``) and
+        return its number and the SHA-256 of its weights."""
         version = (self.latest() or 0) + 1
-        save_model(self.url_of(version), arrays, nodes=nodes, hidden=hidden, self_head=self_head,
-                   version=version, training=training)
-        return version
+        manifest = save_model(self.url_of(version), arrays, version=version, **model)
+        return version, manifest["sha256"]
 
     def load(self, version: int | None = None, **checks) -> Model:
         """A version (default: the latest), checked as ``load_model`` does."""

@@ -1,5 +1,9 @@
-"""``o2o train offline``, ``o2o train online``, ``o2o evaluate``, ``o2o bench learn`` and
-``o2o bench actor``."""
+"""``o2o train offline``, ``o2o train online``, ``o2o evaluate`` and ``o2o bench actor``.
+
+The training handlers import the PyTorch side of the learner when they run, not when the
+command line starts, so that commands without training (``o2o simulate``, a testbed node) start
+without loading PyTorch.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,19 @@ from pathlib import Path
 import numpy as np
 
 from o2o.cli.common import add_scenario_args, compare_schedulers
+from o2o.core import seeds
 from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
+from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
-from o2o.learn.settings import DATA_EPISODES, OFFLINE_STEPS, ONLINE_EPISODES
+from o2o.learn.settings import OFFLINE_STEPS, learner_settings
+from o2o.models import load_model
+from o2o.schedulers.drl import DRLRule
 from o2o.sim import make_scheduler
+from o2o.sim.engine import Engine
+from o2o.sim.rollout import rule_actions
+from o2o.sim.views import node_views, probe_answers
 
 
 def _torch_threads(n: int) -> None:
@@ -43,36 +54,24 @@ def _eval_seeds(args) -> list[int]:
     return [args.eval_seed + k for k in range(args.eval_episodes)]
 
 
-def _settings(cls, args, hparams=None):
-    """Paper defaults, the project's changes unless ``--settings paper``, then the overrides."""
-    from o2o.learn.settings import (
-        PROJECT_OFFLINE,
-        PROJECT_ONLINE,
-        OfflineSettings,
-        with_overrides,
-    )
-
-    base = cls()
-    if args.settings == "project":
-        base = cls(**(PROJECT_OFFLINE if cls is OfflineSettings else PROJECT_ONLINE))
-    return with_overrides(base, args.hparams if hparams is None else hparams)
+def _settings(args, phase: str):
+    """The learner's settings: a preset, then this command's overrides of ``phase``."""
+    return learner_settings(args.settings, **{phase: args.hparams},
+                            reward_credit=getattr(args, "reward_credit", None))
 
 
 def cmd_train_offline(args) -> int:
-    from o2o.learn.data import check_dataset
     from o2o.learn.evaluate import make_eval_fn
     from o2o.learn.offline import train_offline
-    from o2o.learn.settings import OfflineSettings
     from o2o.learn.tracking import Tracker
+    from o2o.logs.dataset import dataset_reward_credit, load_dataset
 
     _torch_threads(args.threads)
     if args.steps < 1:
         raise UserError("--steps must be at least 1")
     scenario, network = _scenario_network(args)
-    settings = _settings(OfflineSettings, args)
-    from o2o.logs.dataset import load_dataset
-
-    data = check_dataset(load_dataset(args.dataset), n=network.n)
+    settings = _settings(args, "offline").offline
+    data = load_dataset(args.dataset, n=network.n)
     eval_seeds = _eval_seeds(args)
     eval_fn = make_eval_fn(scenario, network, eval_seeds) if eval_seeds and settings.eval_every else None
     with Tracker(_log_dir(args, args.out)) as tracker:
@@ -81,17 +80,17 @@ def cmd_train_offline(args) -> int:
     training = {"phase": "offline", "algorithm": "discrete SAC + CQL + V (Alg. 1)",
                 "seed": args.seed, "steps": result.steps, "seconds": round(result.seconds, 2),
                 "rows": int(data["actions"].shape[0]), "dataset": str(args.dataset),
-                "settings": settings.model_dump(mode="json"), "reward_stats": result.reward_stats,
+                "settings": settings.model_dump(mode="json"),
                 "scenario": scenario.name, "network_seed": args.network_seed}
     return _save_evaluate_report(args, scenario, network, result, training, eval_seeds,
-                                 {"steps": result.steps}, "offline")
+                                 {"steps": result.steps, "reward_credit": dataset_reward_credit(data)},
+                                 "offline")
 
 
 def cmd_train_online(args) -> int:
     from o2o.learn.evaluate import make_eval_fn
     from o2o.learn.online import train_online
-    from o2o.learn.policy import load_policy
-    from o2o.learn.settings import OnlineSettings
+    from o2o.learn.policy import Policy
     from o2o.learn.tracking import Tracker
 
     _torch_threads(args.threads)
@@ -101,40 +100,41 @@ def cmd_train_online(args) -> int:
         raise UserError("give either --model MODEL_DIR (fine-tune an offline model) or "
                         "--from-scratch (the online-only baseline)")
     scenario, network = _scenario_network(args)
-    settings = _settings(OnlineSettings, args)
-    actor = critic = None
-    stats = None
-    source = "scratch"
+    learner = _settings(args, "online")
+    settings = learner.online
+    policy, source = None, "scratch"
+    credit = args.reward_credit or (None if args.model else learner.reward_credit)
     if args.model:
-        actor, critic, model = load_policy(args.model, nodes=network.n, need_critic=True)
-        stats = model.manifest.get("training", {}).get("reward_stats")
+        policy, model = Policy.load(args.model, nodes=network.n, need_critic=True)
         source = model.url
-        if settings.reward_norm == "fixed" and not stats:
+        if settings.reward_norm == "fixed" and not policy.reward_stats:
             raise UserError(f"model {args.model} carries no reward statistics; use "
                             "--set-hparam reward_norm=batch")
     eval_seeds = _eval_seeds(args)
     eval_fn = make_eval_fn(scenario, network, eval_seeds) if eval_seeds and args.eval_every else None
     with Tracker(_log_dir(args, args.out)) as tracker:
-        result = train_online(scenario, network, actor, critic, settings, args.episodes, args.seed,
-                              args.eval_every, eval_fn, stats, tracker, show_progress=not args.json)
+        result = train_online(scenario, network, policy, settings, args.episodes, args.seed,
+                              args.eval_every, eval_fn, tracker, show_progress=not args.json,
+                              reward_credit=credit)
     training = {"phase": "online" if args.model else "online-only",
                 "algorithm": "PPO + GAE (Alg. 2)", "from": source, "seed": args.seed,
                 "episodes": result.episodes, "seconds": round(result.seconds, 2),
-                "settings": settings.model_dump(mode="json"), "reward_stats": stats,
+                "settings": settings.model_dump(mode="json"),
                 "scenario": scenario.name, "network_seed": args.network_seed}
     curve = [{k: p[k] for k in ("episodes", "success_rate")} for p in result.curve]
     return _save_evaluate_report(args, scenario, network, result, training, eval_seeds,
-                                 {"episodes": result.episodes, "curve": curve}, "online")
+                                 {"episodes": result.episodes,
+                                  "reward_credit": result.policy.reward_credit, "curve": curve},
+                                 "online")
 
 
 def _save_evaluate_report(args, scenario, network, result, training: dict, eval_seeds, extra: dict,
                           phase: str) -> int:
-    """Save the trained actor and critic to --out, evaluate them on the evaluation episodes
-    (if any) and print the outcome; shared by ``train offline`` and ``train online``."""
-    from o2o.learn.evaluate import evaluate_policy, mean_ci95
-    from o2o.learn.policy import save_policy
+    """Save the trained policy to --out, evaluate it on the evaluation episodes (if any) and
+    print the outcome; shared by ``train offline`` and ``train online``."""
+    from o2o.learn.evaluate import evaluate_policy
 
-    manifest = save_policy(args.out, result.actor, result.critic, training=training)
+    manifest = result.policy.save(args.out, training=training)
     out = {"model": args.out, "sha256": manifest["sha256"], **extra,
            "seconds": round(result.seconds, 2)}
     if eval_seeds:
@@ -159,105 +159,27 @@ def _report(args, out: dict, headline: str) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from o2o.models import load_model
-    from o2o.schedulers.drl import DRLRule
-
     if args.episodes < 1:
         raise UserError("--episodes must be at least 1")
     if not args.model and not args.scheduler:
         raise UserError("give at least one --model MODEL_DIR (or a --scheduler to compare with)")
     scenario, network = _scenario_network(args)
-    seeds = [args.seed + k for k in range(args.episodes)]
+    episode_seeds = [args.seed + k for k in range(args.episodes)]
     rules = {}
     for k, url in enumerate(args.model or []):
         name = args.name[k] if args.name and k < len(args.name) else ("drl" if len(args.model) == 1 else f"drl:{url}")
         rules[name] = DRLRule.from_model(load_model(url, nodes=network.n), scenario, network)
     for name in args.scheduler or []:
         rules[name] = make_scheduler(name)
-    return compare_schedulers(scenario, network, rules, seeds, network_seed=args.network_seed,
-                              as_json=args.json)
-
-
-def cmd_bench_learn(args) -> int:
-    from o2o.experiments.comparison import compare
-    from o2o.learn.settings import OfflineSettings, OnlineSettings
-    from o2o.learn.tracking import Tracker
-
-    _torch_threads(args.threads)
-    scenario, network = _scenario_network(args)
-    offline = _settings(OfflineSettings, args, args.offline_hparams)
-    online = _settings(OnlineSettings, args, args.online_hparams)
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    eval_seeds = [args.eval_seed + k for k in range(args.eval_episodes)]
-    start = time.perf_counter()
-    with Tracker(args.out) as tracker:
-        comp = compare(scenario, network, seeds, eval_seeds, args.data_episodes, args.offline_steps,
-                       args.online_episodes, offline, online, args.heuristic, args.data_credit,
-                       args.eval_every, args.offline_eval_every, tracker, show_progress=not args.json)
-    comp.timings_s["total"] = time.perf_counter() - start
-    report = {"scenario": scenario.name, "network_seed": args.network_seed, "seeds": seeds,
-              "eval_seeds": [eval_seeds[0], eval_seeds[-1]], "data_episodes": args.data_episodes,
-              "offline_steps": args.offline_steps, "online_episodes": args.online_episodes,
-              "offline_settings": offline.model_dump(mode="json"),
-              "online_settings": online.model_dump(mode="json"),
-              "methods": comp.methods, "bound": comp.bound,
-              "curves": _mean_curves(comp.curves), "offline_curve": _mean_offline(comp.offline_curves),
-              "timings_s": {k: round(v, 1) for k, v in comp.timings_s.items()}}
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "bench_learn.json").write_text(json.dumps(report, indent=2))
-    if args.json:
-        print(json.dumps(report))
-        return 0
-    print(f"scenario {scenario.name}, network seed {args.network_seed}, training seeds {seeds}, "
-          f"evaluation episodes {eval_seeds[0]}..{eval_seeds[-1]}")
-    print(f"{'method':<14}{'success rate':>14}{'95% CI (seeds)':>22}   per seed")
-    for name, m in comp.methods.items():
-        per = " ".join(f"{x:.4f}" for x in m["per_seed"])
-        print(f"{name:<14}{m['success_rate']:>14.4f}   [{m['ci95'][0]:.4f}, {m['ci95'][1]:.4f}]   {per}")
-    print(f"{'bound':<14}{comp.bound:>14.4f}")
-    for name, curve in report["curves"].items():
-        pts = " ".join(f"{p['episodes']}:{p['success_rate']:.4f}" for p in curve)
-        print(f"curve {name}: {pts}")
-    if report["offline_curve"]:
-        pts = " ".join(f"{p['step']}:{p['success_rate']:.4f}" for p in report["offline_curve"])
-        print(f"curve offline: {pts}")
-    print("seconds: " + ", ".join(f"{k} {v}" for k, v in report["timings_s"].items()))
-    return 0
-
-
-def _mean_curves(curves):
-    out = {}
-    for name, per_seed in curves.items():
-        if not per_seed or not per_seed[0]:
-            continue
-        n = min(len(c) for c in per_seed)
-        out[name] = [{"episodes": per_seed[0][k]["episodes"],
-                      "success_rate": float(np.mean([c[k]["success_rate"] for c in per_seed])),
-                      "per_seed": [c[k]["success_rate"] for c in per_seed]} for k in range(n)]
-    return out
-
-
-def _mean_offline(curves):
-    if not curves or not curves[0]:
-        return []
-    n = min(len(c) for c in curves)
-    return [{"step": curves[0][k]["step"],
-             "success_rate": float(np.mean([c[k]["success_rate"] for c in curves]))} for k in range(n)]
+    return compare_schedulers(scenario, network, rules, episode_seeds,
+                              network_seed=args.network_seed, as_json=args.json)
 
 
 def cmd_bench_actor(args) -> int:
-    from o2o.models import load_model
-    from o2o.schedulers.drl import DRLRule
-    from o2o.sim.engine import Engine
-    from o2o.sim.views import node_views, probe_answers
-
     scenario, network = _scenario_network(args)
     rule = DRLRule.from_model(load_model(args.model, nodes=network.n), scenario, network)
     engine = Engine(scenario, network, sample_episodes(scenario, network, [0]))
     for _ in range(5):  # a few slots in, so queues are not empty
-        from o2o.sim.rollout import rule_actions
-
         engine.step(rule_actions(engine, rule)[0])
     state = engine.node_state()
     b, i = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
@@ -279,15 +201,21 @@ def cmd_bench_actor(args) -> int:
     return 0
 
 
-def _add_settings_arg(p) -> None:
+def add_settings_arg(p) -> None:
     p.add_argument("--settings", choices=["project", "paper"], default="project",
                    help="hyper-parameters to start from: the paper's (V-A) or the project's changes "
                         "to them (docs/learner.md; default project), before any override")
 
 
+def add_reward_credit_arg(p, what: str) -> None:
+    p.add_argument("--reward-credit", choices=["slot", "decision"], default=None,
+                   help=f"how outcomes become rewards: in the slot they ended, or in the slot of "
+                        f"the task's decision ({what})")
+
+
 def _add_common_train(p) -> None:
     add_scenario_args(p)
-    _add_settings_arg(p)
+    add_settings_arg(p)
     p.add_argument("--out", required=True, metavar="MODEL_DIR",
                    help="model folder to write (local path or fsspec URL, e.g. memory://m)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
@@ -295,7 +223,9 @@ def _add_common_train(p) -> None:
                    help="override a hyper-parameter, value read as YAML (repeatable)")
     p.add_argument("--eval-episodes", type=int, default=10,
                    help="held-out episodes to evaluate on (default 10; 0: none)")
-    p.add_argument("--eval-seed", type=int, default=0, help="first evaluation episode seed (default 0)")
+    p.add_argument("--eval-seed", type=int, default=seeds.TEST.start,
+                   help=f"first evaluation episode seed (default {seeds.TEST.start}, the held-out "
+                        "range, which no log or training episode uses)")
     p.add_argument("--log-dir", help="metrics.jsonl and TensorBoard folder (default MODEL_DIR/logs)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -307,7 +237,7 @@ def register(sub, bench) -> None:
     tsub.required = True
 
     p = tsub.add_parser("offline", help="Algorithm 1: discrete SAC + CQL + V from a data set")
-    p.add_argument("--dataset", required=True, help=".npz data set of transitions (see docs/learner.md)")
+    p.add_argument("--dataset", required=True, help=".npz data set of transitions (see docs/logs.md)")
     p.add_argument("--steps", type=int, default=OFFLINE_STEPS,
                    help=f"gradient steps (default {OFFLINE_STEPS})")
     _add_common_train(p)
@@ -320,6 +250,8 @@ def register(sub, bench) -> None:
     p.add_argument("--episodes", type=int, required=True, help="training episodes")
     p.add_argument("--eval-every", type=int, default=0, metavar="EPISODES",
                    help="evaluate every so many episodes (default 0: only at the end)")
+    add_reward_credit_arg(p, "default: the model's; from scratch, the settings' "
+                             "(project: decision, paper: slot)")
     _add_common_train(p)
     p.set_defaults(func=cmd_train_online)
 
@@ -329,34 +261,11 @@ def register(sub, bench) -> None:
     p.add_argument("--name", action="append", help="table name for each --model, in order")
     p.add_argument("--scheduler", action="append", metavar="NAME",
                    help="heuristics to compare with: random, local, ratc, rda, esf, central")
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
+    p.add_argument("--seed", type=int, default=seeds.TEST.start,
+                   help=f"first episode seed (default {seeds.TEST.start}, the held-out range)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
-
-    b = bench.add_parser("learn", help="O2O-DRL vs offline-only, online-only and heuristics "
-                                       "(data straight from the simulator)")
-    add_scenario_args(b)
-    _add_settings_arg(b)
-    b.add_argument("--seeds", type=int, default=3, help="training seeds (default 3)")
-    b.add_argument("--first-seed", type=int, default=0)
-    b.add_argument("--eval-episodes", type=int, default=10)
-    b.add_argument("--eval-seed", type=int, default=0)
-    b.add_argument("--heuristic", default="ratc", help="scheduler that produces the data (default ratc)")
-    b.add_argument("--data-episodes", type=int, default=DATA_EPISODES)
-    b.add_argument("--data-credit", choices=["slot", "decision"],
-                   help="reward credit of the data (default: the online setting's)")
-    b.add_argument("--offline-steps", type=int, default=OFFLINE_STEPS)
-    b.add_argument("--online-episodes", type=int, default=ONLINE_EPISODES)
-    b.add_argument("--eval-every", type=int, default=80, help="online evaluation period in episodes")
-    b.add_argument("--offline-eval-every", type=int, default=OFFLINE_STEPS // 5,
-                   help="offline evaluation period in steps (0: none)")
-    b.add_argument("--offline", dest="offline_hparams", action="append", default=[], metavar="KEY=VALUE")
-    b.add_argument("--online", dest="online_hparams", action="append", default=[], metavar="KEY=VALUE")
-    b.add_argument("--out", help="folder for bench_learn.json, metrics.jsonl and TensorBoard")
-    b.add_argument("--threads", type=int, default=1)
-    b.add_argument("--json", action="store_true")
-    b.set_defaults(func=cmd_bench_learn)
 
     a = bench.add_parser("actor", help="time of one drl decision with the numpy actor")
     add_scenario_args(a)

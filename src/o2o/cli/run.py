@@ -6,19 +6,14 @@ import json
 from pathlib import Path
 
 from o2o.cli.common import add_scenario_args
+from o2o.cli.learn import add_reward_credit_arg
 from o2o.core.errors import UserError
 from o2o.core.scenario import load_scenario
+from o2o.learn.settings import learner_settings
 
 
 def cmd_run(args) -> int:
     from o2o.experiments.main_job import PLANS, run_pipeline
-    from o2o.learn.settings import (
-        OfflineSettings,
-        OnlineSettings,
-        project_offline_settings,
-        project_online_settings,
-        with_overrides,
-    )
 
     scenario = load_scenario(args.scenario, args.overrides)
     plan = PLANS["quick" if args.quick else "full"]
@@ -29,15 +24,10 @@ def cmd_run(args) -> int:
         if value < 1:
             raise UserError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
     plan = plan.scaled(**changes)
-    if args.settings == "paper":
-        offline, online = OfflineSettings(), OnlineSettings()
-    else:
-        offline, online = project_offline_settings(), project_online_settings()
-    offline = with_overrides(offline, args.set_offline)
-    online = with_overrides(online, args.set_online)
+    settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit)
     out = Path(args.out or f"runs/{'quick' if args.quick else 'main'}")
     report = run_pipeline(scenario, out, plan, network_seed=args.network_seed,
-                          offline_settings=offline, online_settings=online, workers=args.workers,
+                          settings=settings, workers=args.workers,
                           log=(lambda _msg: None) if args.json else print)
     if args.json:
         keys = ["random", "local", "rda", "ratc", "esf", "central", "offline-only", "online-only",
@@ -64,6 +54,8 @@ def register(sub, bench) -> None:
     p.add_argument("--settings", choices=["project", "paper"], default="project",
                    help="hyper-parameters to start from: the project's (default; docs/learner.md "
                         "says what differs and why) or the paper's exact values")
+    add_reward_credit_arg(p, "of the exported data set and of online-only; default: the "
+                             "settings' (project: decision, paper: slot)")
     p.add_argument("--set-offline", action="append", default=[], metavar="KEY=VALUE",
                    help="override an offline hyper-parameter (repeatable)")
     p.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE",

@@ -8,34 +8,17 @@ seeds, so the numbers are those of deployment and every method sees the same epi
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import numpy as np
 
 from o2o.core.decpomdp import Observer
+from o2o.core.metrics import mean_ci95
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
 from o2o.models import Model
 from o2o.schedulers.drl import DRLRule, NumpyActor
 from o2o.sim.rollout import simulate
-
-# Two-sided 97.5% quantiles of Student's t for df = 1..30 (no scipy needed).
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
-
-
-def mean_ci95(values) -> tuple[float, float, float]:
-    """Mean and its 95% confidence interval (Student's t) of independent values."""
-    x = np.asarray(values, dtype=np.float64).reshape(-1)
-    mean = float(x.mean())
-    if x.size < 2:
-        return mean, mean, mean
-    df = x.size - 1
-    q = _T975[df - 1] if df <= len(_T975) else 1.96
-    half = q * float(x.std(ddof=1)) / math.sqrt(x.size)
-    return mean, mean - half, mean + half
 
 
 def as_numpy_actor(policy) -> NumpyActor:

@@ -1,7 +1,7 @@
-"""The testbed's trainer (paper VI-A, "DRL Layer"; VI-B): logs -> transitions -> training ->
-the model store.
+"""Learning from task logs (paper VI-A, "DRL Layer"; VI-B): logs -> transitions -> training ->
+the model store. This is what the testbed's trainer runs, on the testbed's own task log.
 
-It reads only the task log (SPEC section 6: transitions are rebuilt from the logs alone):
+It reads only the task log (transitions are rebuilt from the logs alone):
 
 * **offline training** (Algorithm 1): the data set of the given runs (``o2o.logs.dataset``),
   discrete SAC + CQL + V (``o2o.learn.offline``), the actor and critic published as a new
@@ -9,8 +9,9 @@ It reads only the task log (SPEC section 6: transitions are rebuilt from the log
 * **online fine-tuning** (Algorithm 2): the episodes the nodes just ran with the current model
   are rebuilt into one PPO batch D_k (observations, masks, actions, team rewards; the behaviour
   log-probabilities are the ones the nodes' actors reported, recomputed only where the log lacks
-  them; values from the current critic), one PPO update (``OnlinePPO.update``: GAE, clipped
-  objective, critic MSE, K epochs), and the updated model published.
+  them; values from the current critic), one PPO update (``PPOUpdate``: GAE, clipped
+  objective, critic MSE, K epochs) with the model's reward credit, and the updated model
+  published.
 
 Publishing returns the version and its checksum; the controller announces them and the nodes
 load the version (verified) before their next episode (``o2o.testbed.controller.notify_controller``
@@ -23,11 +24,19 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from o2o.core.errors import UserError
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
+from o2o.learn.offline import train_offline
+from o2o.learn.online import PPOUpdate
+from o2o.learn.policy import Policy
+from o2o.learn.settings import OfflineSettings, OnlineSettings
+from o2o.logs.dataset import build_dataset
 from o2o.logs.records import EpisodeLog
+from o2o.logs.transitions import rebuild_transitions
+from o2o.models import ModelStore
 
 
 @dataclass
@@ -60,43 +69,30 @@ def read_logs(store, run_ids: Sequence[int]) -> list[EpisodeLog]:
     return [log for r in run_ids for _, log in store.read_episodes(r)]
 
 
-def publish(model_store: str, actor, critic, nodes: int, hidden, training: dict) -> Published:
-    from o2o.learn.nets import policy_arrays
-    from o2o.models import ModelStore
-
-    store = ModelStore(model_store)
-    version = store.publish(policy_arrays(actor, critic), nodes=nodes, hidden=tuple(hidden),
-                            training=training)
-    manifest = store.load(version, nodes=nodes).manifest
-    return Published(model_store, version, manifest["sha256"], training)
+def publish(model_store: str, policy: Policy, training: dict) -> Published:
+    version, sha256 = policy.publish(model_store, training=training)
+    return Published(model_store, version, sha256, training)
 
 
 def train_offline_from_logs(store, run_ids: Sequence[int], model_store: str, *, steps: int,
-                            seed: int = 0, settings=None, show_progress: bool = False) -> Published:
-    """Algorithm 1 on the transitions of ``run_ids``; publishes actor and critic."""
-    from o2o.learn.offline import train_offline
-    from o2o.learn.settings import OfflineSettings
-    from o2o.logs.dataset import build_dataset
-
-    scenario, network = runs_scenario(store, run_ids)
+                            seed: int = 0, settings: OfflineSettings | None = None,
+                            reward_credit: str = "slot", show_progress: bool = False) -> Published:
+    """Algorithm 1 on the transitions of ``run_ids`` (rewards credited by ``reward_credit``);
+    publishes the policy."""
+    runs_scenario(store, run_ids)
     settings = settings or OfflineSettings()
-    data = build_dataset(store, run_ids)
+    data = build_dataset(store, run_ids, reward_credit)
     result = train_offline(data, settings, seed=seed, steps=steps, show_progress=show_progress)
     last = result.history[-1] if result.history else {}
     training = {"phase": "offline", "source": "testbed", "runs": list(run_ids), "steps": steps,
                 "seed": seed, "rows": int(data["actions"].shape[0]),
-                "reward_stats": result.reward_stats,
                 "final": {k: float(v) for k, v in last.items() if isinstance(v, (int, float))}}
-    return publish(model_store, result.actor, result.critic, network.n, settings.hidden, training)
+    return publish(model_store, result.policy, training)
 
 
 def ppo_batch_from_logs(scenario: Scenario, network: Network, logs: list[EpisodeLog], actor, critic,
                         reward_credit: str) -> dict[str, np.ndarray]:
-    """One PPO batch D_k (the layout ``OnlinePPO.update`` takes: (T, B, N, ...)) from logs."""
-    import torch
-
-    from o2o.logs.transitions import rebuild_transitions
-
+    """One PPO batch D_k (the layout ``PPOUpdate.update`` takes: (T, B, N, ...)) from logs."""
     tr = rebuild_transitions(scenario, network, logs, reward_credit)
     E, T, N, D = tr.observations.shape
     obs = tr.observations.transpose(1, 0, 2, 3)
@@ -120,30 +116,26 @@ def ppo_batch_from_logs(scenario: Scenario, network: Network, logs: list[Episode
 
 
 def finetune_from_logs(store, run_ids: Sequence[int], model_store: str, *, seed: int = 0,
-                       settings=None, version: int | None = None) -> Published:
+                       settings: OnlineSettings | None = None, version: int | None = None) -> Published:
     """One Algorithm 2 update on the episodes of ``run_ids`` (run with the store's model
-    ``version``, default the latest); publishes the updated actor and critic."""
-    from o2o.learn.nets import actor_from_arrays, critic_from_arrays
-    from o2o.learn.online import OnlinePPO
-    from o2o.learn.settings import OnlineSettings
-    from o2o.models import ModelStore
-
+    ``version``, default the latest), with the model's reward credit; publishes the updated
+    policy."""
     scenario, network = runs_scenario(store, run_ids)
     settings = settings or OnlineSettings()
-    mstore = ModelStore(model_store)
-    model = mstore.load(version, nodes=network.n, need_critic=True)
-    d, a = 3 * network.n + 6, network.n + 1
-    actor = actor_from_arrays(model.arrays, d, a, model.hidden)
-    critic = critic_from_arrays(model.arrays, d, model.hidden)
+    model = ModelStore(model_store).load(version, nodes=network.n, need_critic=True)
+    policy = Policy.from_model(model)
     logs = read_logs(store, run_ids)
     if not logs:
         raise UserError(f"runs {list(run_ids)} have no finished episodes to fine-tune on")
-    buf = ppo_batch_from_logs(scenario, network, logs, actor, critic, settings.reward_credit)
-    reward_stats = model.manifest.get("training", {}).get("reward_stats")
-    algo = OnlinePPO(scenario, network, settings.model_copy(update={"hidden": model.hidden}),
-                     actor, critic, seed, reward_stats)
-    stats = algo.update(buf)
-    training = {"phase": "online", "source": "testbed", "runs": list(run_ids), "from_version": model.version,
-                "episodes": len(logs), "seed": seed, "reward_stats": reward_stats,
+    credit = policy.reward_credit or "slot"
+    buf = ppo_batch_from_logs(scenario, network, logs, policy.actor, policy.critic, credit)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x0A11]))
+    update = PPOUpdate(settings.model_copy(update={"hidden": model.hidden}), policy.actor,
+                       policy.critic, rng, policy.reward_stats)
+    stats = update.update(buf)
+    training = {"phase": "online", "source": "testbed", "runs": list(run_ids),
+                "from_version": model.version, "episodes": len(logs), "seed": seed,
                 "update": {k: float(v) for k, v in stats.items()}}
-    return publish(model_store, algo.actor, algo.critic, network.n, model.hidden, training)
+    return publish(model_store, Policy(policy.actor, policy.critic, credit, policy.reward_stats),
+                   training)

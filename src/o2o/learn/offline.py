@@ -46,10 +46,15 @@ import numpy as np
 import torch
 
 from o2o.core.progress import progress_bar
-from o2o.learn.data import check_dataset
 from o2o.learn.nets import Actor, Critic, QNet, masked_logsumexp
+from o2o.learn.policy import Policy
 from o2o.learn.settings import OFFLINE_STEPS, OfflineSettings
 from o2o.learn.tracking import Tracker
+from o2o.logs.dataset import check_dataset, dataset_reward_credit
+
+# The data-set arrays one step of Algorithm 1 reads.
+TRAINING_ARRAYS = ("observations", "actions", "rewards", "next_observations", "terminals",
+                   "action_masks", "next_action_masks")
 
 # ----------------------------------------------------------------------------- loss functions
 
@@ -111,15 +116,26 @@ def soft_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) ->
 
 @dataclass
 class OfflineResult:
-    """What offline training outputs (Alg. 1): the actor and the critic, plus its record."""
+    """What offline training outputs (Alg. 1): the policy (actor, critic, the data's reward
+    credit and statistics), plus its record."""
 
-    actor: Actor
-    critic: Critic
+    policy: Policy
     history: list[dict[str, Any]]
-    reward_stats: dict[str, float]
     steps: int
     seconds: float
     settings: OfflineSettings = field(default_factory=OfflineSettings)
+
+    @property
+    def actor(self) -> Actor:
+        return self.policy.actor
+
+    @property
+    def critic(self) -> Critic:
+        return self.policy.critic
+
+    @property
+    def reward_stats(self) -> dict[str, float]:
+        return self.policy.reward_stats
 
 
 class DiscreteSACCQL:
@@ -198,10 +214,10 @@ class DiscreteSACCQL:
         data = check_dataset(dataset)
         m = data["actions"].shape[0]
         if m > self.s.buffer_size:  # a FIFO buffer keeps the most recent rows
-            data = {k: v[-self.s.buffer_size:] for k, v in data.items()}
+            data = {k: data[k][-self.s.buffer_size:] for k in TRAINING_ARRAYS}
             m = self.s.buffer_size
         rewards, stats = normalize_rewards(data["rewards"], self.s.reward_norm)
-        t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.items()}
+        t = {k: torch.from_numpy(np.ascontiguousarray(data[k])) for k in TRAINING_ARRAYS}
         t["rewards"] = torch.from_numpy(rewards)
         history: list[dict[str, Any]] = []
         tracker = tracker or Tracker()
@@ -230,14 +246,14 @@ class DiscreteSACCQL:
                         post["success"] = f"{last_eval['success_rate']:.3f}"
                     bar.set_postfix(post)
                 bar.update(1)
-        return OfflineResult(self.actor, self.critic, history, stats, steps,
-                             time.perf_counter() - start, self.s)
+        policy = Policy(self.actor, self.critic, dataset_reward_credit(dataset), stats)
+        return OfflineResult(policy, history, steps, time.perf_counter() - start, self.s)
 
 
 def train_offline(dataset: dict[str, np.ndarray], settings: OfflineSettings | None = None, seed: int = 0,
                   steps: int = OFFLINE_STEPS, callback: Callable[[int, Actor], dict[str, Any] | None] | None = None,
                   tracker: Tracker | None = None, show_progress: bool = True) -> OfflineResult:
-    """Algorithm 1 on ``dataset`` (layout of ``o2o.learn.data``): the offline actor and critic.
+    """Algorithm 1 on ``dataset`` (layout of ``o2o.logs.dataset``): the offline actor and critic.
 
     Same data, settings, seed and steps give the same weights (one torch thread)."""
     settings = settings or OfflineSettings()

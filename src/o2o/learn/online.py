@@ -21,11 +21,12 @@ Each iteration (Alg. 2, lines 2-8):
    and no gradient), and the critic by mean (V(o) - V_t)^2 over all rows (eq. 19).
 
 Masks are applied in every softmax. Online-only (the baseline) is the same algorithm from a
-random initialisation (``actor=None``) on the same number of environment steps.
+random initialisation (``policy=None``) on the same number of environment steps.
 
-Training episodes use episode seeds ``10**9 * (seed + 1) + k`` (k = 0, 1, ...), far from the
-seeds used for logs and evaluation (below 10**8 in this project), and the same for O2O-DRL and
-online-only with the same seed.
+Collection (``OnlinePPO.collect``, on the simulator) and the update (``PPOUpdate``, lines 3-8)
+are apart, so a batch D_k can also come from task logs (``o2o.learn.from_logs``: the testbed).
+Training episodes of training seed k come from ``o2o.core.seeds.online(k)``, disjoint from the
+seeds of logs and evaluation, and the same for O2O-DRL and online-only.
 """
 
 from __future__ import annotations
@@ -38,16 +39,17 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from o2o.core.errors import UserError
 from o2o.core.network import Network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario
+from o2o.core.seeds import online as online_seeds
 from o2o.learn.nets import Actor, Critic
+from o2o.learn.policy import Policy
 from o2o.learn.settings import ONLINE_EPISODES, OnlineSettings
 from o2o.learn.tracking import Tracker
 from o2o.schedulers.drl import sample_inverse_cdf
 from o2o.sim.env import OffloadVecEnv
-
-TRAIN_SEED_STRIDE = 1_000_000_000
 
 # ----------------------------------------------------------------------------- loss functions
 
@@ -83,75 +85,40 @@ def normalize_batch_rewards(rewards: np.ndarray, mode: str, stats: dict[str, flo
     return rewards
 
 
-def train_episode_seeds(seed: int, start: int, count: int) -> list[int]:
-    return [TRAIN_SEED_STRIDE * (int(seed) + 1) + k for k in range(start, start + count)]
-
-
 # ----------------------------------------------------------------------------- algorithm
 
 
 @dataclass
 class OnlineResult:
-    """The fine-tuned actor and critic, the evaluation curve and the per-batch record."""
+    """The fine-tuned policy, the evaluation curve and the per-batch record."""
 
-    actor: Actor
-    critic: Critic
+    policy: Policy
     curve: list[dict[str, Any]]     # one point per evaluation: episodes, env_steps, success_rate...
     history: list[dict[str, Any]]   # one record per batch: training success rate, losses
     episodes: int
     seconds: float
 
+    @property
+    def actor(self) -> Actor:
+        return self.policy.actor
 
-class OnlinePPO:
-    """Algorithm 2 on ``OffloadVecEnv(scenario, network)``; from scratch when ``actor`` is None."""
+    @property
+    def critic(self) -> Critic:
+        return self.policy.critic
 
-    def __init__(self, scenario: Scenario, network: Network, settings: OnlineSettings | None = None,
-                 actor: Actor | None = None, critic: Critic | None = None, seed: int = 0,
-                 reward_stats: dict[str, float] | None = None):
-        self.s = settings or OnlineSettings()
-        self.env = OffloadVecEnv(scenario, network, reward_credit=self.s.reward_credit)
-        self.scenario, self.network = scenario, network
-        self.seed = int(seed)
+
+class PPOUpdate:
+    """Algorithm 2, lines 3-8, on one collected batch D_k (arrays (T, B, N, ...): observations,
+    masks, actions, behaviour log-probabilities, values of the collecting critic, rewards (T, B))
+    from the simulator or from task logs. ``rng`` draws the minibatch permutations."""
+
+    def __init__(self, settings: OnlineSettings, actor: Actor, critic: Critic,
+                 rng: np.random.Generator, reward_stats: dict[str, float] | None = None):
+        self.s, self.actor, self.critic, self.rng = settings, actor, critic, rng
         self.reward_stats = reward_stats
-        torch.manual_seed(seed)
-        d, a = self.env.obs_dim, self.env.n_actions
-        if (actor is None) != (critic is None):
-            raise ValueError("fine-tuning loads both the offline actor and critic (or neither)")
-        if actor is None:
-            actor, critic = Actor(d, a, self.s.hidden, self.s.self_head), Critic(d, self.s.hidden)
-        if actor.obs_dim != d or actor.n_actions != a or critic.obs_dim != d:
-            raise ValueError(f"actor/critic are for obs_dim {actor.obs_dim}, the env has {d}")
-        self.actor, self.critic = actor, critic
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.s.lr, foreach=True)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.s.lr, foreach=True)
-        self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x0A11]))
-        self.episodes_done = 0
 
-    # Alg. 2, line 2
-    def collect(self, seeds: list[int]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        env = self.env
-        obs, mask = env.reset(seeds)
-        B, N, T, D, A = len(seeds), env.n, self.scenario.slots, env.obs_dim, env.n_actions
-        buf = {"obs": np.empty((T, B, N, D), np.float32), "mask": np.empty((T, B, N, A), bool),
-               "act": np.empty((T, B, N), np.int64), "logp": np.empty((T, B, N), np.float32),
-               "value": np.empty((T, B, N), np.float32)}
-        for t in range(T):
-            o = torch.from_numpy(obs.reshape(-1, D))
-            m = torch.from_numpy(mask.reshape(-1, A))
-            with torch.no_grad():
-                log_pi = self.actor.log_probs(o, m)
-                value = self.critic(o)
-            act = sample_inverse_cdf(log_pi.exp().double().numpy(), self.rng.random(B * N))
-            buf["obs"][t], buf["mask"][t] = obs, mask
-            buf["act"][t] = act.reshape(B, N)
-            buf["logp"][t] = log_pi.gather(1, torch.from_numpy(act)[:, None]).squeeze(1).numpy().reshape(B, N)
-            buf["value"][t] = value.numpy().reshape(B, N)
-            obs, mask, _, done, info = env.step(act.reshape(B, N))
-        assert done.all()
-        buf["rewards"] = info["episode_rewards"].T.astype(np.float64)  # (T, B) team reward
-        return buf, info["metrics"]
-
-    # Alg. 2, lines 3-8
     def update(self, buf: dict[str, np.ndarray]) -> dict[str, float]:
         s = self.s
         T, B, N = buf["act"].shape
@@ -204,6 +171,71 @@ class OnlinePPO:
                 n_steps += 1
         return {k: v / n_steps for k, v in stats.items()}
 
+
+class OnlinePPO:
+    """Algorithm 2 on ``OffloadVecEnv(scenario, network)``: fine-tunes ``policy`` (actor and
+    critic, in place) or, when ``policy`` is None, trains from a random initialisation (the
+    online-only baseline) with ``reward_credit``. Fine-tuning keeps the policy's reward credit;
+    asking for another one is refused."""
+
+    def __init__(self, scenario: Scenario, network: Network, settings: OnlineSettings | None = None,
+                 policy: Policy | None = None, seed: int = 0, reward_credit: str | None = None):
+        self.s = settings or OnlineSettings()
+        credit = reward_credit
+        if policy is not None and policy.reward_credit is not None:
+            if credit is not None and credit != policy.reward_credit:
+                raise UserError(f"the model was trained on {policy.reward_credit}-credited rewards; "
+                                f"fine-tuning it with {credit} credit would change what its critic "
+                                f"means (use --reward-credit {policy.reward_credit}, or train offline "
+                                f"on a data set exported with {credit} credit)")
+            credit = policy.reward_credit
+        self.reward_credit = credit or "slot"
+        self.env = OffloadVecEnv(scenario, network, reward_credit=self.reward_credit)
+        self.scenario, self.network = scenario, network
+        self.seed = int(seed)
+        torch.manual_seed(seed)
+        d, a = self.env.obs_dim, self.env.n_actions
+        if policy is None:
+            policy = Policy(Actor(d, a, self.s.hidden, self.s.self_head), Critic(d, self.s.hidden),
+                            self.reward_credit)
+        if policy.critic is None:
+            raise ValueError("fine-tuning loads both the offline actor and critic")
+        actor, critic = policy.actor, policy.critic
+        if actor.obs_dim != d or actor.n_actions != a or critic.obs_dim != d:
+            raise ValueError(f"actor/critic are for obs_dim {actor.obs_dim}, the env has {d}")
+        self.policy = Policy(actor, critic, self.reward_credit, policy.reward_stats)
+        self.actor, self.critic = actor, critic
+        self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x0A11]))
+        self.updater = PPOUpdate(self.s, actor, critic, self.rng, policy.reward_stats)
+        self.episodes_done = 0
+
+    # Alg. 2, line 2
+    def collect(self, seeds: list[int]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        env = self.env
+        obs, mask = env.reset(seeds)
+        B, N, T, D, A = len(seeds), env.n, self.scenario.slots, env.obs_dim, env.n_actions
+        buf = {"obs": np.empty((T, B, N, D), np.float32), "mask": np.empty((T, B, N, A), bool),
+               "act": np.empty((T, B, N), np.int64), "logp": np.empty((T, B, N), np.float32),
+               "value": np.empty((T, B, N), np.float32)}
+        for t in range(T):
+            o = torch.from_numpy(obs.reshape(-1, D))
+            m = torch.from_numpy(mask.reshape(-1, A))
+            with torch.no_grad():
+                log_pi = self.actor.log_probs(o, m)
+                value = self.critic(o)
+            act = sample_inverse_cdf(log_pi.exp().double().numpy(), self.rng.random(B * N))
+            buf["obs"][t], buf["mask"][t] = obs, mask
+            buf["act"][t] = act.reshape(B, N)
+            buf["logp"][t] = log_pi.gather(1, torch.from_numpy(act)[:, None]).squeeze(1).numpy().reshape(B, N)
+            buf["value"][t] = value.numpy().reshape(B, N)
+            obs, mask, _, done, info = env.step(act.reshape(B, N))
+        assert done.all()
+        buf["rewards"] = info["episode_rewards"].T.astype(np.float64)  # (T, B) team reward
+        return buf, info["metrics"]
+
+    def update(self, buf: dict[str, np.ndarray]) -> dict[str, float]:
+        return self.updater.update(buf)
+
     def train(self, episodes: int, eval_every: int = 0,
               eval_fn: Callable[[Actor], dict[str, Any]] | None = None,
               tracker: Tracker | None = None, show_progress: bool = True,
@@ -228,7 +260,7 @@ class OnlinePPO:
         next_eval = eval_every if eval_every > 0 else None
         with progress_bar(total=episodes, desc=desc, unit="episode", disable=not show_progress) as bar:
             while self.episodes_done < episodes:
-                seeds = train_episode_seeds(self.seed, self.episodes_done, per_batch)
+                seeds = online_seeds(self.seed).take(per_batch, self.episodes_done)
                 buf, metrics = self.collect(seeds)
                 record = self.update(buf)
                 self.episodes_done += per_batch
@@ -245,19 +277,18 @@ class OnlinePPO:
                     post["eval"] = f"{last_eval['success_rate']:.3f}"
                 bar.set_postfix(post)
                 bar.update(per_batch)
-        return OnlineResult(self.actor, self.critic, curve, history, self.episodes_done,
+        return OnlineResult(self.policy, curve, history, self.episodes_done,
                             time.perf_counter() - start)
 
 
-def train_online(scenario: Scenario, network: Network, actor: Actor | None = None,
-                 critic: Critic | None = None, settings: OnlineSettings | None = None,
-                 episodes: int = ONLINE_EPISODES, seed: int = 0, eval_every: int = 0,
+def train_online(scenario: Scenario, network: Network, policy: Policy | None = None,
+                 settings: OnlineSettings | None = None, episodes: int = ONLINE_EPISODES,
+                 seed: int = 0, eval_every: int = 0,
                  eval_fn: Callable[[Actor], dict[str, Any]] | None = None,
-                 reward_stats: dict[str, float] | None = None, tracker: Tracker | None = None,
-                 show_progress: bool = True, desc: str = "online") -> OnlineResult:
-    """Algorithm 2: fine-tune ``actor`` and ``critic`` (both, from offline training) online for
-    ``episodes`` episodes; with ``actor=critic=None`` it is the online-only baseline.
-
-    The actor and critic passed in are trained in place and returned in the result."""
-    algo = OnlinePPO(scenario, network, settings, actor, critic, seed, reward_stats)
+                 tracker: Tracker | None = None, show_progress: bool = True, desc: str = "online",
+                 reward_credit: str | None = None) -> OnlineResult:
+    """Algorithm 2: fine-tune ``policy`` (actor and critic from offline training, trained in
+    place) online for ``episodes`` episodes; with ``policy=None`` it is the online-only
+    baseline, with rewards credited by ``reward_credit``."""
+    algo = OnlinePPO(scenario, network, settings, policy, seed, reward_credit)
     return algo.train(episodes, eval_every, eval_fn, tracker, show_progress, desc)

@@ -1,8 +1,14 @@
-"""PyTorch side of model files: save an actor (and critic) to a model folder or store, load them
-back as trainable modules. The file format and its checks live in ``o2o.models``."""
+"""The policy that moves between the learner's phases, and to and from model files.
+
+A :class:`Policy` is what offline training hands to online fine-tuning, and what a model file
+holds: the actor pi_theta and the critic V_omega (paper IV-C), the reward credit of the data it
+was trained on and the reward statistics of that data set (fine-tuning continues with both), and
+the actor's head. The file format and its checks live in ``o2o.models`` (no PyTorch there).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from o2o.core.decpomdp import obs_dim
@@ -16,31 +22,41 @@ from o2o.learn.nets import (
 from o2o.models import Model, ModelStore, load_model, save_model
 
 
-def _nodes(actor: Actor) -> int:
-    return actor.n_actions - 1
+@dataclass
+class Policy:
+    actor: Actor
+    critic: Critic | None = None
+    reward_credit: str | None = None          # None: not recorded (a user's own data set)
+    reward_stats: dict[str, float] | None = None
 
+    @property
+    def nodes(self) -> int:
+        return self.actor.n_actions - 1
 
-def save_policy(url: str, actor: Actor, critic: Critic | None = None, *, version: int = 1,
-                training: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write the actor (and critic) as a model folder at ``url``; returns the manifest."""
-    return save_model(url, policy_arrays(actor, critic), nodes=_nodes(actor), hidden=actor.hidden,
-                      self_head=actor.self_head, version=version, training=training)
+    def _model_fields(self) -> dict[str, Any]:
+        return {"nodes": self.nodes, "hidden": self.actor.hidden, "self_head": self.actor.self_head,
+                "reward_credit": self.reward_credit, "reward_stats": self.reward_stats}
 
+    def save(self, url: str, *, version: int = 1, training: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write the policy as a model folder at ``url``; returns the manifest."""
+        return save_model(url, policy_arrays(self.actor, self.critic), version=version,
+                          training=training, **self._model_fields())
 
-def publish_policy(store_url: str, actor: Actor, critic: Critic | None = None, *,
-                   training: dict[str, Any] | None = None) -> int:
-    """Publish the actor (and critic) as the next version of a model store; returns it."""
-    return ModelStore(store_url).publish(policy_arrays(actor, critic), nodes=_nodes(actor),
-                                         hidden=actor.hidden, self_head=actor.self_head,
-                                         training=training)
+    def publish(self, store_url: str, *, training: dict[str, Any] | None = None) -> tuple[int, str]:
+        """Publish the policy as the next version of a model store: (version, sha256)."""
+        return ModelStore(store_url).publish(policy_arrays(self.actor, self.critic),
+                                             training=training, **self._model_fields())
 
+    @classmethod
+    def from_model(cls, model: Model) -> "Policy":
+        d, n = obs_dim(model.nodes), model.nodes
+        actor = actor_from_arrays(model.arrays, d, n + 1, model.hidden, model.self_head)
+        critic = critic_from_arrays(model.arrays, d, model.hidden) if model.has_critic else None
+        return cls(actor, critic, model.reward_credit, model.reward_stats)
 
-def load_policy(url: str, nodes: int | None = None, need_critic: bool = False
-                ) -> tuple[Actor, Critic | None, Model]:
-    """Actor, critic (None when the model has none) and the checked ``Model`` at ``url`` (a
-    model folder, or a store's latest version)."""
-    model = load_model(url, nodes=nodes, need_critic=need_critic)
-    d, n = obs_dim(model.nodes), model.nodes
-    actor = actor_from_arrays(model.arrays, d, n + 1, model.hidden, model.self_head)
-    critic = critic_from_arrays(model.arrays, d, model.hidden) if model.has_critic else None
-    return actor, critic, model
+    @classmethod
+    def load(cls, url: str, nodes: int | None = None, need_critic: bool = False) -> tuple["Policy", Model]:
+        """The policy at ``url`` (a model folder, or a store's latest version) and its checked
+        ``Model`` (manifest, version)."""
+        model = load_model(url, nodes=nodes, need_critic=need_critic)
+        return cls.from_model(model), model

@@ -1,13 +1,16 @@
-"""Typed settings of the O2O-DRL learner, with the paper's defaults (paper V-A, SPEC section 5).
+"""Typed settings of the O2O-DRL learner, with the paper's defaults (paper V-A).
 
-d3rlpy style: a settings object is built (defaults, then ``key=value`` overrides from the
-command line), handed to an algorithm, and the algorithm is fitted:
+d3rlpy style: a settings object is built (a preset, then ``key=value`` overrides from the
+command line), handed to an algorithm, and the algorithm is fitted::
 
-    settings = OfflineSettings(cql_weight=0.1)
-    result = train_offline(dataset, settings, seed=0, steps=20_000)
+    settings = learner_settings("project", offline=["cql_weight=0.5"])
+    result = train_offline(dataset, settings.offline, seed=0, steps=20_000)
 
-Every field the paper fixes has the paper's value as its default; the fields the paper leaves
-open (number of offline steps, online episodes per batch, minibatch size, ...) have the project's
+``OfflineSettings`` and ``OnlineSettings`` keep the paper's values as their defaults; a preset
+(``paper`` or ``project``) says which values a run starts from, and ``reward_credit`` how
+outcomes become rewards (it is a property of the data and of the policies trained on it, so it
+sits beside the two algorithms' settings, not inside them). The fields the paper leaves open
+(number of offline steps, online episodes per batch, minibatch size, ...) have the project's
 choice, made from measured learning curves (docs/learner.md).
 """
 
@@ -56,9 +59,6 @@ class OnlineSettings(BaseModel):
     epochs: Annotated[int, Field(ge=1, description="K epochs per batch (Alg. 2, line 5)")] = 4
     episodes_per_batch: Annotated[int, Field(ge=1, description="episodes collected per update (D_k)")] = 8
     minibatch_size: Annotated[int, Field(ge=1, description="decision rows per gradient step")] = 1024
-    reward_credit: Literal["slot", "decision"] = "slot"
-    """SPEC section 4: credit each outcome to the slot it ended in (default) or to the slot of
-    the task's decision."""
     reward_norm: Literal["batch", "fixed", "none"] = "batch"
     """``batch``: (r - mean) / std over each collected batch D_k (Alg. 2, line 3); ``fixed``:
     the offline data set's statistics, carried in the model; ``none``."""
@@ -66,9 +66,6 @@ class OnlineSettings(BaseModel):
     entropy_coef: Annotated[float, Field(ge=0)] = 0.0
     max_grad_norm: Annotated[float, Field(gt=0)] = 0.5
     self_head: bool = False
-
-
-SETTINGS_CLASSES = {"offline": OfflineSettings, "online": OnlineSettings}
 
 
 def with_overrides(settings: BaseModel, pairs: list[str] | None) -> BaseModel:
@@ -82,6 +79,9 @@ def with_overrides(settings: BaseModel, pairs: list[str] | None) -> BaseModel:
         if "=" not in text:
             raise UserError(f"--set-hparam {text!r} must look like key=value, e.g. cql_weight=0.5")
         key, raw = (s.strip() for s in text.split("=", 1))
+        if key == "reward_credit":
+            raise UserError("reward_credit is not a hyper-parameter of one algorithm; set it with "
+                            "--reward-credit (the data set and the model carry it)")
         if key not in type(settings).model_fields:
             known = ", ".join(sorted(type(settings).model_fields))
             raise UserError(f"unknown hyper-parameter {key!r} for {type(settings).__name__}; known: {known}")
@@ -96,22 +96,46 @@ def with_overrides(settings: BaseModel, pairs: list[str] | None) -> BaseModel:
         raise UserError(f"invalid hyper-parameter: {msgs}") from None
 
 
+RewardCredit = Literal["slot", "decision"]
+
+
+class LearnerSettings(BaseModel):
+    """Everything a run of the learner is set up with: the preset it started from, the reward
+    credit (of the exported data set and of online-only; fine-tuning follows its model's), and
+    the settings of Algorithms 1 and 2."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: Literal["project", "paper"] = "project"
+    reward_credit: RewardCredit = "slot"
+    offline: OfflineSettings = OfflineSettings()
+    online: OnlineSettings = OnlineSettings()
+
+
 # The project's choices where the paper's values do not work on `paper-sim` (docs/learner.md has
 # the measurements): a larger entropy weight and batch offline (alpha = 0.05 makes every node
-# send to the same few fast nodes), and rewards credited to the decision's slot (the data set
-# must then be exported with the same credit: ``o2o dataset export --reward-credit decision``).
-PROJECT_OFFLINE = {"alpha": 0.2, "batch_size": 512}
-PROJECT_ONLINE = {"reward_credit": "decision"}
+# send to the same few fast nodes), and rewards credited to the decision's slot.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"reward_credit": "slot", "offline": {}, "online": {}},
+    "project": {"reward_credit": "decision", "offline": {"alpha": 0.2, "batch_size": 512},
+                "online": {}},
+}
 DATA_EPISODES = 300      # RATC episodes of logs (600k rows on paper-sim)
 OFFLINE_STEPS = 10_000   # from the offline learning curves: still rising at 4000, flat after ~6000
 ONLINE_EPISODES = 400    # from the online curves: both online runs are on their plateau by ~400
 
 
-def project_offline_settings(**changes: Any) -> OfflineSettings:
-    """The paper's defaults with the project's offline changes (``PROJECT_OFFLINE``)."""
-    return OfflineSettings(**{**PROJECT_OFFLINE, **changes})
-
-
-def project_online_settings(**changes: Any) -> OnlineSettings:
-    """The paper's defaults with the project's online changes (``PROJECT_ONLINE``)."""
-    return OnlineSettings(**{**PROJECT_ONLINE, **changes})
+def learner_settings(preset: str = "project", offline: list[str] | None = None,
+                     online: list[str] | None = None, reward_credit: str | None = None) -> LearnerSettings:
+    """The settings of ``preset`` (``project`` or ``paper``), then ``key=value`` overrides of
+    the offline and online settings, then the reward credit if given."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown settings {preset!r}; choose from {', '.join(PRESETS)}")
+    base = PRESETS[preset]
+    credit = reward_credit or base["reward_credit"]
+    if credit not in ("slot", "decision"):
+        raise UserError(f"reward credit must be slot or decision, got {credit!r}")
+    return LearnerSettings(
+        preset=preset, reward_credit=credit,
+        offline=with_overrides(OfflineSettings(**base["offline"]), offline),
+        online=with_overrides(OnlineSettings(**base["online"]), online))

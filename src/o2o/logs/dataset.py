@@ -1,72 +1,131 @@
-"""Offline RL data sets from task logs: a dict of flat arrays, saved as a plain ``.npz``.
+"""Offline RL data sets from task logs: one layout, built, saved, loaded and checked here.
 
-One row per node-slot of every logged episode, in the order (run, episode index, slot, node).
-N = nodes, D = 3N + 6 (the observation of ``o2o.core.decpomdp``), A = N + 1 actions.
+A data set is a dict of flat numpy arrays, one row per node-slot of every logged episode, in the
+order (run, episode, slot, node), saved as a plain ``.npz`` that ``numpy.load(path,
+allow_pickle=False)`` reads (and so does any tool that reads ``.npz``). N = nodes,
+D = 3N + 6 (the observation of ``o2o.core.decpomdp``), A = N + 1 actions.
 
 =====================  ===========  ========  ================================================
 array                  shape        dtype     meaning
 =====================  ===========  ========  ================================================
 observations           (M, D)       float32   o_t^i, every element in [0, 1]
 actions                (M,)         int64     a_t^i: 0..N-1 destination, N = no task
-rewards                (M,)         float32   team reward r_t (SPEC 4), not normalised
+rewards                (M,)         float32   r_t under the data set's reward credit, not
+                                              normalised
 next_observations      (M, D)       float32   o_{t+1}^i (after the last slot: no task)
 terminals              (M,)         bool      True at the last slot t = T-1
 action_masks           (M, A)       bool      available actions at o (the true mask; a
                                               heuristic's action may be masked, see below)
 next_action_masks      (M, A)       bool      available actions at o'
-episode_ids            (M,)         int64     the episode's id in the task-log database
+episode_ids            (M,)         int64     the episode's id (in the task-log database)
 node_ids               (M,)         int64     the node i
 run_ids                (M,)         int64     the run's id in the database
 slots                  (M,)         int64     the slot t
 action_probs           (M,)         float32   probability the logging scheduler gave a_t^i
                                               (NaN: unknown, e.g. a deterministic rule)
 obs_layout             ()           str       observation layout version (o2o-obs-v1)
-reward_credit          ()           str       ``slot`` or ``decision`` (SPEC 4)
+reward_credit          ()           str       how outcomes became rewards (``slot``,
+                                              ``decision``; see ``o2o.core.decpomdp``)
 =====================  ===========  ========  ================================================
 
-Rows where ``action_masks[k, actions[k]]`` is False are real decisions of a heuristic that sent
-a task to a node whose overload flag was set (RATC and ESF do not read the flag); they are kept
-as they happened. The file holds no Python objects: ``numpy.load(path, allow_pickle=False)``
-reads it, and so does any tool that reads ``.npz``.
+The first nine arrays are what training needs (``REQUIRED``); a user's own ``.npz`` with them
+trains as well. Rows where ``action_masks[k, actions[k]]`` is False are real decisions of a
+heuristic that sent a task to a node whose overload flag was set (RATC and ESF do not read the
+flag); they are kept as they happened.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from o2o.core.decpomdp import OBS_LAYOUT_VERSION, REWARD_CREDITS
+from o2o.core.decpomdp import OBS_LAYOUT_VERSION, REWARD_CREDITS, obs_dim
+from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
+from o2o.core.network import Network
+from o2o.core.scenario import Scenario
+from o2o.logs.records import EpisodeLog, episode_logs_from_rollout
 from o2o.logs.store import LogStore
 from o2o.logs.transitions import rebuild_transitions
 
-# Arrays with one row per node-slot, in the order they are written.
-ROW_ARRAYS = ("observations", "actions", "rewards", "next_observations", "terminals",
-              "action_masks", "next_action_masks", "episode_ids", "node_ids", "run_ids", "slots",
-              "action_probs")
-META_ARRAYS = ("obs_layout", "reward_credit")
-# What any data set must hold (the issue's layout); an export adds the rest of ROW_ARRAYS and
-# META_ARRAYS, and a user's own .npz with these arrays trains as well.
-CORE_ARRAYS = ROW_ARRAYS[:9]
-DATASET_ARRAYS = ROW_ARRAYS + META_ARRAYS
-_DTYPES = {"observations": np.float32, "actions": np.int64, "rewards": np.float32,
-           "next_observations": np.float32, "terminals": np.bool_, "action_masks": np.bool_,
-           "next_action_masks": np.bool_, "episode_ids": np.int64, "node_ids": np.int64,
-           "run_ids": np.int64, "slots": np.int64, "action_probs": np.float32}
+# Arrays with one row per node-slot, in the order they are written, with their dtypes.
+ROW_DTYPES: dict[str, type] = {
+    "observations": np.float32, "actions": np.int64, "rewards": np.float32,
+    "next_observations": np.float32, "terminals": np.bool_, "action_masks": np.bool_,
+    "next_action_masks": np.bool_, "episode_ids": np.int64, "node_ids": np.int64,
+    "run_ids": np.int64, "slots": np.int64, "action_probs": np.float32,
+}
+REQUIRED = tuple(ROW_DTYPES)[:9]
+META = ("obs_layout", "reward_credit")
+ARRAYS = (*ROW_DTYPES, *META)
+EXPORT_BATCH_EPISODES = 64
+
+
+def dataset_from_logs(scenario: Scenario, network: Network, logs: Sequence[EpisodeLog],
+                      reward_credit: str = "slot", episode_ids: Sequence[int] | None = None,
+                      run_id: int = 0) -> dict[str, np.ndarray]:
+    """The data set of logged episodes of one run (one scenario and network), in memory."""
+    tr = rebuild_transitions(scenario, network, logs, reward_credit)
+    e, t_slots, n = len(logs), scenario.slots, network.n
+    rows = e * t_slots * n
+    ids = [log.episode_index for log in logs] if episode_ids is None else list(episode_ids)
+    data = {
+        "observations": tr.observations.reshape(rows, -1),
+        "actions": tr.actions.reshape(rows),
+        # The team reward and the terminal flag are per slot: every node gets them.
+        "rewards": np.repeat(tr.rewards.reshape(-1), n),
+        "next_observations": tr.next_observations.reshape(rows, -1),
+        "terminals": np.repeat(tr.terminals.reshape(-1), n),
+        "action_masks": tr.action_masks.reshape(rows, -1),
+        "next_action_masks": tr.next_action_masks.reshape(rows, -1),
+        "episode_ids": np.repeat(np.asarray(ids, dtype=np.int64), t_slots * n),
+        "node_ids": np.tile(np.arange(n, dtype=np.int64), e * t_slots),
+        "run_ids": np.full(rows, run_id, dtype=np.int64),
+        "slots": np.tile(np.repeat(np.arange(t_slots, dtype=np.int64), n), e),
+        "action_probs": tr.action_probs.reshape(rows),
+    }
+    return _finish({k: [v] for k, v in data.items()}, n, reward_credit)
+
+
+def simulated_dataset(scenario: Scenario, network: Network, scheduler, seeds: Sequence[int],
+                      reward_credit: str = "slot", batch_size: int = 64) -> dict[str, np.ndarray]:
+    """The data set of ``scheduler`` on the episodes ``seeds``, logged in memory (no database):
+    the same arrays ``o2o dataset export`` writes after ``o2o collect``, with the episode seeds
+    as episode ids."""
+    seeds = [int(s) for s in seeds]
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in ROW_DTYPES}
+    for lo in range(0, len(seeds), batch_size):
+        chunk = seeds[lo:lo + batch_size]
+        logs = episode_logs_from_rollout(scenario, network, sample_episodes(scenario, network, chunk),
+                                         scheduler, first_index=lo)
+        part = dataset_from_logs(scenario, network, logs, reward_credit, episode_ids=chunk)
+        for name in ROW_DTYPES:
+            parts[name].append(part[name])
+    return _finish(parts, network.n, reward_credit)
+
+
+def _finish(parts: dict[str, list[np.ndarray]], n: int, reward_credit: str) -> dict[str, np.ndarray]:
+    d, a = obs_dim(n), n + 1
+    empty = {"observations": (0, d), "next_observations": (0, d), "action_masks": (0, a),
+             "next_action_masks": (0, a)}
+    data = {name: (np.concatenate(parts[name]) if parts[name] else np.zeros(empty.get(name, (0,))))
+            .astype(dtype, copy=False) for name, dtype in ROW_DTYPES.items()}
+    data["obs_layout"] = np.array(OBS_LAYOUT_VERSION)
+    data["reward_credit"] = np.array(reward_credit)
+    return data
 
 
 def build_dataset(store: LogStore | str | Path, run_ids: Iterable[int] | None = None,
                   reward_credit: str = "slot",
                   progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """The data set of the given runs (default: every run in the log), as a dict of arrays
-    with the layout in the module docstring. ``store`` is an open :class:`LogStore` or what
-    ``--db`` accepts. ``progress(k)`` is called after every k episodes read.
+    """The data set of the given runs (default: every run in the log). ``store`` is an open
+    :class:`LogStore` or what ``--db`` accepts; ``progress(k)`` is called after every k
+    episodes read.
 
     Interrupted runs contribute their finished episodes (an episode is written whole or not at
-    all). All runs must have the same number of nodes (the observation size depends on it).
-    """
+    all). All runs must have the same number of nodes (the observation size depends on it)."""
     if reward_credit not in REWARD_CREDITS:
         raise UserError(f"--reward-credit must be one of {', '.join(REWARD_CREDITS)}, "
                         f"got {reward_credit!r}")
@@ -89,69 +148,45 @@ def build_dataset(store: LogStore | str | Path, run_ids: Iterable[int] | None = 
         if known[r].obs_layout != OBS_LAYOUT_VERSION:
             raise UserError(f"run {r} was logged with observation layout {known[r].obs_layout}; "
                             f"this o2o builds {OBS_LAYOUT_VERSION}")
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in ROW_ARRAYS}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in ROW_DTYPES}
     for r in ids:
-        info = known[r]
-        scenario, network = info.scenario, store.network(r)
-        n, t_slots = info.nodes, info.slots
-        batch_ids, batch_logs = [], []
+        scenario, network = known[r].scenario, store.network(r)
+        batch: list[tuple[int, EpisodeLog]] = []
 
         def flush():
-            if not batch_logs:
-                return
-            tr = rebuild_transitions(scenario, network, batch_logs, reward_credit)
-            e = len(batch_logs)
-            rows = e * t_slots * n
-            parts["observations"].append(tr.observations.reshape(rows, -1))
-            parts["next_observations"].append(tr.next_observations.reshape(rows, -1))
-            parts["action_masks"].append(tr.action_masks.reshape(rows, -1))
-            parts["next_action_masks"].append(tr.next_action_masks.reshape(rows, -1))
-            parts["actions"].append(tr.actions.reshape(rows))
-            parts["action_probs"].append(tr.action_probs.reshape(rows).astype(np.float32))
-            # The team reward and the terminal flag are per slot: every node gets them.
-            parts["rewards"].append(np.repeat(tr.rewards.reshape(-1), n))
-            parts["terminals"].append(np.repeat(tr.terminals.reshape(-1), n))
-            parts["episode_ids"].append(np.repeat(np.asarray(batch_ids, dtype=np.int64), t_slots * n))
-            parts["node_ids"].append(np.tile(np.arange(n, dtype=np.int64), e * t_slots))
-            parts["slots"].append(np.tile(np.repeat(np.arange(t_slots, dtype=np.int64), n), e))
-            parts["run_ids"].append(np.full(rows, r, dtype=np.int64))
-            if progress is not None:
-                progress(e)
-            batch_ids.clear()
-            batch_logs.clear()
+            if batch:
+                part = dataset_from_logs(scenario, network, [log for _, log in batch], reward_credit,
+                                         episode_ids=[i for i, _ in batch], run_id=r)
+                for name in ROW_DTYPES:
+                    parts[name].append(part[name])
+                if progress is not None:
+                    progress(len(batch))
+                batch.clear()
 
         for episode_id, log in store.read_episodes(r):
-            batch_ids.append(episode_id)
-            batch_logs.append(log)
-            if len(batch_logs) == 64:
+            batch.append((episode_id, log))
+            if len(batch) == EXPORT_BATCH_EPISODES:
                 flush()
         flush()
-    n = known[ids[0]].nodes
-    empty_shapes = {"observations": (0, 3 * n + 6), "next_observations": (0, 3 * n + 6),
-                    "action_masks": (0, n + 1), "next_action_masks": (0, n + 1)}
-    data = {name: (np.concatenate(chunks) if chunks else np.zeros(empty_shapes.get(name, (0,))))
-            .astype(_DTYPES[name], copy=False) for name, chunks in parts.items()}
-    data["obs_layout"] = np.array(OBS_LAYOUT_VERSION)
-    data["reward_credit"] = np.array(reward_credit)
-    return data
+    return _finish(parts, known[ids[0]].nodes, reward_credit)
 
 
 def save_dataset(dataset: dict[str, np.ndarray], path: str | Path, compress: bool = False) -> Path:
-    """Write the data set as ``.npz`` (numpy adds the suffix if it is missing)."""
+    """Write the data set as ``.npz`` (the suffix is added if it is missing)."""
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    missing = [k for k in DATASET_ARRAYS if k not in dataset]
+    missing = [k for k in ARRAYS if k not in dataset]
     if missing:
         raise ValueError(f"data set lacks arrays {missing}")
     (np.savez_compressed if compress else np.savez)(path, **dataset)
     return path
 
 
-def load_dataset(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a data set written by :func:`save_dataset` (numpy only, no pickle) and check it."""
+def load_dataset(path: str | Path, n: int | None = None) -> dict[str, np.ndarray]:
+    """Read a ``.npz`` data set (numpy only, no pickle) and check it (``check_dataset``)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data set {path} does not exist; export one from task logs with "
@@ -161,10 +196,52 @@ def load_dataset(path: str | Path) -> dict[str, np.ndarray]:
             data = {k: npz[k] for k in npz.files}
     except (ValueError, OSError) as exc:
         raise UserError(f"{path} is not a readable .npz data set ({exc})") from None
-    missing = [k for k in CORE_ARRAYS if k not in data]
+    try:
+        return check_dataset(data, n)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+
+
+def dataset_reward_credit(data: dict[str, np.ndarray]) -> str | None:
+    """The reward credit the data set was built with; None when it does not say."""
+    if "reward_credit" not in data:
+        return None
+    return str(np.asarray(data["reward_credit"]))
+
+
+def check_dataset(data: dict[str, np.ndarray], n: int | None = None) -> dict[str, np.ndarray]:
+    """The data set with the documented dtypes, or a UserError that says what is wrong.
+
+    ``n``: the number of nodes the model is for; the observation width must be 3n+6. Arrays
+    other than the documented ones are dropped."""
+    missing = [k for k in REQUIRED if k not in data]
     if missing:
-        raise UserError(f"{path} is not an o2o data set: it lacks {', '.join(missing)}")
-    rows = {data[k].shape[0] for k in ROW_ARRAYS if k in data}
-    if len(rows) != 1:
-        raise UserError(f"{path}: its arrays disagree on the number of rows")
-    return data
+        raise UserError(f"not an o2o data set: it lacks {', '.join(missing)} "
+                        f"(expected arrays: {', '.join(REQUIRED)})")
+    out = {k: np.asarray(data[k]).astype(t, copy=False) for k, t in ROW_DTYPES.items() if k in data}
+    for k in META:
+        if k in data:
+            out[k] = np.asarray(data[k])
+    m = out["actions"].shape[0]
+    if m == 0:
+        raise UserError("data set is empty")
+    obs = out["observations"]
+    if obs.ndim != 2:
+        raise UserError(f"observations must be (M, 3N+6), got shape {obs.shape}")
+    d = obs.shape[1]
+    if (d - 6) % 3 or d < 12:
+        raise UserError(f"observation width {d} is not 3N+6 for any N >= 2")
+    n_data = (d - 6) // 3
+    if n is not None and n_data != n:
+        raise UserError(f"data set is for {n_data} nodes (observation width {d}) but the scenario "
+                        f"has {n}; pick the scenario the data was logged on")
+    shapes = {"observations": (m, d), "next_observations": (m, d), "action_masks": (m, n_data + 1),
+              "next_action_masks": (m, n_data + 1)}
+    for k in out:
+        if k in ROW_DTYPES and out[k].shape != shapes.get(k, (m,)):
+            raise UserError(f"data set field {k} has shape {out[k].shape}, expected {shapes.get(k, (m,))}")
+    if out["actions"].min() < 0 or out["actions"].max() > n_data:
+        raise UserError(f"actions must lie in 0..{n_data}")
+    if not out["action_masks"].any(axis=1).all() or not out["next_action_masks"].any(axis=1).all():
+        raise UserError("every action mask must allow at least one action")
+    return out

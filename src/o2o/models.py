@@ -1,4 +1,4 @@
-"""Model files, manifests and the model store (SPEC section 6). No PyTorch on this path.
+"""Model files, manifests and the model store (paper VI-A). No PyTorch on this path.
 
 A **model** is a folder (local path or any fsspec URL, e.g. ``memory://m``, ``s3://bucket/m``)::
 

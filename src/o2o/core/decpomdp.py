@@ -1,4 +1,4 @@
-"""The Dec-POMDP view of SPEC section 4: observations and action masks, written once.
+"""The Dec-POMDP of the paper (IV-B): observations and action masks, written once.
 
 Used by the simulator's environments, by the log rebuild of transitions, and by a testbed node
 running the ``drl`` scheduler, from the same few arrays a node knows.
@@ -105,7 +105,7 @@ class Observer:
         return obs.astype(np.float32)
 
     def mask(self, node, has_task, overloaded) -> np.ndarray:
-        """(M, N+1) bool: which actions are available (SPEC section 4)."""
+        """(M, N+1) bool: which actions are available (paper IV-B)."""
         return action_mask(node, has_task, overloaded)
 
 

@@ -1,4 +1,4 @@
-"""The static edge network (SPEC section 1), drawn once from a network seed.
+"""The static edge network, drawn once from a network seed.
 
 Shared by the simulator and the testbed: both run on the same ``Network`` object.
 """
@@ -49,7 +49,7 @@ class Network:
 
 
 def overload_thresholds(cores: np.ndarray, queue_coef: float) -> np.ndarray:
-    """SPEC section 1: node j is overloaded when more than cores_j / min(cores) * queue_coef
+    """Node j is overloaded when more than cores_j / min(cores) * queue_coef
     tasks wait in its execution queue; min is over the network's nodes."""
     return cores / cores.min() * queue_coef
 
@@ -65,7 +65,7 @@ def sample_network(scenario: Scenario, seed: int) -> Network:
     rate_mbps = rng.uniform(*scenario.link_rate_mbps, size=(n, n))
     link_fail_rate = rng.uniform(*scenario.link_fail_rate, size=(n, n))
     np.fill_diagonal(link_fail_rate, 0.0)
-    # r_ii is "the maximum rate" (SPEC section 4); local tasks are never transmitted.
+    # r_ii is "the maximum rate" (paper IV-B); local tasks are never transmitted.
     np.fill_diagonal(rate_mbps, scenario.link_rate_mbps[1])
     return Network(
         cores=cores,

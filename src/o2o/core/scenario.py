@@ -1,4 +1,5 @@
-"""Scenarios: the edge network and workload of SPEC section 1, as a validated settings model.
+"""Scenarios: the edge network and workload of the paper's system model (III-A) and
+settings (V-A), as a validated settings model.
 
 A scenario comes from a preset name (``paper-sim``, ``paper-testbed``) or a YAML file, and can be
 adjusted with ``key=value`` overrides whose value is read as YAML (``arrival_prob=[0,0.6]``).
@@ -42,7 +43,7 @@ Range = tuple[float, float]
 
 
 class Scenario(BaseModel):
-    """One edge network and its workload (SPEC section 1). Units are in the field names."""
+    """One edge network and its workload. Units are in the field names."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -113,17 +114,10 @@ class Scenario(BaseModel):
                 raise ValueError(f"{field} {what}, got {list(getattr(self, field))}")
         return self
 
-    # Derived maxima, used to scale observations into [0, 1] (SPEC section 4).
+    # Derived maxima, used to scale observations into [0, 1] (paper IV-B).
     @property
     def max_deadline_s(self) -> float:
         return self.deadline_s[1]
-
-    @property
-    def horizon_slots(self) -> int:
-        """Slots after a task's arrival within which every one of its events happens."""
-        import math
-
-        return int(math.ceil(self.max_deadline_s / self.slot_s)) + 2
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -1,16 +1,16 @@
-"""The O2O-DRL learner (SPEC section 5; paper IV-C, Algorithms 1 and 2).
+"""The O2O-DRL learner (paper IV-C, Algorithms 1 and 2).
 
-* ``settings``   typed hyper-parameters with the paper's defaults (``OfflineSettings``,
-                 ``OnlineSettings``, ``with_overrides``)
+* ``settings``   typed hyper-parameters with the paper's defaults; presets ``paper`` and
+                 ``project`` (``learner_settings``)
 * ``nets``       actor, twin Q, state-value critic; masked softmax / logsumexp
-* ``data``       the offline data set layout, checks, .npz, a simulator rollout for tests
 * ``offline``    Algorithm 1: discrete SAC + CQL + V (``train_offline``)
-* ``online``     Algorithm 2: PPO + GAE fine-tuning and the online-only baseline (``train_online``)
+* ``online``     Algorithm 2: PPO + GAE (``PPOUpdate`` on a batch, ``OnlinePPO`` collecting on
+                 the simulator, ``train_online``; also the online-only baseline)
+* ``policy``     the ``Policy`` handed from phase to phase and to and from model files
+* ``from_logs``  offline training and fine-tuning from task logs (the testbed's trainer)
 * ``evaluate``   policies run as the numpy ``drl`` rule in the simulator (``evaluate_policy``)
-* ``io``         actor/critic to and from model files and stores (``save_policy``, ``load_policy``)
 * ``tracking``   JSON-lines and TensorBoard metrics
-* ``experiment`` the comparison behind ``o2o bench learn``
-* ``commands``   ``o2o train offline|online``, ``o2o evaluate``, ``o2o bench learn|actor``
 
-Importing this package imports PyTorch; the deployed actor (``o2o.schedulers.drl``) does not.
+The modules that train import PyTorch; ``settings`` does not, and neither does the deployed
+actor (``o2o.schedulers.drl``).
 """

@@ -2,7 +2,7 @@
 V_omega, each an MLP with two hidden layers of 64 and ReLU. One model is shared by all nodes;
 the node's one-hot is part of its observation (paper IV-C2).
 
-Every softmax and logsumexp over actions is masked by the action mask (SPEC section 4): a masked
+Every softmax and logsumexp over actions is masked by the action mask (paper IV-B): a masked
 action gets a logit of ``MASKED_LOGIT``, so its probability is exactly 0 and ``p * log p`` is 0,
 without infinities or NaNs.
 

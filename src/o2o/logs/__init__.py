@@ -1,1 +1,2 @@
-"""Task logs (SPEC section 6): records, the SQL store, transitions rebuilt from logs, data sets."""
+"""Task logs (paper VI-A, the Data Layer): records, the SQL store, transitions rebuilt from
+logs, data sets."""

@@ -1,7 +1,7 @@
 """One logged episode as arrays: the record that the simulator and the testbed both write.
 
-An :class:`EpisodeLog` holds everything the task log keeps about one episode of one run (SPEC
-section 6): the paper's per-task fields (task, destination, status, times) for every node and
+An :class:`EpisodeLog` holds everything the task log keeps about one episode of one run (paper
+VI-A): the paper's per-task fields (task, destination, status, times) for every node and
 slot, EMPTY node-slots included, and what each deciding node saw when it decided, so that the
 observation, the action mask, the action's probability and the reward can be rebuilt from the
 log alone (:mod:`o2o.logs.transitions`).
@@ -19,9 +19,9 @@ Conventions, shared by the simulator and the testbed:
 * Unknown or undefined numbers are NaN: ``action_prob`` of a rule that does not define one,
   the execution waiting time of a task that never reached an execution queue, ...
 * ``outcome`` uses the engine's codes (``o2o.sim.engine``): EMPTY, SUCCESS, DROP, EXEC_FAIL,
-  TRANS_FAIL; a logged episode has no PENDING task (every task counts, SPEC 2.8).
+  TRANS_FAIL; a logged episode has no PENDING task (every task counts).
 
-What a deciding node saw (the observation inputs, SPEC section 4), at the slot boundary of its
+What a deciding node saw (the observation inputs, paper IV-B), at the slot boundary of its
 decision:
 
 * ``exec_len[t, i]``: tasks in node i's execution queue, the running one included;
@@ -76,7 +76,7 @@ OBSERVED_FIELDS: dict[str, type] = {
 class EpisodeLog:
     """One logged episode; see the module docstring for the conventions of every field."""
 
-    episode_seed: int             # the seed the episode's draws came from (SPEC section 1)
+    episode_seed: int             # the seed the episode's draws came from
     episode_index: int            # position of the episode in its run, 0, 1, ...
     has_task: np.ndarray          # (T, N) bool
     size_bytes: np.ndarray        # (T, N)

@@ -1,4 +1,5 @@
-"""The task-log schema (SPEC section 6), SQLAlchemy Core, the same on SQLite and PostgreSQL.
+"""The task-log schema (the task fields of paper VI-A), SQLAlchemy Core, the same on SQLite
+and PostgreSQL.
 
 Tables (one database can hold many runs):
 

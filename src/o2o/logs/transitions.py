@@ -1,4 +1,4 @@
-"""RL transitions rebuilt from task logs alone (SPEC sections 4 and 6).
+"""RL transitions rebuilt from task logs alone (paper IV-B, VI-A).
 
 For every episode, node i and slot t the transition is
 
@@ -13,7 +13,7 @@ For every episode, node i and slot t the transition is
   heuristic may choose a node that is overloaded (RATC does not read the flag), and the log keeps
   what happened. A learner that needs ``mask[a]`` to hold must filter or handle those rows
   (``action_masks[k, actions[k]]`` tells which).
-* ``r_t`` is the team reward, the same for every node (SPEC section 4): the sum of +1 (SUCCESS)
+* ``r_t`` is the team reward, the same for every node (paper IV-B): the sum of +1 (SUCCESS)
   and -1 (DROP, EXECUTION_FAILURE, TRANSMISSION_FAILURE) over tasks, credited either to the slot
   in which the outcome ended (``slot``, default; outcomes after slot T-1 count in T-1) or to the
   slot of the task's decision (``decision``). Not normalised.

@@ -1,4 +1,5 @@
-"""What a deciding node knows, and the estimates of SPEC section 3, written once over arrays.
+"""What a deciding node knows, and the estimates of the paper's schedulers (V-B), written once
+over arrays.
 
 A rule sees a batch of M deciding nodes (``NodeView``): the simulator hands it every node with a
 task in every episode of its batch, a testbed node hands it a batch of one. A rule first names
@@ -44,7 +45,7 @@ class NodeView:
 
 @dataclass
 class ProbeAnswers:
-    """(M, N) answers of probed nodes (SPEC section 3); entries of unprobed nodes are unused."""
+    """(M, N) answers of probed nodes (paper IV-B2); entries of unprobed nodes are unused."""
 
     capacity_hz: np.ndarray
     node_fail_rate: np.ndarray
@@ -53,7 +54,7 @@ class ProbeAnswers:
 
 
 def estimate(view: NodeView, probes: ProbeAnswers, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """est_ij and rel_ij (SPEC section 3) for the candidate nodes ``cols`` (M, k).
+    """est_ij and rel_ij (paper eqs. 4-5, V-B) for the candidate nodes ``cols`` (M, k).
 
     est_ij = sendbacklog_ij + T^t_ij + backlog_j + T^c_j, transmission terms 0 when j = i;
     rel_ij = exp(-beta_ij T^t_ij - alpha_j T^c_j) (paper eqs. 4-5).

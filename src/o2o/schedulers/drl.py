@@ -1,4 +1,4 @@
-"""The ``drl`` scheduler: a learned actor run with numpy only (SPEC sections 3, 6).
+"""The ``drl`` scheduler: a learned actor run with numpy only (paper IV-C, VI-A).
 
 An edge node runs the actor without PyTorch: ``NumpyActor`` is the MLP of ``o2o.learn.nets``
 (Linear -> ReLU -> Linear -> ReLU -> Linear) over float32 arrays read from a model file, and

@@ -1,4 +1,4 @@
-"""The decentralized heuristics of SPEC section 3, each written once over a ``NodeView``."""
+"""The decentralized heuristics of the paper (V-B), each written once over a ``NodeView``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The centralized full-information reference and the per-task success bound (SPEC section 3).
+"""The centralized full-information reference and the per-task success bound (yardsticks the
+paper lacks).
 
 ``central`` is a yardstick, not a contender: one scheduler that sees every queue and every task
 in flight in the simulator, and places the tasks of a slot one node at a time (node index

@@ -1,4 +1,4 @@
-"""The batched slotted simulator of SPEC section 2.
+"""The batched slotted simulator of the paper's system model (III-A).
 
 B independent episodes run in lockstep as arrays (batch first). Time is continuous inside slots.
 The engine is exact, without a per-task event loop, because every queue is FIFO and every
@@ -76,8 +76,8 @@ def settle_stage(ready_s, free_s, stage_s, also_s, due_s, fail_after_s):
 
     A task ready at ``ready_s`` starts when the resource is free (``free_s``); it is dropped
     there if ``start + stage + also > due`` (``also``: the execution still ahead of a
-    transmission, 0 for execution) (SPEC 2.5), fails after ``fail_after_s`` if that falls
-    inside the stage (SPEC 2.6), and otherwise ends after the stage. A dropped task uses no
+    transmission, 0 for execution) (the drop rule), fails after ``fail_after_s`` if that falls
+    inside the stage (paper eqs. 3-5), and otherwise ends after the stage. A dropped task uses no
     resource time. Returns (start, end, dropped, failed); ``end`` is when the resource is free.
     """
     start = np.maximum(ready_s, free_s)
@@ -190,8 +190,8 @@ class Engine:
         """Apply the destinations chosen at the current boundary (B, N; ignored where no task),
         settle everything that happens during this slot, move to the next boundary.
 
-        Returns the team reward of this slot (B,): outcomes that ended during it (SPEC
-        section 4); at the last slot the episode is drained and all later outcomes count here.
+        Returns the team reward of this slot (B,): outcomes that ended during it (paper
+        IV-B); at the last slot the episode is drained and all later outcomes count here.
         """
         if self.done:
             raise RuntimeError("the episodes are over; call reset() or build a new engine")
@@ -214,7 +214,7 @@ class Engine:
 
     def _send(self, b, i, j, t, now) -> None:
         """Local tasks join their own exec queue now; the others join send queue i -> j
-        (SPEC 2.3, 2.5, 2.6), settled at once since the link is FIFO."""
+        (paper III-A, eqs. 1-5), settled at once since the link is FIFO."""
         local = j == i
         self.exec_arrive_s[b[local], t, i[local]] = now
         self.pending_arrival_s[b[local], t, i[local]] = now
@@ -241,7 +241,7 @@ class Engine:
 
     def _execute_window(self, window: int) -> None:
         """Run every arrival at an execution queue during slot ``window`` through its node's
-        FIFO at full capacity (SPEC 2.4-2.7)."""
+        FIFO at full capacity (paper III-A, eqs. 1-5)."""
         lo = max(0, window - self.horizon)
         pending = self.pending_arrival_s[:, lo:window + 1, :]
         b, dt, i = np.nonzero(pending < (window + 1 - SLOT_TOL) * self.slot_s)
@@ -251,7 +251,7 @@ class Engine:
         self.pending_arrival_s[b, ts, i] = np.inf
         j = self.dest[b, ts, i]
         when = self.exec_arrive_s[b, ts, i]
-        # FIFO order per destination queue: by arrival time, then by source node (SPEC 2.4).
+        # FIFO order per destination queue: by arrival time, ties by source node.
         order = np.lexsort((i, when, j, b))
         self._run_fifo(b[order], ts[order], i[order], j[order], when[order])
 

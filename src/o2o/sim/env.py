@@ -5,7 +5,7 @@ Reset contract of ``OffloadVecEnv`` (written down, as Gymnasium's vector envs do
 * ``reset(seeds)`` starts one episode per seed (B = len(seeds)) on the env's fixed network and
   returns the first observations (B, N, 3N+6) and masks (B, N, N+1).
 * The B episodes run in lockstep: every one has T steps, and ``done`` is True for all of them at
-  the step of slot T-1, whose reward includes every outcome of the drain (SPEC section 4).
+  the step of slot T-1, whose reward includes every outcome of the drain (paper IV-B).
 * There is no autoreset: ``step`` after the terminal step raises; call ``reset`` again. The
   observation returned by the terminal step is that of the boundary after slot T-1 (no tasks);
   it is never bootstrapped from.

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from o2o.cli import main
+from o2o.cli.main import main
 
 
 def test_simulate_json_has_every_scheduler_and_the_bound(capsys):

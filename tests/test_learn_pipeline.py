@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from o2o.cli import main
+from o2o.cli.main import main
 from o2o.core.errors import UserError
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario

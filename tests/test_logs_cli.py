@@ -16,7 +16,7 @@ import time
 import numpy as np
 from sqlalchemy import text
 
-from o2o.cli import main
+from o2o.cli.main import main
 from o2o.logs.store import LogStore
 
 SMALL = ["--set", "nodes=4", "--set", "slots=10"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from o2o.cli import main
+from o2o.cli.main import main
 from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
 from o2o.core.network import sample_network

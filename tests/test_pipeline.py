@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from o2o.cli import main
+from o2o.cli.main import main
 from o2o.experiments.methods import METHODS
 from o2o.logs.store import LogStore
 from o2o.models import load_model

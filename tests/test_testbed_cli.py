@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from o2o.cli import main
+from o2o.cli.main import main
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
 from o2o.testbed import protocol as P

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from o2o.cli import build_parser
+from o2o.cli.main import build_parser
 from o2o.core.scenario import load_scenario
 from o2o.testbed import protocol as P
 from o2o.testbed.node import add_node_args

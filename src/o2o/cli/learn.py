@@ -20,7 +20,10 @@ from o2o.core.errors import UserError
 from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
+from o2o.learn.evaluate import evaluate_policy, make_eval_fn
 from o2o.learn.settings import OFFLINE_STEPS, learner_settings
+from o2o.learn.tracking import Tracker
+from o2o.logs.dataset import dataset_reward_credit, load_dataset
 from o2o.models import load_model
 from o2o.schedulers.drl import DRLRule
 from o2o.sim import make_scheduler
@@ -61,10 +64,7 @@ def _settings(args, phase: str):
 
 
 def cmd_train_offline(args) -> int:
-    from o2o.learn.evaluate import make_eval_fn
     from o2o.learn.offline import train_offline
-    from o2o.learn.tracking import Tracker
-    from o2o.logs.dataset import dataset_reward_credit, load_dataset
 
     _torch_threads(args.threads)
     if args.steps < 1:
@@ -88,10 +88,8 @@ def cmd_train_offline(args) -> int:
 
 
 def cmd_train_online(args) -> int:
-    from o2o.learn.evaluate import make_eval_fn
     from o2o.learn.online import train_online
     from o2o.learn.policy import Policy
-    from o2o.learn.tracking import Tracker
 
     _torch_threads(args.threads)
     if args.episodes < 1:
@@ -132,7 +130,6 @@ def _save_evaluate_report(args, scenario, network, result, training: dict, eval_
                           phase: str) -> int:
     """Save the trained policy to --out, evaluate it on the evaluation episodes (if any) and
     print the outcome; shared by ``train offline`` and ``train online``."""
-    from o2o.learn.evaluate import evaluate_policy
 
     manifest = result.policy.save(args.out, training=training)
     out = {"model": args.out, "sha256": manifest["sha256"], **extra,

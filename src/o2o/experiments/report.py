@@ -14,7 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
 
 from o2o.core.metrics import mean_ci95
 from o2o.experiments.methods import HEURISTICS, LEARNED, METHODS, SeedResult
@@ -84,11 +88,6 @@ def format_results(results: dict[str, Any]) -> str:
 def plot_learning_curve(path: Path, learned: list[SeedResult], results: dict[str, Any]) -> None:
     """Paper Fig. 3: offline phase, then online success rate of O2O-DRL against online-only,
     with the heuristics as horizontal lines. Lines: mean over seeds; bands: min to max."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, (ax_off, ax_on) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True,
                                         gridspec_kw={"width_ratios": [1, 2]})
 
@@ -125,11 +124,6 @@ def plot_learning_curve(path: Path, learned: list[SeedResult], results: dict[str
 
 
 def plot_comparison(path: Path, results: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(9, 4))
     means = [results[m]["success_rate"] for m in METHODS]
     err = np.array([[results[m]["success_rate"] - results[m]["ci95"][0],

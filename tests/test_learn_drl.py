@@ -1,6 +1,7 @@
 """The drl scheduler in the simulator: the same observation as the env, reproducible sampling."""
 
 import numpy as np
+import pytest
 import torch
 
 from o2o.core.decpomdp import Observer
@@ -85,5 +86,10 @@ def test_rule_never_sends_to_an_overloaded_peer():
 def test_mean_ci95():
     mean, lo, hi = mean_ci95([1.0, 2.0, 3.0])
     assert mean == 2.0 and hi - mean == mean - lo
-    assert hi - mean == np.float64(4.303 * 1.0 / np.sqrt(3))
-    assert mean_ci95([0.5]) == (0.5, 0.5, 0.5)
+    # t_{0.975, 2} = 4.302653 (tables), std = 1
+    assert hi - mean == pytest.approx(4.302653 / np.sqrt(3), rel=1e-6)
+    # 60 values: t_{0.975, 59} = 2.000995, not the normal 1.96
+    x = np.r_[np.zeros(30), np.ones(30)]
+    assert mean_ci95(x)[2] - 0.5 == pytest.approx(2.000995 * x.std(ddof=1) / np.sqrt(60), rel=1e-6)
+    mean, lo, hi = mean_ci95([0.5])   # one value: no interval
+    assert mean == 0.5 and np.isnan(lo) and np.isnan(hi)

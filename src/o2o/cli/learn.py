@@ -17,7 +17,7 @@ from o2o.cli.common import add_scenario_args, compare_schedulers
 from o2o.core import seeds
 from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
-from o2o.core.metrics import mean_ci95
+from o2o.core.metrics import json_safe, mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
 from o2o.learn.evaluate import evaluate_policy, make_eval_fn
@@ -144,7 +144,7 @@ def _save_evaluate_report(args, scenario, network, result, training: dict, eval_
 
 def _report(args, out: dict, headline: str) -> None:
     if args.json:
-        print(json.dumps(out))
+        print(json.dumps(json_safe(out)))
         return
     print(headline)
     for k, v in out.items():

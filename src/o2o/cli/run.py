@@ -8,6 +8,7 @@ from pathlib import Path
 from o2o.cli.common import add_scenario_args
 from o2o.cli.learn import add_reward_credit_arg
 from o2o.core.errors import UserError
+from o2o.core.metrics import json_safe
 from o2o.core.scenario import load_scenario
 from o2o.learn.settings import learner_settings
 
@@ -32,7 +33,7 @@ def cmd_run(args) -> int:
     if args.json:
         keys = ["random", "local", "rda", "ratc", "esf", "central", "offline-only", "online-only",
                 "o2o-drl", "bound"]
-        print(json.dumps({k: report[k] for k in keys}))
+        print(json.dumps(json_safe({k: report[k] for k in keys})))
     else:
         print(f"results in {out}/ (results.json, results.md, learning_curve.png, comparison.png, "
               "models/, logs.db, metrics/)")

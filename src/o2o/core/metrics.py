@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats
 
 from o2o.core.outcomes import DROP, EXEC_FAIL, SUCCESS, TRANS_FAIL
 
@@ -58,19 +59,24 @@ def episode_metrics(has_task: np.ndarray, outcome: np.ndarray, dest: np.ndarray,
     return out
 
 
-# Two-sided 97.5% quantiles of Student's t for df = 1..30 (no scipy needed).
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
-
-
 def mean_ci95(values) -> tuple[float, float, float]:
-    """Mean and its 95% confidence interval (Student's t) of independent values."""
+    """Mean and its two-sided 95% Student-t confidence interval, for independent values.
+    From one value no interval can be computed: the ends are then NaN (reports print "n/a")."""
     x = np.asarray(values, dtype=np.float64).reshape(-1)
     mean = float(x.mean())
     if x.size < 2:
-        return mean, mean, mean
-    df = x.size - 1
-    q = _T975[df - 1] if df <= len(_T975) else 1.96
-    half = q * float(x.std(ddof=1)) / math.sqrt(x.size)
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.975, x.size - 1)) * float(x.std(ddof=1)) / math.sqrt(x.size)
     return mean, mean - half, mean + half
+
+
+def json_safe(value):
+    """``value`` with every NaN or infinite float replaced by None, so that ``json.dumps`` writes
+    strict JSON (an interval that cannot be computed is ``null``)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -32,6 +32,7 @@ import numpy as np
 from o2o.core import seeds
 from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
+from o2o.core.metrics import json_safe
 from o2o.core.network import sample_network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario
@@ -112,7 +113,7 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
         "curves": [{"seed": r.seed, "offline": r.offline_curve, "o2o": r.o2o_curve,
                     "online_only": r.online_only_curve} for r in learned],
     }
-    (out / "results.json").write_text(json.dumps(report, indent=2))
+    (out / "results.json").write_text(json.dumps(json_safe(report), indent=2))
     table = format_results(results)
     (out / "results.md").write_text(
         f"# O2O-DRL on {scenario.name}\n\n{plan.eval_episodes} held-out episodes, {plan.seeds} "

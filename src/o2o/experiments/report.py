@@ -74,13 +74,21 @@ def cold_start(learned: list[SeedResult]) -> dict[str, Any]:
     return out
 
 
+def interval(ci, fmt: str = ".4f") -> str:
+    """``[lo, hi]``, or ``n/a`` where no interval could be computed (a single value)."""
+    lo, hi = ci
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return "n/a"
+    return f"[{lo:{fmt}}, {hi:{fmt}}]"
+
+
 def format_results(results: dict[str, Any]) -> str:
     lines = ["| method | success rate | 95% CI | vs RATC (paired) |", "|---|---|---|---|"]
     for method in METHODS:
         r = results[method]
         d = r["vs_ratc"]
-        lines.append(f"| {method} | {r['success_rate']:.4f} | [{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}] | "
-                     f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] |")
+        lines.append(f"| {method} | {r['success_rate']:.4f} | {interval(r['ci95'])} | "
+                     f"{d['diff']:+.4f} {interval(d['ci95'], '+.4f')} |")
     lines.append(f"| bound | {results['bound']:.4f} | | |")
     return "\n".join(lines)
 

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from o2o.core.metrics import json_safe
+
 
 class Tracker:
     def __init__(self, folder: str | Path | None = None, tensorboard: bool = True):
@@ -37,7 +39,7 @@ class Tracker:
             record[k] = _plain(v)
         self.records.append(record)
         if self._file is not None:
-            self._file.write(json.dumps(record) + "\n")
+            self._file.write(json.dumps(json_safe(record)) + "\n")
             self._file.flush()
         if self._tb is not None:
             for k, v in record.items():

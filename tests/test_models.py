@@ -195,3 +195,31 @@ def test_numpy_path_does_not_import_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_non_finite_weights_are_never_saved_nor_loaded(tmp_path):
+    """A diverged training cannot write a model, and a tampered model with NaN weights whose
+    checksum was recomputed is still refused."""
+    import hashlib
+    import json
+
+    from safetensors.numpy import save as st_save
+
+    actor, critic = make_policy()
+    with torch.no_grad():
+        actor.net.linears[0].weight[0, 0] = float("nan")
+    with pytest.raises(ModelError, match="actor.l0.weight hold NaN or infinite values; no model was written"):
+        Policy(actor, critic).save(str(tmp_path / "nan"))
+    assert not (tmp_path / "nan").exists()
+    actor, critic = make_policy()
+    Policy(actor, critic).save(str(tmp_path / "m"))
+    arrays = load_model(str(tmp_path / "m")).arrays
+    arrays = {k: v.copy() for k, v in arrays.items()}
+    arrays["critic.l1.bias"][0] = np.inf
+    payload = st_save(arrays)
+    (tmp_path / "m" / "model.safetensors").write_bytes(payload)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    manifest["sha256"] = hashlib.sha256(payload).hexdigest()
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="critic.l1.bias hold NaN or infinite values; it cannot decide"):
+        load_model(str(tmp_path / "m"))

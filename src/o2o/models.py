@@ -140,6 +140,10 @@ def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: t
     for name, shape in want.items():
         if tuple(arrays[name].shape) != shape:
             raise ValueError(f"{name} has shape {arrays[name].shape}, expected {shape}")
+    bad = _not_finite(arrays)
+    if bad:
+        raise ModelError(f"weights {', '.join(bad)} hold NaN or infinite values; no model was written "
+                         f"to {url} (the training diverged: check the data set and the settings)")
     payload = _st_save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()})
     manifest = {
         "format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "version": int(version),
@@ -241,8 +245,16 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str = OBS_LAYO
         if tuple(arrays[name].shape) != shape:
             raise ModelError(f"model {url}: {name} has shape {tuple(arrays[name].shape)}, the "
                              f"manifest implies {shape}")
+    bad = _not_finite(arrays)
+    if bad:
+        raise ModelError(f"model {url}: weights {', '.join(bad)} hold NaN or infinite values; it "
+                         "cannot decide (retrain it)")
     return Model(manifest=m, arrays={k: v.astype(np.float32, copy=False) for k, v in arrays.items()},
                  url=url)
+
+
+def _not_finite(arrays: dict[str, np.ndarray]) -> list[str]:
+    return sorted(k for k, v in arrays.items() if not np.all(np.isfinite(v)))
 
 
 class ModelStore:

@@ -1,6 +1,8 @@
 """Scenarios: presets, YAML files, overrides and refusals that name the field."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from o2o.core.scenario import PRESETS, ScenarioError, load_scenario
 
@@ -55,3 +57,35 @@ def test_unknown_preset_or_bad_file(tmp_path):
         load_scenario(bad)
     with pytest.raises(ScenarioError, match="key=value"):
         load_scenario("paper-sim", ["nodes"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(field=st.sampled_from(["task_size_kb", "complexity", "deadline_s", "link_rate_mbps",
+                              "node_fail_rate", "link_fail_rate", "arrival_prob"]),
+       value=st.sampled_from([".nan", ".inf", "-.inf"]), end=st.integers(0, 1))
+def test_non_finite_values_are_refused_naming_the_field(field, value, end):
+    ends = ["0.5", "0.5"]
+    ends[end] = value
+    with pytest.raises(ScenarioError, match=f"{field}.{end}: Input should be a finite number"):
+        load_scenario("paper-sim", [f"{field}=[{ends[0]}, {ends[1]}]"])
+
+
+@pytest.mark.parametrize("override,match", [
+    ("nodes=100000", "nodes: Input should be less than or equal to 1024"),
+    ("slots=10000000", "slots: Input should be less than or equal to 100000"),
+    ("slot_s=.inf", "slot_s: Input should be a finite number"),
+    ("core_hz=.nan", "core_hz: Input should be a finite number"),
+])
+def test_sizes_beyond_the_supported_ranges(override, match):
+    with pytest.raises(ScenarioError, match=match):
+        load_scenario("paper-sim", [override])
+
+
+def test_bad_files_give_one_line(tmp_path):
+    (tmp_path / "bad.yaml").write_text("preset: paper-sim\nnodes: [1, 2\n")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(tmp_path / "bad.yaml")
+    assert "line 3 column 1: not valid YAML" in str(err.value) and "\n" not in str(err.value)
+    (tmp_path / "latin1.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ScenarioError, match="is not UTF-8 text"):
+        load_scenario(tmp_path / "latin1.yaml")

@@ -16,12 +16,31 @@ from o2o.sim.rollout import simulate
 COUNT_FIELDS = ("tasks", "success", "drop", "exec_fail", "trans_fail")
 
 
+def at_least(minimum: int):
+    """An argparse type: a whole number >= ``minimum`` (a bad value is a one-line error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+COUNT = at_least(1)      # episodes, steps, batch sizes, repeats, workers
+SEED = at_least(0)       # episode, network and training seeds
+
+
 def add_scenario_args(p: argparse.ArgumentParser, default: str = "paper-sim") -> None:
     p.add_argument("--scenario", default=default,
                    help=f"preset name (paper-sim, paper-testbed) or YAML file (default {default})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a scenario field, value read as YAML (repeatable)")
-    p.add_argument("--network-seed", type=int, default=0, help="seed of the network draw (default 0)")
+    p.add_argument("--network-seed", type=SEED, default=0, help="seed of the network draw (default 0)")
 
 
 def summarize(metrics: dict[str, np.ndarray], extended: bool = False) -> dict[str, float | int]:

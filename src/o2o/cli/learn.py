@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from o2o.cli.common import add_scenario_args, compare_schedulers
+from o2o.cli.common import COUNT, SEED, add_scenario_args, at_least, compare_schedulers
 from o2o.core import seeds
 from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
@@ -67,8 +67,6 @@ def cmd_train_offline(args) -> int:
     from o2o.learn.offline import train_offline
 
     _torch_threads(args.threads)
-    if args.steps < 1:
-        raise UserError("--steps must be at least 1")
     scenario, network = _scenario_network(args)
     settings = _settings(args, "offline").offline
     data = load_dataset(args.dataset, n=network.n)
@@ -92,8 +90,6 @@ def cmd_train_online(args) -> int:
     from o2o.learn.policy import Policy
 
     _torch_threads(args.threads)
-    if args.episodes < 1:
-        raise UserError("--episodes must be at least 1")
     if bool(args.model) == bool(args.from_scratch):
         raise UserError("give either --model MODEL_DIR (fine-tune an offline model) or "
                         "--from-scratch (the online-only baseline)")
@@ -156,8 +152,6 @@ def _report(args, out: dict, headline: str) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    if args.episodes < 1:
-        raise UserError("--episodes must be at least 1")
     if not args.model and not args.scheduler:
         raise UserError("give at least one --model MODEL_DIR (or a --scheduler to compare with)")
     scenario, network = _scenario_network(args)
@@ -215,16 +209,16 @@ def _add_common_train(p) -> None:
     add_settings_arg(p)
     p.add_argument("--out", required=True, metavar="MODEL_DIR",
                    help="model folder to write (local path or fsspec URL, e.g. memory://m)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="training seed (default 0)")
     p.add_argument("--set-hparam", dest="hparams", action="append", default=[], metavar="KEY=VALUE",
                    help="override a hyper-parameter, value read as YAML (repeatable)")
-    p.add_argument("--eval-episodes", type=int, default=10,
+    p.add_argument("--eval-episodes", type=at_least(0), default=10,
                    help="held-out episodes to evaluate on (default 10; 0: none)")
-    p.add_argument("--eval-seed", type=int, default=seeds.TEST.start,
+    p.add_argument("--eval-seed", type=SEED, default=seeds.TEST.start,
                    help=f"first evaluation episode seed (default {seeds.TEST.start}, the held-out "
                         "range, which no log or training episode uses)")
     p.add_argument("--log-dir", help="metrics.jsonl and TensorBoard folder (default MODEL_DIR/logs)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=COUNT, default=1, help="torch threads (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -235,7 +229,7 @@ def register(sub, bench) -> None:
 
     p = tsub.add_parser("offline", help="Algorithm 1: discrete SAC + CQL + V from a data set")
     p.add_argument("--dataset", required=True, help=".npz data set of transitions (see docs/logs.md)")
-    p.add_argument("--steps", type=int, default=OFFLINE_STEPS,
+    p.add_argument("--steps", type=COUNT, default=OFFLINE_STEPS,
                    help=f"gradient steps (default {OFFLINE_STEPS})")
     _add_common_train(p)
     p.set_defaults(func=cmd_train_offline)
@@ -244,8 +238,8 @@ def register(sub, bench) -> None:
     p.add_argument("--model", metavar="MODEL_DIR", help="offline model (actor and critic) to fine-tune")
     p.add_argument("--from-scratch", action="store_true",
                    help="start from a random actor and critic (the online-only baseline)")
-    p.add_argument("--episodes", type=int, required=True, help="training episodes")
-    p.add_argument("--eval-every", type=int, default=0, metavar="EPISODES",
+    p.add_argument("--episodes", type=COUNT, required=True, help="training episodes")
+    p.add_argument("--eval-every", type=at_least(0), default=0, metavar="EPISODES",
                    help="evaluate every so many episodes (default 0: only at the end)")
     add_reward_credit_arg(p, "default: the model's; from scratch, the settings' "
                              "(project: decision, paper: slot)")
@@ -258,8 +252,8 @@ def register(sub, bench) -> None:
     p.add_argument("--name", action="append", help="table name for each --model, in order")
     p.add_argument("--scheduler", action="append", metavar="NAME",
                    help="heuristics to compare with: random, local, ratc, rda, esf, central")
-    p.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
-    p.add_argument("--seed", type=int, default=seeds.TEST.start,
+    p.add_argument("--episodes", type=COUNT, default=10, help="episodes to run (default 10)")
+    p.add_argument("--seed", type=SEED, default=seeds.TEST.start,
                    help=f"first episode seed (default {seeds.TEST.start}, the held-out range)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
@@ -267,7 +261,7 @@ def register(sub, bench) -> None:
     a = bench.add_parser("actor", help="time of one drl decision with the numpy actor")
     add_scenario_args(a)
     a.add_argument("--model", required=True, metavar="MODEL_DIR")
-    a.add_argument("--decisions", type=int, default=2000)
-    a.add_argument("--repeats", type=int, default=3)
+    a.add_argument("--decisions", type=COUNT, default=2000)
+    a.add_argument("--repeats", type=COUNT, default=3)
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_bench_actor)

@@ -8,10 +8,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from o2o.cli.common import add_scenario_args
+from o2o.cli.common import COUNT, SEED, add_scenario_args
 from o2o.core.decpomdp import REWARD_CREDITS
 from o2o.core.episodes import sample_episodes
-from o2o.core.errors import UserError
+from o2o.core.limits import check_simulation
 from o2o.core.network import sample_network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import load_scenario
@@ -27,11 +27,8 @@ DB_HELP = "task log: a SQLite file path (or sqlite:///PATH) or a postgresql+psyc
 
 # ---------------------------------------------------------------------------------- collect
 def cmd_collect(args) -> int:
-    if args.episodes < 1:
-        raise UserError("--episodes must be at least 1")
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
     scenario = load_scenario(args.scenario, args.overrides)
+    check_simulation(scenario, min(args.batch_size, args.episodes))
     network = sample_network(scenario, args.network_seed)
     scheduler = make_scheduler(args.scheduler)
     seeds = [args.seed + k for k in range(args.episodes)]
@@ -130,9 +127,8 @@ def measure_insert(db: str, scenario, network, logs, repeats: int) -> dict:
 
 
 def cmd_bench_logs(args) -> int:
-    if args.episodes < 1 or args.repeats < 1:
-        raise UserError("--episodes and --repeats must be at least 1")
     scenario = load_scenario(args.scenario, args.overrides)
+    check_simulation(scenario, args.episodes)
     network = sample_network(scenario, args.network_seed)
     logs = episode_logs_from_rollout(scenario, network,
                                      sample_episodes(scenario, network, range(args.episodes)),
@@ -163,10 +159,10 @@ def register(sub, bench) -> None:
     p.add_argument("--scheduler", default="ratc", metavar="NAME",
                    help=f"scheduler whose decisions are logged: {', '.join(SCHEDULERS)} "
                         "(default ratc)")
-    p.add_argument("--episodes", type=int, default=200, help="episodes to run (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
+    p.add_argument("--episodes", type=COUNT, default=200, help="episodes to run (default 200)")
+    p.add_argument("--seed", type=SEED, default=0, help="first episode seed (default 0)")
     p.add_argument("--db", required=True, help=DB_HELP + "; created if missing")
-    p.add_argument("--batch-size", type=int, default=16,
+    p.add_argument("--batch-size", type=COUNT, default=16,
                    help="episodes simulated at once and written in one transaction (default 16)")
     p.add_argument("--phase", default="heuristic",
                    help="phase recorded with the run (default heuristic)")
@@ -188,7 +184,7 @@ def register(sub, bench) -> None:
     e = ds_sub.add_parser("export", help="rebuild transitions from a task log and write a .npz")
     e.add_argument("--db", required=True, help=DB_HELP)
     e.add_argument("--out", required=True, help="output .npz file")
-    e.add_argument("--run", type=int, action="append", metavar="ID",
+    e.add_argument("--run", type=COUNT, action="append", metavar="ID",
                    help="run id to export (repeatable; default every run)")
     e.add_argument("--reward-credit", default="slot", choices=REWARD_CREDITS,
                    help="credit outcomes to the slot they ended in (default) or to the decision slot")
@@ -198,9 +194,9 @@ def register(sub, bench) -> None:
 
     b = bench.add_parser("logs", help="task-log insert throughput in rows per second")
     add_scenario_args(b)
-    b.add_argument("--episodes", type=int, default=16,
+    b.add_argument("--episodes", type=COUNT, default=16,
                    help="episodes written per transaction (default 16)")
-    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--repeats", type=COUNT, default=3)
     b.add_argument("--db", default=None,
                    help="also measure this database (e.g. a postgresql+psycopg:// URL); "
                         "the benchmark's runs are deleted afterwards")

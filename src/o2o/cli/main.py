@@ -8,10 +8,11 @@ import argparse
 import importlib
 import sys
 
+from o2o import __version__
 from o2o.core.errors import UserError
 
-# Modules that add sub-commands; each has ``register(subparsers, bench)`` where ``bench`` holds
-# the sub-commands of ``o2o bench``. A module that is not there yet is skipped.
+# Command groups; each has ``register(subparsers, bench)`` where ``bench`` holds the
+# sub-commands of ``o2o bench``.
 COMMAND_MODULES = [
     "o2o.cli.simulate",
     "o2o.cli.logs",
@@ -21,11 +22,19 @@ COMMAND_MODULES = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (exit code 2) that names the command and its help."""
+
+    def error(self, message: str):
+        self.exit(2, f"o2o: error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="o2o",
         description="Decentralized task offloading in edge computing with offline-to-online DRL.",
     )
+    parser.add_argument("--version", action="version", version=f"o2o {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     bench_parser = sub.add_parser("bench", help="benchmarks that print measured figures")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from o2o.cli.common import add_scenario_args
+from o2o.cli.common import COUNT, add_scenario_args
 from o2o.cli.learn import add_reward_credit_arg
-from o2o.core.errors import UserError
+from o2o.core.limits import check_memory, check_simulation, dataset_bytes
 from o2o.core.metrics import json_safe
 from o2o.core.scenario import load_scenario
 from o2o.learn.settings import learner_settings
+from o2o.logs.collect import LOG_BATCH_EPISODES
 
 
 def cmd_run(args) -> int:
@@ -21,10 +22,12 @@ def cmd_run(args) -> int:
     changes = {k: getattr(args, k) for k in ("seeds", "log_episodes", "offline_steps",
                                                 "online_episodes", "eval_episodes")
                if getattr(args, k) is not None}
-    for key, value in changes.items():
-        if value < 1:
-            raise UserError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
     plan = plan.scaled(**changes)
+    # Before anything is written: the logged batches, and the data set every worker loads.
+    check_simulation(scenario, LOG_BATCH_EPISODES)
+    check_memory(dataset_bytes(scenario, plan.log_episodes) * (1 + min(plan.seeds, args.workers or 2)),
+                 f"a data set of {plan.log_episodes} logged episodes of {scenario.nodes} nodes",
+                 "use fewer --log-episodes, fewer nodes or slots, or fewer --workers")
     settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit)
     out = Path(args.out or f"runs/{'quick' if args.quick else 'main'}")
     report = run_pipeline(scenario, out, plan, network_seed=args.network_seed,
@@ -45,13 +48,13 @@ def register(sub, bench) -> None:
                        "online fine-tuning, baselines, evaluation, report")
     add_scenario_args(p)
     p.add_argument("--quick", action="store_true", help="a small run for a first look (minutes)")
-    p.add_argument("--seeds", type=int, help="training seeds (full: 3)")
+    p.add_argument("--seeds", type=COUNT, help="training seeds (full: 3)")
     p.add_argument("--out", help="run folder (default runs/main, or runs/quick with --quick)")
-    p.add_argument("--workers", type=int, help="parallel training processes (default: CPU count)")
-    p.add_argument("--log-episodes", type=int, help="RATC episodes logged for offline training")
-    p.add_argument("--offline-steps", type=int, help="gradient steps of offline training")
-    p.add_argument("--online-episodes", type=int, help="episodes of online fine-tuning (and online-only)")
-    p.add_argument("--eval-episodes", type=int, help="held-out evaluation episodes")
+    p.add_argument("--workers", type=COUNT, help="parallel training processes (default: CPU count)")
+    p.add_argument("--log-episodes", type=COUNT, help="RATC episodes logged for offline training")
+    p.add_argument("--offline-steps", type=COUNT, help="gradient steps of offline training")
+    p.add_argument("--online-episodes", type=COUNT, help="episodes of online fine-tuning (and online-only)")
+    p.add_argument("--eval-episodes", type=COUNT, help="held-out evaluation episodes")
     p.add_argument("--settings", choices=["project", "paper"], default="project",
                    help="hyper-parameters to start from: the project's (default; docs/learner.md "
                         "says what differs and why) or the paper's exact values")

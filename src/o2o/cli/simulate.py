@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import time
 
-from o2o.cli.common import add_scenario_args, compare_schedulers
+from o2o.cli.common import COUNT, SEED, add_scenario_args, compare_schedulers
 from o2o.core.episodes import sample_episodes
-from o2o.core.errors import UserError
+from o2o.core.limits import check_simulation
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
 from o2o.sim import make_scheduler
@@ -15,9 +15,8 @@ from o2o.sim.rollout import rollout
 
 
 def cmd_simulate(args) -> int:
-    if args.episodes < 1:
-        raise UserError("--episodes must be at least 1")
     scenario = load_scenario(args.scenario, args.overrides)
+    check_simulation(scenario, min(args.batch_size, args.episodes))
     network = sample_network(scenario, args.network_seed)
     schedulers = {name: make_scheduler(name) for name in args.scheduler or ["ratc"]}
     seeds = [args.seed + k for k in range(args.episodes)]
@@ -40,6 +39,7 @@ def measure_throughput(scenario, network, scheduler, batch: int, repeats: int) -
 
 def cmd_bench_sim(args) -> int:
     scenario = load_scenario(args.scenario, args.overrides)
+    check_simulation(scenario, args.batch)
     network = sample_network(scenario, args.network_seed)
     out = {}
     for name in args.scheduler or ["random", "ratc"]:
@@ -59,16 +59,16 @@ def register(sub, bench) -> None:
     add_scenario_args(p)
     p.add_argument("--scheduler", action="append", metavar="NAME",
                    help="random, local, ratc, rda, esf, central (repeatable; default ratc)")
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
-    p.add_argument("--batch-size", type=int, default=64, help="episodes run at once as arrays")
+    p.add_argument("--episodes", type=COUNT, default=10)
+    p.add_argument("--seed", type=SEED, default=0, help="first episode seed (default 0)")
+    p.add_argument("--batch-size", type=COUNT, default=64, help="episodes run at once as arrays")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_simulate)
 
     b = bench.add_parser("sim", help="simulator throughput in node-slots per second")
     add_scenario_args(b)
     b.add_argument("--scheduler", action="append", metavar="NAME", help="default: random and ratc")
-    b.add_argument("--batch", type=int, default=1024, help="episodes per batch (default 1024)")
-    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--batch", type=COUNT, default=1024, help="episodes per batch (default 1024)")
+    b.add_argument("--repeats", type=COUNT, default=3)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_sim)

@@ -61,7 +61,9 @@ def episode_metrics(has_task: np.ndarray, outcome: np.ndarray, dest: np.ndarray,
 def mean_ci95(values) -> tuple[float, float, float]:
     """Mean and its two-sided 95% Student-t confidence interval, for independent values.
     From one value no interval can be computed: the ends are then NaN (reports print "n/a")."""
-    from scipy import stats  # only reports need it; the simulator and nodes load core without it
+    from scipy import (
+        stats,  # only reports need it; the simulator and nodes load core without it
+    )
 
     x = np.asarray(values, dtype=np.float64).reshape(-1)
     mean = float(x.mean())

@@ -42,15 +42,21 @@ def _as_range(value: Any) -> Any:
 Range = tuple[float, float]
 
 
-class Scenario(BaseModel):
-    """One edge network and its workload. Units are in the field names."""
+# Supported sizes: every part works up to these (memory permitting: o2o.core.limits).
+MAX_NODES = 1024
+MAX_SLOTS = 100_000
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class Scenario(BaseModel):
+    """One edge network and its workload. Units are in the field names. Every number must be
+    finite (no NaN or infinity)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = "custom"
-    nodes: Annotated[int, Field(ge=2, description="number of edge nodes N (fully connected)")] = 20
+    nodes: Annotated[int, Field(ge=2, le=MAX_NODES, description="number of edge nodes N (fully connected)")] = 20
     slot_s: Annotated[float, Field(gt=0, description="slot length in seconds")] = 0.5
-    slots: Annotated[int, Field(ge=1, description="arrival slots per episode T")] = 100
+    slots: Annotated[int, Field(ge=1, le=MAX_SLOTS, description="arrival slots per episode T")] = 100
     arrival_prob: Range = (0.0, 1.0)
     task_size_kb: Range = (1000.0, 8000.0)
     complexity: Range = (800.0, 2400.0)
@@ -169,6 +175,23 @@ def scenario_from_dict(data: dict[str, Any]) -> Scenario:
         raise ScenarioError(_format_validation_error(err)) from None
 
 
+def read_yaml_file(path: Path, what: str) -> Any:
+    """The YAML document in ``path``, or a one-line ScenarioError (the file and the line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{what} {path} is not UTF-8 text; save it as UTF-8 YAML") from None
+    except OSError as exc:
+        raise ScenarioError(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScenarioError(f"{what} {path}{where}: not valid YAML ({problem})") from None
+
+
 def load_scenario(source: str | Path = "paper-sim", overrides: list[str] | None = None) -> Scenario:
     """A preset name or a YAML file, then ``key=value`` overrides, validated."""
     source_str = str(source)
@@ -180,10 +203,7 @@ def load_scenario(source: str | Path = "paper-sim", overrides: list[str] | None 
             raise ScenarioError(
                 f"scenario {source_str!r} is neither a preset ({', '.join(PRESETS)}) nor a YAML file"
             )
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ScenarioError(f"scenario file {path}: not valid YAML ({exc})") from None
+        loaded = read_yaml_file(path, "scenario file")
         if not isinstance(loaded, dict):
             raise ScenarioError(f"scenario file {path}: expected a mapping of key: value")
         base = loaded.pop("preset", None)

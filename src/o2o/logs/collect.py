@@ -18,6 +18,8 @@ from o2o.core.scenario import Scenario
 from o2o.logs.records import episode_logs_from_rollout
 from o2o.logs.store import LogStore
 
+LOG_BATCH_EPISODES = 16   # episodes simulated at once and written in one transaction
+
 
 @dataclass
 class CollectResult:
@@ -29,7 +31,7 @@ class CollectResult:
 
 
 def collect(store: LogStore, scenario: Scenario, network: Network, scheduler, scheduler_name: str,
-            seeds: Sequence[int], *, network_seed: int | None = None, batch_size: int = 16,
+            seeds: Sequence[int], *, network_seed: int | None = None, batch_size: int = LOG_BATCH_EPISODES,
             phase: str = "heuristic", policy_version: str | None = None, source: str = "sim",
             progress: Callable[[int], None] | None = None, on_step=None) -> CollectResult:
     """Simulate ``scheduler`` on the episodes ``seeds`` and write them as one run.

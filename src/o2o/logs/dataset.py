@@ -36,6 +36,7 @@ flag); they are kept as they happened.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -61,6 +62,7 @@ REQUIRED = tuple(ROW_DTYPES)[:9]
 META = ("obs_layout", "reward_credit")
 ARRAYS = (*ROW_DTYPES, *META)
 EXPORT_BATCH_EPISODES = 64
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 def dataset_from_logs(scenario: Scenario, network: Network, logs: Sequence[EpisodeLog],
@@ -191,11 +193,15 @@ def load_dataset(path: str | Path, n: int | None = None) -> dict[str, np.ndarray
     if not path.is_file():
         raise UserError(f"data set {path} does not exist; export one from task logs with "
                         "'o2o dataset export --db ... --out ...'")
+    with path.open("rb") as fh:
+        if fh.read(4) != ZIP_MAGIC:
+            raise UserError(f"{path} is not a .npz data set (an .npz file is a zip archive of "
+                            "numpy arrays, as 'o2o dataset export' writes)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError) as exc:
-        raise UserError(f"{path} is not a readable .npz data set ({exc})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path} is a damaged .npz data set ({exc}); export it again") from None
     try:
         return check_dataset(data, n)
     except UserError as exc:
@@ -212,12 +218,20 @@ def dataset_reward_credit(data: dict[str, np.ndarray]) -> str | None:
 def check_dataset(data: dict[str, np.ndarray], n: int | None = None) -> dict[str, np.ndarray]:
     """The data set with the documented dtypes, or a UserError that says what is wrong.
 
-    ``n``: the number of nodes the model is for; the observation width must be 3n+6. Arrays
-    other than the documented ones are dropped."""
+    Refused: a missing array, a wrong shape or kind of dtype (an action that is not a whole
+    number, a mask that is not boolean), NaN or infinite observations or rewards, observations
+    outside [0, 1], actions outside 0..N, an empty mask, another observation layout, an unknown
+    reward credit, a data set for another number of nodes than ``n``. Arrays other than the
+    documented ones are dropped."""
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise UserError(f"not an o2o data set: it lacks {', '.join(missing)} "
                         f"(expected arrays: {', '.join(REQUIRED)})")
+    kinds = {np.float32: ("f", "floating-point"), np.int64: ("iu", "integer"), np.bool_: ("b", "boolean")}
+    for k, dtype in ROW_DTYPES.items():
+        allowed, want = kinds[dtype]
+        if k in data and np.asarray(data[k]).dtype.kind not in allowed:
+            raise UserError(f"data set array {k} has dtype {np.asarray(data[k]).dtype}; it must be {want}")
     out = {k: np.asarray(data[k]).astype(t, copy=False) for k, t in ROW_DTYPES.items() if k in data}
     for k in META:
         if k in data:
@@ -240,8 +254,24 @@ def check_dataset(data: dict[str, np.ndarray], n: int | None = None) -> dict[str
     for k in out:
         if k in ROW_DTYPES and out[k].shape != shapes.get(k, (m,)):
             raise UserError(f"data set field {k} has shape {out[k].shape}, expected {shapes.get(k, (m,))}")
+    for k in ("observations", "next_observations", "rewards"):
+        bad = ~np.isfinite(out[k])
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            raise UserError(f"data set array {k} holds {int(bad.sum())} NaN or infinite values "
+                            f"(first in row {row}); rebuild the data set from its task log")
+    for k in ("observations", "next_observations"):
+        if out[k].min() < 0.0 or out[k].max() > 1.0:
+            raise UserError(f"data set array {k} has values outside [0, 1] (min {out[k].min():.3g}, "
+                            f"max {out[k].max():.3g}); observations are scaled into [0, 1]")
     if out["actions"].min() < 0 or out["actions"].max() > n_data:
         raise UserError(f"actions must lie in 0..{n_data}")
     if not out["action_masks"].any(axis=1).all() or not out["next_action_masks"].any(axis=1).all():
         raise UserError("every action mask must allow at least one action")
+    if "obs_layout" in out and str(out["obs_layout"]) != OBS_LAYOUT_VERSION:
+        raise UserError(f"data set has observation layout {str(out['obs_layout'])!r}; this o2o trains "
+                        f"on {OBS_LAYOUT_VERSION!r}")
+    if "reward_credit" in out and str(out["reward_credit"]) not in REWARD_CREDITS:
+        raise UserError(f"data set has reward credit {str(out['reward_credit'])!r}; known: "
+                        f"{', '.join(REWARD_CREDITS)}")
     return out

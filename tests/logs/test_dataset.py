@@ -99,7 +99,7 @@ def test_python_function_equals_the_file_and_loads_back(logged, tmp_path):
         assert np.array_equal(back[key], data[key], equal_nan=back[key].dtype.kind == "f"), key
     assert set(data["run_ids"].tolist()) == {2} and data["actions"].shape == (2 * T * N,)
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
-    with pytest.raises(UserError, match="not a readable"):
+    with pytest.raises(UserError, match="is not a .npz data set"):
         load_dataset(tmp_path / "junk.npz")
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(UserError, match="not an o2o data set"):

@@ -59,7 +59,7 @@ def test_offline_then_online_is_deterministic_and_runs(data, tmp_path):
         r1 = train_offline(data, settings, seed=3, steps=40, callback=eval_fn, tracker=tracker,
                            show_progress=False)
     r2 = train_offline(data, settings, seed=3, steps=40, show_progress=False)
-    for a, b in zip(_weights(r1.actor), _weights(r2.actor)):
+    for a, b in zip(_weights(r1.policy.actor), _weights(r2.policy.actor)):
         assert torch.equal(a, b)
     assert [h["step"] for h in r1.history if "success_rate" in h] == [20, 40]
     records = [json.loads(line) for line in (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()]
@@ -76,10 +76,10 @@ def test_offline_then_online_is_deterministic_and_runs(data, tmp_path):
         runs.append(res)
     assert [p["episodes"] for p in runs[0].curve] == [0, 4, 8]
     # the curve starts at the offline actor: episode 0 equals offline-only
-    assert runs[0].curve[0]["success_rate"] == eval_fn(r1.actor)["success_rate"]
-    for a, b in zip(_weights(runs[0].actor), _weights(runs[1].actor)):
+    assert runs[0].curve[0]["success_rate"] == eval_fn(r1.policy.actor)["success_rate"]
+    for a, b in zip(_weights(runs[0].policy.actor), _weights(runs[1].policy.actor)):
         assert torch.equal(a, b)
-    assert not all(torch.equal(a, b) for a, b in zip(_weights(r1.actor), _weights(runs[0].actor)))
+    assert not all(torch.equal(a, b) for a, b in zip(_weights(r1.policy.actor), _weights(runs[0].policy.actor)))
     assert len(runs[0].history) == 2 and "ppo_objective" in runs[0].history[0]
     scratch = train_online(SC, NET, None, online, episodes=4, seed=5, show_progress=False)
     assert scratch.episodes == 4

@@ -131,7 +131,7 @@ def _save_evaluate_report(args, scenario, network, result, training: dict, eval_
     out = {"model": args.out, "sha256": manifest["sha256"], **extra,
            "seconds": round(result.seconds, 2)}
     if eval_seeds:
-        rate = evaluate_policy(scenario, network, result.actor, eval_seeds)["success_rate"]
+        rate = evaluate_policy(scenario, network, result.policy.actor, eval_seeds)["success_rate"]
         mean, lo, hi = mean_ci95(rate)
         out.update({"success_rate": mean, "ci95": [lo, hi]})
     _report(args, out, f"{phase} model written to {args.out}")

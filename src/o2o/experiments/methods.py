@@ -120,7 +120,7 @@ def train_seed(job: SeedJob) -> SeedResult:
                                 callback=offline_callback, tracker=tracker, show_progress=seed == 0)
         seconds["offline"] = time.perf_counter() - start
         save("offline-only", offline.policy, {"steps": plan.offline_steps})
-        final["offline-only"] = evaluate_policy(scenario, network, offline.actor, eval_seeds)["success_rate"].tolist()
+        final["offline-only"] = evaluate_policy(scenario, network, offline.policy.actor, eval_seeds)["success_rate"].tolist()
 
         start = time.perf_counter()
         o2o = train_online(scenario, network, offline.policy, job.settings.online,
@@ -128,7 +128,7 @@ def train_seed(job: SeedJob) -> SeedResult:
                            eval_fn=curve_fn, tracker=tracker, show_progress=seed == 0, desc="o2o")
         seconds["online"] = time.perf_counter() - start
         save("o2o-drl", o2o.policy, {"online_episodes": o2o.episodes})
-        final["o2o-drl"] = evaluate_policy(scenario, network, o2o.actor, eval_seeds)["success_rate"].tolist()
+        final["o2o-drl"] = evaluate_policy(scenario, network, o2o.policy.actor, eval_seeds)["success_rate"].tolist()
 
         start = time.perf_counter()
         scratch = train_online(scenario, network, None, job.settings.online,
@@ -137,7 +137,7 @@ def train_seed(job: SeedJob) -> SeedResult:
                                desc="online_only", reward_credit=job.settings.reward_credit)
         seconds["online_only"] = time.perf_counter() - start
         save("online-only", scratch.policy, {"online_episodes": scratch.episodes})
-        final["online-only"] = evaluate_policy(scenario, network, scratch.actor, eval_seeds)["success_rate"].tolist()
+        final["online-only"] = evaluate_policy(scenario, network, scratch.policy.actor, eval_seeds)["success_rate"].tolist()
     return SeedResult(seed, offline_curve, o2o.curve, scratch.curve, final, seconds)
 
 

@@ -125,18 +125,6 @@ class OfflineResult:
     seconds: float
     settings: OfflineSettings = field(default_factory=OfflineSettings)
 
-    @property
-    def actor(self) -> Actor:
-        return self.policy.actor
-
-    @property
-    def critic(self) -> Critic:
-        return self.policy.critic
-
-    @property
-    def reward_stats(self) -> dict[str, float]:
-        return self.policy.reward_stats
-
 
 class DiscreteSACCQL:
     """Algorithm 1. ``DiscreteSACCQL(settings, obs_dim, n_actions, seed).fit(dataset, steps)``."""

@@ -99,10 +99,6 @@ class OnlineResult:
     seconds: float
 
     @property
-    def actor(self) -> Actor:
-        return self.policy.actor
-
-    @property
     def critic(self) -> Critic:
         return self.policy.critic
 

@@ -16,7 +16,7 @@ import pytest
 from o2o.cli import main
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
-from o2o.testbed import protocol as P
+from o2o.testbed import wire
 
 SMALL = ["--nodes", "3", "--set", "slots=12", "--set", "slot_s=0.05", "--set", "deadline_s=0.6",
          "--set", "task_size_kb=[200,1000]"]
@@ -45,7 +45,7 @@ def node_pids(tag: str) -> set[int]:
 
 def o2o(*args, timeout=240, tag: str = ""):
     env = dict(os.environ, **{RUN_TAG: tag})
-    env.pop(P.TOKEN_ENV, None)
+    env.pop(wire.TOKEN_ENV, None)
     return subprocess.run([sys.executable, "-m", "o2o.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
@@ -76,7 +76,7 @@ def test_bad_input_is_a_user_error_before_anything_starts(args, message, capsys,
 
 
 def test_node_without_a_token_is_refused(capsys, monkeypatch):
-    monkeypatch.delenv(P.TOKEN_ENV, raising=False)
+    monkeypatch.delenv(wire.TOKEN_ENV, raising=False)
     assert main(["testbed", "node", "--controller", "127.0.0.1:9"]) == 2
     assert "no testbed token" in capsys.readouterr().err
 
@@ -123,7 +123,7 @@ def test_trainer_announces_a_model_to_a_running_controller(tmp_path):
 
     sc = load_scenario("paper-testbed", ["nodes=3"])
     net = sample_network(sc, 0)
-    key = P.token_key("trainer-test-token-123")
+    key = wire.token_key("trainer-test-token-123")
     rng = np.random.default_rng(0)
     arrays = {k: rng.normal(size=s).astype(np.float32) for k, s in expected_shapes(3, (8,)).items()}
     manifest = save_model(str(tmp_path / "m" / "v000001"), arrays, nodes=3, hidden=(8,), version=1)
@@ -134,7 +134,7 @@ def test_trainer_announces_a_model_to_a_running_controller(tmp_path):
         try:
             await notify_controller("127.0.0.1", port, key, str(tmp_path / "m"), 1, manifest["sha256"])
             with pytest.raises(Exception, match="cannot reach|did not take"):
-                await notify_controller("127.0.0.1", port, P.token_key("not-the-right-token-x"),
+                await notify_controller("127.0.0.1", port, wire.token_key("not-the-right-token-x"),
                                         str(tmp_path / "m"), 1, manifest["sha256"], timeout_s=2)
             return c.model
         finally:

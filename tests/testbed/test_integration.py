@@ -27,8 +27,9 @@ from o2o.logs.records import episode_logs_from_rollout
 from o2o.logs.store import LogStore
 from o2o.models import expected_shapes, save_model
 from o2o.sim import make_scheduler
-from o2o.testbed import protocol as P
+from o2o.testbed import wire
 from o2o.testbed.launcher import KillPlan, LocalTestbed
+from o2o.testbed.wire import frames
 
 OVERRIDES = ["nodes=4", "slot_s=0.05", "slots=16", "arrival_prob=[0.4,0.9]", "task_size_kb=[200,1000]",
              "deadline_s=0.6", "node_fail_rate=[2,5]", "link_fail_rate=[2,5]"]
@@ -42,7 +43,7 @@ class Harness:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.tb = LocalTestbed(scenario, network, heartbeat_timeout_s=0.5, log_dir=log_dir,
-                               runtime=P.NodeRuntime(heartbeat_s=0.05))
+                               runtime=wire.NodeRuntime(heartbeat_s=0.05))
         self.call(self.tb.start())
 
     def call(self, coro, timeout=120):
@@ -118,27 +119,27 @@ async def rogue(host, port, what):
             # Read the challenge without checking it, answer with a hello made with another token.
             length = struct.unpack(">I", await reader.readexactly(4))[0]
             data = await reader.readexactly(length)
-            nonce = P.parse_message(data[P.TAG_BYTES + 4:]).nonce
-            wrong = P.token_key("definitely-the-wrong-token")
-            hello = P.Hello(version=P.PROTOCOL_VERSION, role="peer", node=1, nonce="b" * 32)
-            writer.writelines(P.build_frame(P._hello_key(wrong, nonce), 0, hello))
+            nonce = wire.parse_message(data[wire.TAG_BYTES + 4:]).nonce
+            wrong = wire.token_key("definitely-the-wrong-token")
+            hello = wire.Hello(version=wire.PROTOCOL_VERSION, role="peer", node=1, nonce="b" * 32)
+            writer.writelines(wire.build_frame(frames._hello_key(wrong, nonce), 0, hello))
         else:
-            header, _ = await P.read_frame(reader, h_key, 0, 1 << 16)
-            nonce = P.parse_message(header).nonce
-            hello = P.Hello(version=P.PROTOCOL_VERSION, role="peer", node=1, nonce="a" * 32)
-            writer.writelines(P.build_frame(P._hello_key(h_key, nonce), 0, hello))
-            c2s, _ = P._session_keys(h_key, nonce, "a" * 32)
-            conn = P.FramedConnection(reader, writer, c2s, c2s, 1 << 20, "rogue")
+            header, _ = await wire.read_frame(reader, h_key, 0, 1 << 16)
+            nonce = wire.parse_message(header).nonce
+            hello = wire.Hello(version=wire.PROTOCOL_VERSION, role="peer", node=1, nonce="a" * 32)
+            writer.writelines(wire.build_frame(frames._hello_key(h_key, nonce), 0, hello))
+            c2s, _ = frames._session_keys(h_key, nonce, "a" * 32)
+            conn = wire.FramedConnection(reader, writer, c2s, c2s, 1 << 20, "rogue")
             if what == "oversized":
                 writer.write(struct.pack(">I", 512 * 1024 * 1024))
             elif what == "schema":
-                conn.send(P.Chunk(episode=0, slot=0, source=1), b"")   # fine frame, then bad ones:
+                conn.send(wire.Chunk(episode=0, slot=0, source=1), b"")   # fine frame, then bad ones:
                 bad = b'{"type": "payload_begin", "size_bytes": -4}'
                 head = struct.pack(">I", len(bad)) + bad
-                writer.write(struct.pack(">I", P.TAG_BYTES + len(head)) + P._tag(c2s, conn._send_seq, head) + head)
+                writer.write(struct.pack(">I", wire.TAG_BYTES + len(head)) + frames._tag(c2s, conn._send_seq, head) + head)
                 conn._send_seq += 1
-                conn.send(P.Chunk(episode=0, slot=3, source=2), b"x" * 10)  # claims another node's task
-                conn.send(P.EpisodeEnd(episode=0))                          # not a data message
+                conn.send(wire.Chunk(episode=0, slot=3, source=2), b"x" * 10)  # claims another node's task
+                conn.send(wire.EpisodeEnd(episode=0))                          # not a data message
         await writer.drain()
         try:   # the node may have sent its challenge; then it must hang up
             while await asyncio.wait_for(reader.read(1 << 16), 2):

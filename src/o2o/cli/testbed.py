@@ -16,7 +16,7 @@ from o2o.core.errors import UserError
 from o2o.core.network import Network, sample_network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario, load_scenario
-from o2o.testbed import protocol as P
+from o2o.testbed import wire
 from o2o.testbed.controller import EpisodeResult, lateness_summary
 from o2o.testbed.launcher import KillPlan, LocalTestbed
 from o2o.testbed.recorder import stack_metrics
@@ -51,7 +51,7 @@ def add_scenario_and_runtime_args(p: argparse.ArgumentParser) -> None:
                    help="keep the node logs here (default: a temporary folder, removed after a clean run)")
 
 
-def testbed_setup(args) -> tuple[Scenario, Network, P.NodeRuntime]:
+def testbed_setup(args) -> tuple[Scenario, Network, wire.NodeRuntime]:
     if args.episodes < 1:
         raise UserError("--episodes must be at least 1")
     overrides = list(args.overrides)
@@ -66,7 +66,7 @@ def testbed_setup(args) -> tuple[Scenario, Network, P.NodeRuntime]:
         raise UserError("--probe-timeout must be > 0")
     if args.compute_scale <= 0:
         raise UserError("--compute-scale must be > 0")
-    runtime = P.NodeRuntime(heartbeat_s=args.heartbeat, probe_timeout_s=args.probe_timeout,
+    runtime = wire.NodeRuntime(heartbeat_s=args.heartbeat, probe_timeout_s=args.probe_timeout,
                             exec_mode=args.exec_mode, compute_scale=args.compute_scale)
     return scenario, sample_network(scenario, args.network_seed), runtime
 
@@ -423,12 +423,11 @@ def cmd_controller(args) -> int:
     from o2o.logs.store import LogStore, describe_db
     from o2o.testbed.controller import Controller, ControllerSettings
     from o2o.testbed.launcher import AttachedNodes
-    from o2o.testbed.node import parse_host_port
 
     scenario, network, runtime = testbed_setup(args)
     check_scheduler(args.scheduler, args.model)
-    host, port = parse_host_port(args.listen, "--listen")
-    key = P.token_key(P.read_token(args.token_file))
+    host, port = wire.parse_host_port(args.listen, "--listen")
+    key = wire.token_key(wire.read_token(args.token_file))
     seeds = [args.seed + k for k in range(args.episodes)]
     _setup_logging(True)
 
@@ -483,10 +482,8 @@ def cmd_trainer(args) -> int:
             settings = with_overrides(OnlineSettings(), args.set_hparam)
             published = finetune_from_logs(store, args.run, args.store, seed=args.seed, settings=settings)
     if args.notify:
-        from o2o.testbed.node import parse_host_port
-
-        host, port = parse_host_port(args.notify, "--notify")
-        key = P.token_key(P.read_token(args.token_file))
+        host, port = wire.parse_host_port(args.notify, "--notify")
+        key = wire.token_key(wire.read_token(args.token_file))
         asyncio.run(notify_controller(host, port, key, published.store, published.version,
                                       published.sha256))
     out = {"store": published.store, "version": published.version, "sha256": published.sha256,
@@ -651,7 +648,7 @@ def register(sub, bench) -> None:
     add_scenario_and_runtime_args(ctl)
     ctl.add_argument("--listen", default="0.0.0.0:7000", metavar="HOST:PORT",
                      help="where nodes and trainers reach the controller (default 0.0.0.0:7000)")
-    ctl.add_argument("--token-file", default=None, help=f"file with the shared token (default: ${P.TOKEN_ENV})")
+    ctl.add_argument("--token-file", default=None, help=f"file with the shared token (default: ${wire.TOKEN_ENV})")
     ctl.add_argument("--wait-nodes", type=float, default=300.0, metavar="SECONDS",
                      help="how long to wait for all nodes to register (default 300)")
     ctl.add_argument("--scheduler", default="ratc", help=SCHEDULER_CHOICES + " (default ratc)")
@@ -677,7 +674,7 @@ def register(sub, bench) -> None:
                     help="override a learner setting (repeatable)")
     tr.add_argument("--notify", default=None, metavar="HOST:PORT",
                     help="announce the new version to the controller there (admin connection)")
-    tr.add_argument("--token-file", default=None, help=f"token for --notify (default: ${P.TOKEN_ENV})")
+    tr.add_argument("--token-file", default=None, help=f"token for --notify (default: ${wire.TOKEN_ENV})")
     tr.add_argument("--json", action="store_true")
     tr.set_defaults(func=cmd_trainer)
 

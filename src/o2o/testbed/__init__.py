@@ -4,7 +4,7 @@ brings N nodes up on one machine.
 
 Modules, one job each:
 
-``protocol``    frames (length-prefixed, size-limited, HMAC-authenticated) and message schemas
+``wire``        frames (length-prefixed, size-limited, HMAC-authenticated) and message schemas
 ``timing``      the shared controller clock, absolute-deadline sleeps, percentiles
 ``node``        an edge node: execution queue, send queues, probes, the scheduler rule
 ``recorder``    the controller's task table for one episode, turned into an ``EpisodeLog``

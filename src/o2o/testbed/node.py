@@ -3,7 +3,7 @@
 What runs inside (paper VI-A, "Execution Layer"):
 
 * a **TCP server** that accepts the data links and probe links of its peers (and rejects
-  anything that does not authenticate, see ``protocol``);
+  anything that does not authenticate, see ``o2o.testbed.wire``);
 * the **execution queue**: FIFO, one task at a time at the node's full capacity F_j. By default
   execution is emulated (the node is busy for c/F_j seconds, waiting on an absolute deadline);
   ``exec_mode = "compute"`` burns real CPU work instead (SHA-256 over a buffer, as much as this
@@ -50,7 +50,7 @@ from o2o.core.network import Network
 from o2o.core.scenario import Scenario, scenario_from_dict
 from o2o.schedulers.base import NodeView, ProbeAnswers
 from o2o.schedulers.heuristics import Rule
-from o2o.testbed import protocol as P
+from o2o.testbed import wire
 from o2o.testbed.timing import Clock, sleep_until
 
 log = logging.getLogger("o2o.testbed.node")
@@ -91,7 +91,7 @@ class Task:
 
 @dataclass
 class Incoming:
-    begin: P.PayloadBegin
+    begin: wire.PayloadBegin
     received: int = 0
 
 
@@ -104,7 +104,7 @@ class NodeSettings:
     listen_host: str = "127.0.0.1"
     listen_port: int = 0
     advertise_host: str | None = None
-    max_frame_bytes: int = P.DEFAULT_MAX_FRAME_BYTES
+    max_frame_bytes: int = wire.DEFAULT_MAX_FRAME_BYTES
     connect_wait_s: float = 30.0      # how long to keep trying to reach the controller at start
     controller_grace_s: float = 10.0  # how long to try to get it back once connected
 
@@ -142,8 +142,8 @@ class PeerLink:
 
     def __init__(self, node: "EdgeNode", peer: int, host: str, port: int):
         self.node, self.peer, self.host, self.port = node, peer, host, port
-        self.data: P.FramedConnection | None = None
-        self.probe_conn: P.FramedConnection | None = None
+        self.data: wire.FramedConnection | None = None
+        self.probe_conn: wire.FramedConnection | None = None
         self._futures: dict[int, asyncio.Future] = {}
         self._next_id = 0
         self._tasks: list[asyncio.Task] = []
@@ -158,9 +158,9 @@ class PeerLink:
     async def connect(self) -> None:
         s = self.node.settings
         me = self.node.index
-        data = await P.open_connection(self.host, self.port, s.key, "peer", me, s.max_frame_bytes,
+        data = await wire.open_connection(self.host, self.port, s.key, "peer", me, s.max_frame_bytes,
                                        CONNECT_TIMEOUT_S)
-        probe = await P.open_connection(self.host, self.port, s.key, "probe", me, s.max_frame_bytes,
+        probe = await wire.open_connection(self.host, self.port, s.key, "probe", me, s.max_frame_bytes,
                                         CONNECT_TIMEOUT_S)
         if self.closed:
             data.close()
@@ -170,7 +170,7 @@ class PeerLink:
         self._tasks = [asyncio.create_task(self._watch_data()), asyncio.create_task(self._read_probes())]
         # Tell the new peer our current flag (it assumes False).
         if self.node.overloaded:
-            data.send(P.Overload(flag=True))
+            data.send(wire.Overload(flag=True))
 
     async def _watch_data(self) -> None:
         """The data link is one-way; reading only detects that the peer went away."""
@@ -178,7 +178,7 @@ class PeerLink:
         try:
             while True:
                 await conn.recv()
-        except (asyncio.IncompleteReadError, ConnectionError, P.ProtocolError, OSError):
+        except (asyncio.IncompleteReadError, ConnectionError, wire.ProtocolError, OSError):
             pass
         self._lost()
 
@@ -187,11 +187,11 @@ class PeerLink:
         try:
             while True:
                 msg, _ = await conn.recv()
-                if isinstance(msg, P.ProbeAnswer):
+                if isinstance(msg, wire.ProbeAnswer):
                     fut = self._futures.pop(msg.id, None)
                     if fut is not None and not fut.done():
                         fut.set_result(msg)
-        except (asyncio.IncompleteReadError, ConnectionError, P.ProtocolError, OSError):
+        except (asyncio.IncompleteReadError, ConnectionError, wire.ProtocolError, OSError):
             pass
         self._lost()
 
@@ -210,7 +210,7 @@ class PeerLink:
         if self.data is not None:
             await self.data.drain()
 
-    async def probe(self, timeout_s: float) -> P.ProbeAnswer | None:
+    async def probe(self, timeout_s: float) -> wire.ProbeAnswer | None:
         """A real probe request; None when the peer does not answer in time."""
         if not self.up:
             return None
@@ -219,7 +219,7 @@ class PeerLink:
         fut = asyncio.get_running_loop().create_future()
         self._futures[pid] = fut
         try:
-            self.probe_conn.send(P.Probe(id=pid))
+            self.probe_conn.send(wire.Probe(id=pid))
             return await asyncio.wait_for(fut, timeout_s)
         except (asyncio.TimeoutError, ConnectionError):
             return None
@@ -250,7 +250,7 @@ class EdgeNode:
         self.index: int | None = settings.index
         self.clock = Clock()
         self.rejected: Counter = Counter()
-        self.ctrl: P.FramedConnection | None = None
+        self.ctrl: wire.FramedConnection | None = None
         self.outbox: list = []
         self.server: asyncio.base_events.Server | None = None
         self.port = 0
@@ -260,18 +260,18 @@ class EdgeNode:
         # Set by the configuration.
         self.scenario: Scenario | None = None
         self.network: Network | None = None
-        self.runtime = P.NodeRuntime()
+        self.runtime = wire.NodeRuntime()
         self.addresses: dict[int, tuple[str, int]] = {}
         self.alive: set[int] = set()
         self.links: dict[int, PeerLink] = {}
-        self.incoming_conns: dict[int, P.FramedConnection] = {}
+        self.incoming_conns: dict[int, wire.FramedConnection] = {}
         # Scheduling.
         self.rule: Rule | None = None
         self.scheduler_name: str | None = None
         self.model = None
         self.model_version: int | None = None
         self.model_sha256: str | None = None
-        self.pending_model: P.ModelAvailable | None = None
+        self.pending_model: wire.ModelAvailable | None = None
         self.model_error: str | None = None
         # Episode state.
         self.episode: int | None = None
@@ -344,7 +344,7 @@ class EdgeNode:
         for link in self.links.values():
             if link.up:
                 try:
-                    link.send(P.Overload(flag=flag))
+                    link.send(wire.Overload(flag=flag))
                 except ConnectionError:
                     pass
 
@@ -360,7 +360,7 @@ class EdgeNode:
         self.outbox.append(msg)
 
     def _end(self, task: Task, outcome: str, at: float) -> None:
-        self.report(P.TaskEvent(
+        self.report(wire.TaskEvent(
             episode=task.episode, slot=task.slot, source=task.source, dest=task.dest, kind="end",
             outcome=outcome, tx_start=task.tx_start, tx_end=task.tx_end,
             exec_arrive=task.exec_arrive, exec_start=task.exec_start, end_at=at))
@@ -375,7 +375,7 @@ class EdgeNode:
         s = self.settings
         try:
             self.server = await asyncio.start_server(self._on_connection, s.listen_host, s.listen_port,
-                                                     limit=P.STREAM_LIMIT_BYTES)
+                                                     limit=wire.STREAM_LIMIT_BYTES)
         except OSError as exc:
             raise UserError(f"node cannot listen on {s.listen_host}:{s.listen_port}: {exc.strerror}") from None
         self.port = self.server.sockets[0].getsockname()[1]
@@ -410,9 +410,9 @@ class EdgeNode:
         give_up_at = time.monotonic() + (s.connect_wait_s if s.connect_wait_s > 0 else math.inf)
         while not self._stop.is_set():
             try:
-                conn = await P.open_connection(s.controller_host, s.controller_port, s.key, "node",
+                conn = await wire.open_connection(s.controller_host, s.controller_port, s.key, "node",
                                                self.index, s.max_frame_bytes, CONNECT_TIMEOUT_S)
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, P.ProtocolError) as exc:
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, wire.ProtocolError) as exc:
                 if time.monotonic() > give_up_at:
                     log.error("controller %s:%s unreachable: %s", s.controller_host, s.controller_port, exc)
                     self._exit_code = 1
@@ -421,7 +421,7 @@ class EdgeNode:
                 continue
             try:
                 registered = await self._register(conn)
-            except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, P.ProtocolError) as exc:
+            except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, wire.ProtocolError) as exc:
                 log.warning("registration failed: %s", exc)
                 conn.close()
                 registered = None
@@ -437,31 +437,31 @@ class EdgeNode:
             log.warning("lost the controller; reconnecting for up to %.0f s", s.controller_grace_s)
             give_up_at = time.monotonic() + s.controller_grace_s
 
-    async def _register(self, conn: P.FramedConnection):
+    async def _register(self, conn: wire.FramedConnection):
         """Clock sync, then ``register``; returns the configuration, or None (rejected)."""
         best = None
         for k in range(CLOCK_SYNC_ROUNDS):
             t0 = time.monotonic()
-            conn.send(P.TimeRequest(id=k, t_node=t0))
+            conn.send(wire.TimeRequest(id=k, t_node=t0))
             msg, _ = await asyncio.wait_for(conn.recv(), CONNECT_TIMEOUT_S)
             t1 = time.monotonic()
-            if not isinstance(msg, P.TimeReply) or msg.id != k:
-                raise P.UnexpectedMessage(f"expected time_reply {k}, got {msg.type}")
+            if not isinstance(msg, wire.TimeReply) or msg.id != k:
+                raise wire.UnexpectedMessage(f"expected time_reply {k}, got {msg.type}")
             rtt = t1 - t0
             if best is None or rtt < best[0]:
                 best = (rtt, msg.t_ctrl - (t0 + t1) / 2)
         self.clock.offset_s = best[1]
         host = self.settings.advertise_host or _default_advertise(self.settings.listen_host)
-        conn.send(P.Register(node=self.index, host=host, port=self.port, pid=os.getpid()))
+        conn.send(wire.Register(node=self.index, host=host, port=self.port, pid=os.getpid()))
         msg, _ = await asyncio.wait_for(conn.recv(), CONNECT_TIMEOUT_S)
-        if isinstance(msg, P.Reject):
+        if isinstance(msg, wire.Reject):
             log.error("the controller refused this node: %s", msg.reason)
             if "retry" not in msg.reason:
                 self._exit_code = 2
             conn.close()
             return None
-        if not isinstance(msg, P.Config):
-            raise P.UnexpectedMessage(f"expected config, got {msg.type}")
+        if not isinstance(msg, wire.Config):
+            raise wire.UnexpectedMessage(f"expected config, got {msg.type}")
         self._configure(msg)
         self.ctrl = conn
         log.info("registered as node %d (clock offset %.6f s, rtt %.6f s)", self.index,
@@ -471,11 +471,11 @@ class EdgeNode:
             self.report(m)
         return msg
 
-    def _configure(self, msg: P.Config) -> None:
+    def _configure(self, msg: wire.Config) -> None:
         scenario = scenario_from_dict(msg.scenario)
         network = Network.from_dict(msg.network)
         if network.n != scenario.nodes or not 0 <= msg.node < network.n:
-            raise P.MalformedMessage("configuration: network, scenario and node index disagree")
+            raise wire.MalformedMessage("configuration: network, scenario and node index disagree")
         first = self.network is None or network.n != self.n
         self.scenario, self.network, self.index = scenario, network, msg.node
         self.runtime = msg.runtime
@@ -494,7 +494,7 @@ class EdgeNode:
             await asyncio.sleep(self.runtime.heartbeat_s)
             if self.ctrl is not None and not self.ctrl.closed:
                 try:
-                    self.ctrl.send(P.Heartbeat(rejected=dict(self.rejected)))
+                    self.ctrl.send(wire.Heartbeat(rejected=dict(self.rejected)))
                 except ConnectionError:
                     pass
 
@@ -511,17 +511,17 @@ class EdgeNode:
             log.error("internal error in a handler", exc_info=task.exception())
 
     # ------------------------------------------------------------------ controller messages
-    async def _serve_controller(self, conn: P.FramedConnection) -> None:
+    async def _serve_controller(self, conn: wire.FramedConnection) -> None:
         bad = 0
         while True:
             try:
                 msg, _ = await conn.recv()
             except (asyncio.IncompleteReadError, ConnectionError, OSError):
                 break
-            except (P.FrameTooLarge, P.AuthError) as exc:
+            except (wire.FrameTooLarge, wire.AuthError) as exc:
                 self.reject("controller", exc)
                 break
-            except P.MalformedMessage as exc:
+            except wire.MalformedMessage as exc:
                 self.reject("controller", exc)
                 bad += 1
                 if bad > MAX_BAD_FRAMES:
@@ -531,38 +531,38 @@ class EdgeNode:
                 if await self._on_controller_message(msg):
                     self._stop.set()
                     break
-            except P.ProtocolError as exc:
+            except wire.ProtocolError as exc:
                 self.reject("controller", exc)
         conn.close()
         self.ctrl = None
 
     async def _on_controller_message(self, msg) -> bool:
         """Handle one message; True means shut down."""
-        if isinstance(msg, P.Slot):
+        if isinstance(msg, wire.Slot):
             if msg.episode == self.episode:
                 self._spawn(self._on_slot(msg))
-        elif isinstance(msg, P.Peers):
+        elif isinstance(msg, wire.Peers):
             self._set_peers(msg.peers, msg.alive)
-        elif isinstance(msg, P.Prepare):
+        elif isinstance(msg, wire.Prepare):
             self._spawn(self._prepare(msg))
-        elif isinstance(msg, P.EpisodeStart):
+        elif isinstance(msg, wire.EpisodeStart):
             self._start_episode(msg)
-        elif isinstance(msg, P.EpisodeEnd):
+        elif isinstance(msg, wire.EpisodeEnd):
             self._end_episode(msg)
-        elif isinstance(msg, P.ModelAvailable):
+        elif isinstance(msg, wire.ModelAvailable):
             self.pending_model = msg
-        elif isinstance(msg, P.TimeReply):
+        elif isinstance(msg, wire.TimeReply):
             pass
-        elif isinstance(msg, P.Shutdown):
+        elif isinstance(msg, wire.Shutdown):
             log.info("shutdown requested by the controller: %s", msg.reason or "done")
             return True
-        elif isinstance(msg, P.Config):
+        elif isinstance(msg, wire.Config):
             self._configure(msg)
         else:
-            raise P.UnexpectedMessage(f"{msg.type} is not a controller message")
+            raise wire.UnexpectedMessage(f"{msg.type} is not a controller message")
         return False
 
-    def _set_peers(self, peers: list[P.PeerAddress], alive: list[int]) -> None:
+    def _set_peers(self, peers: list[wire.PeerAddress], alive: list[int]) -> None:
         n = self.n
         self.addresses = {p.node: (p.host, p.port) for p in peers if p.node < n}
         self.alive = {j for j in alive if j < n}
@@ -586,7 +586,7 @@ class EdgeNode:
             try:
                 await link.connect()
                 return
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, P.ProtocolError) as exc:
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, wire.ProtocolError) as exc:
                 if link.closed:
                     return
                 if attempt == 19:
@@ -612,7 +612,7 @@ class EdgeNode:
             self.links[link.peer] = fresh
             fresh.connecting = asyncio.create_task(self._connect(fresh, delay_s=0.1))
 
-    async def _prepare(self, msg: P.Prepare) -> None:
+    async def _prepare(self, msg: wire.Prepare) -> None:
         """Between episodes: links up, pending model loaded, rule built; then ``ready``."""
         for link in list(self.links.values()):
             if link.connecting is not None and not link.connecting.done():
@@ -629,10 +629,10 @@ class EdgeNode:
         down = [j for j in sorted(self.alive) if j != self.index and not (j in self.links and self.links[j].up)]
         if error is None and down:
             error = f"node {self.index} has no link to node(s) {down}"
-        self.report(P.Ready(round=msg.round, model_version=self.model_version,
+        self.report(wire.Ready(round=msg.round, model_version=self.model_version,
                             model_sha256=self.model_sha256, error=error))
 
-    async def _load_model(self, ann: P.ModelAvailable) -> str | None:
+    async def _load_model(self, ann: wire.ModelAvailable) -> str | None:
         """Load version ``ann.version`` from the store, checksum verified; an error message or None."""
         from o2o.models import ModelError, ModelStore
 
@@ -674,11 +674,11 @@ class EdgeNode:
         self.scheduler_name = name
         return None
 
-    def _start_episode(self, msg: P.EpisodeStart) -> None:
+    def _start_episode(self, msg: wire.EpisodeStart) -> None:
         if self.rule is None or msg.scheduler != self.scheduler_name:
             error = self._build_rule(msg.scheduler)
             if error is not None:
-                raise P.UnexpectedMessage(error)
+                raise wire.UnexpectedMessage(error)
         for t in self.workers:
             t.cancel()
         self._reset_state(self.n)
@@ -686,18 +686,18 @@ class EdgeNode:
         self.workers = [asyncio.create_task(self._executor())]
         self.workers += [asyncio.create_task(self._sender(j)) for j in range(self.n) if j != self.index]
 
-    def _end_episode(self, msg: P.EpisodeEnd) -> None:
+    def _end_episode(self, msg: wire.EpisodeEnd) -> None:
         if msg.episode != self.episode:
             return
         for t in self.workers:
             t.cancel()
         self.workers = []
-        self.report(P.EpisodeStats(episode=msg.episode, slot_lateness_s=self.slot_lateness,
+        self.report(wire.EpisodeStats(episode=msg.episode, slot_lateness_s=self.slot_lateness,
                                    transfers=self.transfers, sent=self.sent, rejected=dict(self.rejected)))
         self.episode = None
 
     # ------------------------------------------------------------------ deciding
-    async def _on_slot(self, msg: P.Slot) -> None:
+    async def _on_slot(self, msg: wire.Slot) -> None:
         """Slot boundary: observe, and with a task probe, choose and dispatch (SPEC 2.1-2.3)."""
         received_at = self.clock.now()
         self.slot_lateness.append(received_at - (self.epoch + msg.slot * self.scenario.slot_s))
@@ -705,7 +705,7 @@ class EdgeNode:
         exec_len = self.exec_len
         recv_len = self.recv_len.copy()
         if msg.task is None:
-            self.report(P.Decision(
+            self.report(wire.Decision(
                 episode=msg.episode, slot=msg.slot, node=i, has_task=False, action=n,
                 exec_len=exec_len, recv_len=recv_len.tolist(),
                 peer_overloaded=self.peer_overloaded.tolist(), received_at=received_at,
@@ -732,7 +732,7 @@ class EdgeNode:
         dest = int(self.rule.choose(view, probes)[0])
         prob = self.rule.action_prob(view, np.array([dest]))
         decided_at = self.clock.now()
-        self.report(P.Decision(
+        self.report(wire.Decision(
             episode=msg.episode, slot=msg.slot, node=i, has_task=True, action=dest,
             action_prob=None if prob is None or not np.isfinite(prob[0]) else float(prob[0]),
             exec_len=exec_len, recv_len=recv_len.tolist(),
@@ -749,7 +749,7 @@ class EdgeNode:
             link = self.links.get(dest)
             if link is not None and link.up:
                 try:
-                    link.send(P.Announce(episode=task.episode, slot=task.slot, source=i))
+                    link.send(wire.Announce(episode=task.episode, slot=task.slot, source=i))
                 except ConnectionError:
                     pass
             self._send_wake[dest].set()
@@ -780,14 +780,14 @@ class EdgeNode:
             answers.overloaded[0, i] = own.overloaded
         return answers
 
-    async def _probe_one(self, j: int) -> P.ProbeAnswer | None:
+    async def _probe_one(self, j: int) -> wire.ProbeAnswer | None:
         link = self.links.get(j)
         if link is None or j not in self.alive:
             return None
         return await link.probe(self.runtime.probe_timeout_s)
 
-    def _probe_answer(self, pid: int) -> P.ProbeAnswer:
-        return P.ProbeAnswer(
+    def _probe_answer(self, pid: int) -> wire.ProbeAnswer:
+        return wire.ProbeAnswer(
             id=pid, capacity_hz=self.capacity_hz,
             node_fail_rate=float(self.network.node_fail_rate[self.index]),
             exec_backlog_s=self.exec_backlog_s(self.clock.now()), overloaded=self.overloaded,
@@ -862,7 +862,7 @@ class EdgeNode:
             if now + tx_s + task.cycles / capacity_j > task.due:   # SPEC 2.5
                 if link is not None and link.up:
                     try:
-                        link.send(P.Cancel(episode=task.episode, slot=task.slot, source=task.source))
+                        link.send(wire.Cancel(episode=task.episode, slot=task.slot, source=task.source))
                     except ConnectionError:
                         pass
                 self._end(task, "DROP", now)
@@ -888,7 +888,7 @@ class EdgeNode:
         reached the destination, which reports from now on)."""
         nbytes = max(int(round(task.size_bytes)), 1)
         ref = dict(episode=task.episode, slot=task.slot, source=task.source)
-        link.send(P.PayloadBegin(**ref, size_bytes=nbytes, task_size_bytes=task.size_bytes,
+        link.send(wire.PayloadBegin(**ref, size_bytes=nbytes, task_size_bytes=task.size_bytes,
                                  cycles=task.cycles, deadline_s=task.deadline_s, due=task.due,
                                  exec_fail_clock=task.exec_fail_clock, tx_start=start))
         chunk = int(min(max(rate * self.runtime.chunk_s, MIN_CHUNK_BYTES), MAX_CHUNK_BYTES))
@@ -900,15 +900,15 @@ class EdgeNode:
             release_at = start + (sent + size) / nbytes * tx_s
             if fail_at < release_at:
                 await sleep_until(self.clock, fail_at)
-                link.send(P.PayloadAbort(**ref))
+                link.send(wire.PayloadAbort(**ref))
                 return "TRANSMISSION_FAILURE"
             last = sent + size >= nbytes
             # The last chunk decides when the payload is complete: poll its final millisecond.
             await sleep_until(self.clock, release_at, LAST_CHUNK_SPIN_S if last else 0.0)
-            link.send(P.Chunk(**ref), self._payload[:size])
+            link.send(wire.Chunk(**ref), self._payload[:size])
             await link.drain()
             sent += size
-        link.send(P.PayloadEnd(**ref))
+        link.send(wire.PayloadEnd(**ref))
         self.sent.append((task.size_bytes, rate, self.clock.now() - start))
         return None
 
@@ -916,9 +916,9 @@ class EdgeNode:
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         where = _peer_of(writer)
         try:
-            conn, hello = await P.server_handshake(reader, writer, self.settings.key,
+            conn, hello = await wire.server_handshake(reader, writer, self.settings.key,
                                                    self.settings.max_frame_bytes)
-        except (P.ProtocolError, asyncio.TimeoutError) as exc:
+        except (wire.ProtocolError, asyncio.TimeoutError) as exc:
             self.reject(where, exc)
             writer.close()
             return
@@ -926,7 +926,7 @@ class EdgeNode:
             writer.close()
             return
         if hello.role not in ("peer", "probe") or hello.node is None or (self.n and hello.node >= self.n):
-            self.reject(where, P.UnexpectedMessage(f"role {hello.role!r} / node {hello.node} is not a peer"))
+            self.reject(where, wire.UnexpectedMessage(f"role {hello.role!r} / node {hello.node} is not a peer"))
             conn.close()
             return
         j = hello.node
@@ -939,17 +939,17 @@ class EdgeNode:
                     msg, body = await conn.recv()
                     if hello.role == "peer":
                         self._on_peer_data(j, msg, body)
-                    elif isinstance(msg, P.Probe):
+                    elif isinstance(msg, wire.Probe):
                         if self.network is not None:
                             conn.send(self._probe_answer(msg.id))
                     else:
-                        raise P.UnexpectedMessage(f"{msg.type} on a probe link")
-                except (P.MalformedMessage, P.UnexpectedMessage) as exc:
+                        raise wire.UnexpectedMessage(f"{msg.type} on a probe link")
+                except (wire.MalformedMessage, wire.UnexpectedMessage) as exc:
                     self.reject(f"node {j} ({where})", exc)
                     bad += 1
                     if bad > MAX_BAD_FRAMES:
                         break
-        except (P.FrameTooLarge, P.AuthError) as exc:
+        except (wire.FrameTooLarge, wire.AuthError) as exc:
             self.reject(f"node {j} ({where})", exc)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
@@ -973,41 +973,41 @@ class EdgeNode:
             self.recv_len[j] = 0
 
     def _on_peer_data(self, j: int, msg, body) -> None:
-        if isinstance(msg, P.Overload):
+        if isinstance(msg, wire.Overload):
             if self.n:
                 self.peer_overloaded[j] = msg.flag
             return
-        if not isinstance(msg, (P.Announce, P.PayloadBegin, P.Chunk, P.PayloadEnd, P.PayloadAbort, P.Cancel)):
-            raise P.UnexpectedMessage(f"{msg.type} on a data link")
+        if not isinstance(msg, (wire.Announce, wire.PayloadBegin, wire.Chunk, wire.PayloadEnd, wire.PayloadAbort, wire.Cancel)):
+            raise wire.UnexpectedMessage(f"{msg.type} on a data link")
         if msg.source != j:
-            raise P.UnexpectedMessage(f"node {j} sent data of a task of node {msg.source}")
+            raise wire.UnexpectedMessage(f"node {j} sent data of a task of node {msg.source}")
         if msg.episode != self.episode:
             return  # a straggler of another episode
-        if not isinstance(msg, P.Chunk) and body:
-            raise P.MalformedMessage(f"{msg.type} carries {len(body)} unexpected bytes")
+        if not isinstance(msg, wire.Chunk) and body:
+            raise wire.MalformedMessage(f"{msg.type} carries {len(body)} unexpected bytes")
         key = (msg.episode, msg.slot, msg.source)
-        if isinstance(msg, P.Announce):
+        if isinstance(msg, wire.Announce):
             if key not in self.announced:
                 self.announced.add(key)
                 self.recv_len[j] += 1
-        elif isinstance(msg, P.PayloadBegin):
+        elif isinstance(msg, wire.PayloadBegin):
             self.incoming[key] = Incoming(msg)
-        elif isinstance(msg, P.Chunk):
+        elif isinstance(msg, wire.Chunk):
             inc = self.incoming.get(key)
             if inc is None:
-                raise P.UnexpectedMessage(f"chunk of task {key} without payload_begin")
+                raise wire.UnexpectedMessage(f"chunk of task {key} without payload_begin")
             inc.received += len(body)
             if inc.received > inc.begin.size_bytes:
                 del self.incoming[key]
                 self._leave_receiving(key, j)
-                raise P.MalformedMessage(f"task {key}: more payload than its {inc.begin.size_bytes} bytes")
-        elif isinstance(msg, P.PayloadEnd):
+                raise wire.MalformedMessage(f"task {key}: more payload than its {inc.begin.size_bytes} bytes")
+        elif isinstance(msg, wire.PayloadEnd):
             inc = self.incoming.pop(key, None)
             if inc is None:
-                raise P.UnexpectedMessage(f"payload_end of task {key} without payload_begin")
+                raise wire.UnexpectedMessage(f"payload_end of task {key} without payload_begin")
             self._leave_receiving(key, j)
             if inc.received != inc.begin.size_bytes:
-                raise P.MalformedMessage(f"task {key}: {inc.received} of {inc.begin.size_bytes} bytes arrived")
+                raise wire.MalformedMessage(f"task {key}: {inc.received} of {inc.begin.size_bytes} bytes arrived")
             self._arrived(j, inc.begin)
         else:  # abort or cancel
             self.incoming.pop(key, None)
@@ -1018,7 +1018,7 @@ class EdgeNode:
             self.announced.discard(key)
             self.recv_len[j] -= 1
 
-    def _arrived(self, j: int, begin: P.PayloadBegin) -> None:
+    def _arrived(self, j: int, begin: wire.PayloadBegin) -> None:
         """A payload arrived whole: the task joins this node's execution queue (SPEC 2.4)."""
         now = self.clock.now()
         task = Task(episode=begin.episode, slot=begin.slot, source=begin.source,
@@ -1027,7 +1027,7 @@ class EdgeNode:
                     dest=self.index, tx_start=begin.tx_start, tx_end=now, exec_arrive=now)
         rate = float(self.network.link_rate_Bps[j, self.index])
         self.transfers.append((begin.task_size_bytes, rate, now - begin.tx_start))
-        self.report(P.TaskEvent(episode=task.episode, slot=task.slot, source=task.source,
+        self.report(wire.TaskEvent(episode=task.episode, slot=task.slot, source=task.source,
                                 dest=self.index, kind="arrived", tx_start=task.tx_start,
                                 tx_end=now, exec_arrive=now))
         self._enqueue_exec(task)
@@ -1048,13 +1048,6 @@ def _default_advertise(listen_host: str) -> str:
 
 
 # ------------------------------------------------------------------------------ command line
-def parse_host_port(text: str, what: str) -> tuple[str, int]:
-    host, sep, port = str(text).rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise UserError(f"{what} {text!r} must look like HOST:PORT, e.g. 127.0.0.1:7000")
-    return host or "0.0.0.0", int(port)
-
-
 def index_from_hostname(hostname: str | None = None) -> int:
     """The node index of a Kubernetes StatefulSet pod: the ordinal after the last '-'."""
     name = hostname or socket.gethostname()
@@ -1074,7 +1067,7 @@ def add_node_args(p: argparse.ArgumentParser) -> None:
                    help="where peers reach this node (port 0: a free port; default 127.0.0.1:0)")
     p.add_argument("--advertise", default=None, metavar="HOST",
                    help="the address peers should use (default: the listen host, or this host's IP)")
-    p.add_argument("--token-file", default=None, help=f"file with the shared token (default: ${P.TOKEN_ENV})")
+    p.add_argument("--token-file", default=None, help=f"file with the shared token (default: ${wire.TOKEN_ENV})")
     p.add_argument("--connect-wait", type=float, default=30.0, metavar="SECONDS",
                    help="keep trying to reach the controller this long at start (default 30; 0: forever)")
     p.add_argument("--controller-grace", type=float, default=10.0, metavar="SECONDS",
@@ -1083,15 +1076,15 @@ def add_node_args(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args) -> NodeSettings:
-    host, port = parse_host_port(args.controller, "--controller")
-    listen_host, listen_port = parse_host_port(args.listen, "--listen")
+    host, port = wire.parse_host_port(args.controller, "--controller")
+    listen_host, listen_port = wire.parse_host_port(args.listen, "--listen")
     index = args.index
     if args.index_from_hostname:
         index = index_from_hostname()
     if index is not None and index < 0:
         raise UserError(f"--index must be >= 0, got {index}")
     return NodeSettings(controller_host=host, controller_port=port,
-                        key=P.token_key(P.read_token(args.token_file)), index=index,
+                        key=wire.token_key(wire.read_token(args.token_file)), index=index,
                         listen_host=listen_host, listen_port=listen_port,
                         advertise_host=args.advertise, connect_wait_s=args.connect_wait,
                         controller_grace_s=args.controller_grace)

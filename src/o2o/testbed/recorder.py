@@ -37,7 +37,7 @@ from o2o.core.network import Network
 from o2o.core.outcomes import DROP, EMPTY, EXEC_FAIL, PENDING, SUCCESS, TRANS_FAIL
 from o2o.core.scenario import Scenario
 from o2o.logs.records import EpisodeLog
-from o2o.testbed.protocol import Decision, TaskEvent, UnexpectedMessage
+from o2o.testbed.wire import Decision, TaskEvent, UnexpectedMessage
 
 STAGE_NEW, STAGE_SEND, STAGE_EXEC = 0, 1, 2
 OUTCOME_CODES = {"SUCCESS": SUCCESS, "DROP": DROP, "EXECUTION_FAILURE": EXEC_FAIL,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -162,4 +164,47 @@ def test_o2o_pipeline_on_the_testbed(tmp_path):
     assert manifests[0]["training"]["phase"] == "offline" and manifests[0]["training"]["source"] == "testbed"
     assert manifests[1]["training"]["phase"] == "online" and manifests[1]["training"]["from_version"] == 1
     assert manifests[0]["sha256"] != manifests[1]["sha256"]
+    assert not node_pids(tag)
+
+
+def test_hand_started_nodes_log_their_index_and_stop_quietly(tmp_path):
+    """`o2o testbed controller` with nodes started by hand (no --index): each node's log lines
+    show the index it was given, and a node stopped with SIGTERM exits 0 without an error."""
+    tag = uuid.uuid4().hex
+    env = dict(os.environ, **{RUN_TAG: tag, wire.TOKEN_ENV: "hand-started-nodes-token-0123"})
+    ctrl = subprocess.Popen(
+        [sys.executable, "-m", "o2o.cli", "testbed", "controller", *SMALL, "--episodes", "1",
+         "--listen", "127.0.0.1:0", "--db", str(tmp_path / "c.db"), "--wait-nodes", "60",
+         "--keep-nodes", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    nodes = []
+    try:
+        for line in ctrl.stderr:                      # "controller listening on 127.0.0.1:PORT"
+            found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+            if found:
+                break
+        assert found, "the controller did not start"
+        nodes = [subprocess.Popen([sys.executable, "-m", "o2o.testbed.node", "--controller",
+                                   f"127.0.0.1:{found.group(1)}"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for _ in range(3)]
+        out, err = ctrl.communicate(timeout=120)
+        assert ctrl.returncode == 0, err
+        assert json.loads(out)["ratc"]["tasks"] > 0
+        for node in nodes:
+            node.send_signal(signal.SIGTERM)
+        logs = [node.communicate(timeout=30)[1] for node in nodes]
+    finally:
+        for p in (ctrl, *nodes):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [node.returncode for node in nodes] == [0, 0, 0]
+    indices = []
+    for log in logs:
+        got = re.search(r"node\[(\d)\] INFO registered as node (\d)", log)
+        assert got and got.group(1) == got.group(2), log
+        indices.append(int(got.group(1)))
+        assert "node[?]" not in log and "ERROR" not in log and "Traceback" not in log, log
+    assert sorted(indices) == [0, 1, 2]
     assert not node_pids(tag)

@@ -14,7 +14,7 @@ import yaml
 from o2o.cli import build_parser
 from o2o.core.scenario import load_scenario
 from o2o.testbed import wire
-from o2o.testbed.node import add_node_args
+from o2o.testbed.node.cli import add_node_args
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"

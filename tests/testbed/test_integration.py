@@ -66,6 +66,11 @@ def setup(tmp_path_factory):
     procs = list(h.tb._all_procs)
     h.close()
     assert all(p.poll() is not None for p in procs), "a node process outlived the testbed"
+    # Every node shut down quietly when the controller asked it to.
+    for i in range(network.n):
+        log = h.tb.node_log(i)
+        assert "shutdown requested by the controller" in log
+        assert "Traceback" not in log and "Exception in callback" not in log, log[-3000:]
 
 
 def sim_logs(scenario, network, seeds, name):

@@ -1,4 +1,4 @@
-"""The testbed controller (paper VI-A, "Control Layer"; SPEC section 7).
+"""The testbed controller (paper VI-A, "Control Layer").
 
 It takes no offloading decision. It keeps:
 
@@ -101,7 +101,7 @@ class Controller:
         self.model: wire.ModelAvailable | None = None
         self.rejected_connections: dict[str, int] = {}
         self._round = 0
-        self._server: asyncio.base_events.Server | None = None
+        self._server = wire.FramedServer(self._on_connection)
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
         self.port = 0
@@ -109,12 +109,7 @@ class Controller:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> int:
         s = self.settings
-        try:
-            self._server = await asyncio.start_server(self._on_connection, s.host, s.port,
-                                                      limit=wire.STREAM_LIMIT_BYTES)
-        except OSError as exc:
-            raise UserError(f"controller cannot listen on {s.host}:{s.port}: {exc.strerror}") from None
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = await self._server.start(s.host, s.port, "controller")
         self._spawn(self._monitor_heartbeats())
         log.info("controller listening on %s:%d", s.host, self.port)
         return self.port
@@ -134,8 +129,7 @@ class Controller:
             await asyncio.sleep(0.02)
         for h in self.nodes.values():
             h.conn.close()
-        if self._server is not None:
-            self._server.close()
+        await self._server.close()
         for t in list(self._tasks):
             t.cancel()
 
@@ -171,17 +165,12 @@ class Controller:
 
     # ------------------------------------------------------------------ connections
     async def _on_connection(self, reader, writer) -> None:
-        where = _peer_of(writer)
-        try:
-            conn, hello = await wire.server_handshake(reader, writer, self.settings.key,
-                                                   self.settings.runtime.max_frame_bytes)
-        except (wire.ProtocolError, asyncio.TimeoutError) as exc:
-            self._reject_connection(where, exc)
-            writer.close()
+        accepted = await wire.accept(reader, writer, self.settings.key,
+                                     self.settings.runtime.max_frame_bytes, self._reject_connection)
+        if accepted is None:
             return
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            writer.close()
-            return
+        conn, hello = accepted
+        where = conn.peer
         try:
             if hello.role == "node":
                 await self._serve_node(conn, where)
@@ -475,11 +464,6 @@ class Controller:
                 return False
             await asyncio.sleep(0.005)
         return True
-
-
-def _peer_of(writer) -> str:
-    info = writer.get_extra_info("peername")
-    return f"{info[0]}:{info[1]}" if isinstance(info, tuple) and len(info) >= 2 else "unknown"
 
 
 def lateness_summary(values) -> dict[str, float]:

@@ -18,7 +18,6 @@ import time
 import numpy as np
 import pytest
 
-from o2o.cli.testbed import compare_logs, run_phase
 from o2o.core.episodes import sample_episodes
 from o2o.core.network import sample_network
 from o2o.core.outcomes import EXEC_FAIL, PENDING, SUCCESS, TRANS_FAIL
@@ -28,7 +27,9 @@ from o2o.logs.store import LogStore
 from o2o.models import expected_shapes, save_model
 from o2o.sim import make_scheduler
 from o2o.testbed import wire
+from o2o.testbed.analysis import compare_logs
 from o2o.testbed.launcher import KillPlan, LocalTestbed
+from o2o.testbed.phase import run_phase
 from o2o.testbed.wire import frames
 
 OVERRIDES = ["nodes=4", "slot_s=0.05", "slots=16", "arrival_prob=[0.4,0.9]", "task_size_kb=[200,1000]",

@@ -26,8 +26,6 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
 from o2o.core.network import Network
@@ -464,16 +462,6 @@ class Controller:
                 return False
             await asyncio.sleep(0.005)
         return True
-
-
-def lateness_summary(values) -> dict[str, float]:
-    from o2o.testbed.timing import percentile
-
-    values = list(values)
-    return {"count": len(values), "p50_ms": percentile(values, 50) * 1e3,
-            "p99_ms": percentile(values, 99) * 1e3,
-            "max_ms": (max(values) * 1e3) if values else float("nan"),
-            "mean_ms": float(np.mean(values)) * 1e3 if values else float("nan")}
 
 
 async def notify_controller(host: str, port: int, key: bytes, store: str, version: int, sha256: str,

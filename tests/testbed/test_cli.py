@@ -208,3 +208,25 @@ def test_hand_started_nodes_log_their_index_and_stop_quietly(tmp_path):
         assert "node[?]" not in log and "ERROR" not in log and "Traceback" not in log, log
     assert sorted(indices) == [0, 1, 2]
     assert not node_pids(tag)
+
+
+def test_compare_runs_the_simulators_episodes_on_the_testbed(tmp_path):
+    tag = uuid.uuid4().hex
+    got = o2o("testbed", "compare", *SMALL, "--episodes", "2", "--db", str(tmp_path / "c.db"), "--json",
+              tag=tag)
+    assert got.returncode == 0, got.stderr
+    out = json.loads(got.stdout)
+    sim = json.loads(o2o("simulate", "--scenario", "paper-testbed", "--set", "nodes=3",
+                         *SMALL[2:], "--episodes", "2", "--json").stdout)
+    assert [e["seed"] for e in out["episodes"]] == [0, 1]
+    assert out["simulator"] == pytest.approx(sim["ratc"]["success_rate"])
+    assert out["bound"] == pytest.approx(sim["bound"])
+    assert abs(out["difference"]) <= 0.1 and out["same_destination"] >= 0.8
+    assert out["changed_outcomes"]["total"] == sum(out["outcome_changes"].values())
+    from o2o.testbed.analysis import comparison_lines
+
+    lines = comparison_lines(out)        # header, rule, 2 episodes, rule, mean, bound, notes
+    assert lines[0].split()[:3] == ["episode", "seed", "tasks"]
+    assert lines[5].split()[:3] == ["mean", f"{out['simulator']:.4f}", f"{out['testbed']:.4f}"]
+    assert lines[6] == f"bound {out['bound']:.4f}"
+    assert not node_pids(tag)

@@ -1,4 +1,5 @@
-"""``o2o testbed ...`` and ``o2o bench testbed``."""
+"""``o2o testbed ...`` and ``o2o bench testbed``: argparse and thin handlers over
+``o2o.testbed.phase`` (running phases) and ``o2o.testbed.analysis`` (what they measured)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,30 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
-
-import numpy as np
 
 from o2o.core.errors import UserError
-from o2o.core.network import Network, sample_network
-from o2o.core.progress import progress_bar
-from o2o.core.scenario import Scenario, load_scenario
-from o2o.testbed import protocol as P
-from o2o.testbed.controller import EpisodeResult, lateness_summary
+from o2o.core.network import sample_network
+from o2o.core.scenario import load_scenario
+from o2o.testbed import wire
+from o2o.testbed.analysis import (
+    bench_lines,
+    bench_summary,
+    compare_logs,
+    comparison_lines,
+    episode_bound_mean,
+    measurement_lines,
+    simulator_logs,
+)
 from o2o.testbed.launcher import KillPlan, LocalTestbed
-from o2o.testbed.recorder import stack_metrics
-from o2o.testbed.timing import percentile
+from o2o.testbed.phase import (
+    TestbedRun,
+    TestbedSetup,
+    run_attached,
+    run_local,
+    run_phase,
+)
 
 DEFAULT_DB = "runs/testbed.db"
-SLOT_CLOCK_P99_TARGET_MS = 10.0
-TRANSFER_TOLERANCE = 0.10
 SCHEDULER_CHOICES = "random, local, ratc, rda, esf, or drl (with --model)"
 
 
@@ -51,7 +59,7 @@ def add_scenario_and_runtime_args(p: argparse.ArgumentParser) -> None:
                    help="keep the node logs here (default: a temporary folder, removed after a clean run)")
 
 
-def testbed_setup(args) -> tuple[Scenario, Network, P.NodeRuntime]:
+def testbed_setup(args) -> TestbedSetup:
     if args.episodes < 1:
         raise UserError("--episodes must be at least 1")
     overrides = list(args.overrides)
@@ -66,9 +74,11 @@ def testbed_setup(args) -> tuple[Scenario, Network, P.NodeRuntime]:
         raise UserError("--probe-timeout must be > 0")
     if args.compute_scale <= 0:
         raise UserError("--compute-scale must be > 0")
-    runtime = P.NodeRuntime(heartbeat_s=args.heartbeat, probe_timeout_s=args.probe_timeout,
-                            exec_mode=args.exec_mode, compute_scale=args.compute_scale)
-    return scenario, sample_network(scenario, args.network_seed), runtime
+    runtime = wire.NodeRuntime(heartbeat_s=args.heartbeat, probe_timeout_s=args.probe_timeout,
+                               exec_mode=args.exec_mode, compute_scale=args.compute_scale)
+    return TestbedSetup(scenario, sample_network(scenario, args.network_seed), runtime,
+                        network_seed=args.network_seed, heartbeat_timeout_s=args.heartbeat_timeout,
+                        log_dir=args.log_dir)
 
 
 def check_scheduler(name: str, model: str | None) -> None:
@@ -84,17 +94,8 @@ def check_scheduler(name: str, model: str | None) -> None:
         raise UserError(f"unknown scheduler {name!r}; choose from {SCHEDULER_CHOICES}")
 
 
-def latest_model(store_url: str, nodes: int) -> tuple[int, str]:
-    """(version, sha256) of the store's latest model, checked for this many nodes."""
-    from o2o.models import ModelError, ModelStore
-
-    store = ModelStore(store_url)
-    version = store.latest()
-    if version is None:
-        raise ModelError(f"model store {store_url} has no versions yet (train one with "
-                         "`o2o testbed trainer` or `o2o train offline`)")
-    model = store.load(version, nodes=nodes)
-    return version, model.manifest["sha256"]
+def episode_seeds(args) -> list[int]:
+    return [args.seed + k for k in range(args.episodes)]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -102,222 +103,54 @@ def _setup_logging(verbose: bool) -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
-@dataclass
-class TestbedRun:
-    """What one ``run_on_testbed`` produced."""
-
-    results: list[EpisodeResult]
-    run_id: int | None = None
-    killed: list[dict] = field(default_factory=list)
-    policy_version: int | None = None
-
-    def metrics(self) -> dict[str, np.ndarray]:
-        return stack_metrics([r.metrics for r in self.results])
-
-
-async def run_phase(tb: LocalTestbed, store, scenario: Scenario, network: Network, scheduler: str,
-                    seeds: list[int], *, network_seed: int, phase: str, kills=(), first_index: int = 0,
-                    policy_version: int | None = None, progress=None, note: str | None = None) -> TestbedRun:
-    """Run ``seeds`` with ``scheduler`` on a started testbed; write the task log as one run."""
-    writer = None
-    if store is not None:
-        writer = await asyncio.to_thread(
-            store.start_run, scenario, network, scheduler, source="testbed", phase=phase,
-            network_seed=network_seed, policy_version=None if policy_version is None else str(policy_version),
-            note=note)
-    results: list[EpisodeResult] = []
-
-    async def on_episode(result: EpisodeResult) -> None:
-        if writer is not None:
-            await asyncio.to_thread(writer.write_episodes, [result.log])
-        if progress is not None:
-            progress(1)
-
-    try:
-        for k, seed in enumerate(seeds):
-            got = await tb.run(scheduler, [seed], first_index=first_index + k,
-                               kills=[KillPlan(p.node, 0, p.slot) for p in kills if p.episode == k])
-            await on_episode(got[0])
-            results.extend(got)
-    except BaseException:
-        if writer is not None:
-            await asyncio.to_thread(writer.finish, "interrupted")
-        raise
-    if writer is not None:
-        await asyncio.to_thread(writer.finish, "completed")
-    return TestbedRun(results, run_id=None if writer is None else writer.run_id,
-                      killed=list(tb.killed), policy_version=policy_version)
-
-
-def measurement_lines(results: list[EpisodeResult]) -> list[str]:
-    clock = lateness_summary(x for r in results for x in r.clock_lateness_s)
-    delivery = lateness_summary(x for r in results for x in r.delivery_lateness_s)
-    ratios = transfer_ratios(results)
-    lines = [f"slot clock lateness p50 {clock['p50_ms']:.2f} ms, p99 {clock['p99_ms']:.2f} ms; "
-             f"slot message at the nodes p99 {delivery['p99_ms']:.2f} ms"]
-    if ratios.size:
-        lines.append(f"payload transfer time / (s/r_ij): median {np.median(ratios):.3f}, "
-                     f"p99 {percentile(ratios, 99):.3f} over {ratios.size} transfers")
-    deaths = [d for r in results for d in r.deaths]
-    for d in deaths:
-        lines.append(f"node {d['node']} lost at {d['at_s']:.3f} s (slot {d['slot']}) by {d['detected_by']}")
-    stuck = sum(r.gave_up for r in results)
-    if stuck:
-        lines.append(f"warning: {stuck} task(s) had no outcome after the drain and count as failures")
-    return lines
-
-
-def transfer_ratios(results: list[EpisodeResult], side: str = "transfers") -> np.ndarray:
-    """Measured transfer time / (s / r_ij): at the receivers (``transfers``, end to end) or at
-    the senders (``sent``: the pacing alone)."""
-    t = np.asarray([x for r in results for x in getattr(r, side)], dtype=float).reshape(-1, 3)
-    return t[:, 2] / (t[:, 0] / t[:, 1]) if t.size else np.zeros(0)
-
-
-def ratio_summary(ratios: np.ndarray) -> dict:
-    if not ratios.size:
-        return {"count": 0}
-    return {"count": int(ratios.size), "min": float(ratios.min()), "median": float(np.median(ratios)),
-            "p95": percentile(ratios, 95), "p99": percentile(ratios, 99), "max": float(ratios.max()),
-            "within_10pct": float(np.mean(np.abs(ratios - 1) <= TRANSFER_TOLERANCE))}
-
-
-def summary_table(name: str, metrics: dict, bound: float, extended: bool) -> tuple[dict, str]:
+def print_phase(args, setup: TestbedSetup, seeds: list[int], run: TestbedRun, header: str | None = None) -> int:
+    """The table of ``o2o simulate`` for the phase (or its JSON), then what the testbed measured."""
     from o2o.cli.common import format_table, summarize
-
-    summary = summarize(metrics, extended=extended)
-    return summary, format_table({name: summary}, bound)
-
-
-def episode_bound_mean(scenario: Scenario, network: Network, seeds: list[int]) -> float:
-    from o2o.core.episodes import sample_episodes
-    from o2o.sim import episode_bound
-
-    return float(episode_bound(network, sample_episodes(scenario, network, seeds)).mean())
-
-
-def run_testbed_phase(args, scenario: Scenario, network: Network, runtime, seeds: list[int],
-                      phase: str, kills: list) -> "TestbedRun":
-    """Bring a local testbed up, run ``args.scheduler`` (a ``drl`` model announced first) on
-    ``seeds`` with the task log in ``args.db``, and take it down; shared by run and compare."""
-    from o2o.logs.store import LogStore
-
-    async def main() -> TestbedRun:
-        with LogStore.open(args.db, create=True) as store:
-            async with LocalTestbed(scenario, network, runtime=runtime,
-                                    heartbeat_timeout_s=args.heartbeat_timeout,
-                                    log_dir=args.log_dir) as tb:
-                version = None
-                if args.scheduler == "drl":
-                    version, sha = latest_model(args.model, network.n)
-                    await tb.controller.announce_model(args.model, version, sha)
-                with progress_bar(total=len(seeds), desc=f"testbed {args.scheduler}", unit="episode",
-                                  disable=args.json) as bar:
-                    return await run_phase(tb, store, scenario, network, args.scheduler, seeds,
-                                           network_seed=args.network_seed, phase=phase,
-                                           kills=kills, policy_version=version, progress=bar.update)
-
-    return asyncio.run(main())
-
-
-# ------------------------------------------------------------------------------ o2o testbed run
-def cmd_run(args) -> int:
     from o2o.logs.db import describe_db
 
-    scenario, network, runtime = testbed_setup(args)
-    check_scheduler(args.scheduler, args.model)
-    kills = [KillPlan.parse(text, scenario, args.episodes) for text in args.kill_node]
-    seeds = [args.seed + k for k in range(args.episodes)]
-    _setup_logging(args.verbose)
-
-    run = run_testbed_phase(args, scenario, network, runtime, seeds, args.phase, kills)
-    bound = episode_bound_mean(scenario, network, seeds)
-    summary, table = summary_table(args.scheduler, run.metrics(), bound, extended=not args.json)
+    bound = episode_bound_mean(setup.scenario, setup.network, seeds)
+    summary = summarize(run.metrics(), extended=not args.json)
     if args.json:
         print(json.dumps({args.scheduler: summary, "bound": bound}))
         return 0
-    print(f"testbed: scenario {scenario.name}, {network.n} node processes, network seed "
-          f"{args.network_seed}, episodes {seeds[0]}..{seeds[-1]}"
-          + (f", model version {run.policy_version}" if run.policy_version else ""))
-    print(table)
+    if header is not None:
+        print(header)
+    print(format_table({args.scheduler: summary}, bound))
     for line in measurement_lines(run.results):
         print(line)
     print(f"task log: run {run.run_id} in {describe_db(args.db)}")
     return 0
 
 
-# ------------------------------------------------------------------------------ o2o testbed compare
-def simulator_rule(name: str, model: str | None, scenario: Scenario, network: Network):
-    if name == "drl":
-        from o2o.schedulers.drl import DRLRule
-
-        return DRLRule.from_model(model, scenario, network)
-    from o2o.sim import make_scheduler
-
-    return make_scheduler(name)
-
-
-def compare_logs(sim_logs, testbed_logs, slot_s: float) -> dict:
-    """Per-episode success rates of both, and how the individual tasks differ."""
-    from o2o.core.outcomes import OUTCOME_NAMES, SUCCESS
-
-    episodes, changes, slack_ms = [], {}, []
-    same_dest = same_outcome = tasks = 0
-    flips_elsewhere = flips_after = 0
-    for a, b in zip(sim_logs, testbed_logs):
-        has = a.has_task
-        # Where a differing outcome comes from: the task itself went elsewhere, or its node had
-        # received a task decided differently (one more or one fewer) within the deadline horizon.
-        other_dest = has & (a.dest != b.dest)
-        horizon = int(np.ceil(np.nanmax(a.deadline_s[has], initial=0.0) / slot_s)) + 1
-        for t, i in zip(*np.nonzero(has & (a.outcome != b.outcome))):
-            if other_dest[t, i]:
-                flips_elsewhere += 1
-                continue
-            j, lo = a.dest[t, i], max(0, t - horizon)
-            near = other_dest[lo:t + 1] & ((a.dest[lo:t + 1] == j) | (b.dest[lo:t + 1] == j))
-            flips_after += bool(near.any())
-        sd = int((a.dest[has] == b.dest[has]).sum())
-        so = int((a.outcome[has] == b.outcome[has]).sum())
-        episodes.append({"seed": a.episode_seed, "tasks": a.tasks, "simulator": a.success_rate,
-                         "testbed": b.success_rate, "difference": b.success_rate - a.success_rate,
-                         "same_destination": sd / max(a.tasks, 1), "same_outcome": so / max(a.tasks, 1)})
-        same_dest, same_outcome, tasks = same_dest + sd, same_outcome + so, tasks + a.tasks
-        for x, y in zip(a.outcome[has].tolist(), b.outcome[has].tolist()):
-            if x != y:
-                key = f"{OUTCOME_NAMES[x]} -> {OUTCOME_NAMES[y]}"
-                changes[key] = changes.get(key, 0) + 1
-        # How close to their deadline the flipped successes were (in the run where they succeeded).
-        arrive = np.arange(a.slots)[:, None] * slot_s
-        for won, lost in ((a, b), (b, a)):
-            flip = has & (won.outcome == SUCCESS) & (lost.outcome != SUCCESS)
-            slack_ms.extend(((arrive + won.deadline_s - won.end_s)[flip] * 1e3).tolist())
-    sim = np.asarray([e["simulator"] for e in episodes])
-    real = np.asarray([e["testbed"] for e in episodes])
-    return {"episodes": episodes, "simulator": float(sim.mean()), "testbed": float(real.mean()),
-            "difference": float((real - sim).mean()),
-            "same_destination": same_dest / max(tasks, 1), "same_outcome": same_outcome / max(tasks, 1),
-            "outcome_changes": dict(sorted(changes.items(), key=lambda kv: -kv[1])),
-            "changed_outcomes": {"total": sum(changes.values()), "other_destination": flips_elsewhere,
-                                 "node_got_a_differently_decided_task": flips_after},
-            "flipped_success_slack_ms": {"count": len(slack_ms),
-                                         "median": float(np.median(slack_ms)) if slack_ms else None,
-                                         "max": float(np.max(slack_ms)) if slack_ms else None}}
-
-
-def cmd_compare(args) -> int:
-    from o2o.core.episodes import sample_episodes
-    from o2o.logs.db import describe_db
-    from o2o.logs.records import episode_logs_from_rollout
-
-    scenario, network, runtime = testbed_setup(args)
+# ------------------------------------------------------------------------------ o2o testbed run
+def cmd_run(args) -> int:
+    setup = testbed_setup(args)
     check_scheduler(args.scheduler, args.model)
-    seeds = [args.seed + k for k in range(args.episodes)]
+    kills = [KillPlan.parse(text, setup.scenario, args.episodes) for text in args.kill_node]
+    seeds = episode_seeds(args)
     _setup_logging(args.verbose)
-    rule = simulator_rule(args.scheduler, args.model, scenario, network)
-    sim_logs = episode_logs_from_rollout(scenario, network, sample_episodes(scenario, network, seeds), rule)
 
-    run = run_testbed_phase(args, scenario, network, runtime, seeds, "compare", [])
+    run = run_local(setup, args.scheduler, seeds, db=args.db, model=args.model, phase=args.phase,
+                    kills=kills, show_progress=not args.json)
+    header = (f"testbed: scenario {setup.scenario.name}, {setup.network.n} node processes, network seed "
+              f"{args.network_seed}, episodes {seeds[0]}..{seeds[-1]}"
+              + (f", model version {run.policy_version}" if run.policy_version else ""))
+    return print_phase(args, setup, seeds, run, header)
+
+
+# ------------------------------------------------------------------------------ o2o testbed compare
+def cmd_compare(args) -> int:
+    from o2o.logs.db import describe_db
+
+    setup = testbed_setup(args)
+    scenario, network = setup.scenario, setup.network
+    check_scheduler(args.scheduler, args.model)
+    seeds = episode_seeds(args)
+    _setup_logging(args.verbose)
+    sim_logs = simulator_logs(args.scheduler, args.model, scenario, network, seeds)
+
+    run = run_local(setup, args.scheduler, seeds, db=args.db, model=args.model, phase="compare",
+                    show_progress=not args.json)
     out = compare_logs(sim_logs, [r.log for r in run.results], scenario.slot_s)
     out.update({"scheduler": args.scheduler, "scenario": scenario.name, "nodes": network.n,
                 "bound": episode_bound_mean(scenario, network, seeds), "run": run.run_id})
@@ -326,141 +159,49 @@ def cmd_compare(args) -> int:
         return 0
     print(f"simulator vs testbed: {args.scheduler}, scenario {scenario.name}, {network.n} nodes, "
           f"network seed {args.network_seed}, the same episodes {seeds[0]}..{seeds[-1]}")
-    header = f"{'episode seed':>12}{'tasks':>8}{'simulator':>12}{'testbed':>10}{'diff':>9}{'same dest':>11}{'same outcome':>14}"
-    print(header)
-    print("-" * len(header))
-    for e in out["episodes"]:
-        print(f"{e['seed']:>12}{e['tasks']:>8}{e['simulator']:>12.4f}{e['testbed']:>10.4f}"
-              f"{e['difference']:>+9.4f}{e['same_destination']:>11.3f}{e['same_outcome']:>14.3f}")
-    print("-" * len(header))
-    print(f"{'mean':>12}{'':>8}{out['simulator']:>12.4f}{out['testbed']:>10.4f}{out['difference']:>+9.4f}"
-          f"{out['same_destination']:>11.3f}{out['same_outcome']:>14.3f}")
-    print(f"bound {out['bound']:.4f}")
-    if out["outcome_changes"]:
-        print("tasks whose outcome differs (simulator -> testbed): "
-              + ", ".join(f"{k}: {v}" for k, v in out["outcome_changes"].items()))
-        co = out["changed_outcomes"]
-        print(f"of these {co['total']}: {co['other_destination']} went to another node (the rule saw "
-              f"other probe answers), {co['node_got_a_differently_decided_task']} more went to a node "
-              f"that had received a differently decided task shortly before")
-        fs = out["flipped_success_slack_ms"]
-        if fs["count"]:
-            print(f"a success that the other side missed had finished {fs['median']:.1f} ms (median) "
-                  "before its deadline")
-    for line in measurement_lines(run.results):
+    for line in comparison_lines(out) + measurement_lines(run.results):
         print(line)
     print(f"task log: run {run.run_id} in {describe_db(args.db)}")
     return 0
 
 
 # ------------------------------------------------------------------------------ o2o bench testbed
-
-
 def cmd_bench_testbed(args) -> int:
-    scenario, network, runtime = testbed_setup(args)
+    setup = testbed_setup(args)
     check_scheduler(args.scheduler, None)
-    seeds = [args.seed + k for k in range(args.episodes)]
+    seeds = episode_seeds(args)
     _setup_logging(False)
     load_before = os.getloadavg()
-
-    async def main() -> TestbedRun:
-        async with LocalTestbed(scenario, network, runtime=runtime,
-                                heartbeat_timeout_s=args.heartbeat_timeout, log_dir=args.log_dir) as tb:
-            with progress_bar(total=len(seeds), desc="bench testbed", unit="episode", disable=args.json) as bar:
-                return await run_phase(tb, None, scenario, network, args.scheduler, seeds,
-                                       network_seed=args.network_seed, phase="bench", progress=bar.update)
-
-    run = asyncio.run(main())
+    run = run_local(setup, args.scheduler, seeds, phase="bench", desc="bench testbed",
+                    show_progress=not args.json)
     load_after = os.getloadavg()
-    results = run.results
-    ratios = transfer_ratios(results)
-    decision = lateness_summary(x for r in results for x in r.decision_latency_s)
-    out = {
-        "scenario": scenario.name, "nodes": network.n, "slot_s": scenario.slot_s,
-        "episodes": len(results), "scheduler": args.scheduler, "cpus": os.cpu_count(),
-        "load_average_before": list(load_before), "load_average_after": list(load_after),
-        "slot_clock_lateness": lateness_summary(x for r in results for x in r.clock_lateness_s),
-        "slot_delivery_lateness": lateness_summary(x for r in results for x in r.delivery_lateness_s),
-        "decision_latency": decision,
-        "transfer_ratio": ratio_summary(ratios),
-        "sender_pacing_ratio": ratio_summary(transfer_ratios(results, "sent")),
-        "success_rate": float(run.metrics()["success_rate"].mean()),
-    }
-    out["slot_clock_ok"] = out["slot_clock_lateness"]["p99_ms"] <= SLOT_CLOCK_P99_TARGET_MS
-    out["transfer_ok"] = bool(ratios.size) and percentile(np.abs(ratios - 1), 99) <= TRANSFER_TOLERANCE
+    sc = setup.scenario
+    out = {"scenario": sc.name, "nodes": setup.network.n, "slot_s": sc.slot_s,
+           "episodes": len(run.results), "scheduler": args.scheduler, "cpus": os.cpu_count(),
+           "load_average_before": list(load_before), "load_average_after": list(load_after),
+           **bench_summary(run.results, float(run.metrics()["success_rate"].mean()))}
     if args.json:
         print(json.dumps(out))
         return 0
-    c, d, t = out["slot_clock_lateness"], out["slot_delivery_lateness"], out["transfer_ratio"]
-    print(f"testbed benchmark: {scenario.name}, {network.n} node processes + controller on "
-          f"{out['cpus']} CPUs, {scenario.slot_s} s slots, {len(results)} episodes of {scenario.slots} "
-          f"slots, {args.scheduler}")
-    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)")
-    print(f"slot clock lateness     p50 {c['p50_ms']:6.2f} ms  p99 {c['p99_ms']:6.2f} ms  max "
-          f"{c['max_ms']:6.2f} ms  ({c['count']} boundaries; target p99 <= "
-          f"{SLOT_CLOCK_P99_TARGET_MS:.0f} ms: {'met' if out['slot_clock_ok'] else 'NOT met'})")
-    print(f"slot message at nodes   p50 {d['p50_ms']:6.2f} ms  p99 {d['p99_ms']:6.2f} ms  max "
-          f"{d['max_ms']:6.2f} ms  ({d['count']} messages)")
-    print(f"decision (probes incl.) p50 {decision['p50_ms']:6.2f} ms  p99 {decision['p99_ms']:6.2f} ms "
-          "after the slot boundary")
-    if t["count"]:
-        print(f"payload transfer time / (s/r_ij), end to end (sender start -> last byte at the receiver):\n"
-              f"    min {t['min']:.3f}  median {t['median']:.3f}  p95 {t['p95']:.3f}  p99 {t['p99']:.3f}  "
-              f"max {t['max']:.3f}  ({t['count']} transfers, {100 * t['within_10pct']:.1f}% within 10%; "
-              f"target p99 within 10%: {'met' if out['transfer_ok'] else 'NOT met'})")
-        q = out["sender_pacing_ratio"]
-        print(f"    the sender's pacing alone (last chunk handed to the kernel): median {q['median']:.3f}  "
-              f"p99 {q['p99']:.3f}  max {q['max']:.3f}")
-    else:
-        print("no payload transfers happened")
-    print(f"success rate {out['success_rate']:.4f}")
+    for line in bench_lines(out, sc.slots):
+        print(line)
     return 0
 
 
 # ------------------------------------------------------------------------------ o2o testbed controller
 def cmd_controller(args) -> int:
     """A controller for nodes started elsewhere (other hosts, Kubernetes pods)."""
-    from o2o.logs.db import describe_db
-    from o2o.logs.store import LogStore
-    from o2o.testbed.controller import Controller, ControllerSettings
-    from o2o.testbed.launcher import AttachedNodes
-    from o2o.testbed.node import parse_host_port
-
-    scenario, network, runtime = testbed_setup(args)
+    setup = testbed_setup(args)
     check_scheduler(args.scheduler, args.model)
-    host, port = parse_host_port(args.listen, "--listen")
-    key = P.token_key(P.read_token(args.token_file))
-    seeds = [args.seed + k for k in range(args.episodes)]
+    host, port = wire.parse_host_port(args.listen, "--listen")
+    key = wire.token_key(wire.read_token(args.token_file))
+    seeds = episode_seeds(args)
     _setup_logging(True)
 
-    async def main() -> TestbedRun:
-        controller = Controller(scenario, network, ControllerSettings(
-            key=key, host=host, port=port, runtime=runtime, heartbeat_timeout_s=args.heartbeat_timeout))
-        await controller.start()
-        try:
-            await controller.wait_for_nodes(network.n, args.wait_nodes)
-            with LogStore.open(args.db, create=True) as store:
-                version = None
-                if args.scheduler == "drl":
-                    version, sha = latest_model(args.model, network.n)
-                    await controller.announce_model(args.model, version, sha)
-                return await run_phase(AttachedNodes(controller), store, scenario, network, args.scheduler,
-                                       seeds, network_seed=args.network_seed, phase=args.phase,
-                                       policy_version=version)
-        finally:
-            await controller.close("controller finished", shutdown_nodes=not args.keep_nodes)
-
-    run = asyncio.run(main())
-    bound = episode_bound_mean(scenario, network, seeds)
-    summary, table = summary_table(args.scheduler, run.metrics(), bound, extended=not args.json)
-    if args.json:
-        print(json.dumps({args.scheduler: summary, "bound": bound}))
-        return 0
-    print(table)
-    for line in measurement_lines(run.results):
-        print(line)
-    print(f"task log: run {run.run_id} in {describe_db(args.db)}")
-    return 0
+    run = run_attached(setup, args.scheduler, seeds, key=key, host=host, port=port,
+                       wait_nodes_s=args.wait_nodes, db=args.db, model=args.model, phase=args.phase,
+                       shutdown_nodes=not args.keep_nodes)
+    return print_phase(args, setup, seeds, run)
 
 
 # ------------------------------------------------------------------------------ o2o testbed trainer
@@ -484,10 +225,8 @@ def cmd_trainer(args) -> int:
             settings = with_overrides(OnlineSettings(), args.set_hparam)
             published = finetune_from_logs(store, args.run, args.store, seed=args.seed, settings=settings)
     if args.notify:
-        from o2o.testbed.node import parse_host_port
-
-        host, port = parse_host_port(args.notify, "--notify")
-        key = P.token_key(P.read_token(args.token_file))
+        host, port = wire.parse_host_port(args.notify, "--notify")
+        key = wire.token_key(wire.read_token(args.token_file))
         asyncio.run(notify_controller(host, port, key, published.store, published.version,
                                       published.sha256))
     out = {"store": published.store, "version": published.version, "sha256": published.sha256,
@@ -513,7 +252,8 @@ def cmd_o2o(args) -> int:
     from o2o.logs.db import describe_db
     from o2o.logs.store import LogStore
 
-    scenario, network, runtime = testbed_setup(args)
+    setup = testbed_setup(args)
+    scenario, network, runtime = setup.scenario, setup.network, setup.runtime
     check_scheduler(args.heuristic, None)
     for name, value in (("--collect-episodes", args.collect_episodes), ("--offline-steps", args.offline_steps),
                         ("--online-rounds", args.online_rounds), ("--episodes-per-round", args.episodes_per_round)):
@@ -605,7 +345,7 @@ def cmd_o2o(args) -> int:
 
 # ------------------------------------------------------------------------------ o2o testbed node
 def cmd_node(args) -> int:
-    from o2o.testbed.node import run_node
+    from o2o.testbed.node.cli import run_node
 
     return run_node(args)
 
@@ -622,9 +362,9 @@ def add_phase_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub, bench) -> None:
-    from o2o.testbed.node import add_node_args
+    from o2o.testbed.node.cli import add_node_args
 
-    tb = sub.add_parser("testbed", help="real edge-node processes over TCP (SPEC section 7)")
+    tb = sub.add_parser("testbed", help="real edge-node processes over TCP (paper VI)")
     tsub = tb.add_subparsers(dest="testbed_command", metavar="WHAT")
     tsub.required = True
 
@@ -653,7 +393,7 @@ def register(sub, bench) -> None:
     add_scenario_and_runtime_args(ctl)
     ctl.add_argument("--listen", default="0.0.0.0:7000", metavar="HOST:PORT",
                      help="where nodes and trainers reach the controller (default 0.0.0.0:7000)")
-    ctl.add_argument("--token-file", default=None, help=f"file with the shared token (default: ${P.TOKEN_ENV})")
+    ctl.add_argument("--token-file", default=None, help=f"file with the shared token (default: ${wire.TOKEN_ENV})")
     ctl.add_argument("--wait-nodes", type=float, default=300.0, metavar="SECONDS",
                      help="how long to wait for all nodes to register (default 300)")
     ctl.add_argument("--scheduler", default="ratc", help=SCHEDULER_CHOICES + " (default ratc)")
@@ -679,7 +419,7 @@ def register(sub, bench) -> None:
                     help="override a learner setting (repeatable)")
     tr.add_argument("--notify", default=None, metavar="HOST:PORT",
                     help="announce the new version to the controller there (admin connection)")
-    tr.add_argument("--token-file", default=None, help=f"token for --notify (default: ${P.TOKEN_ENV})")
+    tr.add_argument("--token-file", default=None, help=f"token for --notify (default: ${wire.TOKEN_ENV})")
     tr.add_argument("--json", action="store_true")
     tr.set_defaults(func=cmd_trainer)
 

@@ -1,17 +1,20 @@
-"""The testbed of SPEC section 7 (paper VI): real edge-node processes exchanging task payloads
-over TCP, a controller with the slot clock and the task log, a trainer, and a launcher that
-brings N nodes up on one machine.
+"""The testbed (paper VI): real edge-node processes exchanging task payloads over TCP, a
+controller with the slot clock and the task log, and a launcher that brings N nodes up on one
+machine. The trainer that learns from the testbed's logs is ``o2o.learn.from_logs``.
 
 Modules, one job each:
 
-``protocol``    frames (length-prefixed, size-limited, HMAC-authenticated) and message schemas
+``wire``        frames (length-prefixed, size-limited, HMAC-authenticated), the handshake, the
+                token, and the message schemas
 ``timing``      the shared controller clock, absolute-deadline sleeps, percentiles
-``node``        an edge node: execution queue, send queues, probes, the scheduler rule
+``node``        an edge node: its queues and their rules (no I/O), links, controller session,
+                decisions, and the asyncio process that wires them
 ``recorder``    the controller's task table for one episode, turned into an ``EpisodeLog``
 ``controller``  registry and heartbeats, configuration, slot clock, episodes, model announcements
-``trainer``     transitions from the testbed's logs -> training -> the model store
 ``launcher``    a whole testbed on loopback: controller in-process, N node processes
-``commands``    ``o2o testbed ...`` and ``o2o bench testbed``
+``phase``       one phase (a scheduler over episode seeds) on a started testbed, its task log
+``analysis``    sim vs testbed comparison, slot-clock and transfer-time measurements
 
-See ``docs/testbed.md`` for the architecture (processes, messages, clocks) and measured figures.
+The commands (``o2o testbed ...``, ``o2o bench testbed``) are ``o2o.cli.testbed``. See
+``docs/testbed.md`` for the architecture (processes, messages, clocks) and measured figures.
 """

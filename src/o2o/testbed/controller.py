@@ -1,4 +1,4 @@
-"""The testbed controller (paper VI-A, "Control Layer"; SPEC section 7).
+"""The testbed controller (paper VI-A, "Control Layer").
 
 It takes no offloading decision. It keeps:
 
@@ -26,14 +26,12 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
 from o2o.logs.records import EpisodeLog
-from o2o.testbed import protocol as P
+from o2o.testbed import wire
 from o2o.testbed.recorder import EpisodeRecorder
 from o2o.testbed.timing import Clock, sleep_until
 
@@ -47,7 +45,7 @@ class ControllerSettings:
     key: bytes
     host: str = "127.0.0.1"
     port: int = 0
-    runtime: P.NodeRuntime = field(default_factory=P.NodeRuntime)
+    runtime: wire.NodeRuntime = field(default_factory=wire.NodeRuntime)
     heartbeat_timeout_s: float = 1.0
     start_lead_s: float = 0.3       # episode_start is sent this long before slot 0
     slot_spin_s: float = 0.002      # the slot clock polls the last 2 ms before a boundary
@@ -58,14 +56,14 @@ class ControllerSettings:
 @dataclass
 class NodeHandle:
     index: int
-    conn: P.FramedConnection
+    conn: wire.FramedConnection
     host: str
     port: int
     pid: int
     state: str = "joining"          # joining | active | dead
     last_seen: float = 0.0
-    ready: dict[int, P.Ready] = field(default_factory=dict)
-    stats: dict[int, P.EpisodeStats] = field(default_factory=dict)
+    ready: dict[int, wire.Ready] = field(default_factory=dict)
+    stats: dict[int, wire.EpisodeStats] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     bad: int = 0
 
@@ -98,10 +96,10 @@ class Controller:
         self.nodes: dict[int, NodeHandle] = {}
         self.recorder: EpisodeRecorder | None = None
         self.episode: int | None = None
-        self.model: P.ModelAvailable | None = None
+        self.model: wire.ModelAvailable | None = None
         self.rejected_connections: dict[str, int] = {}
         self._round = 0
-        self._server: asyncio.base_events.Server | None = None
+        self._server = wire.FramedServer(self._on_connection)
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
         self.port = 0
@@ -109,12 +107,7 @@ class Controller:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> int:
         s = self.settings
-        try:
-            self._server = await asyncio.start_server(self._on_connection, s.host, s.port,
-                                                      limit=P.STREAM_LIMIT_BYTES)
-        except OSError as exc:
-            raise UserError(f"controller cannot listen on {s.host}:{s.port}: {exc.strerror}") from None
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = await self._server.start(s.host, s.port, "controller")
         self._spawn(self._monitor_heartbeats())
         log.info("controller listening on %s:%d", s.host, self.port)
         return self.port
@@ -126,7 +119,7 @@ class Controller:
         for h in self.nodes.values():
             if h.state != "dead" and shutdown_nodes:
                 try:
-                    h.conn.send(P.Shutdown(reason=reason))
+                    h.conn.send(wire.Shutdown(reason=reason))
                 except ConnectionError:
                     pass
         deadline = self.clock.now() + (timeout_s if shutdown_nodes else 0.0)
@@ -134,8 +127,7 @@ class Controller:
             await asyncio.sleep(0.02)
         for h in self.nodes.values():
             h.conn.close()
-        if self._server is not None:
-            self._server.close()
+        await self._server.close()
         for t in list(self._tasks):
             t.cancel()
 
@@ -171,25 +163,20 @@ class Controller:
 
     # ------------------------------------------------------------------ connections
     async def _on_connection(self, reader, writer) -> None:
-        where = _peer_of(writer)
-        try:
-            conn, hello = await P.server_handshake(reader, writer, self.settings.key,
-                                                   self.settings.runtime.max_frame_bytes)
-        except (P.ProtocolError, asyncio.TimeoutError) as exc:
-            self._reject_connection(where, exc)
-            writer.close()
+        accepted = await wire.accept(reader, writer, self.settings.key,
+                                     self.settings.runtime.max_frame_bytes, self._reject_connection)
+        if accepted is None:
             return
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            writer.close()
-            return
+        conn, hello = accepted
+        where = conn.peer
         try:
             if hello.role == "node":
                 await self._serve_node(conn, where)
             elif hello.role == "admin":
                 await self._serve_admin(conn, where)
             else:
-                self._reject_connection(where, P.UnexpectedMessage(f"role {hello.role!r} at the controller"))
-        except P.ProtocolError as exc:
+                self._reject_connection(where, wire.UnexpectedMessage(f"role {hello.role!r} at the controller"))
+        except wire.ProtocolError as exc:
             self._reject_connection(where, exc)
         except (asyncio.IncompleteReadError, ConnectionError, OSError, asyncio.TimeoutError):
             pass
@@ -203,32 +190,32 @@ class Controller:
         self.rejected_connections[reason] = self.rejected_connections.get(reason, 0) + 1
         log.warning("rejected connection from %s (%s): %s", where, reason, exc)
 
-    async def _serve_admin(self, conn: P.FramedConnection, where: str) -> None:
+    async def _serve_admin(self, conn: wire.FramedConnection, where: str) -> None:
         """A trainer announcing a published model."""
         while True:
             try:
                 msg, _ = await conn.recv()
             except (asyncio.IncompleteReadError, ConnectionError, OSError):
                 return
-            except P.ProtocolError as exc:
+            except wire.ProtocolError as exc:
                 self._reject_connection(where, exc)
                 return
-            if isinstance(msg, P.ModelAvailable):
+            if isinstance(msg, wire.ModelAvailable):
                 await self.announce_model(msg.store, msg.version, msg.sha256)
-                conn.send(P.Ready(round=0, model_version=msg.version, model_sha256=msg.sha256))
+                conn.send(wire.Ready(round=0, model_version=msg.version, model_sha256=msg.sha256))
             else:
-                self._reject_connection(where, P.UnexpectedMessage(f"{msg.type} from an admin"))
+                self._reject_connection(where, wire.UnexpectedMessage(f"{msg.type} from an admin"))
 
-    async def _serve_node(self, conn: P.FramedConnection, where: str) -> None:
+    async def _serve_node(self, conn: wire.FramedConnection, where: str) -> None:
         # Before registering, a node may only sync its clock.
         while True:
-            msg, _ = await asyncio.wait_for(conn.recv(), P.HANDSHAKE_TIMEOUT_S)
-            if isinstance(msg, P.TimeRequest):
-                conn.send(P.TimeReply(id=msg.id, t_node=msg.t_node, t_ctrl=self.clock.now()))
+            msg, _ = await asyncio.wait_for(conn.recv(), wire.HANDSHAKE_TIMEOUT_S)
+            if isinstance(msg, wire.TimeRequest):
+                conn.send(wire.TimeReply(id=msg.id, t_node=msg.t_node, t_ctrl=self.clock.now()))
                 continue
-            if isinstance(msg, P.Register):
+            if isinstance(msg, wire.Register):
                 break
-            self._reject_connection(where, P.UnexpectedMessage(f"{msg.type} before register"))
+            self._reject_connection(where, wire.UnexpectedMessage(f"{msg.type} before register"))
             return
         handle = self._register(conn, msg)
         if handle is None:
@@ -237,7 +224,7 @@ class Controller:
             while True:
                 try:
                     msg, _ = await conn.recv()
-                except P.MalformedMessage as exc:
+                except wire.MalformedMessage as exc:
                     self._node_rejected(handle, exc)
                     if handle.bad > MAX_BAD_FRAMES:
                         break
@@ -245,40 +232,40 @@ class Controller:
                 handle.last_seen = self.clock.now()
                 try:
                     self._on_node_message(handle, msg)
-                except P.ProtocolError as exc:
+                except wire.ProtocolError as exc:
                     self._node_rejected(handle, exc)
                     if handle.bad > MAX_BAD_FRAMES:
                         break
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
-        except (P.FrameTooLarge, P.AuthError) as exc:
+        except (wire.FrameTooLarge, wire.AuthError) as exc:
             self._node_rejected(handle, exc)
         self._lost(handle, "connection closed")
 
-    def _node_rejected(self, handle: NodeHandle, exc: P.ProtocolError) -> None:
+    def _node_rejected(self, handle: NodeHandle, exc: wire.ProtocolError) -> None:
         handle.bad += 1
         log.warning("rejected message from node %d (%s): %s", handle.index, exc.reason, exc)
 
-    def _register(self, conn: P.FramedConnection, msg: P.Register) -> NodeHandle | None:
+    def _register(self, conn: wire.FramedConnection, msg: wire.Register) -> NodeHandle | None:
         n = self.network.n
         index = msg.node
         if index is None:
             free = [i for i in range(n) if i not in self.nodes or self.nodes[i].state == "dead"]
             if not free:
-                conn.send(P.Reject(reason=f"all {n} node indices are taken"))
+                conn.send(wire.Reject(reason=f"all {n} node indices are taken"))
                 return None
             index = free[0]
         elif index >= n:
-            conn.send(P.Reject(reason=f"node index {index} is out of range: the scenario has {n} nodes"))
+            conn.send(wire.Reject(reason=f"node index {index} is out of range: the scenario has {n} nodes"))
             return None
         elif index in self.nodes and self.nodes[index].state != "dead":
-            conn.send(P.Reject(reason=f"node {index} is registered and alive; retry after it is "
+            conn.send(wire.Reject(reason=f"node {index} is registered and alive; retry after it is "
                                       "declared dead"))
             return None
         handle = NodeHandle(index=index, conn=conn, host=msg.host, port=msg.port, pid=msg.pid,
                             last_seen=self.clock.now())
         self.nodes[index] = handle
-        conn.send(P.Config(node=index, scenario=self.scenario.model_dump(mode="json"),
+        conn.send(wire.Config(node=index, scenario=self.scenario.model_dump(mode="json"),
                            network=self.network.to_dict(), peers=self._addresses(),
                            alive=self.active(), runtime=self.settings.runtime))
         if self.model is not None:
@@ -286,8 +273,8 @@ class Controller:
         log.info("node %d registered from %s:%d (pid %d)", index, msg.host, msg.port, msg.pid)
         return handle
 
-    def _addresses(self) -> list[P.PeerAddress]:
-        return [P.PeerAddress(node=i, host=h.host, port=h.port)
+    def _addresses(self) -> list[wire.PeerAddress]:
+        return [wire.PeerAddress(node=i, host=h.host, port=h.port)
                 for i, h in sorted(self.nodes.items()) if h.state != "dead"]
 
     def _broadcast(self, msg, to: list[int] | None = None) -> None:
@@ -298,23 +285,23 @@ class Controller:
                 pass
 
     def _on_node_message(self, h: NodeHandle, msg) -> None:
-        if isinstance(msg, P.Heartbeat):
+        if isinstance(msg, wire.Heartbeat):
             h.rejected = dict(msg.rejected)
-        elif isinstance(msg, P.Decision):
+        elif isinstance(msg, wire.Decision):
             if self.recorder is not None and msg.episode == self.episode and h.state == "active":
                 self.recorder.on_decision(h.index, msg)
-        elif isinstance(msg, P.TaskEvent):
+        elif isinstance(msg, wire.TaskEvent):
             if self.recorder is not None and msg.episode == self.episode and h.state == "active":
                 self.recorder.on_event(h.index, msg)
-        elif isinstance(msg, P.Ready):
+        elif isinstance(msg, wire.Ready):
             h.ready[msg.round] = msg
-        elif isinstance(msg, P.EpisodeStats):
+        elif isinstance(msg, wire.EpisodeStats):
             h.stats[msg.episode] = msg
             h.rejected = dict(msg.rejected)
-        elif isinstance(msg, P.TimeRequest):
-            h.conn.send(P.TimeReply(id=msg.id, t_node=msg.t_node, t_ctrl=self.clock.now()))
+        elif isinstance(msg, wire.TimeRequest):
+            h.conn.send(wire.TimeReply(id=msg.id, t_node=msg.t_node, t_ctrl=self.clock.now()))
         else:
-            raise P.UnexpectedMessage(f"{msg.type} is not a node message")
+            raise wire.UnexpectedMessage(f"{msg.type} is not a node message")
 
     def _lost(self, h: NodeHandle, how: str) -> None:
         """Node h is gone: settle the tasks it holds, tell the others."""
@@ -331,7 +318,7 @@ class Controller:
         if was_active and self.recorder is not None:
             settled = self.recorder.node_died(h.index, now, how)
         log.warning("node %d lost (%s); %d of its tasks end as failures", h.index, how, settled)
-        self._broadcast(P.Peers(peers=self._addresses(), alive=self.active()))
+        self._broadcast(wire.Peers(peers=self._addresses(), alive=self.active()))
 
     async def _monitor_heartbeats(self) -> None:
         timeout = self.settings.heartbeat_timeout_s
@@ -352,11 +339,11 @@ class Controller:
     # ------------------------------------------------------------------ episodes
     async def announce_model(self, store: str, version: int, sha256: str) -> None:
         """A new model version is in the store; nodes load it at the next prepare."""
-        self.model = P.ModelAvailable(store=store, version=version, sha256=sha256)
+        self.model = wire.ModelAvailable(store=store, version=version, sha256=sha256)
         self._broadcast(self.model)
         log.info("announced model version %d from %s", version, store)
 
-    async def prepare(self, scheduler: str, attempts: int = 3) -> dict[int, P.Ready]:
+    async def prepare(self, scheduler: str, attempts: int = 3) -> dict[int, wire.Ready]:
         """Promote joining nodes, share the peer list, and have every active node get ready.
         A round in which a node died (its peers then lack a link to it) is repeated."""
         for attempt in range(attempts):
@@ -369,15 +356,15 @@ class Controller:
                 log.warning("a node was lost while preparing; preparing again")
         raise AssertionError("unreachable")
 
-    async def _prepare_round(self, scheduler: str) -> dict[int, P.Ready]:
+    async def _prepare_round(self, scheduler: str) -> dict[int, wire.Ready]:
         for h in self.nodes.values():
             if h.state == "joining":
                 h.state = "active"
         self._round += 1
         rnd = self._round
         active = self.active()
-        self._broadcast(P.Peers(peers=self._addresses(), alive=active))
-        self._broadcast(P.Prepare(round=rnd, scheduler=scheduler), to=active)
+        self._broadcast(wire.Peers(peers=self._addresses(), alive=active))
+        self._broadcast(wire.Prepare(round=rnd, scheduler=scheduler), to=active)
         deadline = self.clock.now() + self.settings.ready_timeout_s
         while True:
             waiting = [i for i in self.active() if rnd not in self.nodes[i].ready]
@@ -397,7 +384,7 @@ class Controller:
                 raise UserError(f"node(s) {stale} did not load model version {self.model.version}")
         return readies
 
-    def _slot_messages(self, index: int, episodes) -> list[list[P.Slot]]:
+    def _slot_messages(self, index: int, episodes) -> list[list[wire.Slot]]:
         """Every slot message of the episode, built (and validated) before the clock starts."""
         ep, msgs = episodes, []
         for t in range(self.scenario.slots):
@@ -405,13 +392,13 @@ class Controller:
             for i in range(self.network.n):
                 task = None
                 if ep.has_task[0, t, i]:
-                    task = P.TaskSpec(
+                    task = wire.TaskSpec(
                         size_bytes=float(ep.size_bytes[0, t, i]), cycles=float(ep.cycles[0, t, i]),
                         deadline_s=float(ep.deadline_s[0, t, i]),
                         tx_fail_clock=float(ep.tx_fail_clock[0, t, i]),
                         exec_fail_clock=float(ep.exec_fail_clock[0, t, i]),
                         sched_u=[float(u) for u in ep.sched_u[0, t, i]])
-                row.append(P.Slot(episode=index, slot=t, task=task))
+                row.append(wire.Slot(episode=index, slot=t, task=task))
             msgs.append(row)
         return msgs
 
@@ -424,7 +411,7 @@ class Controller:
         epoch = self.clock.now() + self.settings.start_lead_s
         recorder = EpisodeRecorder(sc, self.network, episodes, index, epoch)
         self.recorder, self.episode = recorder, index
-        self._broadcast(P.EpisodeStart(episode=index, seed=int(seed), epoch=epoch, scheduler=scheduler),
+        self._broadcast(wire.EpisodeStart(episode=index, seed=int(seed), epoch=epoch, scheduler=scheduler),
                         to=self.active())
         lateness: list[float] = []
         for t in range(sc.slots):
@@ -442,7 +429,7 @@ class Controller:
                 except ConnectionError:
                     pass   # the reader sees the closed connection and settles its tasks
         await sleep_until(self.clock, epoch + sc.slots * sc.slot_s, self.settings.slot_spin_s)
-        self._broadcast(P.Slot(episode=index, slot=sc.slots), to=self.active())
+        self._broadcast(wire.Slot(episode=index, slot=sc.slots), to=self.active())
         # Drain: every task ends by its deadline; give the reports a grace period.
         wait_s = recorder.latest_due + self.settings.drain_grace_s - self.clock.now()
         try:
@@ -454,7 +441,7 @@ class Controller:
         # The final observation (slot T) may still be on its way from some node.
         await self._wait(lambda: all(recorder.observed[sc.slots, i] for i in self.active()), 1.0)
         ending = self.active()
-        self._broadcast(P.EpisodeEnd(episode=index), to=ending)
+        self._broadcast(wire.EpisodeEnd(episode=index), to=ending)
         await self._wait(lambda: all(index in self.nodes[i].stats for i in self.active()), 2.0)
         self.recorder, self.episode = None, None
         stats = [self.nodes[i].stats.pop(index) for i in ending if index in self.nodes[i].stats]
@@ -477,34 +464,19 @@ class Controller:
         return True
 
 
-def _peer_of(writer) -> str:
-    info = writer.get_extra_info("peername")
-    return f"{info[0]}:{info[1]}" if isinstance(info, tuple) and len(info) >= 2 else "unknown"
-
-
-def lateness_summary(values) -> dict[str, float]:
-    from o2o.testbed.timing import percentile
-
-    values = list(values)
-    return {"count": len(values), "p50_ms": percentile(values, 50) * 1e3,
-            "p99_ms": percentile(values, 99) * 1e3,
-            "max_ms": (max(values) * 1e3) if values else float("nan"),
-            "mean_ms": float(np.mean(values)) * 1e3 if values else float("nan")}
-
-
 async def notify_controller(host: str, port: int, key: bytes, store: str, version: int, sha256: str,
                             timeout_s: float = 10.0) -> None:
     """Tell a running controller (admin connection) that model ``version`` is in ``store``."""
     try:
-        conn = await P.open_connection(host, port, key, "admin", None, P.DEFAULT_MAX_FRAME_BYTES)
-    except (OSError, asyncio.TimeoutError, P.ProtocolError, asyncio.IncompleteReadError) as exc:
+        conn = await wire.open_connection(host, port, key, "admin", None, wire.DEFAULT_MAX_FRAME_BYTES)
+    except (OSError, asyncio.TimeoutError, wire.ProtocolError, asyncio.IncompleteReadError) as exc:
         raise UserError(f"cannot reach the controller at {host}:{port}: {exc}") from None
     try:
-        conn.send(P.ModelAvailable(store=store, version=version, sha256=sha256))
+        conn.send(wire.ModelAvailable(store=store, version=version, sha256=sha256))
         msg, _ = await asyncio.wait_for(conn.recv(), timeout_s)
-        if not isinstance(msg, P.Ready) or msg.model_version != version:
+        if not isinstance(msg, wire.Ready) or msg.model_version != version:
             raise UserError(f"the controller did not acknowledge model version {version}")
-    except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, P.ProtocolError) as exc:
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, wire.ProtocolError) as exc:
         raise UserError(f"the controller at {host}:{port} did not take the announcement: {exc}") from None
     finally:
         conn.close()

@@ -26,7 +26,7 @@ from typing import Callable
 from o2o.core.errors import UserError
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
-from o2o.testbed import protocol as P
+from o2o.testbed import wire
 from o2o.testbed.controller import Controller, ControllerSettings, EpisodeResult
 
 log = logging.getLogger("o2o.testbed.launcher")
@@ -60,7 +60,7 @@ class KillPlan:
 class LocalTestbed:
     scenario: Scenario
     network: Network
-    runtime: P.NodeRuntime = field(default_factory=P.NodeRuntime)
+    runtime: wire.NodeRuntime = field(default_factory=wire.NodeRuntime)
     heartbeat_timeout_s: float = 1.0
     log_dir: Path | None = None
     restart_killed: bool = True
@@ -82,7 +82,7 @@ class LocalTestbed:
 
     @property
     def key(self) -> bytes:
-        return P.token_key(self._token)
+        return wire.token_key(self._token)
 
     @property
     def token(self) -> str:
@@ -108,7 +108,7 @@ class LocalTestbed:
                 "--connect-wait", str(self.start_timeout_s), "--controller-grace", "2"]
 
     def spawn(self, i: int) -> subprocess.Popen:
-        env = dict(os.environ, **{P.TOKEN_ENV: self._token})
+        env = dict(os.environ, **{wire.TOKEN_ENV: self._token})
         out = open(self.log_dir / f"node-{i}.log", "ab")
         self._logs.append(out)
         proc = subprocess.Popen(self.node_command(i), stdin=subprocess.DEVNULL, stdout=out,

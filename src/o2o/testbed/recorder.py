@@ -34,14 +34,20 @@ import numpy as np
 
 from o2o.core.episodes import Episodes
 from o2o.core.network import Network
-from o2o.core.outcomes import DROP, EMPTY, EXEC_FAIL, PENDING, SUCCESS, TRANS_FAIL
+from o2o.core.outcomes import (
+    DROP,
+    EMPTY,
+    EXEC_FAIL,
+    OUTCOME_CODES,
+    PENDING,
+    SUCCESS,
+    TRANS_FAIL,
+)
 from o2o.core.scenario import Scenario
 from o2o.logs.records import EpisodeLog
-from o2o.testbed.protocol import Decision, TaskEvent, UnexpectedMessage
+from o2o.testbed.wire import Decision, TaskEvent, UnexpectedMessage
 
 STAGE_NEW, STAGE_SEND, STAGE_EXEC = 0, 1, 2
-OUTCOME_CODES = {"SUCCESS": SUCCESS, "DROP": DROP, "EXECUTION_FAILURE": EXEC_FAIL,
-                 "TRANSMISSION_FAILURE": TRANS_FAIL}
 
 
 class EpisodeRecorder:

@@ -13,10 +13,10 @@ import yaml
 
 from o2o.cli.main import build_parser
 from o2o.core.scenario import load_scenario
-from o2o.testbed import protocol as P
-from o2o.testbed.node import add_node_args
+from o2o.testbed import wire
+from o2o.testbed.node.cli import add_node_args
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"
 WORKLOADS = {"Deployment", "StatefulSet", "Job"}
 API = {"Namespace": "v1", "Secret": "v1", "Service": "v1", "PersistentVolumeClaim": "v1",
@@ -109,7 +109,7 @@ def test_node_pods_run_the_node_program_against_the_controller_service():
 def test_the_token_comes_from_the_secret(kind, name):
     _, c = container(kind, name)
     env = {e["name"]: e for e in c["env"]}
-    ref = env[P.TOKEN_ENV]["valueFrom"]["secretKeyRef"]
+    ref = env[wire.TOKEN_ENV]["valueFrom"]["secretKeyRef"]
     (secret,) = by_kind("Secret")
     assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
     assert "token" not in " ".join(c.get("args", [])).lower().replace("--token-file", "")

@@ -9,7 +9,7 @@ from o2o.core.episodes import sample_episodes
 from o2o.core.network import sample_network
 from o2o.core.outcomes import DROP, EMPTY, EXEC_FAIL, SUCCESS, TRANS_FAIL
 from o2o.core.scenario import load_scenario
-from o2o.testbed import protocol as P
+from o2o.testbed import wire
 from o2o.testbed.recorder import EpisodeRecorder
 
 EPOCH = 1000.0
@@ -25,13 +25,13 @@ def setup():
 
 def decide(rec, t, i, dest, prob=0.5):
     n = rec.N
-    rec.on_decision(i, P.Decision(episode=2, slot=t, node=i, has_task=True, action=dest, action_prob=prob,
+    rec.on_decision(i, wire.Decision(episode=2, slot=t, node=i, has_task=True, action=dest, action_prob=prob,
                                   exec_len=1, recv_len=[0] * n, peer_overloaded=[False] * n,
                                   received_at=EPOCH + t * 0.1, decided_at=EPOCH + t * 0.1 + 0.002))
 
 
 def end(rec, reporter, t, i, dest, outcome, at, **times):
-    rec.on_event(reporter, P.TaskEvent(episode=2, slot=t, source=i, dest=dest, kind="end",
+    rec.on_event(reporter, wire.TaskEvent(episode=2, slot=t, source=i, dest=dest, kind="end",
                                        outcome=outcome, end_at=at, **times))
 
 
@@ -41,7 +41,7 @@ def test_every_stage_of_a_dead_node_ends_as_the_table_says(setup):
     decide(rec, 0, 0, 1)                              # (0,0): 0 -> 1, on the wire towards 1
     decide(rec, 0, 1, 1)                              # (0,1): local at 1, in 1's execution queue
     decide(rec, 0, 2, 0)                              # (0,2): 2 -> 0, reaches 0 and runs there
-    rec.on_event(0, P.TaskEvent(episode=2, slot=0, source=2, dest=0, kind="arrived",
+    rec.on_event(0, wire.TaskEvent(episode=2, slot=0, source=2, dest=0, kind="arrived",
                                 tx_start=EPOCH + 0.01, tx_end=EPOCH + 0.05, exec_arrive=EPOCH + 0.05))
     decide(rec, 1, 1, 2)                              # (1,1): 1 -> 2: in 1's send queue
     # (1,0) and (1,2) never decided: (1,2) was handed to node 2, (1,0) to node 0.
@@ -88,18 +88,18 @@ def test_give_up_settles_the_rest_by_stage(setup):
 def test_reports_that_cannot_be_true_are_refused(setup):
     sc, net, rec = setup
     n = rec.N
-    with pytest.raises(P.UnexpectedMessage):       # someone else's decision
-        rec.on_decision(0, P.Decision(episode=2, slot=0, node=1, has_task=True, action=0, exec_len=0,
+    with pytest.raises(wire.UnexpectedMessage):       # someone else's decision
+        rec.on_decision(0, wire.Decision(episode=2, slot=0, node=1, has_task=True, action=0, exec_len=0,
                                       recv_len=[0] * n, peer_overloaded=[False] * n,
                                       received_at=0, decided_at=0))
-    with pytest.raises(P.UnexpectedMessage):       # wrong vector length
-        rec.on_decision(0, P.Decision(episode=2, slot=0, node=0, has_task=True, action=0, exec_len=0,
+    with pytest.raises(wire.UnexpectedMessage):       # wrong vector length
+        rec.on_decision(0, wire.Decision(episode=2, slot=0, node=0, has_task=True, action=0, exec_len=0,
                                       recv_len=[0], peer_overloaded=[False] * n, received_at=0, decided_at=0))
-    with pytest.raises(P.UnexpectedMessage):       # a destination that is not a node
+    with pytest.raises(wire.UnexpectedMessage):       # a destination that is not a node
         decide(rec, 0, 0, n)
     decide(rec, 0, 0, 1)
-    with pytest.raises(P.UnexpectedMessage):       # an event from a node that never held the task
+    with pytest.raises(wire.UnexpectedMessage):       # an event from a node that never held the task
         end(rec, 2, 0, 0, 1, "SUCCESS", EPOCH + 1)
-    with pytest.raises(P.UnexpectedMessage):       # another destination than decided
+    with pytest.raises(wire.UnexpectedMessage):       # another destination than decided
         end(rec, 0, 0, 0, 2, "DROP", EPOCH + 1)
     assert rec.outcome[0, 0] not in (EMPTY, SUCCESS, DROP)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -16,7 +18,7 @@ import pytest
 from o2o.cli.main import main
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
-from o2o.testbed import protocol as P
+from o2o.testbed import wire
 
 SMALL = ["--nodes", "3", "--set", "slots=12", "--set", "slot_s=0.05", "--set", "deadline_s=0.6",
          "--set", "task_size_kb=[200,1000]"]
@@ -45,7 +47,7 @@ def node_pids(tag: str) -> set[int]:
 
 def o2o(*args, timeout=240, tag: str = ""):
     env = dict(os.environ, **{RUN_TAG: tag})
-    env.pop(P.TOKEN_ENV, None)
+    env.pop(wire.TOKEN_ENV, None)
     return subprocess.run([sys.executable, "-m", "o2o.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
@@ -76,7 +78,7 @@ def test_bad_input_is_a_user_error_before_anything_starts(args, message, capsys,
 
 
 def test_node_without_a_token_is_refused(capsys, monkeypatch):
-    monkeypatch.delenv(P.TOKEN_ENV, raising=False)
+    monkeypatch.delenv(wire.TOKEN_ENV, raising=False)
     assert main(["testbed", "node", "--controller", "127.0.0.1:9"]) == 2
     assert "no testbed token" in capsys.readouterr().err
 
@@ -123,7 +125,7 @@ def test_trainer_announces_a_model_to_a_running_controller(tmp_path):
 
     sc = load_scenario("paper-testbed", ["nodes=3"])
     net = sample_network(sc, 0)
-    key = P.token_key("trainer-test-token-123")
+    key = wire.token_key("trainer-test-token-123")
     rng = np.random.default_rng(0)
     arrays = {k: rng.normal(size=s).astype(np.float32) for k, s in expected_shapes(3, (8,)).items()}
     manifest = save_model(str(tmp_path / "m" / "v000001"), arrays, nodes=3, hidden=(8,), version=1)
@@ -134,7 +136,7 @@ def test_trainer_announces_a_model_to_a_running_controller(tmp_path):
         try:
             await notify_controller("127.0.0.1", port, key, str(tmp_path / "m"), 1, manifest["sha256"])
             with pytest.raises(Exception, match="cannot reach|did not take"):
-                await notify_controller("127.0.0.1", port, P.token_key("not-the-right-token-x"),
+                await notify_controller("127.0.0.1", port, wire.token_key("not-the-right-token-x"),
                                         str(tmp_path / "m"), 1, manifest["sha256"], timeout_s=2)
             return c.model
         finally:
@@ -162,4 +164,69 @@ def test_o2o_pipeline_on_the_testbed(tmp_path):
     assert manifests[0]["training"]["phase"] == "offline" and manifests[0]["training"]["source"] == "testbed"
     assert manifests[1]["training"]["phase"] == "online" and manifests[1]["training"]["from_version"] == 1
     assert manifests[0]["sha256"] != manifests[1]["sha256"]
+    assert not node_pids(tag)
+
+
+def test_hand_started_nodes_log_their_index_and_stop_quietly(tmp_path):
+    """`o2o testbed controller` with nodes started by hand (no --index): each node's log lines
+    show the index it was given, and a node stopped with SIGTERM exits 0 without an error."""
+    tag = uuid.uuid4().hex
+    env = dict(os.environ, **{RUN_TAG: tag, wire.TOKEN_ENV: "hand-started-nodes-token-0123"})
+    ctrl = subprocess.Popen(
+        [sys.executable, "-m", "o2o.cli", "testbed", "controller", *SMALL, "--episodes", "1",
+         "--listen", "127.0.0.1:0", "--db", str(tmp_path / "c.db"), "--wait-nodes", "60",
+         "--keep-nodes", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    nodes = []
+    try:
+        for line in ctrl.stderr:                      # "controller listening on 127.0.0.1:PORT"
+            found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+            if found:
+                break
+        assert found, "the controller did not start"
+        nodes = [subprocess.Popen([sys.executable, "-m", "o2o.testbed.node", "--controller",
+                                   f"127.0.0.1:{found.group(1)}"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                 for _ in range(3)]
+        out, err = ctrl.communicate(timeout=120)
+        assert ctrl.returncode == 0, err
+        assert json.loads(out)["ratc"]["tasks"] > 0
+        for node in nodes:
+            node.send_signal(signal.SIGTERM)
+        logs = [node.communicate(timeout=30)[1] for node in nodes]
+    finally:
+        for p in (ctrl, *nodes):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [node.returncode for node in nodes] == [0, 0, 0]
+    indices = []
+    for log in logs:
+        got = re.search(r"node\[(\d)\] INFO registered as node (\d)", log)
+        assert got and got.group(1) == got.group(2), log
+        indices.append(int(got.group(1)))
+        assert "node[?]" not in log and "ERROR" not in log and "Traceback" not in log, log
+    assert sorted(indices) == [0, 1, 2]
+    assert not node_pids(tag)
+
+
+def test_compare_runs_the_simulators_episodes_on_the_testbed(tmp_path):
+    tag = uuid.uuid4().hex
+    got = o2o("testbed", "compare", *SMALL, "--episodes", "2", "--db", str(tmp_path / "c.db"), "--json",
+              tag=tag)
+    assert got.returncode == 0, got.stderr
+    out = json.loads(got.stdout)
+    sim = json.loads(o2o("simulate", "--scenario", "paper-testbed", "--set", "nodes=3",
+                         *SMALL[2:], "--episodes", "2", "--json").stdout)
+    assert [e["seed"] for e in out["episodes"]] == [0, 1]
+    assert out["simulator"] == pytest.approx(sim["ratc"]["success_rate"])
+    assert out["bound"] == pytest.approx(sim["bound"])
+    assert abs(out["difference"]) <= 0.1 and out["same_destination"] >= 0.8
+    assert out["changed_outcomes"]["total"] == sum(out["outcome_changes"].values())
+    from o2o.testbed.analysis import comparison_lines
+
+    lines = comparison_lines(out)        # header, rule, 2 episodes, rule, mean, bound, notes
+    assert lines[0].split()[:3] == ["episode", "seed", "tasks"]
+    assert lines[5].split()[:3] == ["mean", f"{out['simulator']:.4f}", f"{out['testbed']:.4f}"]
+    assert lines[6] == f"bound {out['bound']:.4f}"
     assert not node_pids(tag)

@@ -9,31 +9,36 @@ import struct
 import pytest
 
 from o2o.core.errors import UserError
-from o2o.testbed import protocol as P
+from o2o.testbed import wire
+from o2o.testbed.wire import frames
 
 TOKEN = "0123456789abcdef-test-token"
-KEY = P.token_key(TOKEN)
+KEY = wire.token_key(TOKEN)
 
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 20))
 
 
-async def pair(client_key=KEY, server_key=KEY, max_frame=P.DEFAULT_MAX_FRAME_BYTES, role="peer"):
+async def pair(client_key=KEY, server_key=KEY, max_frame=wire.DEFAULT_MAX_FRAME_BYTES, role="peer"):
     """A server and a client connection over loopback; returns (client, server, hello)."""
     accepted: asyncio.Future = asyncio.get_running_loop().create_future()
 
     async def on(reader, writer):
         try:
-            accepted.set_result(await P.server_handshake(reader, writer, server_key, max_frame))
+            accepted.set_result(await wire.server_handshake(reader, writer, server_key, max_frame))
         except BaseException as exc:  # noqa: BLE001 - handed to the test
             accepted.set_exception(exc)
 
     server = await asyncio.start_server(on, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        client = await P.open_connection("127.0.0.1", port, client_key, role, 3, max_frame)
-    except BaseException:
+        client = await wire.open_connection("127.0.0.1", port, client_key, role, 3, max_frame)
+    except BaseException as exc:
+        # The server's side ends too (the client hung up): hand its failure to the test, so that
+        # no future is left with an exception nobody retrieved.
+        done, _ = await asyncio.wait({accepted}, timeout=wire.HANDSHAKE_TIMEOUT_S + 1)
+        exc.server_error = accepted.exception() if done else None
         server.close()
         raise
     conn, hello = await accepted
@@ -52,16 +57,16 @@ def test_round_trip_both_directions_with_body():
     async def main():
         client, server, hello = await pair()
         assert hello.role == "peer" and hello.node == 3
-        client.send(P.Slot(episode=1, slot=2, task=P.TaskSpec(**task_spec())))
-        client.send(P.Chunk(episode=1, slot=2, source=3), b"x" * 70000)
-        server.send(P.ProbeAnswer(id=7, capacity_hz=1e10, node_fail_rate=0.05, exec_backlog_s=0.3,
+        client.send(wire.Slot(episode=1, slot=2, task=wire.TaskSpec(**task_spec())))
+        client.send(wire.Chunk(episode=1, slot=2, source=3), b"x" * 70000)
+        server.send(wire.ProbeAnswer(id=7, capacity_hz=1e10, node_fail_rate=0.05, exec_backlog_s=0.3,
                                   overloaded=True, exec_len=4))
         m1, b1 = await server.recv()
         m2, b2 = await server.recv()
         m3, _ = await client.recv()
-        assert isinstance(m1, P.Slot) and m1.task.sched_u == [0.1, 0.2, 0.3, 0.4] and len(b1) == 0
-        assert isinstance(m2, P.Chunk) and bytes(b2) == b"x" * 70000
-        assert isinstance(m3, P.ProbeAnswer) and m3.overloaded and m3.exec_len == 4
+        assert isinstance(m1, wire.Slot) and m1.task.sched_u == [0.1, 0.2, 0.3, 0.4] and len(b1) == 0
+        assert isinstance(m2, wire.Chunk) and bytes(b2) == b"x" * 70000
+        assert isinstance(m3, wire.ProbeAnswer) and m3.overloaded and m3.exec_len == 4
         client.close()
         server.close()
 
@@ -69,11 +74,13 @@ def test_round_trip_both_directions_with_body():
 
 
 def test_wrong_token_fails_the_handshake_on_both_sides():
-    other = P.token_key("another-token-of-16+chars")
+    other = wire.token_key("another-token-of-16+chars")
 
     async def main():
-        with pytest.raises(P.AuthError):
+        with pytest.raises(wire.AuthError) as refused:
             await pair(client_key=other)
+        # The client refused the server's challenge and hung up: the server got no hello.
+        assert isinstance(refused.value.server_error, asyncio.IncompleteReadError)
 
     run(main())
 
@@ -85,18 +92,18 @@ def test_server_rejects_a_hello_made_with_another_token():
 
         async def on(reader, writer):
             try:
-                await P.server_handshake(reader, writer, KEY, 1 << 20)
+                await wire.server_handshake(reader, writer, KEY, 1 << 20)
                 result.set_result("accepted")
-            except P.ProtocolError as exc:
+            except wire.ProtocolError as exc:
                 result.set_result(exc.reason)
 
         server = await asyncio.start_server(on, "127.0.0.1", 0)
         reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
-        header, _ = await P.read_frame(reader, KEY, 0, 1 << 16)          # the challenge
-        nonce = P.parse_message(header).nonce
-        wrong = P.token_key("not-the-shared-token!!")
-        hello = P.Hello(version=P.PROTOCOL_VERSION, role="peer", node=0, nonce="0" * 32)
-        writer.writelines(P.build_frame(P._hello_key(wrong, nonce), 0, hello))
+        header, _ = await wire.read_frame(reader, KEY, 0, 1 << 16)          # the challenge
+        nonce = wire.parse_message(header).nonce
+        wrong = wire.token_key("not-the-shared-token!!")
+        hello = wire.Hello(version=wire.PROTOCOL_VERSION, role="peer", node=0, nonce="0" * 32)
+        writer.writelines(wire.build_frame(frames._hello_key(wrong, nonce), 0, hello))
         assert await result == "unauthenticated"
         writer.close()
         server.close()
@@ -107,12 +114,12 @@ def test_server_rejects_a_hello_made_with_another_token():
 def test_tampered_frame_is_rejected():
     async def main():
         client, server, _ = await pair()
-        frame = b"".join(bytes(b) for b in P.build_frame(client._send_key, client._send_seq,
-                                                          P.Probe(id=1)))
+        frame = b"".join(bytes(b) for b in wire.build_frame(client._send_key, client._send_seq,
+                                                          wire.Probe(id=1)))
         tampered = bytearray(frame)
         tampered[-3] ^= 0x01                     # flip one bit of the header
         client.writer.write(bytes(tampered))
-        with pytest.raises(P.AuthError):
+        with pytest.raises(wire.AuthError):
             await server.recv()
 
     run(main())
@@ -121,12 +128,12 @@ def test_tampered_frame_is_rejected():
 def test_replayed_frame_is_rejected():
     async def main():
         client, server, _ = await pair()
-        frame = b"".join(bytes(b) for b in P.build_frame(client._send_key, client._send_seq, P.Probe(id=1)))
+        frame = b"".join(bytes(b) for b in wire.build_frame(client._send_key, client._send_seq, wire.Probe(id=1)))
         client.writer.write(frame)
         client.writer.write(frame)               # the same bytes again: its sequence number is old
         msg, _ = await server.recv()
         assert msg.id == 1
-        with pytest.raises(P.AuthError):
+        with pytest.raises(wire.AuthError):
             await server.recv()
 
     run(main())
@@ -137,7 +144,7 @@ def test_oversized_frame_is_rejected_before_reading_it():
         client, server, _ = await pair(max_frame=64 * 1024)
         # Only the length prefix is sent: the receiver must refuse on the length alone.
         client.writer.write(struct.pack(">I", 10 * 1024 * 1024))
-        with pytest.raises(P.FrameTooLarge):
+        with pytest.raises(wire.FrameTooLarge):
             await asyncio.wait_for(server.recv(), 2)
 
     run(main())
@@ -159,29 +166,29 @@ def test_authentic_but_malformed_message_is_dropped_and_the_stream_goes_on(heade
     async def main():
         client, server, _ = await pair()
         head = struct.pack(">I", len(header)) + header
-        tag = P._tag(client._send_key, client._send_seq, head)
-        client.writer.write(struct.pack(">I", P.TAG_BYTES + len(head)) + tag + head)
+        tag = frames._tag(client._send_key, client._send_seq, head)
+        client.writer.write(struct.pack(">I", wire.TAG_BYTES + len(head)) + tag + head)
         client._send_seq += 1
-        client.send(P.Probe(id=42))
-        with pytest.raises(P.MalformedMessage):
+        client.send(wire.Probe(id=42))
+        with pytest.raises(wire.MalformedMessage):
             await server.recv()
         msg, _ = await server.recv()              # the connection is still in step
-        assert isinstance(msg, P.Probe) and msg.id == 42
+        assert isinstance(msg, wire.Probe) and msg.id == 42
 
     run(main())
 
 
 def test_short_or_missing_token_is_a_user_error(monkeypatch):
     with pytest.raises(UserError, match="at least 16"):
-        P.token_key("short")
-    monkeypatch.delenv(P.TOKEN_ENV, raising=False)
-    with pytest.raises(UserError, match=P.TOKEN_ENV):
-        P.read_token(None)
+        wire.token_key("short")
+    monkeypatch.delenv(wire.TOKEN_ENV, raising=False)
+    with pytest.raises(UserError, match=wire.TOKEN_ENV):
+        wire.read_token(None)
 
 
 def test_messages_refuse_infinite_and_nan_numbers():
     with pytest.raises(Exception):
-        P.TaskSpec(**task_spec(deadline_s=math.inf))
+        wire.TaskSpec(**task_spec(deadline_s=math.inf))
     with pytest.raises(Exception):
-        P.ProbeAnswer(id=1, capacity_hz=1.0, node_fail_rate=0.0, exec_backlog_s=math.nan,
+        wire.ProbeAnswer(id=1, capacity_hz=1.0, node_fail_rate=0.0, exec_backlog_s=math.nan,
                       overloaded=False, exec_len=0)

@@ -18,7 +18,6 @@ import time
 import numpy as np
 import pytest
 
-from o2o.cli.testbed import compare_logs, run_phase
 from o2o.core.episodes import sample_episodes
 from o2o.core.network import sample_network
 from o2o.core.outcomes import EXEC_FAIL, PENDING, SUCCESS, TRANS_FAIL
@@ -27,8 +26,11 @@ from o2o.logs.records import episode_logs_from_rollout
 from o2o.logs.store import LogStore
 from o2o.models import expected_shapes, save_model
 from o2o.sim import make_scheduler
-from o2o.testbed import protocol as P
+from o2o.testbed import wire
+from o2o.testbed.analysis import compare_logs
 from o2o.testbed.launcher import KillPlan, LocalTestbed
+from o2o.testbed.phase import run_phase
+from o2o.testbed.wire import frames
 
 OVERRIDES = ["nodes=4", "slot_s=0.05", "slots=16", "arrival_prob=[0.4,0.9]", "task_size_kb=[200,1000]",
              "deadline_s=0.6", "node_fail_rate=[2,5]", "link_fail_rate=[2,5]"]
@@ -42,7 +44,7 @@ class Harness:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.tb = LocalTestbed(scenario, network, heartbeat_timeout_s=0.5, log_dir=log_dir,
-                               runtime=P.NodeRuntime(heartbeat_s=0.05))
+                               runtime=wire.NodeRuntime(heartbeat_s=0.05))
         self.call(self.tb.start())
 
     def call(self, coro, timeout=120):
@@ -65,6 +67,11 @@ def setup(tmp_path_factory):
     procs = list(h.tb._all_procs)
     h.close()
     assert all(p.poll() is not None for p in procs), "a node process outlived the testbed"
+    # Every node shut down quietly when the controller asked it to.
+    for i in range(network.n):
+        log = h.tb.node_log(i)
+        assert "shutdown requested by the controller" in log
+        assert "Traceback" not in log and "Exception in callback" not in log, log[-3000:]
 
 
 def sim_logs(scenario, network, seeds, name):
@@ -118,27 +125,27 @@ async def rogue(host, port, what):
             # Read the challenge without checking it, answer with a hello made with another token.
             length = struct.unpack(">I", await reader.readexactly(4))[0]
             data = await reader.readexactly(length)
-            nonce = P.parse_message(data[P.TAG_BYTES + 4:]).nonce
-            wrong = P.token_key("definitely-the-wrong-token")
-            hello = P.Hello(version=P.PROTOCOL_VERSION, role="peer", node=1, nonce="b" * 32)
-            writer.writelines(P.build_frame(P._hello_key(wrong, nonce), 0, hello))
+            nonce = wire.parse_message(data[wire.TAG_BYTES + 4:]).nonce
+            wrong = wire.token_key("definitely-the-wrong-token")
+            hello = wire.Hello(version=wire.PROTOCOL_VERSION, role="peer", node=1, nonce="b" * 32)
+            writer.writelines(wire.build_frame(frames._hello_key(wrong, nonce), 0, hello))
         else:
-            header, _ = await P.read_frame(reader, h_key, 0, 1 << 16)
-            nonce = P.parse_message(header).nonce
-            hello = P.Hello(version=P.PROTOCOL_VERSION, role="peer", node=1, nonce="a" * 32)
-            writer.writelines(P.build_frame(P._hello_key(h_key, nonce), 0, hello))
-            c2s, _ = P._session_keys(h_key, nonce, "a" * 32)
-            conn = P.FramedConnection(reader, writer, c2s, c2s, 1 << 20, "rogue")
+            header, _ = await wire.read_frame(reader, h_key, 0, 1 << 16)
+            nonce = wire.parse_message(header).nonce
+            hello = wire.Hello(version=wire.PROTOCOL_VERSION, role="peer", node=1, nonce="a" * 32)
+            writer.writelines(wire.build_frame(frames._hello_key(h_key, nonce), 0, hello))
+            c2s, _ = frames._session_keys(h_key, nonce, "a" * 32)
+            conn = wire.FramedConnection(reader, writer, c2s, c2s, 1 << 20, "rogue")
             if what == "oversized":
                 writer.write(struct.pack(">I", 512 * 1024 * 1024))
             elif what == "schema":
-                conn.send(P.Chunk(episode=0, slot=0, source=1), b"")   # fine frame, then bad ones:
+                conn.send(wire.Chunk(episode=0, slot=0, source=1), b"")   # fine frame, then bad ones:
                 bad = b'{"type": "payload_begin", "size_bytes": -4}'
                 head = struct.pack(">I", len(bad)) + bad
-                writer.write(struct.pack(">I", P.TAG_BYTES + len(head)) + P._tag(c2s, conn._send_seq, head) + head)
+                writer.write(struct.pack(">I", wire.TAG_BYTES + len(head)) + frames._tag(c2s, conn._send_seq, head) + head)
                 conn._send_seq += 1
-                conn.send(P.Chunk(episode=0, slot=3, source=2), b"x" * 10)  # claims another node's task
-                conn.send(P.EpisodeEnd(episode=0))                          # not a data message
+                conn.send(wire.Chunk(episode=0, slot=3, source=2), b"x" * 10)  # claims another node's task
+                conn.send(wire.EpisodeEnd(episode=0))                          # not a data message
         await writer.drain()
         try:   # the node may have sent its challenge; then it must hang up
             while await asyncio.wait_for(reader.read(1 << 16), 2):

@@ -53,7 +53,7 @@ def o2o(*args, timeout=240, tag: str = ""):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["testbed", "run", "--nodes", "1"], "--nodes must be at least 2"),
+    (["testbed", "run", "--nodes", "1"], "argument --nodes: must be at least 2, got 1"),
     (["testbed", "run", "--nodes", "4", "--kill-node", "9@3"], "node 9 does not exist"),
     (["testbed", "run", "--kill-node", "1@500"], "slot 500 is past"),
     (["testbed", "run", "--kill-node", "one"], "must look like NODE@SLOT"),
@@ -61,7 +61,7 @@ def o2o(*args, timeout=240, tag: str = ""):
     (["testbed", "run", "--scheduler", "drl"], "needs --model"),
     (["testbed", "run", "--scheduler", "best"], "unknown scheduler"),
     (["testbed", "run", "--set", "slot_s=-1"], "slot_s"),
-    (["testbed", "run", "--episodes", "0"], "--episodes must be at least 1"),
+    (["testbed", "run", "--episodes", "0"], "argument --episodes: must be at least 1, got 0"),
     (["testbed", "run", "--heartbeat-timeout", "0.05"], "--heartbeat-timeout longer"),
     (["testbed", "node", "--controller", "localhost"], "HOST:PORT"),
     (["testbed", "trainer", "--db", "x.db", "--store", "m"], "--run ID"),

@@ -10,9 +10,14 @@ import logging
 import os
 import sys
 
+from o2o.cli.common import COUNT, SEED, at_least
+from o2o.cli.learn import add_reward_credit_arg, add_settings_arg
+from o2o.core import seeds
 from o2o.core.errors import UserError
+from o2o.core.limits import check_testbed
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
+from o2o.learn.settings import learner_settings
 from o2o.testbed import wire
 from o2o.testbed.analysis import (
     bench_lines,
@@ -23,13 +28,12 @@ from o2o.testbed.analysis import (
     measurement_lines,
     simulator_logs,
 )
-from o2o.testbed.launcher import KillPlan, LocalTestbed
+from o2o.testbed.launcher import KillPlan
 from o2o.testbed.phase import (
     TestbedRun,
     TestbedSetup,
     run_attached,
     run_local,
-    run_phase,
 )
 
 DEFAULT_DB = "runs/testbed.db"
@@ -41,10 +45,10 @@ def add_scenario_and_runtime_args(p: argparse.ArgumentParser) -> None:
     from o2o.cli.common import add_scenario_args
 
     add_scenario_args(p, default="paper-testbed")
-    p.add_argument("--nodes", type=int, default=None,
+    p.add_argument("--nodes", type=at_least(2), default=None,
                    help="number of edge nodes (default: the scenario's; paper-testbed has 10)")
-    p.add_argument("--episodes", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
+    p.add_argument("--episodes", type=COUNT, default=5, help="episodes to run (default 5)")
+    p.add_argument("--seed", type=SEED, default=0, help="first episode seed (default 0)")
     p.add_argument("--exec-mode", choices=["emulated", "compute"], default="emulated",
                    help="emulated: busy for c/F_j seconds (default); compute: burn real CPU work")
     p.add_argument("--compute-scale", type=float, default=1.0,
@@ -60,14 +64,11 @@ def add_scenario_and_runtime_args(p: argparse.ArgumentParser) -> None:
 
 
 def testbed_setup(args) -> TestbedSetup:
-    if args.episodes < 1:
-        raise UserError("--episodes must be at least 1")
     overrides = list(args.overrides)
     if args.nodes is not None:
-        if args.nodes < 2:
-            raise UserError(f"--nodes must be at least 2, got {args.nodes}")
         overrides.append(f"nodes={args.nodes}")
     scenario = load_scenario(args.scenario, overrides)
+    check_testbed(scenario.nodes)
     if args.heartbeat <= 0 or args.heartbeat_timeout <= args.heartbeat:
         raise UserError("--heartbeat must be > 0 and --heartbeat-timeout longer than --heartbeat")
     if args.probe_timeout <= 0:
@@ -207,23 +208,22 @@ def cmd_controller(args) -> int:
 # ------------------------------------------------------------------------------ o2o testbed trainer
 def cmd_trainer(args) -> int:
     from o2o.learn.from_logs import finetune_from_logs, train_offline_from_logs
-    from o2o.learn.settings import OfflineSettings, OnlineSettings, with_overrides
     from o2o.logs.store import LogStore
     from o2o.testbed.controller import notify_controller
 
     if not args.run:
         raise UserError("give the runs to learn from with --run ID (see `o2o logs summary --db ...`)")
+    settings = learner_settings(args.settings, **{args.mode: args.set_hparam},
+                                reward_credit=args.reward_credit)
     with LogStore.open(args.db) as store:
         if args.mode == "offline":
-            if args.steps < 1:
-                raise UserError("--steps must be at least 1")
-            settings = with_overrides(OfflineSettings(), args.set_hparam)
             published = train_offline_from_logs(store, args.run, args.store, steps=args.steps,
-                                                seed=args.seed, settings=settings,
+                                                seed=args.seed, settings=settings.offline,
+                                                reward_credit=settings.reward_credit,
                                                 show_progress=not args.json)
         else:
-            settings = with_overrides(OnlineSettings(), args.set_hparam)
-            published = finetune_from_logs(store, args.run, args.store, seed=args.seed, settings=settings)
+            published = finetune_from_logs(store, args.run, args.store, seed=args.seed,
+                                           settings=settings.online)
     if args.notify:
         host, port = wire.parse_host_port(args.notify, "--notify")
         key = wire.token_key(wire.read_token(args.token_file))
@@ -241,104 +241,39 @@ def cmd_trainer(args) -> int:
 
 
 # ------------------------------------------------------------------------------ o2o testbed o2o
-TRAIN_SEED_BASE = 1_000_000   # training episodes never reuse the evaluation seeds 0, 1, ...
-
-
 def cmd_o2o(args) -> int:
-    """The O2O-DRL pipeline on the testbed (paper VI-B): heuristic logs, offline training,
-    online fine-tuning with model hot-swap, evaluation."""
-    from o2o.learn.from_logs import finetune_from_logs, train_offline_from_logs
-    from o2o.learn.settings import OfflineSettings, OnlineSettings, with_overrides
+    """The O2O-DRL pipeline on the testbed (paper VI-B): ``o2o.experiments.testbed_job``."""
+    from o2o.cli.common import format_table, summarize
+    from o2o.experiments.testbed_job import TestbedPlan, run_testbed_o2o
     from o2o.logs.db import describe_db
-    from o2o.logs.store import LogStore
 
     setup = testbed_setup(args)
-    scenario, network, runtime = setup.scenario, setup.network, setup.runtime
     check_scheduler(args.heuristic, None)
-    for name, value in (("--collect-episodes", args.collect_episodes), ("--offline-steps", args.offline_steps),
-                        ("--online-rounds", args.online_rounds), ("--episodes-per-round", args.episodes_per_round)):
-        if value < (0 if name == "--online-rounds" else 1):
-            raise UserError(f"{name} must be at least {0 if name == '--online-rounds' else 1}, got {value}")
-    offline_settings = with_overrides(OfflineSettings(), args.set_offline)
-    online_settings = with_overrides(OnlineSettings(), args.set_online)
-    model_store = args.store
-    from o2o.models import ModelStore
-
-    if ModelStore(model_store).latest() is not None:
-        raise UserError(f"model store {model_store} already holds versions; give a new --store "
-                        "folder so that the pipeline's versions are its own")
-    eval_seeds = [args.seed + k for k in range(args.episodes)]
-    train_seed = TRAIN_SEED_BASE * (args.seed + 1)
-    baselines = [b for b in args.baseline if b != args.heuristic]
+    for name in args.baseline:
+        check_scheduler(name, None)
+    plan = TestbedPlan(args.collect_episodes, args.offline_steps, args.online_rounds,
+                       args.episodes_per_round, args.episodes)
+    settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit)
     _setup_logging(args.verbose)
-    quiet = args.json
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))  # noqa: E731
-
-    async def main():
-        results: dict[str, TestbedRun] = {}
-        with LogStore.open(args.db, create=True) as store:
-            async with LocalTestbed(scenario, network, runtime=runtime,
-                                    heartbeat_timeout_s=args.heartbeat_timeout, log_dir=args.log_dir) as tb:
-                common = dict(network_seed=args.network_seed)
-                # 1. Heuristic control: logs of the heuristic (paper VI-B, first part).
-                say(f"[1/4] {args.heuristic}: {args.collect_episodes} episodes of logs")
-                collect = await run_phase(tb, store, scenario, network, args.heuristic,
-                                          [train_seed + k for k in range(args.collect_episodes)],
-                                          phase="heuristic", **common)
-                # 2. Offline training from the logs; the nodes load the model (hot-swap).
-                say(f"[2/4] offline training, {args.offline_steps} steps on run {collect.run_id}")
-                offline = await asyncio.to_thread(
-                    train_offline_from_logs, store, [collect.run_id], model_store,
-                    steps=args.offline_steps, seed=args.seed, settings=offline_settings)
-                versions = {"offline": offline.version}
-                await tb.controller.announce_model(model_store, offline.version, offline.sha256)
-                # 3. Online fine-tuning: episodes with the current model, one PPO update per round.
-                current = offline
-                first = train_seed + args.collect_episodes
-                for r in range(args.online_rounds):
-                    seeds = [first + r * args.episodes_per_round + k for k in range(args.episodes_per_round)]
-                    say(f"[3/4] online round {r + 1}/{args.online_rounds}: {len(seeds)} episodes with model "
-                        f"version {current.version}")
-                    online = await run_phase(tb, store, scenario, network, "drl", seeds, phase="online",
-                                             policy_version=current.version, **common)
-                    current = await asyncio.to_thread(
-                        finetune_from_logs, store, [online.run_id], model_store, seed=args.seed + r,
-                        settings=online_settings, version=current.version)
-                    await tb.controller.announce_model(model_store, current.version, current.sha256)
-                versions["o2o"] = current.version
-                # 4. Evaluation on the evaluation seeds.
-                say(f"[4/4] evaluation: {len(eval_seeds)} episodes each")
-                for name in [args.heuristic, *baselines]:
-                    results[name] = await run_phase(tb, store, scenario, network, name, eval_seeds,
-                                                    phase="evaluation", **common)
-                for label, pub in (("offline-only", offline), ("o2o-drl", current)):
-                    await tb.controller.announce_model(model_store, pub.version, pub.sha256)
-                    results[label] = await run_phase(tb, store, scenario, network, "drl", eval_seeds,
-                                                     phase="evaluation", policy_version=pub.version,
-                                                     note=label, **common)
-                loaded = {i: h.ready for i, h in tb.controller.nodes.items()}
-                return results, versions, collect.run_id, loaded
-
-    results, versions, collect_run, loaded = asyncio.run(main())
-    from o2o.cli.common import format_table, summarize
-
-    bound = episode_bound_mean(scenario, network, eval_seeds)
-    summaries = {name: summarize(run.metrics(), extended=not args.json) for name, run in results.items()}
-    # Every node reported the version it loaded, verified by checksum, before each drl phase.
-    final_version = versions["o2o"]
-    nodes_on_final = sorted(i for i, rounds in loaded.items()
-                            if rounds and max(rounds.items())[1].model_version == final_version)
+    say = (lambda _msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    report = run_testbed_o2o(setup, plan, settings, db=args.db, model_store=args.store,
+                             heuristic=args.heuristic, baselines=args.baseline,
+                             training_seed=args.training_seed, eval_seeds=episode_seeds(args), say=say)
+    scenario, network = setup.scenario, setup.network
+    bound = episode_bound_mean(scenario, network, report.eval_seeds)
+    summaries = {name: summarize(run.metrics(), extended=not args.json) for name, run in report.runs.items()}
     if args.json:
-        print(json.dumps({**summaries, "bound": bound, "model_versions": versions,
-                          "nodes_on_final_model": nodes_on_final, "store": model_store}))
+        print(json.dumps({**summaries, "bound": bound, "model_versions": report.versions,
+                          "nodes_on_final_model": report.nodes_on_final_model, "store": args.store}))
         return 0
     print(f"O2O-DRL on the testbed: scenario {scenario.name}, {network.n} node processes, "
-          f"{args.collect_episodes} heuristic episodes ({args.heuristic}, run {collect_run}), "
-          f"{args.offline_steps} offline steps, {args.online_rounds} x {args.episodes_per_round} online "
-          f"episodes; evaluation episodes {eval_seeds[0]}..{eval_seeds[-1]}")
+          f"{plan.collect_episodes} heuristic episodes ({args.heuristic}, run {report.collect_run}), "
+          f"{plan.offline_steps} offline steps, {plan.online_rounds} x {plan.episodes_per_round} online "
+          f"episodes; evaluation episodes {report.eval_seeds[0]}..{report.eval_seeds[-1]}")
     print(format_table(summaries, bound))
-    print(f"models in {model_store}: offline-only = version {versions['offline']}, o2o-drl = version "
-          f"{final_version}; nodes {nodes_on_final} ran version {final_version} (checksum verified)")
+    final = report.versions["o2o"]
+    print(f"models in {args.store}: offline-only = version {report.versions['offline']}, o2o-drl = "
+          f"version {final}; nodes {report.nodes_on_final_model} ran version {final} (checksum verified)")
     print(f"task log: {describe_db(args.db)}")
     return 0
 
@@ -407,16 +342,18 @@ def register(sub, bench) -> None:
 
     tr = tsub.add_parser("trainer", help="train from the testbed's task logs and publish to the model store")
     tr.add_argument("--db", required=True, help="task log to read")
-    tr.add_argument("--run", type=int, action="append", default=[], metavar="ID",
+    tr.add_argument("--run", type=COUNT, action="append", default=[], metavar="ID",
                     help="run(s) to learn from (repeatable)")
     tr.add_argument("--store", required=True, help="model store: a folder or fsspec URL")
     tr.add_argument("--mode", choices=["offline", "online"], default="offline",
                     help="offline: Algorithm 1 on the runs; online: one Algorithm 2 update on episodes "
                          "run with the store's latest model")
-    tr.add_argument("--steps", type=int, default=5000, help="offline gradient steps (default 5000)")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--steps", type=COUNT, default=5000, help="offline gradient steps (default 5000)")
+    tr.add_argument("--seed", type=SEED, default=0, help="training seed (default 0)")
+    add_settings_arg(tr)
+    add_reward_credit_arg(tr, "offline: of the data set, default the settings'; online: the model's")
     tr.add_argument("--set-hparam", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a learner setting (repeatable)")
+                    help="override a setting of the chosen --mode's algorithm (repeatable)")
     tr.add_argument("--notify", default=None, metavar="HOST:PORT",
                     help="announce the new version to the controller there (admin connection)")
     tr.add_argument("--token-file", default=None, help=f"token for --notify (default: ${wire.TOKEN_ENV})")
@@ -428,16 +365,24 @@ def register(sub, bench) -> None:
     o.add_argument("--heuristic", default="ratc", help="heuristic that collects the logs (default ratc)")
     o.add_argument("--baseline", action="append", default=["rda"], metavar="NAME",
                    help="other heuristics to evaluate (default rda; repeatable)")
-    o.add_argument("--collect-episodes", type=int, default=20)
-    o.add_argument("--offline-steps", type=int, default=3000)
-    o.add_argument("--online-rounds", type=int, default=5, help="fine-tuning rounds (one PPO update each)")
-    o.add_argument("--episodes-per-round", type=int, default=2)
+    o.set_defaults(seed=seeds.TEST.start)
+    o.add_argument("--collect-episodes", type=COUNT, default=20,
+                   help="heuristic episodes logged for offline training (default 20)")
+    o.add_argument("--offline-steps", type=COUNT, default=3000, help="offline gradient steps (default 3000)")
+    o.add_argument("--online-rounds", type=at_least(0), default=5,
+                   help="fine-tuning rounds, one PPO update each (default 5)")
+    o.add_argument("--episodes-per-round", type=COUNT, default=2, help="episodes per round (default 2)")
+    o.add_argument("--training-seed", type=SEED, default=0, help="training seed (default 0)")
     o.add_argument("--store", required=True, help="a new model store folder (or fsspec URL) for this pipeline")
     o.add_argument("--db", default=DEFAULT_DB, help=f"task log (default {DEFAULT_DB})")
-    o.add_argument("--set-offline", action="append", default=[], metavar="KEY=VALUE")
-    o.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE")
-    o.add_argument("--json", action="store_true")
-    o.add_argument("--verbose", action="store_true")
+    add_settings_arg(o)
+    add_reward_credit_arg(o, "of the logged data set; default the settings'")
+    o.add_argument("--set-offline", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an offline hyper-parameter (repeatable)")
+    o.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an online hyper-parameter (repeatable)")
+    o.add_argument("--json", action="store_true", help="print one JSON object")
+    o.add_argument("--verbose", action="store_true", help="log the controller's events on stderr")
     o.set_defaults(func=cmd_o2o)
 
     n = tsub.add_parser("node", help="run one edge node (connects to a controller)")

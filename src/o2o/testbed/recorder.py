@@ -33,14 +33,13 @@ import asyncio
 import numpy as np
 
 from o2o.core.episodes import Episodes
+from o2o.core.metrics import episode_metrics
 from o2o.core.network import Network
 from o2o.core.outcomes import (
-    DROP,
     EMPTY,
     EXEC_FAIL,
     OUTCOME_CODES,
     PENDING,
-    SUCCESS,
     TRANS_FAIL,
 )
 from o2o.core.scenario import Scenario
@@ -231,20 +230,13 @@ class EpisodeRecorder:
         return log
 
     def metrics(self) -> dict:
-        """This episode's figures in the simulator's ``Engine.metrics`` terms (one episode)."""
-        count = lambda code: int((self.outcome == code).sum())  # noqa: E731
-        tasks, success = int(self.has_task.sum()), count(SUCCESS)
-        end_s = self.end_at - self.epoch
-        ok = self.outcome == SUCCESS
-        completion = float((end_s - self.arrive_s)[ok].sum()) / max(success, 1)
-        span = max(float(np.nanmax(np.where(self.has_task, end_s, 0.0), initial=0.0)),
-                   self.T * self.scenario.slot_s)
-        ran = ~np.isnan(self.exec_start) & ((self.outcome == SUCCESS) | (self.outcome == EXEC_FAIL))
-        busy = np.zeros(self.N)
-        np.add.at(busy, self.dest[ran], (self.end_at - self.exec_start)[ran])
-        return {"tasks": tasks, "success": success, "drop": count(DROP), "exec_fail": count(EXEC_FAIL),
-                "trans_fail": count(TRANS_FAIL), "success_rate": success / max(tasks, 1),
-                "mean_completion_s": completion, "node_utilisation": busy / span}
+        """This episode's figures, defined as the simulator's (``o2o.core.metrics``)."""
+        rel = lambda a: (a - self.epoch)[None]  # noqa: E731  (seconds since the episode's start)
+        # A transmission that did not arrive ended with the task (its drop or failure).
+        tx_end = np.where(np.isnan(self.tx_end), self.end_at, self.tx_end)
+        m = episode_metrics(self.has_task[None], self.outcome[None], self.dest[None], rel(self.end_at),
+                            rel(self.exec_start), self.scenario.slot_s, rel(self.tx_start), rel(tx_end))
+        return {k: v[0] for k, v in m.items()}
 
 
 def stack_metrics(per_episode: list[dict]) -> dict[str, np.ndarray]:

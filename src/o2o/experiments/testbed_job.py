@@ -1,0 +1,116 @@
+"""O2O-DRL on the testbed (paper VI-B), ``o2o testbed o2o``: the same phases as the main job, but
+every episode runs on real node processes and every learning step reads the testbed's own task
+log.
+
+1. **Heuristic control**: the heuristic's episodes (seeds from ``LOGS``) are logged.
+2. **Offline training** (Algorithm 1) on those logs; the policy is published to the model store
+   and the nodes hot-swap to it.
+3. **Online fine-tuning**: rounds of episodes with the current model (seeds from ``online(k)``),
+   each followed by one Algorithm 2 update on that round's logs and a new published version.
+4. **Evaluation** of the heuristics, offline-only and O2O-DRL on the same held-out episodes
+   (``TEST``).
+
+The learner starts from the same settings as the main job (``o2o.learn.settings``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Callable
+
+from o2o.core import seeds
+from o2o.core.errors import UserError
+from o2o.learn.from_logs import Published, finetune_from_logs, train_offline_from_logs
+from o2o.learn.settings import LearnerSettings
+from o2o.logs.store import LogStore
+from o2o.models import ModelStore
+from o2o.testbed.phase import TestbedRun, TestbedSetup, run_phase
+
+
+@dataclass(frozen=True)
+class TestbedPlan:
+    """How much of each phase; the paper's testbed budget is 200 logged episodes and 50 online
+    episodes, the default here is a run of a few minutes."""
+
+    __test__ = False   # not a pytest test class
+
+    collect_episodes: int = 20
+    offline_steps: int = 3000
+    online_rounds: int = 5
+    episodes_per_round: int = 2
+    eval_episodes: int = 5
+
+
+@dataclass
+class TestbedReport:
+    """The phases' runs (by method name), the model versions, and which version each node ran."""
+
+    __test__ = False
+
+    runs: dict[str, TestbedRun]
+    versions: dict[str, int]
+    collect_run: int
+    eval_seeds: list[int]
+    nodes_on_final_model: list[int] = field(default_factory=list)
+
+
+async def _testbed_o2o(tb, store, setup: TestbedSetup, plan: TestbedPlan, settings: LearnerSettings,
+                       model_store: str, heuristic: str, baselines: list[str], training_seed: int,
+                       eval_seeds: list[int], say: Callable[[str], None]) -> TestbedReport:
+    common = {"network_seed": setup.network_seed}
+    sc, net = setup.scenario, setup.network
+    say(f"[1/4] {heuristic}: {plan.collect_episodes} episodes of logs")
+    collect = await run_phase(tb, store, sc, net, heuristic, seeds.LOGS.take(plan.collect_episodes),
+                              phase="heuristic", **common)
+    say(f"[2/4] offline training, {plan.offline_steps} steps on run {collect.run_id}")
+    offline: Published = await asyncio.to_thread(
+        train_offline_from_logs, store, [collect.run_id], model_store, steps=plan.offline_steps,
+        seed=training_seed, settings=settings.offline, reward_credit=settings.reward_credit)
+    await tb.controller.announce_model(model_store, offline.version, offline.sha256)
+    current = offline
+    online_seeds = seeds.online(training_seed)
+    for r in range(plan.online_rounds):
+        round_seeds = online_seeds.take(plan.episodes_per_round, r * plan.episodes_per_round)
+        say(f"[3/4] online round {r + 1}/{plan.online_rounds}: {len(round_seeds)} episodes with "
+            f"model version {current.version}")
+        online = await run_phase(tb, store, sc, net, "drl", round_seeds, phase="online",
+                                 policy_version=current.version, **common)
+        current = await asyncio.to_thread(
+            finetune_from_logs, store, [online.run_id], model_store, seed=training_seed + r,
+            settings=settings.online, version=current.version)
+        await tb.controller.announce_model(model_store, current.version, current.sha256)
+    say(f"[4/4] evaluation: {len(eval_seeds)} episodes each")
+    runs: dict[str, TestbedRun] = {}
+    for name in [heuristic, *baselines]:
+        runs[name] = await run_phase(tb, store, sc, net, name, eval_seeds, phase="evaluation", **common)
+    for label, published in (("offline-only", offline), ("o2o-drl", current)):
+        await tb.controller.announce_model(model_store, published.version, published.sha256)
+        runs[label] = await run_phase(tb, store, sc, net, "drl", eval_seeds, phase="evaluation",
+                                      policy_version=published.version, note=label, **common)
+    # Every node reported the version it loaded, verified by checksum, before each drl phase.
+    nodes_on_final = sorted(i for i, h in tb.controller.nodes.items()
+                            if h.ready and max(h.ready.items())[1].model_version == current.version)
+    return TestbedReport(runs, {"offline": offline.version, "o2o": current.version},
+                         collect.run_id, eval_seeds, nodes_on_final)
+
+
+def run_testbed_o2o(setup: TestbedSetup, plan: TestbedPlan, settings: LearnerSettings, *, db: str,
+                    model_store: str, heuristic: str = "ratc", baselines: list[str] = ("rda",),
+                    training_seed: int = 0, eval_seeds: list[int] | None = None,
+                    say: Callable[[str], None] = lambda _msg: None) -> TestbedReport:
+    """Bring a local testbed up, run the four phases with the task log in ``db`` and the
+    models in a new ``model_store``, take the testbed down."""
+    if ModelStore(model_store).latest() is not None:
+        raise UserError(f"model store {model_store} already holds versions; give a new --store "
+                        "folder so that the pipeline's versions are its own")
+    eval_seeds = list(eval_seeds) if eval_seeds is not None else seeds.TEST.take(plan.eval_episodes)
+    baselines = [b for b in baselines if b != heuristic]
+
+    async def main() -> TestbedReport:
+        with LogStore.open(db, create=True) as store:
+            async with setup.local_testbed() as tb:
+                return await _testbed_o2o(tb, store, setup, plan, settings, model_store, heuristic,
+                                          baselines, training_seed, eval_seeds, say)
+
+    return asyncio.run(main())

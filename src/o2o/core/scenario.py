@@ -134,13 +134,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "link_rate_mbps": [10, 40], "node_fail_rate": [0.0, 0.1], "link_fail_rate": [0.0, 0.03],
         "queue_coef": 3.0,
     },
-    "paper-testbed": {
-        "name": "paper-testbed", "nodes": 10, "slot_s": 0.1, "slots": 50,
-        "arrival_prob": [0.0, 1.0], "task_size_kb": [500, 2500], "complexity": [400, 800],
-        "deadline_s": 1.0, "cores": [4, 8, 16, 20, 24, 28, 32], "core_hz": 3e9,
-        "link_rate_mbps": [10, 40], "node_fail_rate": [0.0, 0.1], "link_fail_rate": [0.0, 0.03],
-        "queue_coef": 3.0,
-    },
+}
+# The testbed (paper VI): fewer nodes, shorter slots and episodes, smaller and lighter tasks.
+PRESETS["paper-testbed"] = {
+    **PRESETS["paper-sim"], "name": "paper-testbed", "nodes": 10, "slot_s": 0.1, "slots": 50,
+    "task_size_kb": [500, 2500], "complexity": [400, 800], "deadline_s": 1.0,
 }
 
 

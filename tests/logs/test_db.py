@@ -167,15 +167,28 @@ def test_reading_a_log_where_nothing_can_be_written(tmp_path, monkeypatch):
         assert [r["episodes"] for r in store.summary()] == [2]
         assert len(list(store.read_episodes(run_id))) == 2
     assert _listing(tmp_path) == before
-    # A writer has the log open (its -wal holds a run not yet in the main file).
+    # A writer has the log open (its -wal holds a run not yet in the main file); this process
+    # writes it, then reads it as one that cannot write would.
     scenario, network, logs = _run(SMALL, [3])
+    monkeypatch.undo()
     with LogStore.open(target) as writer:
         with writer.start_run(scenario, network, "random") as run:
             run.write_episodes(logs)
         assert (tmp_path / "log.db-wal").exists()
+        monkeypatch.setattr(db_module, "_writable", lambda path: False)
         with LogStore.open(target, read_only=True) as store:
             assert "immutable" not in str(store.engine.url)
             assert [r["scheduler"] for r in store.summary()] == ["ratc", "random"]
+
+
+def test_writing_where_nothing_can_be_written_is_refused(tmp_path, monkeypatch):
+    target = tmp_path / "log.db"
+    _log_with_a_run(target)
+    monkeypatch.setattr(db_module, "_writable", lambda path: False)
+    before = _listing(tmp_path)
+    with pytest.raises(UserError, match="cannot be written here"):
+        LogStore.open(target, create=True)
+    assert _listing(tmp_path) == before
 
 
 def test_read_only_refusals_are_the_same(tmp_path):

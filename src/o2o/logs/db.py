@@ -35,6 +35,7 @@ from sqlalchemy.exc import (
 )
 
 from o2o.core.errors import UserError
+from o2o.core.outputs import check_output_file
 from o2o.logs import schema as S
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -106,25 +107,34 @@ def _sqlite_path(url: URL) -> Path | None:
     return Path(database)
 
 
-def _check_sqlite_file(path: Path, create: bool) -> None:
-    """Refuse, before SQLite touches it, a path that cannot hold a task log."""
+def _check_sqlite_file(path: Path, create: bool, read_only: bool) -> None:
+    """Refuse, before SQLite touches it, a path that cannot hold a task log, or that a writer
+    cannot write."""
     if path.is_dir():
         raise UserError(f"{path} is a directory, not a task-log database file")
     if not path.exists():
         if not create:
             raise UserError(f"no task log at {path}: the file does not exist "
                             "(write one with `o2o collect --db PATH`)")
+        check_output_file(path, "--db")  # a writable place, before any folder is made
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"cannot create the folder of {path}: {exc.strerror}") from None
         return
-    with path.open("rb") as fh:
-        head = fh.read(len(SQLITE_HEADER))
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
     # A zero-byte file is an empty SQLite database; anything else must carry the header.
     if head and head != SQLITE_HEADER:
         raise UserError(f"{path} is not a SQLite database (is it the right file?); "
                         "nothing was changed")
+    if not read_only and not _writable(path):
+        raise UserError(f"task log {path} cannot be written here (a read-only file, folder or "
+                        "medium): it can be read (o2o logs summary, o2o dataset export); to add "
+                        "runs, copy it to a writable place")
 
 
 def _writable(path: Path) -> bool:
@@ -195,7 +205,7 @@ def open_task_log(db: str | Path, create: bool = False,
     url = resolve_url(db)
     path = _sqlite_path(url) if url.get_backend_name() == "sqlite" else None
     if path is not None:
-        _check_sqlite_file(path, create)
+        _check_sqlite_file(path, create, read_only)
     try:
         engine = _make_engine(url, path, read_only)
     except (NoSuchModuleError, ArgumentError, ImportError) as exc:

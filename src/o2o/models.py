@@ -102,7 +102,12 @@ class Model:
 
 
 def _fs(url: str):
-    return fsspec.core.url_to_fs(str(url))
+    if not str(url).strip():
+        raise ModelError("the model location is empty; give a folder or an fsspec URL")
+    try:
+        return fsspec.core.url_to_fs(str(url))
+    except (ValueError, ImportError) as exc:  # an unknown protocol, or its package is missing
+        raise ModelError(f"cannot use model location {url}: {exc}") from None
 
 
 def _join(path: str, name: str) -> str:

@@ -17,8 +17,10 @@ from o2o.cli.common import COUNT, SEED, add_scenario_args, at_least, compare_sch
 from o2o.core import seeds
 from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
+from o2o.core.limits import check_simulation
 from o2o.core.metrics import json_safe, mean_ci95
 from o2o.core.network import sample_network
+from o2o.core.outputs import check_output_folder, write_error
 from o2o.core.scenario import load_scenario
 from o2o.learn.evaluate import evaluate_policy, make_eval_fn
 from o2o.learn.settings import OFFLINE_STEPS, learner_settings
@@ -31,6 +33,10 @@ from o2o.sim.engine import Engine
 from o2o.sim.rollout import rule_actions
 from o2o.sim.views import node_views, probe_answers
 
+# Evaluation episodes simulated at once (the batch of ``o2o.learn.evaluate.evaluate_policy``
+# and of the table of ``o2o evaluate``).
+EVAL_BATCH_EPISODES = 64
+
 
 def _torch_threads(n: int) -> None:
     import torch
@@ -38,9 +44,16 @@ def _torch_threads(n: int) -> None:
     torch.set_num_threads(max(1, int(n)))
 
 
-def _scenario_network(args):
+def _scenario_network(args, batch: int = 1):
+    """The scenario and its network, refused first if ``batch`` episodes of it at once (the
+    most this command simulates together) would not fit in memory."""
     scenario = load_scenario(args.scenario, args.overrides)
+    check_simulation(scenario, batch)
     return scenario, sample_network(scenario, args.network_seed)
+
+
+def _eval_batch(episodes: int) -> int:
+    return min(EVAL_BATCH_EPISODES, max(1, episodes))
 
 
 def _log_dir(args, out: str) -> Path | None:
@@ -57,6 +70,19 @@ def _eval_seeds(args) -> list[int]:
     return [args.eval_seed + k for k in range(args.eval_episodes)]
 
 
+def _check_outputs(args) -> None:
+    """The model folder and the metrics folder, refused before any training if unwritable."""
+    check_output_folder(args.out, "--out")
+    check_output_folder(args.log_dir, "--log-dir")
+
+
+def _save_policy(policy, out: str, training: dict) -> dict:
+    try:
+        return policy.save(out, training=training)
+    except OSError as exc:
+        raise write_error(exc, out, "--out") from None
+
+
 def _settings(args, phase: str):
     """The learner's settings: a preset, then this command's overrides of ``phase``."""
     return learner_settings(args.settings, **{phase: args.hparams},
@@ -67,7 +93,8 @@ def cmd_train_offline(args) -> int:
     from o2o.learn.offline import train_offline
 
     _torch_threads(args.threads)
-    scenario, network = _scenario_network(args)
+    _check_outputs(args)
+    scenario, network = _scenario_network(args, _eval_batch(args.eval_episodes))
     settings = _settings(args, "offline").offline
     data = load_dataset(args.dataset, n=network.n)
     eval_seeds = _eval_seeds(args)
@@ -93,9 +120,11 @@ def cmd_train_online(args) -> int:
     if bool(args.model) == bool(args.from_scratch):
         raise UserError("give either --model MODEL_DIR (fine-tune an offline model) or "
                         "--from-scratch (the online-only baseline)")
-    scenario, network = _scenario_network(args)
+    _check_outputs(args)
     learner = _settings(args, "online")
     settings = learner.online
+    scenario, network = _scenario_network(args, max(settings.episodes_per_batch,
+                                                    _eval_batch(args.eval_episodes)))
     policy, source = None, "scratch"
     credit = args.reward_credit or (None if args.model else learner.reward_credit)
     if args.model:
@@ -127,7 +156,7 @@ def _save_evaluate_report(args, scenario, network, result, training: dict, eval_
     """Save the trained policy to --out, evaluate it on the evaluation episodes (if any) and
     print the outcome; shared by ``train offline`` and ``train online``."""
 
-    manifest = result.policy.save(args.out, training=training)
+    manifest = _save_policy(result.policy, args.out, training)
     out = {"model": args.out, "sha256": manifest["sha256"], **extra,
            "seconds": round(result.seconds, 2)}
     if eval_seeds:
@@ -154,14 +183,26 @@ def _report(args, out: dict, headline: str) -> None:
 def cmd_evaluate(args) -> int:
     if not args.model and not args.scheduler:
         raise UserError("give at least one --model MODEL_DIR (or a --scheduler to compare with)")
-    scenario, network = _scenario_network(args)
+    if args.name and len(args.name) > len(args.model or []):
+        raise UserError(f"{len(args.name)} --name values for {len(args.model or [])} --model; "
+                        "give one --name per --model, in order")
+    scenario, network = _scenario_network(args, _eval_batch(args.episodes))
     episode_seeds = [args.seed + k for k in range(args.episodes)]
+    models = args.model or []
+    names = [args.name[k] if args.name and k < len(args.name) else
+             ("drl" if len(models) == 1 else f"drl:{url}") for k, url in enumerate(models)]
+    names += args.scheduler or []
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UserError(f"{', '.join(twice)} would be a row of the table twice; give each --model "
+                        "and --scheduler once, and --name values that differ")
     rules = {}
-    for k, url in enumerate(args.model or []):
-        name = args.name[k] if args.name and k < len(args.name) else ("drl" if len(args.model) == 1 else f"drl:{url}")
-        rules[name] = DRLRule.from_model(load_model(url, nodes=network.n), scenario, network)
     for name in args.scheduler or []:
         rules[name] = make_scheduler(name)
+    for name, url in zip(names, models):
+        rules[name] = DRLRule.from_model(load_model(url, nodes=network.n), scenario, network)
+    # The table lists the models first, then the heuristics, as they were given.
+    rules = {name: rules[name] for name in names}
     return compare_schedulers(scenario, network, rules, episode_seeds,
                               network_seed=args.network_seed, as_json=args.json)
 
@@ -249,7 +290,8 @@ def register(sub, bench) -> None:
     p = sub.add_parser("evaluate", help="run models (as the drl scheduler) and heuristics on the same episodes")
     add_scenario_args(p)
     p.add_argument("--model", action="append", metavar="MODEL_DIR", help="model folder or store (repeatable)")
-    p.add_argument("--name", action="append", help="table name for each --model, in order")
+    p.add_argument("--name", action="append", metavar="NAME",
+                   help="table name for each --model, in order (at most one per --model)")
     p.add_argument("--scheduler", action="append", metavar="NAME",
                    help="heuristics to compare with: random, local, ratc, rda, esf, central")
     p.add_argument("--episodes", type=COUNT, default=10, help="episodes to run (default 10)")
@@ -260,8 +302,9 @@ def register(sub, bench) -> None:
 
     a = bench.add_parser("actor", help="time of one drl decision with the numpy actor")
     add_scenario_args(a)
-    a.add_argument("--model", required=True, metavar="MODEL_DIR")
-    a.add_argument("--decisions", type=COUNT, default=2000)
-    a.add_argument("--repeats", type=COUNT, default=3)
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--model", required=True, metavar="MODEL_DIR", help="model folder or store to time")
+    a.add_argument("--decisions", type=COUNT, default=2000,
+                   help="decisions per timed repeat (default 2000)")
+    a.add_argument("--repeats", type=COUNT, default=3, help="timed repeats, best kept (default 3)")
+    a.add_argument("--json", action="store_true", help="print one JSON object")
     a.set_defaults(func=cmd_bench_actor)

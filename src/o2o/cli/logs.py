@@ -13,6 +13,7 @@ from o2o.core.decpomdp import REWARD_CREDITS
 from o2o.core.episodes import sample_episodes
 from o2o.core.limits import check_simulation
 from o2o.core.network import sample_network
+from o2o.core.outputs import check_output_file, write_error
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import load_scenario
 from o2o.logs.collect import collect
@@ -69,7 +70,7 @@ def format_summary(runs: list[dict]) -> str:
 
 
 def cmd_logs_summary(args) -> int:
-    with LogStore.open(args.db) as store:
+    with LogStore.open(args.db, read_only=True) as store:
         runs = store.summary()
     if args.json:
         print(json.dumps({"db": describe_db(args.db), "runs": runs}))
@@ -82,13 +83,18 @@ def cmd_logs_summary(args) -> int:
 
 # ---------------------------------------------------------------------------------- export
 def cmd_dataset_export(args) -> int:
-    with LogStore.open(args.db) as store:
+    target = args.out if str(args.out).endswith(".npz") else f"{args.out}.npz"  # as save_dataset
+    check_output_file(target, "--out")
+    with LogStore.open(args.db, read_only=True) as store:
         run_ids = args.run or None
         total = sum(len(store.episode_ids(r.id)) for r in store.runs()
                     if run_ids is None or r.id in run_ids)
         with progress_bar(total=total, desc="export", unit="episode", disable=args.json) as bar:
             data = build_dataset(store, run_ids, args.reward_credit, progress=bar.update)
-    path = save_dataset(data, args.out, compress=args.compress)
+    try:
+        path = save_dataset(data, args.out, compress=args.compress)
+    except OSError as exc:
+        raise write_error(exc, args.out, "--out") from None
     out = {"out": str(path), "rows": int(data["actions"].shape[0]),
            "episodes": int(len(set(data["episode_ids"].tolist()))),
            "runs": sorted(set(data["run_ids"].tolist())),
@@ -196,9 +202,9 @@ def register(sub, bench) -> None:
     add_scenario_args(b)
     b.add_argument("--episodes", type=COUNT, default=16,
                    help="episodes written per transaction (default 16)")
-    b.add_argument("--repeats", type=COUNT, default=3)
+    b.add_argument("--repeats", type=COUNT, default=3, help="timed repeats, best kept (default 3)")
     b.add_argument("--db", default=None,
                    help="also measure this database (e.g. a postgresql+psycopg:// URL); "
                         "the benchmark's runs are deleted afterwards")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=cmd_bench_logs)

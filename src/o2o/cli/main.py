@@ -46,12 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a one-line usage error (code 2)
-        return int(exc.code or 0)
-    try:
+        # Building the parser imports every command group (a second or more): Ctrl-C may come
+        # in the middle, and is an interrupt like any other.
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version, or a one-line usage error (code 2)
+            return int(exc.code or 0)
         result = args.func(args)
     except UserError as exc:
         print(f"o2o: error: {exc}", file=sys.stderr)

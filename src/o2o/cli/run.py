@@ -9,6 +9,7 @@ from o2o.cli.common import COUNT, add_scenario_args
 from o2o.cli.learn import add_reward_credit_arg
 from o2o.core.limits import check_memory, check_simulation, dataset_bytes
 from o2o.core.metrics import json_safe
+from o2o.core.outputs import check_output_folder
 from o2o.core.scenario import load_scenario
 from o2o.learn.settings import learner_settings
 from o2o.logs.collect import LOG_BATCH_EPISODES
@@ -30,6 +31,7 @@ def cmd_run(args) -> int:
                  "use fewer --log-episodes, fewer nodes or slots, or fewer --workers")
     settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit)
     out = Path(args.out or f"runs/{'quick' if args.quick else 'main'}")
+    check_output_folder(out, "--out")
     report = run_pipeline(scenario, out, plan, network_seed=args.network_seed,
                           settings=settings, workers=args.workers,
                           log=(lambda _msg: None) if args.json else print)

@@ -59,9 +59,10 @@ def register(sub, bench) -> None:
     add_scenario_args(p)
     p.add_argument("--scheduler", action="append", metavar="NAME",
                    help="random, local, ratc, rda, esf, central (repeatable; default ratc)")
-    p.add_argument("--episodes", type=COUNT, default=10)
+    p.add_argument("--episodes", type=COUNT, default=10, help="episodes to run (default 10)")
     p.add_argument("--seed", type=SEED, default=0, help="first episode seed (default 0)")
-    p.add_argument("--batch-size", type=COUNT, default=64, help="episodes run at once as arrays")
+    p.add_argument("--batch-size", type=COUNT, default=64,
+                   help="episodes run at once as arrays (default 64; memory grows with it)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_simulate)
 
@@ -69,6 +70,6 @@ def register(sub, bench) -> None:
     add_scenario_args(b)
     b.add_argument("--scheduler", action="append", metavar="NAME", help="default: random and ratc")
     b.add_argument("--batch", type=COUNT, default=1024, help="episodes per batch (default 1024)")
-    b.add_argument("--repeats", type=COUNT, default=3)
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--repeats", type=COUNT, default=3, help="timed repeats, best kept (default 3)")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=cmd_bench_sim)

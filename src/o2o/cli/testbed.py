@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import sys
 
@@ -16,6 +17,7 @@ from o2o.core import seeds
 from o2o.core.errors import UserError
 from o2o.core.limits import check_testbed
 from o2o.core.network import sample_network
+from o2o.core.outputs import check_output_folder
 from o2o.core.scenario import load_scenario
 from o2o.learn.settings import learner_settings
 from o2o.testbed import wire
@@ -69,12 +71,13 @@ def testbed_setup(args) -> TestbedSetup:
         overrides.append(f"nodes={args.nodes}")
     scenario = load_scenario(args.scenario, overrides)
     check_testbed(scenario.nodes)
-    if args.heartbeat <= 0 or args.heartbeat_timeout <= args.heartbeat:
+    for option in ("heartbeat", "heartbeat_timeout", "probe_timeout", "compute_scale", "wait_nodes"):
+        value = getattr(args, option, 1.0)
+        if not (math.isfinite(value) and value > 0):  # NaN fails every comparison
+            raise UserError(f"--{option.replace('_', '-')} must be a finite number > 0, got {value}")
+    if args.heartbeat_timeout <= args.heartbeat:
         raise UserError("--heartbeat must be > 0 and --heartbeat-timeout longer than --heartbeat")
-    if args.probe_timeout <= 0:
-        raise UserError("--probe-timeout must be > 0")
-    if args.compute_scale <= 0:
-        raise UserError("--compute-scale must be > 0")
+    check_output_folder(args.log_dir, "--log-dir")
     runtime = wire.NodeRuntime(heartbeat_s=args.heartbeat, probe_timeout_s=args.probe_timeout,
                                exec_mode=args.exec_mode, compute_scale=args.compute_scale)
     return TestbedSetup(scenario, sample_network(scenario, args.network_seed), runtime,
@@ -215,7 +218,11 @@ def cmd_trainer(args) -> int:
         raise UserError("give the runs to learn from with --run ID (see `o2o logs summary --db ...`)")
     settings = learner_settings(args.settings, **{args.mode: args.set_hparam},
                                 reward_credit=args.reward_credit)
-    with LogStore.open(args.db) as store:
+    check_output_folder(args.store, "--store")
+    if args.notify:  # checked before training, not after it
+        host, port = wire.parse_host_port(args.notify, "--notify")
+        key = wire.token_key(wire.read_token(args.token_file))
+    with LogStore.open(args.db, read_only=True) as store:
         if args.mode == "offline":
             published = train_offline_from_logs(store, args.run, args.store, steps=args.steps,
                                                 seed=args.seed, settings=settings.offline,
@@ -225,8 +232,6 @@ def cmd_trainer(args) -> int:
             published = finetune_from_logs(store, args.run, args.store, seed=args.seed,
                                            settings=settings.online)
     if args.notify:
-        host, port = wire.parse_host_port(args.notify, "--notify")
-        key = wire.token_key(wire.read_token(args.token_file))
         asyncio.run(notify_controller(host, port, key, published.store, published.version,
                                       published.sha256))
     out = {"store": published.store, "version": published.version, "sha256": published.sha256,
@@ -251,6 +256,7 @@ def cmd_o2o(args) -> int:
     check_scheduler(args.heuristic, None)
     for name in args.baseline:
         check_scheduler(name, None)
+    check_output_folder(args.store, "--store")
     plan = TestbedPlan(args.collect_episodes, args.offline_steps, args.online_rounds,
                        args.episodes_per_round, args.episodes)
     settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit)
@@ -334,10 +340,10 @@ def register(sub, bench) -> None:
     ctl.add_argument("--scheduler", default="ratc", help=SCHEDULER_CHOICES + " (default ratc)")
     ctl.add_argument("--model", default=None, help="model store for --scheduler drl")
     ctl.add_argument("--db", default=DEFAULT_DB, help=f"task log (default {DEFAULT_DB})")
-    ctl.add_argument("--phase", default="heuristic")
+    ctl.add_argument("--phase", default="heuristic", help="phase recorded with the run (default heuristic)")
     ctl.add_argument("--keep-nodes", action="store_true",
                      help="do not ask the nodes to exit at the end (they wait for the next controller)")
-    ctl.add_argument("--json", action="store_true")
+    ctl.add_argument("--json", action="store_true", help="print one JSON object")
     ctl.set_defaults(func=cmd_controller)
 
     tr = tsub.add_parser("trainer", help="train from the testbed's task logs and publish to the model store")
@@ -357,7 +363,7 @@ def register(sub, bench) -> None:
     tr.add_argument("--notify", default=None, metavar="HOST:PORT",
                     help="announce the new version to the controller there (admin connection)")
     tr.add_argument("--token-file", default=None, help=f"token for --notify (default: ${wire.TOKEN_ENV})")
-    tr.add_argument("--json", action="store_true")
+    tr.add_argument("--json", action="store_true", help="print one JSON object")
     tr.set_defaults(func=cmd_trainer)
 
     o = tsub.add_parser("o2o", help="the O2O-DRL pipeline on the testbed (paper VI-B)")

@@ -45,6 +45,20 @@ Range = tuple[float, float]
 # Supported sizes: every part works up to these (memory permitting: o2o.core.limits).
 MAX_NODES = 1024
 MAX_SLOTS = 100_000
+MAX_CORES = 4096
+# Supported ranges of the other numbers (both ends of a range): wide enough for any edge
+# network, narrow enough that no time, size or rate overflows or underflows in the simulator.
+SUPPORTED: dict[str, tuple[float, float]] = {
+    "slot_s": (1e-3, 3600.0),            # 1 ms to an hour
+    "deadline_s": (1e-3, 86_400.0),      # 1 ms to a day
+    "task_size_kb": (1e-3, 1e9),         # a byte to a terabyte
+    "complexity": (1e-3, 1e9),           # CPU cycles per bit
+    "core_hz": (1e3, 1e13),
+    "link_rate_mbps": (1e-3, 1e7),
+    "node_fail_rate": (0.0, 1e3),        # failures per second
+    "link_fail_rate": (0.0, 1e3),
+    "queue_coef": (1e-3, 1e6),
+}
 
 
 class Scenario(BaseModel):
@@ -118,6 +132,14 @@ class Scenario(BaseModel):
         for field, ok, what in checks:
             if not ok:
                 raise ValueError(f"{field} {what}, got {list(getattr(self, field))}")
+        for field, (lo, hi) in SUPPORTED.items():
+            value = getattr(self, field)
+            ends = value if isinstance(value, tuple) else (value,)
+            if not all(lo <= x <= hi for x in ends):
+                raise ValueError(f"{field} must lie in the supported range [{lo:g}, {hi:g}], "
+                                 f"got {list(ends) if len(ends) > 1 else ends[0]}")
+        if max(self.cores) > MAX_CORES:
+            raise ValueError(f"cores: at most {MAX_CORES} per node are supported, got {max(self.cores)}")
         return self
 
     # Derived maxima, used to scale observations into [0, 1] (paper IV-B).

@@ -29,7 +29,7 @@ Hidden = tuple[int, ...]
 class OfflineSettings(BaseModel):
     """Algorithm 1: discrete SAC + CQL regularizer + state-value critic V (eqs. 10-12)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     hidden: Hidden = (64, 64)
     lr: Annotated[float, Field(gt=0, description="Adam learning rate of actor, Q and V")] = 3e-4
@@ -49,7 +49,7 @@ class OfflineSettings(BaseModel):
 class OnlineSettings(BaseModel):
     """Algorithm 2: PPO clip objective (eq. 16) with GAE (eqs. 13-15) and critic MSE (eq. 19)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     hidden: Hidden = (64, 64)
     lr: Annotated[float, Field(gt=0, description="Adam learning rate of actor and critic")] = 3e-4

@@ -183,7 +183,15 @@ def save_dataset(dataset: dict[str, np.ndarray], path: str | Path, compress: boo
     missing = [k for k in ARRAYS if k not in dataset]
     if missing:
         raise ValueError(f"data set lacks arrays {missing}")
-    (np.savez_compressed if compress else np.savez)(path, **dataset)
+    # Written beside and renamed over: a failed write (disk full) leaves no partial archive.
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with partial.open("wb") as fh:
+            (np.savez_compressed if compress else np.savez)(fh, **dataset)
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return path
 
 

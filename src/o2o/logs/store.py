@@ -108,10 +108,11 @@ class LogStore:
 
     # -- opening
     @classmethod
-    def open(cls, db: str | Path, create: bool = False) -> "LogStore":
+    def open(cls, db: str | Path, create: bool = False, read_only: bool = False) -> "LogStore":
         """Open the task log at ``db`` (a path or URL) after checking its schema
-        (``o2o.logs.db.open_task_log``: what is refused, and what ``create`` does)."""
-        engine, url = open_task_log(db, create)
+        (``o2o.logs.db.open_task_log``: what is refused, what ``create`` does, and how
+        ``read_only`` reads a log on read-only storage)."""
+        engine, url = open_task_log(db, create, read_only)
         return cls(engine, url)
 
     def close(self) -> None:

@@ -97,10 +97,26 @@ class LocalTestbed:
         for i in range(self.network.n):
             self.spawn(i)
         try:
-            await self.controller.wait_for_nodes(self.network.n, self.start_timeout_s)
+            await self._wait_registered(self.start_timeout_s)
         except UserError as exc:
             self.failed = True
             raise UserError(f"{exc}\n{self.exited_nodes_report()}") from None
+
+    async def _wait_registered(self, timeout_s: float) -> None:
+        """Until every node has registered; a node process that exits first ends the wait at
+        once (it will not register), instead of after ``timeout_s``."""
+        waiting = asyncio.ensure_future(self.controller.wait_for_nodes(self.network.n, timeout_s))
+        try:
+            while not waiting.done():
+                exited = sorted(i for i, proc in self.procs.items() if proc.poll() is not None)
+                if exited:
+                    raise UserError(f"node process{'es' if len(exited) > 1 else ''} "
+                                    f"{', '.join(map(str, exited))} exited before registering "
+                                    f"with the controller")
+                await asyncio.wait({waiting}, timeout=0.1)
+            waiting.result()
+        finally:
+            waiting.cancel()
 
     def node_command(self, i: int) -> list[str]:
         return [self.python, "-m", "o2o.testbed.node", "--controller", f"127.0.0.1:{self.controller.port}",
@@ -141,7 +157,7 @@ class LocalTestbed:
             if proc.poll() is not None:
                 tail = self.node_log(i)[-1500:].strip()
                 lines.append(f"node {i} exited with code {proc.returncode}; its log ends:\n{tail}")
-        return "\n".join(lines) or f"node logs are in {self.log_dir}"
+        return "\n".join([*lines, f"node logs are in {self.log_dir}"])
 
     def node_log(self, i: int) -> str:
         path = self.log_dir / f"node-{i}.log"
@@ -184,8 +200,11 @@ class LocalTestbed:
         await asyncio.to_thread(self._reap)
         for fh in self._logs:
             fh.close()
-        if self._own_log_dir and not self.failed:
-            shutil.rmtree(self.log_dir, ignore_errors=True)
+        if self._own_log_dir:
+            if self.failed:
+                log.warning("node logs kept in %s", self.log_dir)
+            else:
+                shutil.rmtree(self.log_dir, ignore_errors=True)
 
     def _reap(self, grace_s: float = 5.0) -> None:
         """Wait for every node process; terminate, then kill, those that do not exit."""
@@ -213,7 +232,11 @@ class LocalTestbed:
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
+        # An interrupt (Ctrl-C reaches a coroutine as CancelledError) is not a failure: the
+        # node logs go with the testbed. After an error they are kept for a look.
+        interrupted = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt,
+                                                                     asyncio.CancelledError))
+        if exc_type is not None and not interrupted:
             self.failed = True
         await self.stop("interrupted" if exc_type is not None else "run finished")
 

@@ -136,6 +136,9 @@ def run_local(setup: TestbedSetup, scheduler: str, seeds: list[int], *, db: str 
     take the testbed down; no node process is left behind, also on an error or Ctrl-C."""
     from o2o.logs.store import LogStore
 
+    if scheduler == "drl":
+        latest_model(model, setup.network.n)  # a bad model store is refused before anything is made
+
     async def main() -> TestbedRun:
         with LogStore.open(db, create=True) if db is not None else contextlib.nullcontext() as store:
             async with setup.local_testbed() as tb:
@@ -153,17 +156,21 @@ def run_attached(setup: TestbedSetup, scheduler: str, seeds: list[int], *, key: 
     unless ``shutdown_nodes`` is False: they then wait for the next controller)."""
     from o2o.logs.store import LogStore
 
+    if scheduler == "drl":
+        latest_model(model, setup.network.n)  # a bad model store is refused before anything starts
+
     async def main() -> TestbedRun:
         controller = Controller(setup.scenario, setup.network, ControllerSettings(
             key=key, host=host, port=port, runtime=setup.runtime,
             heartbeat_timeout_s=setup.heartbeat_timeout_s))
-        await controller.start()
-        try:
-            await controller.wait_for_nodes(setup.network.n, wait_nodes_s)
-            with LogStore.open(db, create=True) as store:
+        # The task log first: a bad --db is refused at once, not after the nodes came.
+        with LogStore.open(db, create=True) as store:
+            await controller.start()
+            try:
+                await controller.wait_for_nodes(setup.network.n, wait_nodes_s)
                 return await run_scheduler(AttachedNodes(controller), store, setup, scheduler, seeds,
                                            model=model, phase=phase)
-        finally:
-            await controller.close("controller finished", shutdown_nodes=shutdown_nodes)
+            finally:
+                await controller.close("controller finished", shutdown_nodes=shutdown_nodes)
 
     return asyncio.run(main())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import socket
 import sys
 
@@ -39,7 +40,8 @@ def add_node_args(p: argparse.ArgumentParser) -> None:
                    help="keep trying to reach the controller this long at start (default 30; 0: forever)")
     p.add_argument("--controller-grace", type=float, default=10.0, metavar="SECONDS",
                    help="after losing the controller, try to get it back this long (default 10)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="least severe log lines written to stderr (default INFO)")
 
 
 def settings_from_args(args) -> NodeSettings:
@@ -50,6 +52,9 @@ def settings_from_args(args) -> NodeSettings:
         index = index_from_hostname()
     if index is not None and index < 0:
         raise UserError(f"--index must be >= 0, got {index}")
+    for option, value in (("--connect-wait", args.connect_wait), ("--controller-grace", args.controller_grace)):
+        if not (math.isfinite(value) and value >= 0):  # NaN fails every comparison
+            raise UserError(f"{option} must be a finite number of seconds >= 0, got {value}")
     return NodeSettings(controller_host=host, controller_port=port,
                         key=wire.token_key(wire.read_token(args.token_file)), index=index,
                         listen_host=listen_host, listen_port=listen_port,
@@ -86,9 +91,16 @@ def run_node(args) -> int:
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error in one line, exit code 2, as ``o2o testbed node`` gives it."""
+
+    def error(self, message: str):
+        self.exit(2, f"o2o: error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m o2o.testbed.node``: the node program."""
-    parser = argparse.ArgumentParser(prog="o2o testbed node", description="run one edge node")
+    parser = _Parser(prog="o2o testbed node", description="run one edge node")
     add_node_args(parser)
     args = parser.parse_args(argv)
     try:

@@ -87,6 +87,8 @@ def read_token(token_file: str | None) -> str:
                 return fh.read().strip()
         except OSError as exc:
             raise UserError(f"cannot read the token file {token_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"the token file {token_file} is not UTF-8 text") from None
     token = os.environ.get(TOKEN_ENV, "")
     if not token:
         raise UserError(f"no testbed token: set {TOKEN_ENV} or pass --token-file")

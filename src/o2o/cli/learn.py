@@ -260,7 +260,7 @@ def register(sub, bench) -> None:
     p.add_argument("--model", action="append", metavar="MODEL_DIR", help="model folder or store (repeatable)")
     p.add_argument("--name", action="append", help="table name for each --model, in order")
     p.add_argument("--scheduler", action="append", metavar="NAME",
-                   help="heuristics to compare with: random, local, ratc, rda, esf, central")
+                   help="heuristics to compare with: random, local, ratc, rda, esf, spread, central")
     p.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     p.add_argument("--seed", type=int, default=seeds.TEST.start,
                    help=f"first episode seed (default {seeds.TEST.start}, the held-out range)")

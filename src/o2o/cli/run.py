@@ -30,8 +30,9 @@ def cmd_run(args) -> int:
                           settings=settings, workers=args.workers,
                           log=(lambda _msg: None) if args.json else print)
     if args.json:
-        keys = ["random", "local", "rda", "ratc", "esf", "central", "offline-only", "online-only",
-                "o2o-drl", "bound"]
+        from o2o.experiments.methods import METHODS
+
+        keys = [*METHODS, "bound"]
         print(json.dumps({k: report[k] for k in keys}))
     else:
         print(f"results in {out}/ (results.json, results.md, learning_curve.png, comparison.png, "

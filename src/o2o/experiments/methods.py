@@ -34,7 +34,7 @@ from o2o.logs.dataset import load_dataset
 from o2o.sim import make_scheduler
 from o2o.sim.rollout import simulate
 
-HEURISTICS = ("random", "local", "rda", "ratc", "esf", "central")
+HEURISTICS = ("random", "local", "rda", "ratc", "esf", "spread", "central")
 LEARNED = ("offline-only", "online-only", "o2o-drl")
 METHODS = (*HEURISTICS, *LEARNED)
 

@@ -103,7 +103,8 @@ def plot_learning_curve(path: Path, learned: list[SeedResult], results: dict[str
     band(ax_off, [r.offline_curve for r in learned], "step", "O2O-DRL (offline phase)", "tab:blue")
     band(ax_on, [r.o2o_curve for r in learned], "episodes", "O2O-DRL (online fine-tuning)", "tab:blue")
     band(ax_on, [r.online_only_curve for r in learned], "episodes", "online-only", "tab:red")
-    styles = {"ratc": "tab:green", "rda": "tab:orange", "esf": "tab:purple", "random": "tab:gray",
+    styles = {"ratc": "tab:green", "rda": "tab:orange", "esf": "tab:purple", "spread": "tab:olive",
+              "random": "tab:gray",
               "local": "tab:brown", "central": "black"}
     for ax in (ax_off, ax_on):
         for name, color in styles.items():

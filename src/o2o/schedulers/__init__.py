@@ -6,10 +6,19 @@ written once and run by the simulator and the testbed alike; the learned actor i
 from __future__ import annotations
 
 from o2o.core.errors import UserError
-from o2o.schedulers.heuristics import ESF, RATC, RDA, LocalRule, RandomRule, Rule
+from o2o.schedulers.heuristics import (
+    ESF,
+    RATC,
+    RDA,
+    LocalRule,
+    RandomRule,
+    Rule,
+    Spread,
+)
 
 HEURISTICS: dict[str, type[Rule]] = {
     "random": RandomRule, "local": LocalRule, "ratc": RATC, "rda": RDA, "esf": ESF,
+    "spread": Spread,
 }
 
 
@@ -20,4 +29,4 @@ def make_rule(name: str) -> Rule:
     return HEURISTICS[name]()
 
 
-__all__ = ["ESF", "HEURISTICS", "LocalRule", "RATC", "RDA", "RandomRule", "Rule", "make_rule"]
+__all__ = ["ESF", "HEURISTICS", "LocalRule", "RATC", "RDA", "RandomRule", "Rule", "Spread", "make_rule"]

@@ -90,3 +90,13 @@ def rows_mask(m: int, n: int, cols: np.ndarray) -> np.ndarray:
     mask = np.zeros((m, n), dtype=bool)
     np.put_along_axis(mask, cols, True, axis=1)
     return mask
+
+
+def sample_inverse_cdf(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """One action per row: the first index whose cumulative probability exceeds ``u`` in [0, 1).
+    Actions of probability 0 are never chosen (rounding at the top falls back on the last
+    action of positive probability)."""
+    cdf = np.cumsum(probs, axis=-1)
+    above = cdf > np.asarray(u)[:, None]
+    last_positive = probs.shape[-1] - 1 - np.argmax((probs > 0)[:, ::-1], axis=-1)
+    return np.where(above.any(axis=-1), np.argmax(above, axis=-1), last_positive).astype(np.int64)

@@ -21,8 +21,10 @@ from o2o.core.decpomdp import Observer
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
 from o2o.models import Model, ModelError, load_model
-from o2o.schedulers.base import NodeView, ProbeAnswers
+from o2o.schedulers.base import NodeView, ProbeAnswers, sample_inverse_cdf
 from o2o.schedulers.heuristics import Rule
+
+__all__ = ["DRLRule", "NumpyActor", "masked_softmax", "sample_inverse_cdf"]
 
 # The uniform of NodeView.u used to sample the policy (0 and 1 are the heuristics' probe picks).
 POLICY_UNIFORM = 2
@@ -34,16 +36,6 @@ def masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
-
-
-def sample_inverse_cdf(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """One action per row: the first index whose cumulative probability exceeds ``u`` in [0, 1).
-    Actions of probability 0 are never chosen (rounding at the top falls back on the last
-    action of positive probability)."""
-    cdf = np.cumsum(probs, axis=-1)
-    above = cdf > np.asarray(u)[:, None]
-    last_positive = probs.shape[-1] - 1 - np.argmax((probs > 0)[:, ::-1], axis=-1)
-    return np.where(above.any(axis=-1), np.argmax(above, axis=-1), last_positive).astype(np.int64)
 
 
 class NumpyActor:

@@ -44,7 +44,7 @@ from o2o.core.network import Network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario
 from o2o.core.seeds import online as online_seeds
-from o2o.learn.nets import Actor, Critic
+from o2o.learn.nets import Actor, Critic, adam
 from o2o.learn.policy import Policy
 from o2o.learn.settings import ONLINE_EPISODES, OnlineSettings
 from o2o.learn.tracking import Tracker
@@ -116,8 +116,8 @@ class PPOUpdate:
                  rng: np.random.Generator, reward_stats: dict[str, float] | None = None):
         self.s, self.actor, self.critic, self.rng = settings, actor, critic, rng
         self.reward_stats = reward_stats
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.s.lr, foreach=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.s.lr, foreach=True)
+        self.actor_opt = adam(self.actor.parameters(), self.s.lr)
+        self.critic_opt = adam(self.critic.parameters(), self.s.lr)
 
     def update(self, buf: dict[str, np.ndarray]) -> dict[str, float]:
         s = self.s

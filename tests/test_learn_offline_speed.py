@@ -73,7 +73,8 @@ def random_batch(rng, m, d, a):
 @pytest.mark.parametrize("self_head", [False, True])
 def test_fast_step_equals_the_equations_with_separate_networks(self_head):
     torch.set_num_threads(1)
-    s = OfflineSettings(alpha=0.2, cql_weight=0.5, tau=0.1, lr=1e-3, self_head=self_head)
+    s = OfflineSettings(alpha=0.2, cql_weight=0.5, tau=0.1, lr=1e-3,
+                        actor_head="self" if self_head else "plain")
     d, a = 18, 5  # N = 4
     fast = DiscreteSACCQL(s, d, a, seed=3)
     actor, critic = copy.deepcopy(fast.actor), copy.deepcopy(fast.critic)

@@ -57,7 +57,8 @@ def _eval_seeds(args) -> list[int]:
 def _settings(args, phase: str):
     """The learner's settings: a preset, then this command's overrides of ``phase``."""
     return learner_settings(args.settings, **{phase: args.hparams},
-                            reward_credit=getattr(args, "reward_credit", None))
+                            reward_credit=getattr(args, "reward_credit", None),
+                            obs_layout=getattr(args, "obs_layout", None))
 
 
 def cmd_train_offline(args) -> int:
@@ -115,7 +116,7 @@ def cmd_train_online(args) -> int:
     with Tracker(_log_dir(args, args.out)) as tracker:
         result = train_online(scenario, network, policy, settings, args.episodes, args.seed,
                               args.eval_every, eval_fn, tracker, show_progress=not args.json,
-                              reward_credit=credit)
+                              reward_credit=credit, obs_layout=learner.obs_layout)
     training = {"phase": "online" if args.model else "online-only",
                 "algorithm": "PPO + GAE (Alg. 2)", "from": source, "seed": args.seed,
                 "episodes": result.episodes, "seconds": round(result.seconds, 2),
@@ -208,9 +209,16 @@ def add_settings_arg(p) -> None:
 
 
 def add_reward_credit_arg(p, what: str) -> None:
-    p.add_argument("--reward-credit", choices=["slot", "decision"], default=None,
-                   help=f"how outcomes become rewards: in the slot they ended, or in the slot of "
-                        f"the task's decision ({what})")
+    p.add_argument("--reward-credit", choices=["slot", "decision", "node"], default=None,
+                   help=f"how outcomes become rewards: the team's in the slot they ended, or in "
+                        f"the slot of the task's decision, or each node's own at its decision "
+                        f"({what})")
+
+
+def add_obs_layout_arg(p, what: str) -> None:
+    p.add_argument("--obs-layout", choices=["o2o-obs-v1", "o2o-obs-v2"], default=None,
+                   help=f"observation layout: the paper's (v1) or v1 plus what a node probes at "
+                        f"its decision (v2) ({what})")
 
 
 def _add_common_train(p) -> None:
@@ -251,7 +259,8 @@ def register(sub, bench) -> None:
     p.add_argument("--eval-every", type=int, default=0, metavar="EPISODES",
                    help="evaluate every so many episodes (default 0: only at the end)")
     add_reward_credit_arg(p, "default: the model's; from scratch, the settings' "
-                             "(project: decision, paper: slot)")
+                             "(project: node, paper: slot)")
+    add_obs_layout_arg(p, "from scratch; default the settings' (project: v2, paper: v1)")
     _add_common_train(p)
     p.set_defaults(func=cmd_train_online)
 

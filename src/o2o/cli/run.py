@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 from o2o.cli.common import add_scenario_args
-from o2o.cli.learn import add_reward_credit_arg
+from o2o.cli.learn import add_obs_layout_arg, add_reward_credit_arg
 from o2o.core.errors import UserError
 from o2o.core.scenario import load_scenario
 from o2o.learn.settings import learner_settings
+from o2o.schedulers import HEURISTICS
 
 
 def cmd_run(args) -> int:
@@ -24,7 +25,8 @@ def cmd_run(args) -> int:
         if value < 1:
             raise UserError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
     plan = plan.scaled(**changes)
-    settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit)
+    settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit,
+                                args.obs_layout, args.log_heuristic)
     out = Path(args.out or f"runs/{'quick' if args.quick else 'main'}")
     report = run_pipeline(scenario, out, plan, network_seed=args.network_seed,
                           settings=settings, workers=args.workers,
@@ -56,7 +58,12 @@ def register(sub, bench) -> None:
                    help="hyper-parameters to start from: the project's (default; docs/learner.md "
                         "says what differs and why) or the paper's exact values")
     add_reward_credit_arg(p, "of the exported data set and of online-only; default: the "
-                             "settings' (project: decision, paper: slot)")
+                             "settings' (project: node, paper: slot)")
+    add_obs_layout_arg(p, "of the data set and of online-only; default the settings' "
+                          "(project: v2, paper: v1)")
+    p.add_argument("--log-heuristic", choices=sorted(HEURISTICS), default=None,
+                   help="the heuristic whose task logs offline training learns from (default "
+                        "ratc, as in the paper)")
     p.add_argument("--set-offline", action="append", default=[], metavar="KEY=VALUE",
                    help="override an offline hyper-parameter (repeatable)")
     p.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE",

@@ -65,19 +65,21 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
     timing: dict[str, float] = {}
     started = time.perf_counter()
 
-    # 1. Heuristic control: RATC logs.
+    # 1. Heuristic control: the logging heuristic's task logs (RATC, as in the paper, by default).
     start = time.perf_counter()
+    heuristic = settings.log_heuristic
     with LogStore.open(out / "logs.db", create=True) as store:
-        with progress_bar(total=plan.log_episodes, desc="RATC logs", unit="episode") as bar:
-            logged = collect(store, scenario, network, make_scheduler("ratc"), "ratc",
+        with progress_bar(total=plan.log_episodes, desc=f"{heuristic} logs", unit="episode") as bar:
+            logged = collect(store, scenario, network, make_scheduler(heuristic), heuristic,
                              seeds.LOGS.take(plan.log_episodes), network_seed=network_seed,
                              progress=bar.update)
-        dataset = build_dataset(store, [logged.run_id], reward_credit=settings.reward_credit)
+        dataset = build_dataset(store, [logged.run_id], reward_credit=settings.reward_credit,
+                                obs_layout=settings.obs_layout)
     dataset_path = out / "dataset.npz"
     save_dataset(dataset, dataset_path)
     del dataset
     timing["collect_logs"] = time.perf_counter() - start
-    log(f"logged {logged.episodes} RATC episodes ({logged.task_rows} task rows, success rate "
+    log(f"logged {logged.episodes} {heuristic} episodes ({logged.task_rows} task rows, success rate "
         f"{logged.success_rate:.4f}) in {timing['collect_logs']:.1f} s")
 
     # 2-3. Offline training, fine-tuning, online-only: one job per training seed.

@@ -45,7 +45,7 @@ class Plan:
 
     # The sizes chosen from the learner's measured curves (o2o.learn.settings, docs/learner.md).
     log_episodes: int = 300          # RATC episodes logged (600k task rows on paper-sim)
-    offline_steps: int = 10_000      # gradient steps of Algorithm 1 (flat after ~6000)
+    offline_steps: int = 5_000       # offline gradient steps (docs/learner.md: learning curves)
     offline_points: int = 5          # learning-curve evaluations during offline training
     online_episodes: int = 400       # episodes of Algorithm 2 (O2O-DRL and online-only alike)
     online_eval_every: int = 80      # episodes between learning-curve evaluations online
@@ -134,7 +134,8 @@ def train_seed(job: SeedJob) -> SeedResult:
         scratch = train_online(scenario, network, None, job.settings.online,
                                episodes=plan.online_episodes, seed=seed, eval_every=plan.online_eval_every,
                                eval_fn=curve_fn, tracker=tracker, show_progress=seed == 0,
-                               desc="online_only", reward_credit=job.settings.reward_credit)
+                               desc="online_only", reward_credit=job.settings.reward_credit,
+                               obs_layout=job.settings.obs_layout)
         seconds["online_only"] = time.perf_counter() - start
         save("online-only", scratch.policy, {"online_episodes": scratch.episodes})
         final["online-only"] = evaluate_policy(scenario, network, scratch.actor, eval_seeds)["success_rate"].tolist()

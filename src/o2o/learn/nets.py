@@ -19,6 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from o2o.core.decpomdp import (
+    CANDIDATE_FEATURES,
+    OBS_LAYOUT_V2,
+    OBS_LAYOUT_VERSION,
+    candidate_index,
+    obs_dim,
+)
+
 MASKED_LOGIT = -1e9
 
 
@@ -101,17 +109,43 @@ def add_self_head(out: torch.Tensor, obs: torch.Tensor, n_actions: int) -> torch
     return logits + own
 
 
+HEADS = ("plain", "self", "scorer")
+
+
 class Actor(nn.Module):
-    """pi_theta(a | o): logits over the N + 1 actions, masked before the softmax."""
+    """pi_theta(a | o): logits over the N + 1 actions, masked before the softmax.
+
+    Heads: ``plain`` (the paper's: an MLP from the observation to N + 1 logits), ``self`` (one
+    more output, added to the logit of the node's own action, so "keep it local" is learned
+    once for all nodes), ``scorer`` (observation layout v2: one MLP scores each candidate
+    destination j from its features, ``candidate_index``; the no-task action has logit 0). The
+    scorer is the same function of a candidate's features for every node and destination, so
+    what it learns about one destination applies to all."""
 
     def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64),
-                 self_head: bool = False):
+                 self_head: bool = False, head: str | None = None):
         super().__init__()
         self.obs_dim, self.n_actions, self.hidden = obs_dim, n_actions, tuple(hidden)
-        self.self_head = self_head
-        self.net = MLP(obs_dim, self.hidden, n_actions + int(self_head))
+        self.head = head or ("self" if self_head else "plain")
+        if self.head not in HEADS:
+            raise ValueError(f"actor head must be one of {HEADS}, got {self.head!r}")
+        self.self_head = self.head == "self"
+        if self.head == "scorer":
+            self.register_buffer("index", torch.from_numpy(candidate_index(n_actions - 1)),
+                                 persistent=False)
+            self.net = MLP(CANDIDATE_FEATURES, self.hidden, 1)
+        else:
+            self.net = MLP(obs_dim, self.hidden, n_actions + int(self.self_head))
+
+    @property
+    def obs_layout(self) -> str:
+        """The observation layout the actor reads, from its input size."""
+        return OBS_LAYOUT_VERSION if self.obs_dim == obs_dim(self.n_actions - 1) else OBS_LAYOUT_V2
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.head == "scorer":
+            scores = self.net(obs[:, self.index]).squeeze(-1)          # (M, N)
+            return torch.cat([scores, torch.zeros_like(scores[:, :1])], dim=1)
         out = self.net(obs)
         return add_self_head(out, obs, self.n_actions) if self.self_head else out
 
@@ -231,8 +265,8 @@ def policy_arrays(actor: Actor, critic: Critic | None) -> dict[str, np.ndarray]:
 
 
 def actor_from_arrays(arrays: dict[str, np.ndarray], obs_dim: int, n_actions: int,
-                      hidden: tuple[int, ...], self_head: bool = False) -> Actor:
-    actor = Actor(obs_dim, n_actions, hidden, self_head)
+                      hidden: tuple[int, ...], self_head: bool = False, head: str | None = None) -> Actor:
+    actor = Actor(obs_dim, n_actions, hidden, self_head, head)
     actor.net.load_arrays(arrays, "actor")
     return actor
 

@@ -45,12 +45,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from o2o.core.decpomdp import OBS_LAYOUT_V2, central_critic_input, critic_dim
+from o2o.core.errors import UserError
 from o2o.core.progress import progress_bar
 from o2o.learn.nets import Actor, Critic, TwinQ, adam, masked_logsumexp
 from o2o.learn.policy import Policy
 from o2o.learn.settings import OFFLINE_STEPS, OfflineSettings
 from o2o.learn.tracking import Tracker
-from o2o.logs.dataset import check_dataset, dataset_reward_credit
+from o2o.logs.dataset import check_dataset, dataset_obs_layout, dataset_reward_credit
 
 # The data-set arrays one step of Algorithm 1 reads.
 TRAINING_ARRAYS = ("observations", "actions", "rewards", "next_observations", "terminals",
@@ -144,7 +146,100 @@ class OfflineResult:
         return self.policy.reward_stats
 
 
-class DiscreteSACCQL:
+class OfflineLearner:
+    """What the offline algorithms share: the actor and the critic V_omega, the seeded
+    minibatch draws, the training loop with its records and evaluations (``fit``)."""
+
+    prefetch = 64
+
+    def __init__(self, settings: OfflineSettings, obs_dim: int, n_actions: int, seed: int = 0,
+                 critic_dim: int | None = None):
+        self.s = settings
+        self.obs_dim, self.n_actions = obs_dim, n_actions
+        torch.manual_seed(seed)
+        self.rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x0FF1]))
+        self.actor = Actor(obs_dim, n_actions, settings.hidden, head=settings.actor_head)
+        self.critic = Critic(critic_dim or obs_dim, settings.hidden)
+        self.steps_done = 0
+
+    def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def minibatches(self, t: dict[str, torch.Tensor], m: int):
+        """Minibatches of ``batch_size`` rows drawn uniformly (with replacement) by the seeded
+        generator, gathered ``prefetch`` steps at a time."""
+        size = self.s.batch_size
+        while True:
+            idx = torch.from_numpy(self.rng.integers(0, m, size=self.prefetch * size))
+            chunk = {k: v.index_select(0, idx) for k, v in t.items()}
+            for k in range(self.prefetch):
+                yield {name: v[k * size:(k + 1) * size] for name, v in chunk.items()}
+
+    def fit(self, dataset: dict[str, np.ndarray], steps: int,
+            callback: Callable[[int, Actor], dict[str, Any] | None] | None = None,
+            tracker: Tracker | None = None, log_every: int = 500, show_progress: bool = True) -> OfflineResult:
+        """Train for ``steps`` minibatches. Every ``settings.eval_every`` steps (and at the end)
+        ``callback(step, actor)`` may return metrics (e.g. a success rate) that are logged."""
+        start = time.perf_counter()
+        data = check_dataset(dataset)
+        m = data["actions"].shape[0]
+        if m > self.s.buffer_size:  # a FIFO buffer keeps the most recent rows
+            data = {k: (v[-self.s.buffer_size:] if np.ndim(v) else v) for k, v in data.items()}
+            m = self.s.buffer_size
+        rewards, stats = normalize_rewards(data["rewards"], self.s.reward_norm)
+        t = {k: torch.from_numpy(np.ascontiguousarray(data[k])) for k in TRAINING_ARRAYS}
+        t["rewards"] = torch.from_numpy(rewards)
+        if self.s.critic_input == "central":
+            t.update(central_critic_arrays(data))
+        history: list[dict[str, Any]] = []
+        tracker = tracker or Tracker()
+        sums: dict[str, float] = {}
+        count = 0
+        last_eval: dict[str, Any] = {}
+        batches = self.minibatches(t, m)
+        with progress_bar(total=steps, desc="offline", unit="step", disable=not show_progress) as bar:
+            for step in range(1, steps + 1):
+                metrics = self.update(next(batches))
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                evaluate_now = callback is not None and (
+                    (self.s.eval_every and step % self.s.eval_every == 0) or step == steps)
+                if step % log_every == 0 or step == steps or evaluate_now:
+                    record = {k: v / count for k, v in sums.items()}
+                    sums, count = {}, 0
+                    if evaluate_now:
+                        last_eval = callback(step, self.actor) or {}
+                        record.update(last_eval)
+                    record["elapsed_s"] = time.perf_counter() - start
+                    history.append(tracker.log("offline", step, record))
+                    post = {"v": f"{record['v_loss']:.3f}", "H": f"{record['entropy']:.2f}"}
+                    if "success_rate" in last_eval:
+                        post["success"] = f"{last_eval['success_rate']:.3f}"
+                    bar.set_postfix(post)
+                bar.update(1)
+        policy = Policy(self.actor, self.critic, dataset_reward_credit(dataset), stats)
+        return OfflineResult(policy, history, steps, time.perf_counter() - start, self.s)
+
+
+
+def central_critic_arrays(data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """The centralized critic's input of every row (own observation + the slot's global state,
+    ``o2o.core.decpomdp.central_critic_input``), for o and o'. Needs whole slots in the data
+    set's order (episode, slot, node)."""
+    n = data["action_masks"].shape[1] - 1
+    m, d = data["observations"].shape
+    if m % n or not np.array_equal(data["node_ids"], np.tile(np.arange(n), m // n)):
+        raise UserError("the centralized critic needs the data set's rows in whole slots, nodes "
+                        "0..N-1 in order, as 'o2o dataset export' writes them")
+    out = {}
+    for name, key in (("observations", "critic_observations"),
+                      ("next_observations", "next_critic_observations")):
+        out[key] = torch.from_numpy(central_critic_input(data[name].reshape(m // n, n, d)).reshape(m, -1))
+    return out
+
+
+class DiscreteSACCQL(OfflineLearner):
     """Algorithm 1. ``DiscreteSACCQL(settings, obs_dim, n_actions, seed).fit(dataset, steps)``.
 
     One step evaluates the equations above exactly, arranged for speed on one CPU thread:
@@ -162,22 +257,17 @@ class DiscreteSACCQL:
     ``tests/test_learn_offline_speed.py`` checks the losses and the updated weights against a
     plain implementation of the equations with separate networks and optimizers."""
 
-    prefetch = 64
-
-    def __init__(self, settings: OfflineSettings, obs_dim: int, n_actions: int, seed: int = 0):
-        self.s = settings
-        self.obs_dim, self.n_actions = obs_dim, n_actions
-        torch.manual_seed(seed)
-        self.rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x0FF1]))
+    def __init__(self, settings: OfflineSettings, obs_dim: int, n_actions: int, seed: int = 0,
+                 critic_dim: int | None = None):
+        super().__init__(settings, obs_dim, n_actions, seed, critic_dim)
         h = settings.hidden
-        sh = settings.self_head
-        self.actor = Actor(obs_dim, n_actions, h, sh)
-        self.q = TwinQ(obs_dim, n_actions, h, sh)
+        # The Q networks read the observation (plain, or with the self head); a scorer actor
+        # follows them through eq. 11 all the same.
+        self.q = TwinQ(obs_dim, n_actions, h, settings.actor_head == "self")
         # Targets start as exact copies (Alg. 1: Qbar_k <- Q_k).
         self.q_target = copy.deepcopy(self.q)
         for p in self.q_target.parameters():
             p.requires_grad_(False)
-        self.critic = Critic(obs_dim, h)
         self.optimizer = adam([*self.critic.parameters(), *self.actor.parameters(),
                                *self.q.parameters()], settings.lr)
         self.steps_done = 0
@@ -198,7 +288,7 @@ class DiscreteSACCQL:
                 next_value[rows] = soft_value(next_log_pi, next_q_min[rows], s.alpha, next_pi)
             y = td_target(b["rewards"], b["terminals"], next_value, s.gamma)
 
-        v_loss = ((self.critic(obs) - y) ** 2).mean()                           # line 3, eq. 12
+        v_loss = ((self.critic(b.get("critic_observations", obs)) - y) ** 2).mean()  # line 3, eq. 12
 
         q = self.q(obs)
         q_min = torch.minimum(q[0], q[1]).detach()
@@ -231,59 +321,59 @@ class DiscreteSACCQL:
                 "entropy": v["entropy"], "data_action_prob": v["data_action_prob"],
                 "q_mean": v["q_mean"]}
 
-    def minibatches(self, t: dict[str, torch.Tensor], m: int):
-        """Minibatches of ``batch_size`` rows drawn uniformly (with replacement) by the seeded
-        generator, gathered ``prefetch`` steps at a time."""
-        size = self.s.batch_size
-        while True:
-            idx = torch.from_numpy(self.rng.integers(0, m, size=self.prefetch * size))
-            chunk = {k: v.index_select(0, idx) for k, v in t.items()}
-            for k in range(self.prefetch):
-                yield {name: v[k * size:(k + 1) * size] for name, v in chunk.items()}
+class AdvantageWeighted(OfflineLearner):
+    """Advantage-weighted regression from the logs (AWAC / IQL style; ``algorithm="awr"``), and
+    behaviour cloning (``algorithm="bc"``, every weight 1), the project's alternatives to
+    Algorithm 1:
 
-    def fit(self, dataset: dict[str, np.ndarray], steps: int,
-            callback: Callable[[int, Actor], dict[str, Any] | None] | None = None,
-            tracker: Tracker | None = None, log_every: int = 500, show_progress: bool = True) -> OfflineResult:
-        """Train for ``steps`` minibatches. Every ``settings.eval_every`` steps (and at the end)
-        ``callback(step, actor)`` may return metrics (e.g. a success rate) that are logged."""
-        start = time.perf_counter()
-        data = check_dataset(dataset)
-        m = data["actions"].shape[0]
-        if m > self.s.buffer_size:  # a FIFO buffer keeps the most recent rows
-            data = {k: data[k][-self.s.buffer_size:] for k in TRAINING_ARRAYS}
-            m = self.s.buffer_size
-        rewards, stats = normalize_rewards(data["rewards"], self.s.reward_norm)
-        t = {k: torch.from_numpy(np.ascontiguousarray(data[k])) for k in TRAINING_ARRAYS}
-        t["rewards"] = torch.from_numpy(rewards)
-        history: list[dict[str, Any]] = []
-        tracker = tracker or Tracker()
-        sums: dict[str, float] = {}
-        count = 0
-        last_eval: dict[str, Any] = {}
-        batches = self.minibatches(t, m)
-        with progress_bar(total=steps, desc="offline", unit="step", disable=not show_progress) as bar:
-            for step in range(1, steps + 1):
-                metrics = self.update(next(batches))
-                for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                count += 1
-                evaluate_now = callback is not None and (
-                    (self.s.eval_every and step % self.s.eval_every == 0) or step == steps)
-                if step % log_every == 0 or step == steps or evaluate_now:
-                    record = {k: v / count for k, v in sums.items()}
-                    sums, count = {}, 0
-                    if evaluate_now:
-                        last_eval = callback(step, self.actor) or {}
-                        record.update(last_eval)
-                    record["elapsed_s"] = time.perf_counter() - start
-                    history.append(tracker.log("offline", step, record))
-                    post = {"q": f"{record['q_loss']:.3f}", "H": f"{record['entropy']:.2f}"}
-                    if "success_rate" in last_eval:
-                        post["success"] = f"{last_eval['success_rate']:.3f}"
-                    bar.set_postfix(post)
-                bar.update(1)
-        policy = Policy(self.actor, self.critic, dataset_reward_credit(dataset), stats)
-        return OfflineResult(policy, history, steps, time.perf_counter() - start, self.s)
+    * V_omega by TD on the data: mean (V(o) - y)^2, y = r + gamma (1 - terminal) Vbar(o'),
+      Vbar a target copy tracking V at rate tau (eq. 12 with the behaviour's value);
+    * the actor by max mean_{task rows} w log pi(a|o), w = min(exp(A / beta), w_max),
+      A = y - V(o): the logged actions that did better than the logging heuristic's average are
+      imitated more, so the actor improves on the heuristic without leaving its support (no
+      action the logs never took gets weight). Rows whose logged action the mask forbids (RATC
+      and ESF may send to an overloaded node) are left out of the actor's loss.
+    """
+
+    def __init__(self, settings: OfflineSettings, obs_dim: int, n_actions: int, seed: int = 0,
+                 critic_dim: int | None = None):
+        super().__init__(settings, obs_dim, n_actions, seed, critic_dim)
+        self.critic_target = copy.deepcopy(self.critic)
+        for p in self.critic_target.parameters():
+            p.requires_grad_(False)
+        self.optimizer = adam([*self.critic.parameters(), *self.actor.parameters()], settings.lr)
+
+    def losses(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        s = self.s
+        obs, act, mask = b["observations"], b["actions"], b["action_masks"]
+        v_in = b.get("critic_observations", obs)
+        with torch.no_grad():
+            next_v = self.critic_target(b.get("next_critic_observations", b["next_observations"]))
+            y = td_target(b["rewards"], b["terminals"], next_v, s.gamma)
+        v = self.critic(v_in)
+        v_loss = ((v - y) ** 2).mean()
+        rows = torch.nonzero(~mask[:, -1] & mask.gather(1, act[:, None]).squeeze(1)).squeeze(1)
+        log_pi, pi = self.actor.policy(obs[rows], mask[rows])
+        logp_data = log_pi.gather(1, act[rows][:, None]).squeeze(1)
+        with torch.no_grad():
+            adv = y[rows] - v[rows]
+            weight = (torch.ones_like(adv) if s.algorithm == "bc"
+                      else (adv / s.awr_temperature).exp().clamp(max=s.awr_max_weight))
+        actor_loss = -(weight * logp_data).sum() / max(rows.numel(), 1)
+        with torch.no_grad():
+            entropy = -(pi * log_pi).sum(-1).mean()
+            data_prob = logp_data.exp().mean()
+        return {"v_loss": v_loss, "actor_loss": actor_loss, "entropy": entropy,
+                "data_action_prob": data_prob, "advantage": adv.mean(), "weight": weight.mean()}
+
+    def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        loss = self.losses(b)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss["v_loss"] + loss["actor_loss"]).backward()
+        self.optimizer.step()
+        soft_update(self.critic_target, self.critic, self.s.tau)
+        self.steps_done += 1
+        return {k: float(v.detach()) for k, v in loss.items()}
 
 
 def train_offline(dataset: dict[str, np.ndarray], settings: OfflineSettings | None = None, seed: int = 0,
@@ -294,6 +384,12 @@ def train_offline(dataset: dict[str, np.ndarray], settings: OfflineSettings | No
     Same data, settings, seed and steps give the same weights (one torch thread)."""
     settings = settings or OfflineSettings()
     data = check_dataset(dataset)
-    obs_dim, n_actions = data["observations"].shape[1], data["action_masks"].shape[1]
-    algo = DiscreteSACCQL(settings, obs_dim, n_actions, seed)
+    if settings.actor_head == "scorer" and dataset_obs_layout(data) != OBS_LAYOUT_V2:
+        raise UserError(f"the scorer actor reads observation layout {OBS_LAYOUT_V2}, but the data "
+                        f"set has {dataset_obs_layout(data)}: export it with --obs-layout "
+                        f"{OBS_LAYOUT_V2}, or train with --set-hparam actor_head=plain")
+    obs_dim_, n_actions = data["observations"].shape[1], data["action_masks"].shape[1]
+    c_dim = critic_dim(n_actions - 1, dataset_obs_layout(data), settings.critic_input)
+    cls = DiscreteSACCQL if settings.algorithm == "sac-cql" else AdvantageWeighted
+    algo = cls(settings, obs_dim_, n_actions, seed, c_dim)
     return algo.fit(data, steps, callback=callback, tracker=tracker, show_progress=show_progress)

@@ -202,6 +202,27 @@ def cmd_bench_actor(args) -> int:
     return 0
 
 
+def cmd_bench_learn(args) -> int:
+    from o2o.learn.speed import learner_speed
+
+    scenario, network = _scenario_network(args)
+    settings = {name: learner_settings(name) for name in ("paper", "project")}
+    out = learner_speed(scenario, network, settings, offline_steps=args.offline_steps)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"learner throughput on {scenario.name} (N = {network.n}), one torch thread, best of "
+          "several runs, wall clock")
+    for name, v in out["offline_steps_per_s"].items():
+        print(f"  offline gradient steps/s, batch 512, {name} settings: {v:8.1f}")
+    for name, v in out["online_episodes_per_s"].items():
+        print(f"  online episodes/s, {name} settings: {v['iteration']:6.2f} (collection alone "
+              f"{v['collect']:6.2f})")
+    for name, v in out["env_node_slots_per_s"].items():
+        print(f"  env node-slots/s, {name}: {v:12,.0f}")
+    return 0
+
+
 def add_settings_arg(p) -> None:
     p.add_argument("--settings", choices=["project", "paper"], default="project",
                    help="hyper-parameters to start from: the paper's (V-A) or the project's changes "
@@ -275,6 +296,13 @@ def register(sub, bench) -> None:
                    help=f"first episode seed (default {seeds.TEST.start}, the held-out range)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
+
+    b = bench.add_parser("learn", help="learner throughput: offline steps/s, online episodes/s, "
+                         "environment node-slots/s")
+    add_scenario_args(b)
+    b.add_argument("--offline-steps", type=int, default=200, help="steps per timed offline run")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_learn)
 
     a = bench.add_parser("actor", help="time of one drl decision with the numpy actor")
     add_scenario_args(a)

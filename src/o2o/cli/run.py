@@ -42,18 +42,55 @@ def cmd_run(args) -> int:
     return 0
 
 
-def register(sub, bench) -> None:
-    p = sub.add_parser("run", help="the whole O2O-DRL pipeline: RATC logs, offline training, "
-                       "online fine-tuning, baselines, evaluation, report")
-    add_scenario_args(p)
-    p.add_argument("--quick", action="store_true", help="a small run for a first look (minutes)")
+def cmd_ablation(args) -> int:
+    from o2o.experiments.ablation import RUNGS, run_ablation
+    from o2o.experiments.main_job import PLANS
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    plan = PLANS["quick" if args.quick else "full"]
+    changes = {k: getattr(args, k) for k in ("seeds", "log_episodes", "offline_steps",
+                                                "online_episodes", "eval_episodes")
+               if getattr(args, k) is not None}
+    for key, value in changes.items():
+        if value < 1:
+            raise UserError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
+    rungs = args.rung or None
+    if rungs and any(not 0 <= r < len(RUNGS) for r in rungs):
+        raise UserError(f"--rung must lie in 0..{len(RUNGS) - 1}")
+    out = Path(args.out or "runs/ablation")
+    report = run_ablation(scenario, out, plan.scaled(**changes), network_seed=args.network_seed,
+                          workers=args.workers, rungs=rungs,
+                          log=(lambda _msg: None) if args.json else print)
+    if args.json:
+        print(json.dumps(report["rungs"]))
+    return 0
+
+
+def _plan_args(p, what: str) -> None:
+    p.add_argument("--quick", action="store_true", help=f"a small {what} for a first look")
     p.add_argument("--seeds", type=int, help="training seeds (full: 3)")
-    p.add_argument("--out", help="run folder (default runs/main, or runs/quick with --quick)")
     p.add_argument("--workers", type=int, help="parallel training processes (default: CPU count)")
-    p.add_argument("--log-episodes", type=int, help="RATC episodes logged for offline training")
+    p.add_argument("--log-episodes", type=int, help="heuristic episodes logged for offline training")
     p.add_argument("--offline-steps", type=int, help="gradient steps of offline training")
     p.add_argument("--online-episodes", type=int, help="episodes of online fine-tuning (and online-only)")
     p.add_argument("--eval-episodes", type=int, help="held-out evaluation episodes")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def register(sub, bench) -> None:
+    a = sub.add_parser("ablation", help="what each change to O2O-DRL adds: offline-only and "
+                       "O2O-DRL for each rung of settings, on the same held-out episodes")
+    add_scenario_args(a)
+    _plan_args(a, "ablation")
+    a.add_argument("--out", help="folder (default runs/ablation)")
+    a.add_argument("--rung", type=int, action="append", help="only these rungs (repeatable)")
+    a.set_defaults(func=cmd_ablation)
+
+    p = sub.add_parser("run", help="the whole O2O-DRL pipeline: heuristic logs, offline training, "
+                       "online fine-tuning, baselines, evaluation, report")
+    add_scenario_args(p)
+    _plan_args(p, "run (minutes)")
+    p.add_argument("--out", help="run folder (default runs/main, or runs/quick with --quick)")
     p.add_argument("--settings", choices=["project", "paper"], default="project",
                    help="hyper-parameters to start from: the project's (default; docs/learner.md "
                         "says what differs and why) or the paper's exact values")
@@ -68,5 +105,4 @@ def register(sub, bench) -> None:
                    help="override an offline hyper-parameter (repeatable)")
     p.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE",
                    help="override an online hyper-parameter (repeatable)")
-    p.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
     p.set_defaults(func=cmd_run)

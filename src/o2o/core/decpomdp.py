@@ -24,7 +24,8 @@ also returns F_j, alpha_j and its execution backlog, as RATC and ESF use them), 
 N values, block b of candidate j at ``3N + 6 + b N + j``:
 
 =====  ==============================================================================
-block  content (candidate j; the deciding node is i)
+block  content (candidate j; the deciding node is i; blocks 1-6 are 0 without a task, when a
+       node neither decides nor probes)
 =====  ==============================================================================
 0      F_j / (max cores * core_hz)
 1      execution backlog of j in seconds (probed; its own for j = i) / (2 max d), clipped
@@ -239,16 +240,16 @@ class Observer:
         """Fill the seven v2 blocks, ``out`` (M, 7, N)."""
         net, n = self.network, self.n
         clip = lambda x: np.clip(x, 0.0, 1.0)  # noqa: E731
-        exec_backlog_s = np.asarray(exec_backlog_s, dtype=np.float64)
-        send_backlog_s = np.where(np.arange(n)[None] == node[:, None], 0.0, send_backlog_s)
         out[:, 0] = net.capacity_hz[None] / self.capacity_scale
-        out[:, 1] = clip(exec_backlog_s / self.backlog_scale)
-        out[:, 2] = clip(send_backlog_s / self.backlog_scale)
-        out[:, 6] = np.asarray(overloaded, dtype=bool)
-        rows = np.nonzero(has)[0]
+        rows = np.nonzero(has)[0]  # a node probes when it has a task to place
         if rows.size == 0:
             return
         i = node[rows]
+        exec_backlog_s = np.asarray(exec_backlog_s, dtype=np.float64)
+        send_backlog_s = np.where(np.arange(n)[None] == node[:, None], 0.0, send_backlog_s)
+        out[rows, 1] = clip(exec_backlog_s[rows] / self.backlog_scale)
+        out[rows, 2] = clip(send_backlog_s[rows] / self.backlog_scale)
+        out[rows, 6] = np.asarray(overloaded, dtype=bool)[rows]
         remote = np.arange(n)[None] != i[:, None]
         est, rel, nominal = completion_estimate(
             np.asarray(size_bytes, dtype=np.float64)[rows, None],

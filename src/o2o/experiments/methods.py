@@ -87,6 +87,8 @@ class SeedJob:
     out: str                     # the run folder: models/ and metrics/ go there
     dataset: str                 # the offline data set (.npz)
     settings: LearnerSettings
+    online_only: bool = True     # also train the online-only baseline (the ablation does not)
+    name: str = ""               # a label for the models' and metrics' folders
 
 
 def train_seed(job: SeedJob) -> SeedResult:
@@ -130,6 +132,8 @@ def train_seed(job: SeedJob) -> SeedResult:
         save("o2o-drl", o2o.policy, {"online_episodes": o2o.episodes})
         final["o2o-drl"] = evaluate_policy(scenario, network, o2o.actor, eval_seeds)["success_rate"].tolist()
 
+        if not job.online_only:
+            return SeedResult(seed, offline_curve, o2o.curve, [], final, seconds)
         start = time.perf_counter()
         scratch = train_online(scenario, network, None, job.settings.online,
                                episodes=plan.online_episodes, seed=seed, eval_every=plan.online_eval_every,

@@ -33,12 +33,13 @@ decision:
 
 * ``peer_backlog_s[t, i, j]``: the execution backlog in seconds of node j as node i probed it
   at its decision (its own for j = i), and ``send_backlog_s[t, i, j]``: i's own send backlog
-  on its link to j (0 at j = i); what observation v2 adds (``o2o.core.decpomdp``). NaN where
-  the node did not learn it (a testbed node that probed only some peers): such a log rebuilds
-  observation v1 only.
+  on its link to j (0 at j = i); what observation v2 adds (``o2o.core.decpomdp``), read only
+  where node i had a task. NaN where the node did not learn it (a testbed node that probed only
+  some peers): such a log rebuilds observation v1 only.
 
-The same for the boundary after the last slot (``final_*``, shapes ``(N,)`` and ``(N, N)``) let
-the last transition's next observation be rebuilt.
+The first three for the boundary after the last slot (``final_*``, shapes ``(N,)``, ``(N, N)``,
+``(N, N)``) let the last transition's next observation be rebuilt (no task there, so no
+probes).
 """
 
 from __future__ import annotations
@@ -107,23 +108,22 @@ class EpisodeLog:
     final_peer_overloaded: np.ndarray  # (N, N)
     peer_backlog_s: np.ndarray | None = None   # (T, N, N) [t, i, j]: backlog of j as i probed it
     send_backlog_s: np.ndarray | None = None   # (T, N, N) [t, i, j]: i's send backlog to j
-    final_peer_backlog_s: np.ndarray | None = None  # (N, N)
-    final_send_backlog_s: np.ndarray | None = None  # (N, N)
 
     def __post_init__(self):
-        # Not known (an older writer): NaN, so that a rebuild of observation v2 refuses them.
+        # Not known (a writer that does not report them): NaN, so that a rebuild of
+        # observation v2 refuses the episode rather than misread it.
         t, n = np.shape(self.has_task)
-        for name, shape in (("peer_backlog_s", (t, n, n)), ("send_backlog_s", (t, n, n)),
-                            ("final_peer_backlog_s", (n, n)), ("final_send_backlog_s", (n, n))):
+        for name in ("peer_backlog_s", "send_backlog_s"):
             if getattr(self, name) is None:
-                setattr(self, name, np.full(shape, np.nan))
+                setattr(self, name, np.full((t, n, n), np.nan))
 
     @property
     def has_probed_backlogs(self) -> bool:
-        """Whether every backlog that observation v2 reads is known."""
-        return bool(np.isfinite(self.peer_backlog_s).all() and np.isfinite(self.send_backlog_s).all()
-                    and np.isfinite(self.final_peer_backlog_s).all()
-                    and np.isfinite(self.final_send_backlog_s).all())
+        """Whether every backlog that observation v2 reads (at the node-slots with a task) is
+        known."""
+        has = np.asarray(self.has_task, dtype=bool)
+        return bool(np.isfinite(self.peer_backlog_s[has]).all()
+                    and np.isfinite(self.send_backlog_s[has]).all())
 
     @property
     def slots(self) -> int:
@@ -168,8 +168,7 @@ class EpisodeLog:
         expect = {name: (t, n) for name in TASK_FIELDS} | {
             "exec_len": (t, n), "recv_len": (t, n, n), "peer_overloaded": (t, n, n),
             "final_exec_len": (n,), "final_recv_len": (n, n), "final_peer_overloaded": (n, n),
-            "peer_backlog_s": (t, n, n), "send_backlog_s": (t, n, n),
-            "final_peer_backlog_s": (n, n), "final_send_backlog_s": (n, n)}
+            "peer_backlog_s": (t, n, n), "send_backlog_s": (t, n, n)}
         for name, shape in expect.items():
             got = np.shape(getattr(self, name))
             if got != shape:
@@ -303,7 +302,5 @@ def episode_logs_from_rollout(
             final_peer_overloaded=np.repeat(final_overloaded[b][None, :], n_nodes, axis=0),
             peer_backlog_s=np.repeat(snapshots.exec_backlog_s[b][:, None, :], n_nodes, axis=1),
             send_backlog_s=snapshots.send_backlog_s[b].copy(),
-            final_peer_backlog_s=np.repeat(np.asarray(final.exec_backlog_s[b])[None, :], n_nodes, axis=0),
-            final_send_backlog_s=np.asarray(final.send_backlog_s[b]).copy(),
         ))
     return logs

@@ -106,11 +106,8 @@ def end_state_rows(episode_id: int, log: EpisodeLog) -> list[dict]:
     n = log.nodes
     recv = _blobs(np.asarray(log.final_recv_len).reshape(n, n), S.RECV_LEN_DTYPE)
     flags = _blobs(np.asarray(log.final_peer_overloaded).reshape(n, n), S.PEER_FLAG_DTYPE)
-    backlog = _blobs(np.asarray(log.final_peer_backlog_s).reshape(n, n), S.BACKLOG_DTYPE)
-    send = _blobs(np.asarray(log.final_send_backlog_s).reshape(n, n), S.BACKLOG_DTYPE)
     return [{"episode_id": episode_id, "node": i, "exec_len": int(log.final_exec_len[i]),
-             "recv_len": recv[i], "peer_overloaded": flags[i], "peer_backlog_s": backlog[i],
-             "send_backlog_s": send[i]} for i in range(n)]
+             "recv_len": recv[i], "peer_overloaded": flags[i]} for i in range(n)]
 
 
 def episode_from_columns(head, c: dict, rs: slice, ends: dict, es: slice, t: int, n: int) -> EpisodeLog:
@@ -132,6 +129,4 @@ def episode_from_columns(head, c: dict, rs: slice, ends: dict, es: slice, t: int
         final_peer_overloaded=_unblobs(ends["peer_overloaded"][es], n, S.PEER_FLAG_DTYPE).astype(bool),
         peer_backlog_s=_unblobs(c["peer_backlog_s"][rs], n, S.BACKLOG_DTYPE).reshape(t, n, n).copy(),
         send_backlog_s=_unblobs(c["send_backlog_s"][rs], n, S.BACKLOG_DTYPE).reshape(t, n, n).copy(),
-        final_peer_backlog_s=_unblobs(ends["peer_backlog_s"][es], n, S.BACKLOG_DTYPE).copy(),
-        final_send_backlog_s=_unblobs(ends["send_backlog_s"][es], n, S.BACKLOG_DTYPE).copy(),
     )

@@ -57,8 +57,8 @@ from o2o.core.outcomes import OUTCOME_NAMES
 
 SCHEMA_FORMAT = "o2o-task-log"
 SCHEMA_VERSION = 2
-# Version 2 added ``peer_backlog_s`` and ``send_backlog_s`` to ``tasks`` and
-# ``episode_end_state`` (what observation v2 is rebuilt from). A version-1 log is refused with a
+# Version 2 added ``peer_backlog_s`` and ``send_backlog_s`` to ``tasks`` (what observation v2
+# is rebuilt from). A version-1 log is refused with a
 # message, never read as if it had them.
 
 RUN_STATUSES = ("running", "completed", "interrupted")
@@ -172,8 +172,6 @@ episode_end_state = Table(
     Column("exec_len", Integer, nullable=False),
     Column("recv_len", LargeBinary, nullable=False),
     Column("peer_overloaded", LargeBinary, nullable=False),
-    Column("peer_backlog_s", LargeBinary, nullable=False),
-    Column("send_backlog_s", LargeBinary, nullable=False),
 )
 
 TABLE_NAMES = frozenset(metadata.tables)

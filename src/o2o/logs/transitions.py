@@ -87,8 +87,9 @@ def boundary_observations(observer: Observer, log: EpisodeLog) -> tuple[np.ndarr
             raise UserError(f"episode {log.episode_index} was logged without the probed backlogs "
                             f"that observation {OBS_LAYOUT_V2} needs; export it with "
                             f"--obs-layout {OBS_LAYOUT_VERSION}")
-        backlog = np.concatenate([log.peer_backlog_s, log.final_peer_backlog_s[None]])
-        send = np.concatenate([log.send_backlog_s, log.final_send_backlog_s[None]])
+        unknown = np.full((1, n, n), np.nan)  # after the last slot: no task, no probe
+        backlog = np.concatenate([log.peer_backlog_s, unknown])
+        send = np.concatenate([log.send_backlog_s, unknown])
         probed = (backlog.reshape(m, n), send.reshape(m, n), flags.reshape(m, n))
     obs = observer.observe(node, exec_len.reshape(m), recv_len.reshape(m, n), has.reshape(m),
                            task_feature(log.size_bytes).reshape(m),

@@ -49,6 +49,10 @@ from o2o.core.errors import UserError
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario, scenario_from_dict
 from o2o.schedulers.base import NodeView, ProbeAnswers
+
+# The backlog a node logs for a peer that did not answer its probe (seen as infinite): any
+# value above twice the largest deadline is clipped to the same observation.
+PROBE_BACKLOG_CAP_S = 1e9
 from o2o.schedulers.heuristics import Rule
 from o2o.testbed import protocol as P
 from o2o.testbed.timing import Clock, sleep_until
@@ -732,12 +736,21 @@ class EdgeNode:
         dest = int(self.rule.choose(view, probes)[0])
         prob = self.rule.action_prob(view, np.array([dest]))
         decided_at = self.clock.now()
+        # What it learned by probing (observation v2): the probed backlogs (an unreachable
+        # peer's infinite one capped at PROBE_BACKLOG_CAP_S, which the observation clips the
+        # same way) and its own; None for the peers it did not probe.
+        probed = set(targets.tolist()) | {i}
+        backlog = [min(float(probes.exec_backlog_s[0, j]), PROBE_BACKLOG_CAP_S) if j in probed else None
+                   for j in range(n)]
+        if i not in targets:
+            backlog[i] = self.exec_backlog_s(received_at)
         self.report(P.Decision(
             episode=msg.episode, slot=msg.slot, node=i, has_task=True, action=dest,
             action_prob=None if prob is None or not np.isfinite(prob[0]) else float(prob[0]),
             exec_len=exec_len, recv_len=recv_len.tolist(),
             peer_overloaded=self.peer_overloaded.tolist(), received_at=received_at,
-            decided_at=decided_at))
+            decided_at=decided_at, peer_backlog_s=backlog,
+            send_backlog_s=view.send_backlog_s[0].tolist()))
         if msg.episode != self.episode:
             return
         task.dest = dest

@@ -20,7 +20,7 @@ from o2o.core.errors import UserError
 from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
-from o2o.learn.settings import OFFLINE_STEPS, learner_settings
+from o2o.learn.settings import learner_settings
 from o2o.models import load_model
 from o2o.schedulers.drl import DRLRule
 from o2o.sim import make_scheduler
@@ -68,10 +68,12 @@ def cmd_train_offline(args) -> int:
     from o2o.logs.dataset import dataset_reward_credit, load_dataset
 
     _torch_threads(args.threads)
+    learner = _settings(args, "offline")
+    args.steps = learner.offline_steps if args.steps is None else args.steps
     if args.steps < 1:
         raise UserError("--steps must be at least 1")
     scenario, network = _scenario_network(args)
-    settings = _settings(args, "offline").offline
+    settings = learner.offline
     data = load_dataset(args.dataset, n=network.n)
     eval_seeds = _eval_seeds(args)
     eval_fn = make_eval_fn(scenario, network, eval_seeds) if eval_seeds and settings.eval_every else None
@@ -267,8 +269,8 @@ def register(sub, bench) -> None:
 
     p = tsub.add_parser("offline", help="Algorithm 1: discrete SAC + CQL + V from a data set")
     p.add_argument("--dataset", required=True, help=".npz data set of transitions (see docs/logs.md)")
-    p.add_argument("--steps", type=int, default=OFFLINE_STEPS,
-                   help=f"gradient steps (default {OFFLINE_STEPS})")
+    p.add_argument("--steps", type=int, default=None,
+                   help="gradient steps (default: the settings', project 2000, paper 10000)")
     _add_common_train(p)
     p.set_defaults(func=cmd_train_offline)
 

@@ -45,7 +45,8 @@ class Plan:
 
     # The sizes chosen from the learner's measured curves (o2o.learn.settings, docs/learner.md).
     log_episodes: int = 300          # RATC episodes logged (600k task rows on paper-sim)
-    offline_steps: int = 5_000       # offline gradient steps (docs/learner.md: learning curves)
+    offline_steps: int | None = None  # offline gradient steps; None: the settings' own
+                                      # (LearnerSettings.offline_steps, from learning curves)
     offline_points: int = 5          # learning-curve evaluations during offline training
     online_episodes: int = 400       # episodes of Algorithm 2 (O2O-DRL and online-only alike)
     online_eval_every: int = 80      # episodes between learning-curve evaluations online
@@ -108,8 +109,9 @@ def train_seed(job: SeedJob) -> SeedResult:
 
     final: dict[str, list[float]] = {}
     with Tracker(out / "metrics" / f"seed{seed}") as tracker:
+        steps = plan.offline_steps or job.settings.offline_steps
         offline_settings = job.settings.offline.model_copy(
-            update={"eval_every": max(1, plan.offline_steps // max(plan.offline_points, 1))})
+            update={"eval_every": max(1, steps // max(plan.offline_points, 1))})
         offline_curve: list[dict[str, Any]] = []
 
         def offline_callback(step: int, actor) -> dict[str, Any]:
@@ -118,10 +120,10 @@ def train_seed(job: SeedJob) -> SeedResult:
             return point
 
         start = time.perf_counter()
-        offline = train_offline(dataset, offline_settings, seed=seed, steps=plan.offline_steps,
+        offline = train_offline(dataset, offline_settings, seed=seed, steps=steps,
                                 callback=offline_callback, tracker=tracker, show_progress=seed == 0)
         seconds["offline"] = time.perf_counter() - start
-        save("offline-only", offline.policy, {"steps": plan.offline_steps})
+        save("offline-only", offline.policy, {"steps": steps})
         final["offline-only"] = evaluate_policy(scenario, network, offline.actor, eval_seeds)["success_rate"].tolist()
 
         start = time.perf_counter()

@@ -126,6 +126,7 @@ class LearnerSettings(BaseModel):
     reward_credit: RewardCredit = "slot"
     obs_layout: ObsLayout = "o2o-obs-v1"
     log_heuristic: str = "ratc"
+    offline_steps: Annotated[int, Field(ge=1, description="offline gradient steps of a run")] = 10_000
     offline: OfflineSettings = OfflineSettings()
     online: OnlineSettings = OnlineSettings()
 
@@ -134,11 +135,12 @@ class LearnerSettings(BaseModel):
 # the measurements): a larger entropy weight and batch offline (alpha = 0.05 makes every node
 # send to the same few fast nodes), and rewards credited to the decision's slot.
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"reward_credit": "slot", "obs_layout": "o2o-obs-v1", "offline": {}, "online": {}},
-    "project": {"reward_credit": "node", "obs_layout": "o2o-obs-v2",
+    "paper": {"reward_credit": "slot", "obs_layout": "o2o-obs-v1", "offline_steps": 10_000,
+              "offline": {}, "online": {}},
+    "project": {"reward_credit": "node", "obs_layout": "o2o-obs-v2", "offline_steps": 2_000,
                 "offline": {"alpha": 0.2, "batch_size": 512, "actor_head": "scorer",
-                            "algorithm": "awr", "gamma": 0.9},
-                "online": {"actor_head": "scorer", "gamma": 0.9}},
+                            "algorithm": "awr", "gamma": 0.9, "hidden": (32, 32)},
+                "online": {"actor_head": "scorer", "gamma": 0.9, "hidden": (32, 32)}},
 }
 DATA_EPISODES = 300      # RATC episodes of logs (600k rows on paper-sim)
 OFFLINE_STEPS = 10_000   # from the offline learning curves: still rising at 4000, flat after ~6000
@@ -168,4 +170,4 @@ def learner_settings(preset: str = "project", offline: list[str] | None = None,
                             "set --obs-layout o2o-obs-v2 or actor_head=plain")
     return LearnerSettings(preset=preset, reward_credit=credit, obs_layout=layout,
                            log_heuristic=log_heuristic or base.get("log_heuristic", "ratc"),
-                           offline=off, online=on)
+                           offline_steps=base["offline_steps"], offline=off, online=on)

@@ -99,8 +99,8 @@ def register(sub, bench) -> None:
     add_obs_layout_arg(p, "of the data set and of online-only; default the settings' "
                           "(project: v2, paper: v1)")
     p.add_argument("--log-heuristic", choices=sorted(HEURISTICS), default=None,
-                   help="the heuristic whose task logs offline training learns from (default "
-                        "ratc, as in the paper)")
+                   help="the heuristic whose task logs offline training learns from (default: "
+                        "the settings'; project: spread, paper: ratc)")
     p.add_argument("--set-offline", action="append", default=[], metavar="KEY=VALUE",
                    help="override an offline hyper-parameter (repeatable)")
     p.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE",

@@ -136,8 +136,10 @@ class LearnerSettings(BaseModel):
 # send to the same few fast nodes), and rewards credited to the decision's slot.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"reward_credit": "slot", "obs_layout": "o2o-obs-v1", "offline_steps": 10_000,
-              "offline": {}, "online": {}},
+              "log_heuristic": "ratc", "offline": {}, "online": {}},
+    # The project logs the best decentralized heuristic, spread (the paper logs its best, RATC).
     "project": {"reward_credit": "node", "obs_layout": "o2o-obs-v2", "offline_steps": 2_000,
+                "log_heuristic": "spread",
                 "offline": {"alpha": 0.2, "batch_size": 512, "actor_head": "scorer",
                             "algorithm": "awr", "gamma": 0.9, "hidden": (32, 32)},
                 "online": {"actor_head": "scorer", "gamma": 0.9, "hidden": (32, 32)}},

@@ -1,9 +1,9 @@
 """``o2o ablation``: what each of the project's changes to O2O-DRL adds, on the same episodes.
 
-One task log of the logging heuristic (RATC) is collected once; then each rung of the ladder
-below trains offline-only and O2O-DRL (offline, then online fine-tuning) for every training seed
-and evaluates them on the same held-out episodes (``TEST``), next to RATC, ``spread`` and the
-centralized reference. Each rung adds one change to the rung above it:
+The task logs of each logging heuristic (RATC, spread) are collected once; then each rung of
+the ladder below trains offline-only and O2O-DRL (offline, then online fine-tuning) for every
+training seed and evaluates them on the same held-out episodes (``TEST``), next to RATC,
+``spread`` and the centralized reference. Each rung adds one change to the rung above it:
 
 =========================  ==================================================================
 rung                       settings
@@ -16,8 +16,9 @@ paper                      the paper's Algorithms 1-2 and hyper-parameters (``--
 + observation v2           what a node probes at its decision (plain MLP actor)
 + scorer actor             one network scores every candidate destination
 + gamma 0.9                a shorter horizon (both phases)
-+ AWR offline              advantage-weighted regression instead of SAC + CQL (= the project
-                           settings, ``--settings project``)
++ AWR offline              advantage-weighted regression instead of SAC + CQL
++ spread logs              offline training on the logs of ``spread`` instead of RATC (= the
+                           project settings, ``--settings project``)
 + central critic           the critics also see the slot's global state (CTDE)
 =========================  ==================================================================
 """
@@ -44,27 +45,29 @@ from o2o.logs.dataset import build_dataset, save_dataset
 from o2o.logs.store import LogStore
 from o2o.sim import make_scheduler
 
-# (label, preset, reward credit, observation layout, offline overrides, online overrides)
-RUNGS: list[tuple[str, str, str | None, str | None, list[str], list[str]]] = [
-    ("paper", "paper", None, None, [], []),
-    ("+ alpha, batch, decision credit", "paper", "decision", None,
+# (label, preset, reward credit, observation layout, log heuristic, offline and online overrides)
+SCORER = ["actor_head=scorer", "hidden=[32, 32]"]
+RUNGS: list[tuple[str, str, str | None, str | None, str | None, list[str], list[str]]] = [
+    ("paper", "paper", None, None, None, [], []),
+    ("+ alpha, batch, decision credit", "paper", "decision", None, None,
      ["alpha=0.2", "batch_size=512"], []),
-    ("+ node credit", "paper", "node", None, ["alpha=0.2", "batch_size=512"], []),
-    ("+ observation v2", "paper", "node", "o2o-obs-v2", ["alpha=0.2", "batch_size=512"], []),
-    ("+ scorer actor", "paper", "node", "o2o-obs-v2",
-     ["alpha=0.2", "batch_size=512", "actor_head=scorer"], ["actor_head=scorer"]),
-    ("+ gamma 0.9", "paper", "node", "o2o-obs-v2",
-     ["alpha=0.2", "batch_size=512", "actor_head=scorer", "gamma=0.9"],
-     ["actor_head=scorer", "gamma=0.9"]),
-    ("+ AWR offline (project)", "project", None, None, [], []),
-    ("+ central critic", "project", None, None, ["critic_input=central"], ["critic_input=central"]),
+    ("+ node credit", "paper", "node", None, None, ["alpha=0.2", "batch_size=512"], []),
+    ("+ observation v2", "paper", "node", "o2o-obs-v2", None, ["alpha=0.2", "batch_size=512"], []),
+    ("+ scorer actor", "paper", "node", "o2o-obs-v2", None,
+     ["alpha=0.2", "batch_size=512", *SCORER], SCORER),
+    ("+ gamma 0.9", "paper", "node", "o2o-obs-v2", None,
+     ["alpha=0.2", "batch_size=512", *SCORER, "gamma=0.9"], [*SCORER, "gamma=0.9"]),
+    ("+ AWR offline", "project", None, None, "ratc", [], []),
+    ("+ spread logs (project)", "project", None, None, None, [], []),
+    ("+ central critic", "project", None, None, None, ["critic_input=central"],
+     ["critic_input=central"]),
 ]
 COMPARED = ("ratc", "spread", "central")
 
 
 def rung_settings(rung) -> LearnerSettings:
-    _, preset, credit, layout, offline, online = rung
-    return learner_settings(preset, offline, online, credit, layout)
+    _, preset, credit, layout, heuristic, offline, online = rung
+    return learner_settings(preset, offline, online, credit, layout, heuristic)
 
 
 def run_ablation(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int = 0,
@@ -79,17 +82,20 @@ def run_ablation(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
     eval_seeds = seeds.TEST.take(plan.eval_episodes)
     started = time.perf_counter()
     with LogStore.open(out / "logs.db", create=True) as store:
-        with progress_bar(total=plan.log_episodes, desc="ratc logs", unit="episode") as bar:
-            logged = collect(store, scenario, network, make_scheduler("ratc"), "ratc",
-                             seeds.LOGS.take(plan.log_episodes), network_seed=network_seed,
-                             progress=bar.update)
-        datasets: dict[tuple[str, str], str] = {}
+        runs: dict[str, int] = {}
+        datasets: dict[tuple[str, str, str], str] = {}
         for k in chosen:
             s = rung_settings(RUNGS[k])
-            key = (s.reward_credit, s.obs_layout)
+            heuristic = s.log_heuristic
+            if heuristic not in runs:
+                with progress_bar(total=plan.log_episodes, desc=f"{heuristic} logs", unit="episode") as bar:
+                    runs[heuristic] = collect(store, scenario, network, make_scheduler(heuristic),
+                                              heuristic, seeds.LOGS.take(plan.log_episodes),
+                                              network_seed=network_seed, progress=bar.update).run_id
+            key = (heuristic, s.reward_credit, s.obs_layout)
             if key not in datasets:
-                path = out / f"dataset-{s.reward_credit}-{s.obs_layout}.npz"
-                save_dataset(build_dataset(store, [logged.run_id], s.reward_credit,
+                path = out / f"dataset-{'-'.join(key)}.npz"
+                save_dataset(build_dataset(store, [runs[heuristic]], s.reward_credit,
                                            obs_layout=s.obs_layout), path)
                 datasets[key] = str(path)
     heuristics = heuristic_rates(scenario, network, eval_seeds, COMPARED)
@@ -100,7 +106,8 @@ def run_ablation(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
         s = rung_settings(RUNGS[k])
         folder = out / f"rung{k}"
         jobs = [SeedJob(scenario, network, plan, seed, str(folder),
-                        datasets[(s.reward_credit, s.obs_layout)], s, online_only=False)
+                        datasets[(s.log_heuristic, s.reward_credit, s.obs_layout)], s,
+                        online_only=False)
                 for seed in range(plan.seeds)]
         start = time.perf_counter()
         learned = train_seeds(jobs, workers)

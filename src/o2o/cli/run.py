@@ -13,18 +13,24 @@ from o2o.learn.settings import learner_settings
 from o2o.schedulers import HEURISTICS
 
 
-def cmd_run(args) -> int:
-    from o2o.experiments.main_job import PLANS, run_pipeline
+def _plan(args):
+    """The plan (full or quick) with the sizes given on the command line."""
+    from o2o.experiments.main_job import PLANS
 
-    scenario = load_scenario(args.scenario, args.overrides)
-    plan = PLANS["quick" if args.quick else "full"]
     changes = {k: getattr(args, k) for k in ("seeds", "log_episodes", "offline_steps",
                                                 "online_episodes", "eval_episodes")
                if getattr(args, k) is not None}
     for key, value in changes.items():
         if value < 1:
             raise UserError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
-    plan = plan.scaled(**changes)
+    return PLANS["quick" if args.quick else "full"].scaled(**changes)
+
+
+def cmd_run(args) -> int:
+    from o2o.experiments.main_job import run_pipeline
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    plan = _plan(args)
     settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit,
                                 args.obs_layout, args.log_heuristic)
     out = Path(args.out or f"runs/{'quick' if args.quick else 'main'}")
@@ -44,21 +50,13 @@ def cmd_run(args) -> int:
 
 def cmd_ablation(args) -> int:
     from o2o.experiments.ablation import RUNGS, run_ablation
-    from o2o.experiments.main_job import PLANS
 
     scenario = load_scenario(args.scenario, args.overrides)
-    plan = PLANS["quick" if args.quick else "full"]
-    changes = {k: getattr(args, k) for k in ("seeds", "log_episodes", "offline_steps",
-                                                "online_episodes", "eval_episodes")
-               if getattr(args, k) is not None}
-    for key, value in changes.items():
-        if value < 1:
-            raise UserError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
     rungs = args.rung or None
     if rungs and any(not 0 <= r < len(RUNGS) for r in rungs):
         raise UserError(f"--rung must lie in 0..{len(RUNGS) - 1}")
     out = Path(args.out or "runs/ablation")
-    report = run_ablation(scenario, out, plan.scaled(**changes), network_seed=args.network_seed,
+    report = run_ablation(scenario, out, _plan(args), network_seed=args.network_seed,
                           workers=args.workers, rungs=rungs,
                           log=(lambda _msg: None) if args.json else print)
     if args.json:

@@ -129,3 +129,14 @@ def test_spread_falls_back_on_every_allowed_node_when_none_is_feasible():
     assert probs[0].tolist() == pytest.approx([1 / 3, 2 / 3, 0.0])
     with pytest.raises(ValueError):
         Spread(margin=0.0)
+
+
+def test_spread_est_judges_feasibility_with_the_probed_queues():
+    from o2o.schedulers import SpreadEst
+
+    # Same as above, but node 1 has 2 s of backlog: 1 + 2 + 0.25 = 3.25 s > 2.8 s, infeasible.
+    p = probes([1e9, 4e9, 2e9, 0.5e9, 4e9], [0] * 5, [5.0, 2.0, 0, 0, 0],
+               overloaded=[False, False, False, False, True])
+    probs = SpreadEst(margin=0.7).probabilities(view(n=5, deadline=4.0), p)
+    # Itself: 5 s of backlog + 1 s: infeasible too; only node 2 remains.
+    assert probs[0].tolist() == pytest.approx([0.0, 0.0, 1.0, 0.0, 0.0])

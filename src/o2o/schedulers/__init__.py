@@ -14,11 +14,12 @@ from o2o.schedulers.heuristics import (
     RandomRule,
     Rule,
     Spread,
+    SpreadEst,
 )
 
 HEURISTICS: dict[str, type[Rule]] = {
     "random": RandomRule, "local": LocalRule, "ratc": RATC, "rda": RDA, "esf": ESF,
-    "spread": Spread,
+    "spread": Spread, "spread-est": SpreadEst,
 }
 
 
@@ -29,4 +30,4 @@ def make_rule(name: str) -> Rule:
     return HEURISTICS[name]()
 
 
-__all__ = ["ESF", "HEURISTICS", "LocalRule", "RATC", "RDA", "RandomRule", "Rule", "Spread", "make_rule"]
+__all__ = ["ESF", "HEURISTICS", "LocalRule", "RATC", "RDA", "RandomRule", "Rule", "Spread", "SpreadEst", "make_rule"]

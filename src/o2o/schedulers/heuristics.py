@@ -121,6 +121,7 @@ class Spread(Rule):
 
     name = "spread"
     reads = frozenset({"link_rate_Bps"})
+    queues = False  # feasibility by the nominal time (queues ignored)
 
     def __init__(self, margin: float = 0.7):
         if not margin > 0:
@@ -135,9 +136,13 @@ class Spread(Rule):
         rows = np.arange(view.m)
         allowed = ~np.asarray(probes.overloaded, dtype=bool)
         allowed[rows, view.node] = True
-        tx_s = view.size_bytes[:, None] / view.link_rate_Bps
-        tx_s[rows, view.node] = 0.0
-        nominal_s = tx_s + view.cycles[:, None] / probes.capacity_hz
+        if self.queues:
+            every = np.broadcast_to(np.arange(view.n), (view.m, view.n))
+            nominal_s, _ = estimate(view, probes, every)
+        else:
+            tx_s = view.size_bytes[:, None] / view.link_rate_Bps
+            tx_s[rows, view.node] = 0.0
+            nominal_s = tx_s + view.cycles[:, None] / probes.capacity_hz
         budget_s = self.margin * view.deadline_s
         weight = probes.capacity_hz * allowed * (nominal_s <= budget_s[:, None])
         none = weight.sum(axis=1) == 0
@@ -158,6 +163,16 @@ class Spread(Rule):
         if getattr(self, "_last", None) is None or self._last[0] != id(view):
             return None
         return self._last[1][np.arange(view.m), np.asarray(actions, dtype=np.int64)]
+
+
+class SpreadEst(Spread):
+    """``spread`` with feasibility judged by the estimated completion est_ij (paper eqs. 4-5),
+    i.e. with the probed backlogs and its own send backlogs: what a node knows with the
+    probes of observation v2. A yardstick for the learned policies on layout v2."""
+
+    name = "spread-est"
+    reads = frozenset({"link_rate_Bps", "link_fail_rate", "send_backlog_s"})
+    queues = True
 
 
 class ESF(Rule):

@@ -13,6 +13,20 @@ from o2o.learn.settings import learner_settings
 from o2o.schedulers import HEURISTICS
 
 
+def cmd_report(args) -> int:
+    from o2o.experiments.main_job import rebuild_report
+
+    report = rebuild_report(Path(args.run), log=(lambda _msg: None) if args.json else print)
+    paired = report["o2o-drl"]["paired"]
+    if args.json:
+        print(json.dumps(paired))
+    else:
+        print("O2O-DRL minus each method, paired per episode (95% CI):")
+        for method, d in paired.items():
+            print(f"  {method:13s} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]")
+    return 0
+
+
 def _plan(args):
     """The plan (full or quick) with the sizes given on the command line."""
     from o2o.experiments.main_job import PLANS
@@ -76,6 +90,12 @@ def _plan_args(p, what: str) -> None:
 
 
 def register(sub, bench) -> None:
+    r = sub.add_parser("report", help="recompute a finished run's comparison from its saved "
+                       "models, with O2O-DRL's paired differences to every method")
+    r.add_argument("--run", required=True, help="the run folder of 'o2o run'")
+    r.add_argument("--json", action="store_true", help="print O2O-DRL's paired differences as JSON")
+    r.set_defaults(func=cmd_report)
+
     a = sub.add_parser("ablation", help="what each change to O2O-DRL adds: offline-only and "
                        "O2O-DRL for each rung of settings, on the same held-out episodes")
     add_scenario_args(a)

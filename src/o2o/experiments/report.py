@@ -45,7 +45,12 @@ def summarize_methods(heuristic_rates: dict[str, np.ndarray], learned: list[Seed
             entry.update(per_seed=per_seed[method], ci95_seeds=[slo, shi])
         d_mean, d_lo, d_hi = mean_ci95(x - per_episode["ratc"])
         entry["vs_ratc"] = {"diff": d_mean, "ci95": [d_lo, d_hi]}
+        entry["per_episode"] = x.tolist()
         results[method] = entry
+    # O2O-DRL against every other method, paired per episode (its logging heuristic included).
+    results["o2o-drl"]["paired"] = {
+        method: dict(zip(("diff", "lo", "hi"), mean_ci95(per_episode["o2o-drl"] - per_episode[method])))
+        for method in METHODS if method != "o2o-drl"}
     results["bound"] = bound
     return results
 

@@ -214,7 +214,7 @@ def cmd_bench_learn(args) -> int:
         print(json.dumps(out))
         return 0
     print(f"learner throughput on {scenario.name} (N = {network.n}), one torch thread, best of "
-          "several runs, wall clock")
+          "several runs, per CPU second")
     for name, v in out["offline_steps_per_s"].items():
         print(f"  offline gradient steps/s, batch 512, {name} settings: {v:8.1f}")
     for name, v in out["online_episodes_per_s"].items():

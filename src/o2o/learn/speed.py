@@ -7,8 +7,9 @@
 * environment node-slots per second of ``OffloadVecEnv`` stepped with a uniform choice among
   the available actions, one episode at a time (batch 1) and 64 at a time.
 
-Each figure is the best of ``repeats`` timed runs after a warm-up, so that other work on a
-shared machine disturbs it as little as possible. Times are wall-clock seconds.
+Each figure is the best of ``repeats`` timed runs after a warm-up. Times are the process's CPU
+seconds (``time.process_time``): with one thread that is the wall-clock time of an idle
+machine, and it stays close to it when other work shares the cores.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ def _best(fn, repeats: int) -> float:
     """The shortest of ``repeats`` timings of ``fn()``, seconds."""
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         fn()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     return best
 
 

@@ -239,7 +239,7 @@ class Observer:
                        send_backlog_s, overloaded) -> None:
         """Fill the seven v2 blocks, ``out`` (M, 7, N)."""
         net, n = self.network, self.n
-        clip = lambda x: np.clip(x, 0.0, 1.0)  # noqa: E731
+        clip = lambda x: np.minimum(x, 1.0)  # noqa: E731  (every value here is >= 0)
         out[:, 0] = net.capacity_hz[None] / self.capacity_scale
         rows = np.nonzero(has)[0]  # a node probes when it has a task to place
         if rows.size == 0:

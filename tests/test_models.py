@@ -223,3 +223,46 @@ def test_non_finite_weights_are_never_saved_nor_loaded(tmp_path):
     (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="critic.l1.bias hold NaN or infinite values; it cannot decide"):
         load_model(str(tmp_path / "m"))
+
+
+def test_v2_scorer_and_central_critic_round_trip_and_v1_models_still_load(tmp_path):
+    from o2o.core.decpomdp import OBS_LAYOUT_V2, critic_dim, obs_dim
+
+    d2 = obs_dim(N, OBS_LAYOUT_V2)
+    torch.manual_seed(1)
+    actor = Actor(d2, N + 1, (32, 32), head="scorer")
+    critic = Critic(critic_dim(N, OBS_LAYOUT_V2, "central"), (32, 32))
+    manifest = Policy(actor, critic, "node").save(str(tmp_path / "v2"))
+    assert (manifest["obs_layout"], manifest["actor_head"], manifest["critic_input"]) == \
+        (OBS_LAYOUT_V2, "scorer", "central")
+    policy, model = Policy.load(str(tmp_path / "v2"), nodes=N, need_critic=True)
+    assert policy.actor.head == "scorer" and policy.critic_input == "central"
+    rng = np.random.default_rng(0)
+    obs = rng.random((16, d2)).astype(np.float32)
+    obs[:, :N] = np.eye(N)[rng.integers(0, N, 16)]
+    mask = rng.random((16, N + 1)) < 0.6
+    mask[:, 0] = True
+    with torch.no_grad():
+        want = actor.probs(torch.from_numpy(obs), torch.from_numpy(mask)).numpy()
+    np.testing.assert_allclose(NumpyActor.from_model(model).probs(obs, mask), want, atol=1e-6)
+    with pytest.raises(ModelError, match="o2o-obs-v2"):
+        load_model(str(tmp_path / "v2"), obs_layout="o2o-obs-v1")
+
+    # A model of the first version: observation v1, no critic_input in its manifest.
+    old = tmp_path / "v1"
+    v1_actor, v1_critic = make_policy()
+    Policy(v1_actor, v1_critic).save(str(old))
+    m = json.loads((old / "manifest.json").read_text())
+    del m["critic_input"]
+    (old / "manifest.json").write_text(json.dumps(m))
+    policy, model = Policy.load(str(old), nodes=N, need_critic=True)
+    assert model.obs_layout == "o2o-obs-v1" and model.critic_input == "own"
+    obs1, mask1 = random_inputs()
+    with torch.no_grad():
+        want = v1_actor.probs(torch.from_numpy(obs1), torch.from_numpy(mask1)).numpy()
+    np.testing.assert_allclose(NumpyActor.from_model(model).probs(obs1, mask1), want, atol=1e-6)
+    # A layout this o2o does not build is refused, never misread.
+    m["obs_layout"] = "o2o-obs-v9"
+    (old / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ModelError, match="does not build"):
+        load_model(str(old))

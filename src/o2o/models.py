@@ -9,11 +9,18 @@ The manifest::
 
     {"format": "o2o-model", "format_version": 1, "version": 3,
      "obs_layout": "o2o-obs-v1", "nodes": 20, "obs_dim": 66, "n_actions": 21,
-     "hidden": [64, 64], "activation": "relu", "actor_head": "plain",
+     "hidden": [64, 64], "activation": "relu", "actor_head": "plain", "critic_input": "own",
      "parts": ["actor", "critic"], "reward_credit": "decision",
      "reward_stats": {"mean": ..., "std": ...},
      "weights_file": "model.safetensors", "sha256": "<hex of the weights file>",
      "created": "2026-01-01T00:00:00Z", "training": {...free-form: phase, seed, settings...}}
+
+``obs_layout`` is ``o2o-obs-v1`` (the paper's observation, 3N+6) or ``o2o-obs-v2`` (v1 plus
+what a node probes, 10N+6; ``o2o.core.decpomdp``); ``actor_head`` is ``plain`` (an MLP with N+1
+outputs), ``self`` (one more output added to the node's own action) or ``scorer`` (one MLP
+applied to each candidate's features, layout v2 only); ``critic_input`` is ``own`` (the node's
+observation) or ``central`` (plus the slot's global state; training only). A manifest without
+``critic_input`` (older models) reads as ``own``.
 
 Loading checks every field against the weights and against what the caller expects (number of
 nodes, observation layout) and refuses a mismatch with a ``ModelError`` (a ``UserError``) that
@@ -38,7 +45,15 @@ import numpy as np
 from safetensors.numpy import load as _st_load
 from safetensors.numpy import save as _st_save
 
-from o2o.core.decpomdp import OBS_LAYOUT_VERSION, obs_dim
+from o2o.core.decpomdp import (
+    CANDIDATE_FEATURES,
+    CRITIC_INPUTS,
+    OBS_LAYOUT_V2,
+    OBS_LAYOUT_VERSION,
+    OBS_LAYOUTS,
+    critic_dim,
+    obs_dim,
+)
 from o2o.core.errors import UserError
 
 MODEL_FORMAT = "o2o-model"
@@ -46,7 +61,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 PARTS = ("actor", "critic")
-HEADS = ("plain", "self")
+HEADS = ("plain", "self", "scorer")  # scorer: one network per candidate (needs layout v2)
 _VERSION_DIR = re.compile(r"^v(\d{6})$")
 
 
@@ -75,8 +90,20 @@ class Model:
         return int(self.manifest["version"])
 
     @property
+    def actor_head(self) -> str:
+        return self.manifest.get("actor_head", "plain")
+
+    @property
     def self_head(self) -> bool:
-        return self.manifest.get("actor_head", "plain") == "self"
+        return self.actor_head == "self"
+
+    @property
+    def obs_layout(self) -> str:
+        return self.manifest["obs_layout"]
+
+    @property
+    def critic_input(self) -> str:
+        return self.manifest.get("critic_input", "own")
 
     @property
     def reward_credit(self) -> str | None:
@@ -114,13 +141,19 @@ def _join(path: str, name: str) -> str:
     return path.rstrip("/") + "/" + name
 
 
-def expected_shapes(nodes: int, hidden: tuple[int, ...], parts=PARTS,
-                    self_head: bool = False) -> dict[str, tuple[int, ...]]:
+def expected_shapes(nodes: int, hidden: tuple[int, ...], parts=PARTS, actor_head: str = "plain",
+                    obs_layout: str = OBS_LAYOUT_VERSION,
+                    critic_input: str = "own") -> dict[str, tuple[int, ...]]:
     """The array names and shapes a model for ``nodes`` with ``hidden`` layers holds."""
     shapes: dict[str, tuple[int, ...]] = {}
     for part in parts:
-        out_dim = nodes + 1 + int(self_head) if part == "actor" else 1
-        sizes = [obs_dim(nodes), *hidden, out_dim]
+        if part == "critic":
+            in_dim, out_dim = critic_dim(nodes, obs_layout, critic_input), 1
+        elif actor_head == "scorer":
+            in_dim, out_dim = CANDIDATE_FEATURES, 1
+        else:
+            in_dim, out_dim = obs_dim(nodes, obs_layout), nodes + 1 + int(actor_head == "self")
+        sizes = [in_dim, *hidden, out_dim]
         for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             shapes[f"{part}.l{k}.weight"] = (b, a)
             shapes[f"{part}.l{k}.bias"] = (b,)
@@ -128,7 +161,8 @@ def expected_shapes(nodes: int, hidden: tuple[int, ...], parts=PARTS,
 
 
 def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: tuple[int, ...],
-               self_head: bool = False, version: int = 1, reward_credit: str | None = None,
+               actor_head: str = "plain", obs_layout: str = OBS_LAYOUT_VERSION,
+               critic_input: str = "own", version: int = 1, reward_credit: str | None = None,
                reward_stats: dict[str, float] | None = None,
                training: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write a model folder at ``url``: the weights, then the manifest. Returns the manifest.
@@ -139,7 +173,9 @@ def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: t
     parts = tuple(p for p in PARTS if f"{p}.l0.weight" in arrays)
     if "actor" not in parts:
         raise ValueError("a model needs the actor's weights (actor.l0.weight, ...)")
-    want = expected_shapes(nodes, hidden, parts, self_head)
+    if actor_head == "scorer" and obs_layout != OBS_LAYOUT_V2:
+        raise ValueError("the scorer head reads observation layout v2")
+    want = expected_shapes(nodes, hidden, parts, actor_head, obs_layout, critic_input)
     if set(arrays) != set(want):
         raise ValueError(f"weights {sorted(arrays)} do not match the layout {sorted(want)}")
     for name, shape in want.items():
@@ -152,9 +188,9 @@ def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: t
     payload = _st_save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()})
     manifest = {
         "format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "version": int(version),
-        "obs_layout": OBS_LAYOUT_VERSION, "nodes": int(nodes), "obs_dim": obs_dim(nodes),
+        "obs_layout": obs_layout, "nodes": int(nodes), "obs_dim": obs_dim(nodes, obs_layout),
         "n_actions": int(nodes) + 1, "hidden": list(hidden), "activation": "relu",
-        "actor_head": "self" if self_head else "plain", "parts": list(parts),
+        "actor_head": actor_head, "critic_input": critic_input, "parts": list(parts),
         "reward_credit": reward_credit, "reward_stats": reward_stats, "weights_file": WEIGHTS,
         "sha256": hashlib.sha256(payload).hexdigest(),
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -184,13 +220,15 @@ def _read_manifest(fs, path: str, url: str) -> dict[str, Any]:
     return manifest
 
 
-def load_model(url: str, *, nodes: int | None = None, obs_layout: str = OBS_LAYOUT_VERSION,
+def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = None,
                need_critic: bool = False) -> Model:
     """Load and check a model folder, or the latest version when ``url`` is a model store.
 
-    Refuses (``ModelError``) a missing file, a bad checksum, another observation layout,
-    another number of nodes than ``nodes``, weights that do not fit the manifest, and a model
-    without a critic when ``need_critic``."""
+    Refuses (``ModelError``) a missing file, a bad checksum, an observation layout this o2o
+    does not build (or not ``obs_layout`` when given), another number of nodes than ``nodes``,
+    weights that do not fit the manifest, and a model without a critic when ``need_critic``.
+    Models of layout v1 (the paper's observation) and v2 both load; each runs on the layout it
+    was trained on."""
     url = str(url)
     fs, path = _fs(url)
     if not fs.exists(_join(path, MANIFEST)):
@@ -207,14 +245,18 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str = OBS_LAYO
                 "weights_file", "sha256"):
         if key not in m:
             raise ModelError(f"model {url}: manifest lacks {key!r}")
-    if m["obs_layout"] != obs_layout:
-        raise ModelError(f"model {url} was trained on observation layout {m['obs_layout']!r}, "
-                         f"but this system uses {obs_layout!r}: retrain the model")
+    layout = m["obs_layout"]
+    if layout not in OBS_LAYOUTS:
+        raise ModelError(f"model {url} was trained on observation layout {layout!r}, which this o2o "
+                         f"does not build ({', '.join(OBS_LAYOUTS)}): retrain the model")
+    if obs_layout is not None and layout != obs_layout:
+        raise ModelError(f"model {url} was trained on observation layout {layout!r}, but "
+                         f"{obs_layout!r} is asked for: retrain the model on that layout")
     n = int(m["nodes"])
     if nodes is not None and n != nodes:
         raise ModelError(f"model {url} is for {n} nodes, but the network has {nodes}: use a model "
                          f"trained on this scenario (or set nodes={n})")
-    if m["obs_dim"] != obs_dim(n) or m["n_actions"] != n + 1:
+    if m["obs_dim"] != obs_dim(n, layout) or m["n_actions"] != n + 1:
         raise ModelError(f"model {url}: manifest says obs_dim {m['obs_dim']} and "
                          f"{m['n_actions']} actions, which do not fit {n} nodes")
     if m.get("activation", "relu") != "relu":
@@ -222,6 +264,12 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str = OBS_LAYO
     head = m.get("actor_head", "plain")
     if head not in HEADS:
         raise ModelError(f"model {url}: actor_head {head!r} is not one of {', '.join(HEADS)}")
+    if head == "scorer" and layout != OBS_LAYOUT_V2:
+        raise ModelError(f"model {url}: the scorer head needs observation layout {OBS_LAYOUT_V2}")
+    critic_input = m.get("critic_input", "own")
+    if critic_input not in CRITIC_INPUTS:
+        raise ModelError(f"model {url}: critic_input {critic_input!r} is not one of "
+                         f"{', '.join(CRITIC_INPUTS)}")
     parts = tuple(m["parts"])
     if "actor" not in parts or not set(parts) <= set(PARTS):
         raise ModelError(f"model {url}: parts {list(parts)} must include 'actor' (and may include 'critic')")
@@ -242,7 +290,7 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str = OBS_LAYO
     except Exception as exc:  # safetensors raises its own error types
         raise ModelError(f"model {url}: weights file is not valid safetensors ({exc})") from None
     hidden = tuple(int(h) for h in m["hidden"])
-    want = expected_shapes(n, hidden, parts, head == "self")
+    want = expected_shapes(n, hidden, parts, head, layout, critic_input)
     if set(arrays) != set(want):
         raise ModelError(f"model {url}: weights {sorted(arrays)} do not match the manifest's "
                          f"layers {sorted(want)}")

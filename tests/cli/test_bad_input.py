@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from o2o.cli.main import build_parser, main
+from o2o.logs.schema import SCHEMA_VERSION
 from o2o.models import WEIGHTS, expected_shapes, save_model
 from o2o.testbed import wire
 
@@ -64,6 +65,11 @@ BASE: dict[str, list[str]] = {
     "bench logs": [*SMALL, "--episodes", "1", "--repeats", "1"],
     "bench actor": [*SMALL, "--model", "{model}", "--decisions", "1", "--repeats", "1"],
     "bench testbed": [*TESTBED_SMALL],
+    "bench learn": [*SMALL, "--offline-steps", "1"],
+    "report": ["--run", "{finished}"],
+    "ablation": [*SMALL, "--quick", "--out", "{work}/ablation", "--seeds", "1", "--workers", "1",
+                 "--log-episodes", "1", "--offline-steps", "1", "--online-episodes", "1",
+                 "--eval-episodes", "1", "--rung", "0"],
 }
 
 # Options whose --db must already hold a task log (the others create one if it is missing).
@@ -140,7 +146,7 @@ def _build_world(root: Path) -> World:
     future = work / "future.db"
     assert main(["collect", *SMALL, "--episodes", "1", "--db", str(future), "--json"]) == 0
     with sqlite3.connect(future) as conn:
-        conn.execute("UPDATE o2o_schema SET version = 2")
+        conn.execute(f"UPDATE o2o_schema SET version = {SCHEMA_VERSION + 1}")
     conn.close()
     good = work / "dataset.npz"
     _changed_dataset(good, work / "nandata.npz", lambda d: d["rewards"].__setitem__(0, np.nan))
@@ -252,7 +258,7 @@ OVERRIDES = [("nodes", "key=value"), ("slots=.inf", "slots"), ("slot_s=.nan", "s
              ("arrival_prob=[0, 1e999]", "arrival_prob"), ("core_hz=-3e9", "core_hz"),
              ("nodes: [1", "key=value")]
 DB_ANY = [("{text}", "not a SQLite database"), ("{foreign}", "not an o2o task log"),
-          ("{future}", "schema version 2"), ("{work}", "is a directory"),
+          ("{future}", f"schema version {SCHEMA_VERSION + 1}"), ("{work}", "is a directory"),
           ("oracle://scott:tiger@db/x", "unsupported database"),
           ("postgresql+psycopg://o2o:pw@127.0.0.1:9/none", "cannot open task log"),
           ("postgresql+psycopg://o2o:pw@host:port/x", "cannot read database URL"),
@@ -365,6 +371,10 @@ HAND_WRITTEN = [
     ("evaluate", ["--model", "{model}", "--name", "ratc"], "twice"),
     ("evaluate", ["--scheduler", "best"], "unknown scheduler"),
     ("run", ["--out", "{finished}"], "already holds a finished run"),
+    ("report", [], "is not the results file of a finished 'o2o run'"),
+    ("report", ["--run", "{work}"], "holds no finished run"),
+    ("report", ["--run", "{work}/nowhere"], "holds no finished run"),
+    ("ablation", ["--rung", "99"], "--rung must lie in"),
     ("testbed run", ["--scheduler", "drl"], "needs --model"),
     ("testbed run", ["--scheduler", "central"], "cannot run on the decentralized testbed"),
     ("testbed run", ["--kill-node", "7@1"], "node 7 does not exist"),

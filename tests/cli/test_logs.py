@@ -69,9 +69,14 @@ def test_bad_input_exits_2_and_touches_nothing(tmp_path, capsys):
     future = tmp_path / "future.db"
     assert main(["collect", *SMALL, "--episodes", "1", "--db", str(future), "--json"]) == 0
     with sqlite3.connect(future) as conn:
-        conn.execute("UPDATE o2o_schema SET version = 2")
+        conn.execute("UPDATE o2o_schema SET version = 99")
     conn.close()
-    files = [text_file, foreign, empty, future]
+    older = tmp_path / "older.db"  # a version-1 log: it lacks the probed backlogs
+    assert main(["collect", *SMALL, "--episodes", "1", "--db", str(older), "--json"]) == 0
+    with sqlite3.connect(older) as conn:
+        conn.execute("UPDATE o2o_schema SET version = 1")
+    conn.close()
+    files = [text_file, foreign, empty, future, older]
     before = {p: _digest(p) for p in files}
 
     cases = [
@@ -82,8 +87,10 @@ def test_bad_input_exits_2_and_touches_nothing(tmp_path, capsys):
         (["logs", "summary", "--db", str(foreign)], "not an o2o task log"),
         (["collect", *SMALL, "--episodes", "1", "--db", str(foreign)], "not an o2o task log"),
         (["logs", "summary", "--db", str(empty)], "holds no task log"),
-        (["logs", "summary", "--db", str(future)], "schema version 2"),
-        (["collect", *SMALL, "--episodes", "1", "--db", str(future)], "schema version 2"),
+        (["logs", "summary", "--db", str(future)], "schema version 99"),
+        (["collect", *SMALL, "--episodes", "1", "--db", str(future)], "schema version 99"),
+        (["dataset", "export", "--db", str(older), "--out", str(tmp_path / "x.npz")], "schema version 1"),
+        (["collect", *SMALL, "--episodes", "1", "--db", str(older)], "schema version 1"),
         (["logs", "summary", "--db", str(tmp_path)], "is a directory"),
         (["logs", "summary", "--db", "postgresql+psycopg://o2o:pw@127.0.0.1:9/none"], "cannot open task log"),
         (["logs", "summary", "--db", "oracle://scott:tiger@db/x"], "unsupported database"),

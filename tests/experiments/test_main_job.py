@@ -40,10 +40,17 @@ def test_run_writes_the_comparison_models_logs_and_plots(tmp_path, capsys):
     assert (out / "metrics" / "seed0" / "metrics.jsonl").exists()
     with LogStore.open(out / "logs.db") as store:
         (run,) = store.runs()
-        assert run.scheduler == "ratc" and run.status == "completed"
+        # The project settings log spread (the paper's, RATC).
+        assert run.scheduler == "spread" and run.status == "completed"
         assert len(store.episode_ids(run.id)) == 4
     # The heuristics are evaluated on the held-out episodes, deterministically.
     assert np.isfinite(report["timing_s"]["total"])
+    # O2O-DRL's paired differences to every other method, from the per-episode rates.
+    paired = report["o2o-drl"]["paired"]
+    assert set(paired) == {m for m in report if m not in ("o2o-drl", "bound") and isinstance(report[m], dict)
+                           and "success_rate" in report[m]}
+    diff = np.mean(np.array(report["o2o-drl"]["per_episode"]) - np.array(report["spread"]["per_episode"]))
+    assert paired["spread"]["diff"] == diff
 
 
 def test_run_refuses_to_overwrite_a_finished_run(tmp_path, capsys):
@@ -54,3 +61,27 @@ def test_run_refuses_to_overwrite_a_finished_run(tmp_path, capsys):
     assert "already holds a finished run" in capsys.readouterr().err
     assert main(["run", "--quick", "--seeds", "0", "--out", str(tmp_path / "x")]) == 2
     assert main(["run", "--quick", "--set-offline", "nonsense=1", "--out", str(tmp_path / "y")]) == 2
+
+
+def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
+    out = tmp_path / "run"
+    tiny = [a for a in TINY if a not in ("2",)]
+    tiny[tiny.index("--seeds") + 1:tiny.index("--seeds") + 1] = ["1"]
+    assert main(["run", *tiny, "--workers", "1", "--out", str(out), "--json"]) == 0
+    before = json.loads((out / "results.json").read_text())
+    capsys.readouterr()
+    assert main(["report", "--run", str(out), "--json"]) == 0
+    paired = json.loads(capsys.readouterr().out)
+    after = json.loads((out / "results.json").read_text())
+    for method in METHODS:  # the saved models give the same numbers again
+        assert after[method]["success_rate"] == before[method]["success_rate"]
+    assert paired == after["o2o-drl"]["paired"]
+    assert main(["report", "--run", str(tmp_path / "none")]) == 2
+
+    abl = tmp_path / "ablation"
+    assert main(["ablation", *tiny, "--workers", "1", "--rung", "0", "--rung", "7", "--out", str(abl),
+                 "--json"]) == 0
+    rungs = json.loads(capsys.readouterr().out)
+    assert [r["rung"] for r in rungs] == ["paper", "+ spread logs (project)"]
+    assert rungs[0]["settings"]["preset"] == "paper" and rungs[1]["settings"]["log_heuristic"] == "spread"
+    assert "| paper |" in (abl / "ablation.md").read_text()

@@ -121,11 +121,11 @@ def test_ppo_clip_objective_hand_cases():
 
 def test_targets_start_as_copies_and_track_at_rate_tau():
     algo = DiscreteSACCQL(OfflineSettings(tau=0.25), obs_dim=12, n_actions=3, seed=0)
-    for q, qt in ((algo.q1, algo.q1_target), (algo.q2, algo.q2_target)):
-        for a, b in zip(q.parameters(), qt.parameters()):
-            assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
-    # The two Q networks are different initialisations, each target tracks its own.
-    assert not torch.equal(algo.q1.net.linears[0].weight, algo.q2.net.linears[0].weight)
+    for a, b in zip(algo.q.parameters(), algo.q_target.parameters()):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
+    # The two Q networks are different initialisations, each target tracks its own (the
+    # members of one stacked module; soft_update works member by member, elementwise).
+    assert not torch.equal(algo.q.qnet(0).net.linears[0].weight, algo.q.qnet(1).net.linears[0].weight)
     src, tgt = QNet(4, 2, (3,)), QNet(4, 2, (3,))
     before = [p.clone() for p in tgt.parameters()]
     soft_update(tgt, src, 0.25)

@@ -91,7 +91,8 @@ def test_commands(data, tmp_path, capsys):
     assert load_dataset(ds)["actions"].shape == data["actions"].shape
     off_dir, on_dir, scratch_dir = tmp_path / "off", tmp_path / "on", tmp_path / "scratch"
     assert main(["train", "offline", "--dataset", str(ds), "--out", str(off_dir), "--steps", "30",
-                 "--set-hparam", "batch_size=32", "--eval-episodes", "2", "--json", *SCENARIO_ARGS]) == 0
+                 "--set-hparam", "batch_size=32", "--set-hparam", "actor_head=plain",
+                 "--eval-episodes", "2", "--json", *SCENARIO_ARGS]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["steps"] == 30 and 0 <= out["success_rate"] <= 1
     manifest = json.loads((off_dir / "manifest.json").read_text())
@@ -103,6 +104,9 @@ def test_commands(data, tmp_path, capsys):
                  "--json", *SCENARIO_ARGS]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [p["episodes"] for p in out["curve"]] == [0, 2, 4]
+    # The project settings' scorer actor needs a data set of layout v2.
+    assert main(["train", "offline", "--dataset", str(ds), "--out", str(tmp_path / "v"), *SCENARIO_ARGS]) == 2
+    assert "--obs-layout o2o-obs-v2" in capsys.readouterr().err
     assert main(["train", "online", "--from-scratch", "--out", str(scratch_dir), "--episodes", "2",
                  "--set-hparam", "episodes_per_batch=2", "--eval-episodes", "0", "--json",
                  *SCENARIO_ARGS]) == 0

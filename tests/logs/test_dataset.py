@@ -73,7 +73,7 @@ def test_exported_file_has_the_documented_layout(logged, tmp_path, credit):
         assert np.array_equal(data["action_masks"][rows], tr.action_masks.reshape(-1, a))
         assert np.array_equal(data["next_action_masks"][rows], tr.next_action_masks.reshape(-1, a))
         assert np.array_equal(data["actions"][rows], tr.actions.reshape(-1))
-        assert np.array_equal(data["rewards"][rows], np.repeat(tr.rewards.reshape(-1), N))
+        assert np.array_equal(data["rewards"][rows], tr.rewards.reshape(-1))
     # Rows without a task: only the no-task action, and that action was taken.
     idle = data["actions"] == N
     assert np.all(data["action_masks"][idle] == np.eye(a, dtype=bool)[N])

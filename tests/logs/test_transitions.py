@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from o2o.core.decpomdp import Observer, team_rewards
+from o2o.core.decpomdp import OBS_LAYOUT_V2, OBS_LAYOUT_VERSION, Observer, team_rewards
 from o2o.core.episodes import sample_episodes
 from o2o.core.network import sample_network
 from o2o.core.outcomes import DROP, EXEC_FAIL, SUCCESS, TRANS_FAIL, end_slot
@@ -23,9 +23,9 @@ BUSY = ["nodes=5", "slots=12", "arrival_prob=[0.7, 1.0]", "queue_coef=1", "deadl
 SEEDS = [21, 22, 23]
 
 
-def _env_transitions(scenario, network, seeds, name, credit):
+def _env_transitions(scenario, network, seeds, name, credit, layout=OBS_LAYOUT_VERSION):
     """Step OffloadVecEnv with the scheduler's own actions; collect (o, m, a, r, o', m', d)."""
-    env = OffloadVecEnv(scenario, network, reward_credit=credit)
+    env = OffloadVecEnv(scenario, network, reward_credit=credit, obs_layout=layout)
     sched = make_scheduler(name)
     obs, mask = env.reset(seeds)
     rows = {k: [] for k in ("obs", "mask", "act", "rew", "next_obs", "next_mask", "done")}
@@ -41,18 +41,20 @@ def _env_transitions(scenario, network, seeds, name, credit):
         obs, mask = next_obs, next_mask
     out = {k: np.stack(v, axis=1) for k, v in rows.items()}  # (B, T, ...)
     out["episode_rewards"] = info["episode_rewards"]
+    out["node_rewards"] = info["node_rewards"]
     return out
 
 
-@pytest.mark.parametrize("name", ["ratc", "rda", "random", "central"])
-@pytest.mark.parametrize("credit", ["slot", "decision"])
-def test_rebuilt_transitions_equal_the_environment_exactly(name, credit):
+@pytest.mark.parametrize("name", ["ratc", "rda", "random", "central", "spread"])
+@pytest.mark.parametrize("credit", ["slot", "decision", "node"])
+@pytest.mark.parametrize("layout", [OBS_LAYOUT_VERSION, OBS_LAYOUT_V2])
+def test_rebuilt_transitions_equal_the_environment_exactly(name, credit, layout):
     scenario = load_scenario("paper-sim", BUSY)
     network = sample_network(scenario, 1)
     logs = episode_logs_from_rollout(scenario, network, sample_episodes(scenario, network, SEEDS),
                                      make_scheduler(name))
-    tr = rebuild_transitions(scenario, network, logs, reward_credit=credit)
-    ref = _env_transitions(scenario, network, SEEDS, name, credit)
+    tr = rebuild_transitions(scenario, network, logs, reward_credit=credit, obs_layout=layout)
+    ref = _env_transitions(scenario, network, SEEDS, name, credit, layout)
     assert np.array_equal(tr.observations, ref["obs"])
     assert np.array_equal(tr.action_masks, ref["mask"])
     assert np.array_equal(tr.actions, ref["act"])
@@ -60,13 +62,21 @@ def test_rebuilt_transitions_equal_the_environment_exactly(name, credit):
     assert np.array_equal(tr.next_action_masks, ref["next_mask"])
     assert np.array_equal(tr.terminals, ref["done"])
     assert tr.observations.dtype == np.float32 and tr.rewards.dtype == np.float32
-    # Slot credit: the env's per-step rewards; decision credit: the env gives them at the end.
-    assert np.array_equal(tr.rewards, ref["episode_rewards"].astype(np.float32))
-    if credit == "slot":
-        assert np.array_equal(tr.rewards, ref["rew"])
-    # Rewards sum to successes minus failures under both credits.
-    for log, r in zip(logs, tr.rewards):
-        assert r.sum() == 2 * log.successes - log.tasks
+    if credit == "node":  # each node's own outcome, at its decision slot
+        assert np.array_equal(tr.rewards, ref["node_rewards"].astype(np.float32))
+        for log, r in zip(logs, tr.rewards):
+            assert r.sum() == 2 * log.successes - log.tasks
+    else:
+        # Slot credit: the env's per-step rewards; decision credit: given at the end. Every
+        # node gets the team reward.
+        team = tr.rewards[..., 0]
+        assert (tr.rewards == team[..., None]).all()
+        assert np.array_equal(team, ref["episode_rewards"].astype(np.float32))
+        if credit == "slot":
+            assert np.array_equal(team, ref["rew"])
+        # Rewards sum to successes minus failures under both credits.
+        for log, r in zip(logs, team):
+            assert r.sum() == 2 * log.successes - log.tasks
     assert tr.terminals[:, -1].all() and not tr.terminals[:, :-1].any()
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from o2o.core.decpomdp import Observer
+from o2o.core.decpomdp import OBS_LAYOUT_V2, OBS_LAYOUT_VERSION, Observer, obs_dim
 from o2o.core.episodes import sample_episodes
 from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
@@ -21,15 +21,19 @@ SC = load_scenario("paper-sim", ["nodes=5", "slots=12"])
 NET = sample_network(SC, 3)
 
 
-def rule(seed=0, self_head=False):
+def rule(seed=0, self_head=False, layout=OBS_LAYOUT_VERSION, head=None):
     torch.manual_seed(seed)
-    actor = Actor(3 * 5 + 6, 6, (64, 64), self_head)
-    return DRLRule(as_numpy_actor(actor), Observer(SC, NET)), actor
+    actor = Actor(obs_dim(5, layout), 6, (64, 64), self_head, head)
+    return DRLRule(as_numpy_actor(actor), Observer(SC, NET, layout)), actor
 
 
-def test_rule_builds_the_env_observation_and_mask():
-    drl, _ = rule()
-    env = OffloadVecEnv(SC, NET)
+@pytest.mark.parametrize("layout,head", [(OBS_LAYOUT_VERSION, "plain"), (OBS_LAYOUT_V2, "plain"),
+                                         (OBS_LAYOUT_V2, "scorer")])
+def test_rule_builds_the_env_observation_and_mask(layout, head):
+    # The drl rule builds its observation from NodeView + ProbeAnswers (what a testbed node has
+    # after its probes); the env from the engine's arrays: the same, for v1 and v2.
+    drl, actor = rule(layout=layout, head=head)
+    env = OffloadVecEnv(SC, NET, obs_layout=layout)
     env.reset([0, 1, 2])
     ratc = make_scheduler("ratc")
     for _ in range(6):  # load the queues a little
@@ -44,6 +48,10 @@ def test_rule_builds_the_env_observation_and_mask():
     np.testing.assert_array_equal(obs, obs_env[b, i])
     np.testing.assert_array_equal(mask, mask_env[b, i])
     assert drl.probe_targets(view).all()
+    # The numpy actor (what a node runs) equals the torch actor on these observations.
+    with torch.no_grad():
+        want = actor.probs(torch.from_numpy(obs), torch.from_numpy(mask)).numpy()
+    np.testing.assert_allclose(drl.actor.probs(obs, mask), want, atol=1e-5)
 
 
 def test_rule_runs_in_simulate_reproducibly_with_probabilities():

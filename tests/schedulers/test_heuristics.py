@@ -85,3 +85,58 @@ def test_two_distinct_draws_are_distinct_and_cover_all_pairs():
     others = two_distinct_others(u0.ravel(), u1.ravel(), node, 5)
     assert np.all(others != 2) and np.all(others[:, 0] != others[:, 1])
     assert len({tuple(p) for p in others}) == 12
+
+
+def test_spread_keeps_a_task_local_when_its_own_queue_finishes_it_in_time():
+    from o2o.schedulers import Spread
+
+    # Own backlog 0.3 s + 1e9 / 1e9 = 1.3 s <= 0.7 * 2.0 = 1.4 s: local, probability 1.
+    p = probes([1e9, 4e9, 2e9], [0, 0, 0], [0.3, 0.0, 0.0])
+    rule = Spread(margin=0.7)
+    v = view(deadline=2.0, u=(0.99, 0.0))
+    assert rule.choose(v, p).tolist() == [0]
+    assert rule.action_prob(v, np.array([0])).tolist() == [1.0]
+    # 0.5 s of backlog: 1.5 s > 1.4 s, so it spreads: every node is feasible (1 s of
+    # transmission + at most 1 s of execution > 1.4 s for nodes 0 and 2... by hand below).
+    p = probes([1e9, 4e9, 2e9], [0, 0, 0], [0.5, 0.0, 0.0])
+    # Itself: 1.0 s <= 1.4 s, weight 1e9; node 1: 1 + 0.25 = 1.25 s, weight 4e9; node 2:
+    # 1 + 0.5 = 1.5 s > 1.4 s, infeasible.
+    assert rule.probabilities(v, p)[0].tolist() == pytest.approx([0.2, 0.8, 0.0])
+
+
+def test_spread_draws_in_proportion_to_capacity_among_feasible_allowed_nodes():
+    from o2o.schedulers import Spread
+
+    rule = Spread(margin=0.7)
+    # Task 1e6 B at 1e6 B/s = 1 s of transmission, 1e9 cycles. Deadline 4 s, budget 2.8 s.
+    # Node 0 (itself): backlog 5 s, not local. Node 1: 1 + 0.25 s feasible, F = 4e9.
+    # Node 2: 1 + 0.5 s feasible, F = 2e9. Node 3: 1 + 2 s = 3 s > 2.8 s: infeasible.
+    # Node 4: feasible but overloaded. Itself: 1 s exec, feasible, F = 1e9.
+    p = probes([1e9, 4e9, 2e9, 0.5e9, 4e9], [0] * 5, [5.0, 0, 0, 0, 0],
+               overloaded=[False, False, False, False, True])
+    v = view(n=5, deadline=4.0)
+    assert rule.probabilities(v, p)[0].tolist() == pytest.approx([1 / 7, 4 / 7, 2 / 7, 0.0, 0.0])
+    picks = [rule.choose(view(n=5, deadline=4.0, u=(u, 0)), p)[0] for u in np.linspace(0, 0.9999, 700)]
+    assert np.bincount(picks, minlength=5).tolist() == [100, 400, 200, 0, 0]
+    assert rule.probe_targets(v).all()
+
+
+def test_spread_falls_back_on_every_allowed_node_when_none_is_feasible():
+    from o2o.schedulers import Spread
+
+    p = probes([1e9, 2e9, 1e9], [0] * 3, [9.0, 0, 0], overloaded=[False, False, True])
+    probs = Spread().probabilities(view(deadline=0.5), p)
+    assert probs[0].tolist() == pytest.approx([1 / 3, 2 / 3, 0.0])
+    with pytest.raises(ValueError):
+        Spread(margin=0.0)
+
+
+def test_spread_est_judges_feasibility_with_the_probed_queues():
+    from o2o.schedulers import SpreadEst
+
+    # Same as above, but node 1 has 2 s of backlog: 1 + 2 + 0.25 = 3.25 s > 2.8 s, infeasible.
+    p = probes([1e9, 4e9, 2e9, 0.5e9, 4e9], [0] * 5, [5.0, 2.0, 0, 0, 0],
+               overloaded=[False, False, False, False, True])
+    probs = SpreadEst(margin=0.7).probabilities(view(n=5, deadline=4.0), p)
+    # Itself: 5 s of backlog + 1 s: infeasible too; only node 2 remains.
+    assert probs[0].tolist() == pytest.approx([0.0, 0.0, 1.0, 0.0, 0.0])

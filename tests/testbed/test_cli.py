@@ -147,8 +147,9 @@ def test_trainer_announces_a_model_to_a_running_controller(tmp_path):
 
 
 def test_o2o_pipeline_on_the_testbed(tmp_path):
-    """RATC logs -> offline training -> online fine-tuning with hot-swap -> evaluation; every
-    node reports running the final model from the store."""
+    """The project settings' logs (spread, which probes every node, so observation v2 can be
+    rebuilt) -> offline training -> online fine-tuning with hot-swap -> evaluation; every node
+    reports running the final model from the store."""
     tag = uuid.uuid4().hex
     store = tmp_path / "models"
     got = o2o("testbed", "o2o", *SMALL, "--set", "slots=8", "--collect-episodes", "2",
@@ -157,7 +158,7 @@ def test_o2o_pipeline_on_the_testbed(tmp_path):
               "--set-online", "minibatch_size=64", timeout=400, tag=tag)
     assert got.returncode == 0, got.stderr[-3000:]
     out = json.loads(got.stdout)
-    assert set(out) >= {"ratc", "rda", "offline-only", "o2o-drl", "bound", "model_versions"}
+    assert set(out) >= {"spread", "rda", "offline-only", "o2o-drl", "bound", "model_versions"}
     assert out["model_versions"] == {"offline": 1, "o2o": 2}
     assert out["nodes_on_final_model"] == [0, 1, 2]
     manifests = [json.loads((store / f"v00000{v}" / "manifest.json").read_text()) for v in (1, 2)]

@@ -23,7 +23,7 @@ from o2o.core.network import sample_network
 from o2o.core.outputs import check_output_folder, write_error
 from o2o.core.scenario import load_scenario
 from o2o.learn.evaluate import evaluate_policy, make_eval_fn
-from o2o.learn.settings import OFFLINE_STEPS, learner_settings
+from o2o.learn.settings import learner_settings
 from o2o.learn.tracking import Tracker
 from o2o.logs.dataset import dataset_reward_credit, load_dataset
 from o2o.models import load_model
@@ -86,7 +86,8 @@ def _save_policy(policy, out: str, training: dict) -> dict:
 def _settings(args, phase: str):
     """The learner's settings: a preset, then this command's overrides of ``phase``."""
     return learner_settings(args.settings, **{phase: args.hparams},
-                            reward_credit=getattr(args, "reward_credit", None))
+                            reward_credit=getattr(args, "reward_credit", None),
+                            obs_layout=getattr(args, "obs_layout", None))
 
 
 def cmd_train_offline(args) -> int:
@@ -94,8 +95,10 @@ def cmd_train_offline(args) -> int:
 
     _torch_threads(args.threads)
     _check_outputs(args)
+    learner = _settings(args, "offline")
+    args.steps = learner.offline_steps if args.steps is None else args.steps
     scenario, network = _scenario_network(args, _eval_batch(args.eval_episodes))
-    settings = _settings(args, "offline").offline
+    settings = learner.offline
     data = load_dataset(args.dataset, n=network.n)
     eval_seeds = _eval_seeds(args)
     eval_fn = make_eval_fn(scenario, network, eval_seeds) if eval_seeds and settings.eval_every else None
@@ -138,7 +141,7 @@ def cmd_train_online(args) -> int:
     with Tracker(_log_dir(args, args.out)) as tracker:
         result = train_online(scenario, network, policy, settings, args.episodes, args.seed,
                               args.eval_every, eval_fn, tracker, show_progress=not args.json,
-                              reward_credit=credit)
+                              reward_credit=credit, obs_layout=learner.obs_layout)
     training = {"phase": "online" if args.model else "online-only",
                 "algorithm": "PPO + GAE (Alg. 2)", "from": source, "seed": args.seed,
                 "episodes": result.episodes, "seconds": round(result.seconds, 2),
@@ -218,18 +221,43 @@ def cmd_bench_actor(args) -> int:
     view = node_views(engine, state, b, i, rule.reads)
     probes = probe_answers(engine, state, b)
     rule.choose(view, probes)
-    best = float("inf")
+    best = {"wall": float("inf"), "cpu": float("inf")}
     for _ in range(args.repeats):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(args.decisions):
             rule.choose(view, probes)
-        best = min(best, (time.perf_counter() - start) / args.decisions)
-    out = {"seconds_per_decision": best, "microseconds_per_decision": best * 1e6}
+        best["wall"] = min(best["wall"], (time.perf_counter() - start) / args.decisions)
+        best["cpu"] = min(best["cpu"], (time.process_time() - cpu) / args.decisions)
+    out = {"seconds_per_decision": best["wall"], "microseconds_per_decision": best["wall"] * 1e6,
+           "cpu_microseconds_per_decision": best["cpu"] * 1e6,
+           "obs_layout": rule.observer.obs_layout, "actor_head": rule.actor.head}
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"drl actor (numpy), one decision (observation, mask, forward, sample): "
-              f"{best * 1e6:.1f} us")
+        print(f"drl actor (numpy, {rule.actor.head} head, {rule.observer.obs_layout}), one decision "
+              f"(observation, mask, forward, sample): {best['wall'] * 1e6:.1f} us wall clock, "
+              f"{best['cpu'] * 1e6:.1f} us of CPU")
+    return 0
+
+
+def cmd_bench_learn(args) -> int:
+    from o2o.learn.speed import learner_speed
+
+    scenario, network = _scenario_network(args)
+    settings = {name: learner_settings(name) for name in ("paper", "project")}
+    out = learner_speed(scenario, network, settings, offline_steps=args.offline_steps)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"learner throughput on {scenario.name} (N = {network.n}), one torch thread, best of "
+          "several runs, per CPU second")
+    for name, v in out["offline_steps_per_s"].items():
+        print(f"  offline gradient steps/s, batch 512, {name} settings: {v:8.1f}")
+    for name, v in out["online_episodes_per_s"].items():
+        print(f"  online episodes/s, {name} settings: {v['iteration']:6.2f} (collection alone "
+              f"{v['collect']:6.2f})")
+    for name, v in out["env_node_slots_per_s"].items():
+        print(f"  env node-slots/s, {name}: {v:12,.0f}")
     return 0
 
 
@@ -240,9 +268,16 @@ def add_settings_arg(p) -> None:
 
 
 def add_reward_credit_arg(p, what: str) -> None:
-    p.add_argument("--reward-credit", choices=["slot", "decision"], default=None,
-                   help=f"how outcomes become rewards: in the slot they ended, or in the slot of "
-                        f"the task's decision ({what})")
+    p.add_argument("--reward-credit", choices=["slot", "decision", "node"], default=None,
+                   help=f"how outcomes become rewards: the team's in the slot they ended, or in "
+                        f"the slot of the task's decision, or each node's own at its decision "
+                        f"({what})")
+
+
+def add_obs_layout_arg(p, what: str) -> None:
+    p.add_argument("--obs-layout", choices=["o2o-obs-v1", "o2o-obs-v2"], default=None,
+                   help=f"observation layout: the paper's (v1) or v1 plus what a node probes at "
+                        f"its decision (v2) ({what})")
 
 
 def _add_common_train(p) -> None:
@@ -270,8 +305,8 @@ def register(sub, bench) -> None:
 
     p = tsub.add_parser("offline", help="Algorithm 1: discrete SAC + CQL + V from a data set")
     p.add_argument("--dataset", required=True, help=".npz data set of transitions (see docs/logs.md)")
-    p.add_argument("--steps", type=COUNT, default=OFFLINE_STEPS,
-                   help=f"gradient steps (default {OFFLINE_STEPS})")
+    p.add_argument("--steps", type=COUNT, default=None,
+                   help="gradient steps (default: the settings', project 2000, paper 10000)")
     _add_common_train(p)
     p.set_defaults(func=cmd_train_offline)
 
@@ -283,7 +318,8 @@ def register(sub, bench) -> None:
     p.add_argument("--eval-every", type=at_least(0), default=0, metavar="EPISODES",
                    help="evaluate every so many episodes (default 0: only at the end)")
     add_reward_credit_arg(p, "default: the model's; from scratch, the settings' "
-                             "(project: decision, paper: slot)")
+                             "(project: node, paper: slot)")
+    add_obs_layout_arg(p, "from scratch; default the settings' (project: v2, paper: v1)")
     _add_common_train(p)
     p.set_defaults(func=cmd_train_online)
 
@@ -293,12 +329,20 @@ def register(sub, bench) -> None:
     p.add_argument("--name", action="append", metavar="NAME",
                    help="table name for each --model, in order (at most one per --model)")
     p.add_argument("--scheduler", action="append", metavar="NAME",
-                   help="heuristics to compare with: random, local, ratc, rda, esf, central")
+                   help="heuristics to compare with: random, local, ratc, rda, esf, spread, central")
     p.add_argument("--episodes", type=COUNT, default=10, help="episodes to run (default 10)")
     p.add_argument("--seed", type=SEED, default=seeds.TEST.start,
                    help=f"first episode seed (default {seeds.TEST.start}, the held-out range)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
+
+    b = bench.add_parser("learn", help="learner throughput: offline steps/s, online episodes/s, "
+                         "environment node-slots/s")
+    add_scenario_args(b)
+    b.add_argument("--offline-steps", type=COUNT, default=200,
+                   help="steps per timed offline run (default 200)")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=cmd_bench_learn)
 
     a = bench.add_parser("actor", help="time of one drl decision with the numpy actor")
     add_scenario_args(a)

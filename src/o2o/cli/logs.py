@@ -9,7 +9,12 @@ import time
 from pathlib import Path
 
 from o2o.cli.common import COUNT, SEED, add_scenario_args
-from o2o.core.decpomdp import REWARD_CREDITS
+from o2o.core.decpomdp import (
+    OBS_LAYOUT_V2,
+    OBS_LAYOUT_VERSION,
+    OBS_LAYOUTS,
+    REWARD_CREDITS,
+)
 from o2o.core.episodes import sample_episodes
 from o2o.core.limits import check_simulation
 from o2o.core.network import sample_network
@@ -90,7 +95,8 @@ def cmd_dataset_export(args) -> int:
         total = sum(len(store.episode_ids(r.id)) for r in store.runs()
                     if run_ids is None or r.id in run_ids)
         with progress_bar(total=total, desc="export", unit="episode", disable=args.json) as bar:
-            data = build_dataset(store, run_ids, args.reward_credit, progress=bar.update)
+            data = build_dataset(store, run_ids, args.reward_credit, progress=bar.update,
+                                 obs_layout=args.obs_layout)
     try:
         path = save_dataset(data, args.out, compress=args.compress)
     except OSError as exc:
@@ -98,7 +104,8 @@ def cmd_dataset_export(args) -> int:
     out = {"out": str(path), "rows": int(data["actions"].shape[0]),
            "episodes": int(len(set(data["episode_ids"].tolist()))),
            "runs": sorted(set(data["run_ids"].tolist())),
-           "obs_dim": int(data["observations"].shape[1]), "reward_credit": args.reward_credit,
+           "obs_dim": int(data["observations"].shape[1]), "obs_layout": args.obs_layout,
+           "reward_credit": args.reward_credit,
            "bytes": path.stat().st_size}
     if args.json:
         print(json.dumps(out))
@@ -193,7 +200,11 @@ def register(sub, bench) -> None:
     e.add_argument("--run", type=COUNT, action="append", metavar="ID",
                    help="run id to export (repeatable; default every run)")
     e.add_argument("--reward-credit", default="slot", choices=REWARD_CREDITS,
-                   help="credit outcomes to the slot they ended in (default) or to the decision slot")
+                   help="credit outcomes to the slot they ended in (default), to the decision "
+                        "slot, or each node's own outcome to its decision (node)")
+    e.add_argument("--obs-layout", default=OBS_LAYOUT_VERSION, choices=OBS_LAYOUTS,
+                   help=f"observation layout (default {OBS_LAYOUT_VERSION}, the paper's; "
+                        f"{OBS_LAYOUT_V2} adds what each node probed, for the project settings)")
     e.add_argument("--compress", action="store_true", help="write a compressed .npz")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=cmd_dataset_export)

@@ -1,70 +1,134 @@
-"""``o2o run``: the main job (see ``o2o.experiments.main_job``)."""
+"""``o2o run`` (the main job, ``o2o.experiments.main_job``), ``o2o ablation`` and ``o2o report``."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from o2o.cli.common import COUNT, add_scenario_args
-from o2o.cli.learn import add_reward_credit_arg
+from o2o.cli.common import COUNT, add_scenario_args, at_least
+from o2o.cli.learn import add_obs_layout_arg, add_reward_credit_arg, add_settings_arg
+from o2o.core.errors import UserError
 from o2o.core.limits import check_memory, check_simulation, dataset_bytes
 from o2o.core.metrics import json_safe
 from o2o.core.outputs import check_output_folder
 from o2o.core.scenario import load_scenario
 from o2o.learn.settings import learner_settings
 from o2o.logs.collect import LOG_BATCH_EPISODES
+from o2o.schedulers import HEURISTICS
 
 
-def cmd_run(args) -> int:
-    from o2o.experiments.main_job import PLANS, run_pipeline
+def cmd_report(args) -> int:
+    from o2o.experiments.main_job import rebuild_report
 
-    scenario = load_scenario(args.scenario, args.overrides)
-    plan = PLANS["quick" if args.quick else "full"]
+    report = rebuild_report(Path(args.run), log=(lambda _msg: None) if args.json else print)
+    paired = report["o2o-drl"]["paired"]
+    if args.json:
+        print(json.dumps(json_safe(paired)))
+    else:
+        print("O2O-DRL minus each method, paired per episode (95% CI):")
+        for method, d in paired.items():
+            print(f"  {method:13s} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]")
+    return 0
+
+
+def _plan(args, scenario):
+    """The plan (full or quick) with the sizes given on the command line, refused before
+    anything is written if its logged batches or its data set (loaded by every worker) would
+    not fit in memory."""
+    from o2o.experiments.main_job import PLANS
+
     changes = {k: getattr(args, k) for k in ("seeds", "log_episodes", "offline_steps",
                                                 "online_episodes", "eval_episodes")
                if getattr(args, k) is not None}
-    plan = plan.scaled(**changes)
-    # Before anything is written: the logged batches, and the data set every worker loads.
+    plan = PLANS["quick" if args.quick else "full"].scaled(**changes)
     check_simulation(scenario, LOG_BATCH_EPISODES)
     check_memory(dataset_bytes(scenario, plan.log_episodes) * (1 + min(plan.seeds, args.workers or 2)),
                  f"a data set of {plan.log_episodes} logged episodes of {scenario.nodes} nodes",
                  "use fewer --log-episodes, fewer nodes or slots, or fewer --workers")
-    settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit)
+    return plan
+
+
+def cmd_run(args) -> int:
+    from o2o.experiments.main_job import run_pipeline
+    from o2o.experiments.methods import METHODS
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    plan = _plan(args, scenario)
+    settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit,
+                                args.obs_layout, args.log_heuristic)
     out = Path(args.out or f"runs/{'quick' if args.quick else 'main'}")
     check_output_folder(out, "--out")
     report = run_pipeline(scenario, out, plan, network_seed=args.network_seed,
                           settings=settings, workers=args.workers,
                           log=(lambda _msg: None) if args.json else print)
     if args.json:
-        keys = ["random", "local", "rda", "ratc", "esf", "central", "offline-only", "online-only",
-                "o2o-drl", "bound"]
-        print(json.dumps(json_safe({k: report[k] for k in keys})))
+        print(json.dumps(json_safe({k: report[k] for k in [*METHODS, "bound"]})))
     else:
         print(f"results in {out}/ (results.json, results.md, learning_curve.png, comparison.png, "
               "models/, logs.db, metrics/)")
     return 0
 
 
-def register(sub, bench) -> None:
-    p = sub.add_parser("run", help="the whole O2O-DRL pipeline: RATC logs, offline training, "
-                       "online fine-tuning, baselines, evaluation, report")
-    add_scenario_args(p)
-    p.add_argument("--quick", action="store_true", help="a small run for a first look (minutes)")
+def cmd_ablation(args) -> int:
+    from o2o.experiments.ablation import RUNGS, run_ablation
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    rungs = args.rung or None
+    if rungs and any(r >= len(RUNGS) for r in rungs):
+        raise UserError(f"--rung must lie in 0..{len(RUNGS) - 1}")
+    plan = _plan(args, scenario)
+    out = Path(args.out or "runs/ablation")
+    check_output_folder(out, "--out")
+    report = run_ablation(scenario, out, plan, network_seed=args.network_seed,
+                          workers=args.workers, rungs=rungs,
+                          log=(lambda _msg: None) if args.json else print)
+    if args.json:
+        print(json.dumps(json_safe(report["rungs"])))
+    return 0
+
+
+def _plan_args(p, what: str) -> None:
+    p.add_argument("--quick", action="store_true", help=f"a small {what} for a first look")
     p.add_argument("--seeds", type=COUNT, help="training seeds (full: 3)")
-    p.add_argument("--out", help="run folder (default runs/main, or runs/quick with --quick)")
     p.add_argument("--workers", type=COUNT, help="parallel training processes (default: CPU count)")
-    p.add_argument("--log-episodes", type=COUNT, help="RATC episodes logged for offline training")
+    p.add_argument("--log-episodes", type=COUNT, help="heuristic episodes logged for offline training")
     p.add_argument("--offline-steps", type=COUNT, help="gradient steps of offline training")
     p.add_argument("--online-episodes", type=COUNT, help="episodes of online fine-tuning (and online-only)")
     p.add_argument("--eval-episodes", type=COUNT, help="held-out evaluation episodes")
-    p.add_argument("--settings", choices=["project", "paper"], default="project",
-                   help="hyper-parameters to start from: the project's (default; docs/learner.md "
-                        "says what differs and why) or the paper's exact values")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def register(sub, bench) -> None:
+    r = sub.add_parser("report", help="recompute a finished run's comparison from its saved "
+                       "models, with O2O-DRL's paired differences to every method")
+    r.add_argument("--run", required=True, help="the run folder of 'o2o run'")
+    r.add_argument("--json", action="store_true", help="print O2O-DRL's paired differences as JSON")
+    r.set_defaults(func=cmd_report)
+
+    a = sub.add_parser("ablation", help="what each change to O2O-DRL adds: offline-only and "
+                       "O2O-DRL for each rung of settings, on the same held-out episodes")
+    add_scenario_args(a)
+    _plan_args(a, "ablation")
+    a.add_argument("--out", help="folder (default runs/ablation)")
+    a.add_argument("--rung", type=at_least(0), action="append",
+                   help="only these rungs, by number (repeatable; default all)")
+    a.set_defaults(func=cmd_ablation)
+
+    p = sub.add_parser("run", help="the whole O2O-DRL pipeline: heuristic logs, offline training, "
+                       "online fine-tuning, baselines, evaluation, report")
+    add_scenario_args(p)
+    _plan_args(p, "run (minutes)")
+    p.add_argument("--out", help="run folder (default runs/main, or runs/quick with --quick)")
+    add_settings_arg(p)
     add_reward_credit_arg(p, "of the exported data set and of online-only; default: the "
-                             "settings' (project: decision, paper: slot)")
+                             "settings' (project: node, paper: slot)")
+    add_obs_layout_arg(p, "of the data set and of online-only; default the settings' "
+                          "(project: v2, paper: v1)")
+    p.add_argument("--log-heuristic", choices=sorted(HEURISTICS), default=None,
+                   help="the heuristic whose task logs offline training learns from (default: "
+                        "the settings'; project: spread, paper: ratc)")
     p.add_argument("--set-offline", action="append", default=[], metavar="KEY=VALUE",
                    help="override an offline hyper-parameter (repeatable)")
     p.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE",
                    help="override an online hyper-parameter (repeatable)")
-    p.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
     p.set_defaults(func=cmd_run)

@@ -58,7 +58,7 @@ def register(sub, bench) -> None:
     p = sub.add_parser("simulate", help="run schedulers on the same simulated episodes and compare")
     add_scenario_args(p)
     p.add_argument("--scheduler", action="append", metavar="NAME",
-                   help="random, local, ratc, rda, esf, central (repeatable; default ratc)")
+                   help="random, local, ratc, rda, esf, spread, central (repeatable; default ratc)")
     p.add_argument("--episodes", type=COUNT, default=10, help="episodes to run (default 10)")
     p.add_argument("--seed", type=SEED, default=0, help="first episode seed (default 0)")
     p.add_argument("--batch-size", type=COUNT, default=64,

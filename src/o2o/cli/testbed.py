@@ -12,7 +12,7 @@ import os
 import sys
 
 from o2o.cli.common import COUNT, SEED, at_least
-from o2o.cli.learn import add_reward_credit_arg, add_settings_arg
+from o2o.cli.learn import add_obs_layout_arg, add_reward_credit_arg, add_settings_arg
 from o2o.core import seeds
 from o2o.core.errors import UserError
 from o2o.core.limits import check_testbed
@@ -253,17 +253,18 @@ def cmd_o2o(args) -> int:
     from o2o.logs.db import describe_db
 
     setup = testbed_setup(args)
-    check_scheduler(args.heuristic, None)
-    for name in args.baseline:
+    for name in [args.heuristic or "ratc", *args.baseline]:
         check_scheduler(name, None)
     check_output_folder(args.store, "--store")
     plan = TestbedPlan(args.collect_episodes, args.offline_steps, args.online_rounds,
                        args.episodes_per_round, args.episodes)
-    settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit)
+    settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit,
+                                args.obs_layout)
+    heuristic = args.heuristic or settings.log_heuristic
     _setup_logging(args.verbose)
     say = (lambda _msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     report = run_testbed_o2o(setup, plan, settings, db=args.db, model_store=args.store,
-                             heuristic=args.heuristic, baselines=args.baseline,
+                             heuristic=heuristic, baselines=args.baseline,
                              training_seed=args.training_seed, eval_seeds=episode_seeds(args), say=say)
     scenario, network = setup.scenario, setup.network
     bound = episode_bound_mean(scenario, network, report.eval_seeds)
@@ -273,7 +274,7 @@ def cmd_o2o(args) -> int:
                           "nodes_on_final_model": report.nodes_on_final_model, "store": args.store}))
         return 0
     print(f"O2O-DRL on the testbed: scenario {scenario.name}, {network.n} node processes, "
-          f"{plan.collect_episodes} heuristic episodes ({args.heuristic}, run {report.collect_run}), "
+          f"{plan.collect_episodes} heuristic episodes ({heuristic}, run {report.collect_run}), "
           f"{plan.offline_steps} offline steps, {plan.online_rounds} x {plan.episodes_per_round} online "
           f"episodes; evaluation episodes {report.eval_seeds[0]}..{report.eval_seeds[-1]}")
     print(format_table(summaries, bound))
@@ -368,7 +369,9 @@ def register(sub, bench) -> None:
 
     o = tsub.add_parser("o2o", help="the O2O-DRL pipeline on the testbed (paper VI-B)")
     add_scenario_and_runtime_args(o)
-    o.add_argument("--heuristic", default="ratc", help="heuristic that collects the logs (default ratc)")
+    o.add_argument("--heuristic", default=None,
+                   help="heuristic that collects the logs (default: the settings'; project: spread, "
+                        "paper: ratc)")
     o.add_argument("--baseline", action="append", default=["rda"], metavar="NAME",
                    help="other heuristics to evaluate (default rda; repeatable)")
     o.set_defaults(seed=seeds.TEST.start)
@@ -383,6 +386,7 @@ def register(sub, bench) -> None:
     o.add_argument("--db", default=DEFAULT_DB, help=f"task log (default {DEFAULT_DB})")
     add_settings_arg(o)
     add_reward_credit_arg(o, "of the logged data set; default the settings'")
+    add_obs_layout_arg(o, "of the logged data set; default the settings' (project: v2, paper: v1)")
     o.add_argument("--set-offline", action="append", default=[], metavar="KEY=VALUE",
                    help="override an offline hyper-parameter (repeatable)")
     o.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE",

@@ -35,8 +35,16 @@ from o2o.core.errors import UserError
 from o2o.core.metrics import json_safe
 from o2o.core.network import sample_network
 from o2o.core.progress import progress_bar
-from o2o.core.scenario import Scenario
-from o2o.experiments.methods import PLANS, Plan, SeedJob, heuristic_rates, train_seeds
+from o2o.core.scenario import Scenario, scenario_from_dict
+from o2o.experiments.methods import (
+    LEARNED,
+    PLANS,
+    Plan,
+    SeedJob,
+    SeedResult,
+    heuristic_rates,
+    train_seeds,
+)
 from o2o.experiments.report import (
     cold_start,
     format_results,
@@ -44,13 +52,15 @@ from o2o.experiments.report import (
     plot_learning_curve,
     summarize_methods,
 )
+from o2o.learn.evaluate import evaluate_policy
 from o2o.learn.settings import LearnerSettings, learner_settings
 from o2o.logs.collect import collect
 from o2o.logs.dataset import build_dataset, save_dataset
 from o2o.logs.store import LogStore
+from o2o.models import load_model
 from o2o.sim import episode_bound, make_scheduler
 
-__all__ = ["PLANS", "Plan", "run_pipeline"]
+__all__ = ["PLANS", "Plan", "rebuild_report", "run_pipeline"]
 
 
 def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int = 0,
@@ -66,19 +76,21 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
     timing: dict[str, float] = {}
     started = time.perf_counter()
 
-    # 1. Heuristic control: RATC logs.
+    # 1. Heuristic control: the logging heuristic's task logs (RATC, as in the paper, by default).
     start = time.perf_counter()
+    heuristic = settings.log_heuristic
     with LogStore.open(out / "logs.db", create=True) as store:
-        with progress_bar(total=plan.log_episodes, desc="RATC logs", unit="episode") as bar:
-            logged = collect(store, scenario, network, make_scheduler("ratc"), "ratc",
+        with progress_bar(total=plan.log_episodes, desc=f"{heuristic} logs", unit="episode") as bar:
+            logged = collect(store, scenario, network, make_scheduler(heuristic), heuristic,
                              seeds.LOGS.take(plan.log_episodes), network_seed=network_seed,
                              progress=bar.update)
-        dataset = build_dataset(store, [logged.run_id], reward_credit=settings.reward_credit)
+        dataset = build_dataset(store, [logged.run_id], reward_credit=settings.reward_credit,
+                                obs_layout=settings.obs_layout)
     dataset_path = out / "dataset.npz"
     save_dataset(dataset, dataset_path)
     del dataset
     timing["collect_logs"] = time.perf_counter() - start
-    log(f"logged {logged.episodes} RATC episodes ({logged.task_rows} task rows, success rate "
+    log(f"logged {logged.episodes} {heuristic} episodes ({logged.task_rows} task rows, success rate "
         f"{logged.success_rate:.4f}) in {timing['collect_logs']:.1f} s")
 
     # 2-3. Offline training, fine-tuning, online-only: one job per training seed.
@@ -122,4 +134,40 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
     plot_comparison(out / "comparison.png", results)
     log(table)
     log("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timing.items()))
+    return report
+
+
+def rebuild_report(out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Recompute a finished run's comparison from its saved models: every method evaluated
+    again on the run's held-out episodes (deterministic: the same numbers), with the paired
+    differences of O2O-DRL to every other method. Rewrites ``results.json`` and ``results.md``."""
+
+    out = Path(out)
+    path = out / "results.json"
+    if not path.exists():
+        raise UserError(f"{out} holds no finished run (results.json is missing)")
+    try:
+        report = json.loads(path.read_text())
+        scenario = scenario_from_dict(report["scenario"])
+        network = sample_network(scenario, report["network_seed"])
+        eval_seeds = report["evaluation_seeds"]
+        curves = report["curves"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path} is not the results file of a finished 'o2o run' ({exc!r})") from None
+    learned = []
+    for curve in curves:
+        k = curve["seed"]
+        final = {m: evaluate_policy(scenario, network, load_model(str(out / "models" / m / f"seed{k}"),
+                                                                   nodes=network.n),
+                                    eval_seeds)["success_rate"].tolist() for m in LEARNED}
+        learned.append(SeedResult(k, curve["offline"], curve["o2o"], curve["online_only"], final))
+    rates = heuristic_rates(scenario, network, eval_seeds)
+    results = summarize_methods(rates, learned, report["bound"])
+    report.update(results)
+    path.write_text(json.dumps(json_safe(report), indent=2))
+    table = format_results(results)
+    (out / "results.md").write_text(
+        f"# O2O-DRL on {scenario.name}\n\n{len(eval_seeds)} held-out episodes, {len(learned)} training "
+        f"seeds, network seed {report['network_seed']}.\n\n{table}\n")
+    log(table)
     return report

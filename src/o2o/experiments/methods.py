@@ -34,7 +34,7 @@ from o2o.logs.dataset import load_dataset
 from o2o.sim import make_scheduler
 from o2o.sim.rollout import simulate
 
-HEURISTICS = ("random", "local", "rda", "ratc", "esf", "central")
+HEURISTICS = ("random", "local", "rda", "ratc", "esf", "spread", "central")
 LEARNED = ("offline-only", "online-only", "o2o-drl")
 METHODS = (*HEURISTICS, *LEARNED)
 
@@ -45,7 +45,8 @@ class Plan:
 
     # The sizes chosen from the learner's measured curves (o2o.learn.settings, docs/learner.md).
     log_episodes: int = 300          # RATC episodes logged (600k task rows on paper-sim)
-    offline_steps: int = 10_000      # gradient steps of Algorithm 1 (flat after ~6000)
+    offline_steps: int | None = None  # offline gradient steps; None: the settings' own
+                                      # (LearnerSettings.offline_steps, from learning curves)
     offline_points: int = 5          # learning-curve evaluations during offline training
     online_episodes: int = 400       # episodes of Algorithm 2 (O2O-DRL and online-only alike)
     online_eval_every: int = 80      # episodes between learning-curve evaluations online
@@ -87,6 +88,8 @@ class SeedJob:
     out: str                     # the run folder: models/ and metrics/ go there
     dataset: str                 # the offline data set (.npz)
     settings: LearnerSettings
+    online_only: bool = True     # also train the online-only baseline (the ablation does not)
+    name: str = ""               # a label for the models' and metrics' folders
 
 
 def train_seed(job: SeedJob) -> SeedResult:
@@ -106,8 +109,9 @@ def train_seed(job: SeedJob) -> SeedResult:
 
     final: dict[str, list[float]] = {}
     with Tracker(out / "metrics" / f"seed{seed}") as tracker:
+        steps = plan.offline_steps or job.settings.offline_steps
         offline_settings = job.settings.offline.model_copy(
-            update={"eval_every": max(1, plan.offline_steps // max(plan.offline_points, 1))})
+            update={"eval_every": max(1, steps // max(plan.offline_points, 1))})
         offline_curve: list[dict[str, Any]] = []
 
         def offline_callback(step: int, actor) -> dict[str, Any]:
@@ -116,10 +120,10 @@ def train_seed(job: SeedJob) -> SeedResult:
             return point
 
         start = time.perf_counter()
-        offline = train_offline(dataset, offline_settings, seed=seed, steps=plan.offline_steps,
+        offline = train_offline(dataset, offline_settings, seed=seed, steps=steps,
                                 callback=offline_callback, tracker=tracker, show_progress=seed == 0)
         seconds["offline"] = time.perf_counter() - start
-        save("offline-only", offline.policy, {"steps": plan.offline_steps})
+        save("offline-only", offline.policy, {"steps": steps})
         final["offline-only"] = evaluate_policy(scenario, network, offline.policy.actor, eval_seeds)["success_rate"].tolist()
 
         start = time.perf_counter()
@@ -130,11 +134,14 @@ def train_seed(job: SeedJob) -> SeedResult:
         save("o2o-drl", o2o.policy, {"online_episodes": o2o.episodes})
         final["o2o-drl"] = evaluate_policy(scenario, network, o2o.policy.actor, eval_seeds)["success_rate"].tolist()
 
+        if not job.online_only:
+            return SeedResult(seed, offline_curve, o2o.curve, [], final, seconds)
         start = time.perf_counter()
         scratch = train_online(scenario, network, None, job.settings.online,
                                episodes=plan.online_episodes, seed=seed, eval_every=plan.online_eval_every,
                                eval_fn=curve_fn, tracker=tracker, show_progress=seed == 0,
-                               desc="online_only", reward_credit=job.settings.reward_credit)
+                               desc="online_only", reward_credit=job.settings.reward_credit,
+                               obs_layout=job.settings.obs_layout)
         seconds["online_only"] = time.perf_counter() - start
         save("online-only", scratch.policy, {"online_episodes": scratch.episodes})
         final["online-only"] = evaluate_policy(scenario, network, scratch.policy.actor, eval_seeds)["success_rate"].tolist()

@@ -49,7 +49,12 @@ def summarize_methods(heuristic_rates: dict[str, np.ndarray], learned: list[Seed
             entry.update(per_seed=per_seed[method], ci95_seeds=[slo, shi])
         d_mean, d_lo, d_hi = mean_ci95(x - per_episode["ratc"])
         entry["vs_ratc"] = {"diff": d_mean, "ci95": [d_lo, d_hi]}
+        entry["per_episode"] = x.tolist()
         results[method] = entry
+    # O2O-DRL against every other method, paired per episode (its logging heuristic included).
+    results["o2o-drl"]["paired"] = {
+        method: dict(zip(("diff", "lo", "hi"), mean_ci95(per_episode["o2o-drl"] - per_episode[method])))
+        for method in METHODS if method != "o2o-drl"}
     results["bound"] = bound
     return results
 
@@ -110,7 +115,8 @@ def plot_learning_curve(path: Path, learned: list[SeedResult], results: dict[str
     band(ax_off, [r.offline_curve for r in learned], "step", "O2O-DRL (offline phase)", "tab:blue")
     band(ax_on, [r.o2o_curve for r in learned], "episodes", "O2O-DRL (online fine-tuning)", "tab:blue")
     band(ax_on, [r.online_only_curve for r in learned], "episodes", "online-only", "tab:red")
-    styles = {"ratc": "tab:green", "rda": "tab:orange", "esf": "tab:purple", "random": "tab:gray",
+    styles = {"ratc": "tab:green", "rda": "tab:orange", "esf": "tab:purple", "spread": "tab:olive",
+              "random": "tab:gray",
               "local": "tab:brown", "central": "black"}
     for ax in (ax_off, ax_on):
         for name, color in styles.items():

@@ -66,7 +66,8 @@ async def _testbed_o2o(tb, store, setup: TestbedSetup, plan: TestbedPlan, settin
     say(f"[2/4] offline training, {plan.offline_steps} steps on run {collect.run_id}")
     offline: Published = await asyncio.to_thread(
         train_offline_from_logs, store, [collect.run_id], model_store, steps=plan.offline_steps,
-        seed=training_seed, settings=settings.offline, reward_credit=settings.reward_credit)
+        seed=training_seed, settings=settings.offline, reward_credit=settings.reward_credit,
+        obs_layout=settings.obs_layout)
     await tb.controller.announce_model(model_store, offline.version, offline.sha256)
     current = offline
     online_seeds = seeds.online(training_seed)
@@ -96,11 +97,13 @@ async def _testbed_o2o(tb, store, setup: TestbedSetup, plan: TestbedPlan, settin
 
 
 def run_testbed_o2o(setup: TestbedSetup, plan: TestbedPlan, settings: LearnerSettings, *, db: str,
-                    model_store: str, heuristic: str = "ratc", baselines: list[str] = ("rda",),
+                    model_store: str, heuristic: str | None = None, baselines: list[str] = ("rda",),
                     training_seed: int = 0, eval_seeds: list[int] | None = None,
                     say: Callable[[str], None] = lambda _msg: None) -> TestbedReport:
     """Bring a local testbed up, run the four phases with the task log in ``db`` and the
-    models in a new ``model_store``, take the testbed down."""
+    models in a new ``model_store``, take the testbed down. ``heuristic``: the one whose logs
+    the offline phase learns from (default the settings')."""
+    heuristic = heuristic or settings.log_heuristic
     if ModelStore(model_store).latest() is not None:
         raise UserError(f"model store {model_store} already holds versions; give a new --store "
                         "folder so that the pipeline's versions are its own")

@@ -31,13 +31,15 @@ def as_numpy_actor(policy) -> NumpyActor:
 
     if isinstance(policy, Actor):
         return NumpyActor([(layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy())
-                           for layer in policy.net.linears], self_head=policy.self_head)
+                           for layer in policy.net.linears], head=policy.head,
+                          nodes=policy.n_actions - 1, obs_layout=policy.obs_layout)
     raise TypeError(f"cannot evaluate a {type(policy).__name__}")
 
 
 def evaluate_policy(scenario: Scenario, network: Network, policy, seeds, batch_size: int = 64) -> dict[str, np.ndarray]:
     """Per-episode metrics (as ``simulate``) of the policy run as the ``drl`` rule."""
-    rule = DRLRule(as_numpy_actor(policy), Observer(scenario, network))
+    actor = as_numpy_actor(policy)
+    rule = DRLRule(actor, Observer(scenario, network, actor.obs_layout))
     return simulate(scenario, network, list(seeds), rule, batch_size=batch_size)
 
 

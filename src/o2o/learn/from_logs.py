@@ -26,11 +26,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from o2o.core.decpomdp import OBS_LAYOUT_VERSION
 from o2o.core.errors import UserError
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
 from o2o.learn.offline import train_offline
-from o2o.learn.online import PPOUpdate
+from o2o.learn.online import PPOUpdate, critic_inputs
 from o2o.learn.policy import Policy
 from o2o.learn.settings import OfflineSettings, OnlineSettings
 from o2o.logs.dataset import build_dataset
@@ -76,12 +77,13 @@ def publish(model_store: str, policy: Policy, training: dict) -> Published:
 
 def train_offline_from_logs(store, run_ids: Sequence[int], model_store: str, *, steps: int,
                             seed: int = 0, settings: OfflineSettings | None = None,
-                            reward_credit: str = "slot", show_progress: bool = False) -> Published:
+                            reward_credit: str = "slot", show_progress: bool = False,
+                            obs_layout: str = OBS_LAYOUT_VERSION) -> Published:
     """Algorithm 1 on the transitions of ``run_ids`` (rewards credited by ``reward_credit``);
     publishes the policy."""
     runs_scenario(store, run_ids)
     settings = settings or OfflineSettings()
-    data = build_dataset(store, run_ids, reward_credit)
+    data = build_dataset(store, run_ids, reward_credit, obs_layout=obs_layout)
     result = train_offline(data, settings, seed=seed, steps=steps, show_progress=show_progress)
     last = result.history[-1] if result.history else {}
     training = {"phase": "offline", "source": "testbed", "runs": list(run_ids), "steps": steps,
@@ -91,9 +93,9 @@ def train_offline_from_logs(store, run_ids: Sequence[int], model_store: str, *, 
 
 
 def ppo_batch_from_logs(scenario: Scenario, network: Network, logs: list[EpisodeLog], actor, critic,
-                        reward_credit: str) -> dict[str, np.ndarray]:
+                        reward_credit: str, critic_input: str = "own") -> dict[str, np.ndarray]:
     """One PPO batch D_k (the layout ``PPOUpdate.update`` takes: (T, B, N, ...)) from logs."""
-    tr = rebuild_transitions(scenario, network, logs, reward_credit)
+    tr = rebuild_transitions(scenario, network, logs, reward_credit, actor.obs_layout)
     E, T, N, D = tr.observations.shape
     obs = tr.observations.transpose(1, 0, 2, 3)
     mask = tr.action_masks.transpose(1, 0, 2, 3)
@@ -104,7 +106,8 @@ def ppo_batch_from_logs(scenario: Scenario, network: Network, logs: list[Episode
         m = torch.from_numpy(np.ascontiguousarray(mask).reshape(-1, N + 1))
         log_pi = actor.log_probs(o, m)
         ours = log_pi.gather(1, torch.from_numpy(act.reshape(-1))[:, None]).squeeze(1).numpy()
-        value = critic(o).numpy().reshape(T, E, N)
+        c_in = critic_inputs(np.ascontiguousarray(obs), critic_input).reshape(T * E * N, -1)
+        value = critic(torch.from_numpy(np.ascontiguousarray(c_in))).numpy().reshape(T, E, N)
     ours = ours.reshape(T, E, N)
     has = act != N
     # The behaviour policy is what the nodes ran: their reported probabilities where known;
@@ -112,7 +115,7 @@ def ppo_batch_from_logs(scenario: Scenario, network: Network, logs: list[Episode
     logp = np.where(has, np.where(np.isfinite(logged) & (logged > 0), np.log(np.maximum(logged, 1e-30)), ours), 0.0)
     return {"obs": np.ascontiguousarray(obs), "mask": np.ascontiguousarray(mask),
             "act": np.ascontiguousarray(act), "logp": logp.astype(np.float32),
-            "value": value.astype(np.float32), "rewards": tr.rewards.T.astype(np.float64)}
+            "value": value.astype(np.float32), "rewards": tr.rewards.transpose(1, 0, 2).astype(np.float64)}
 
 
 def finetune_from_logs(store, run_ids: Sequence[int], model_store: str, *, seed: int = 0,
@@ -128,11 +131,12 @@ def finetune_from_logs(store, run_ids: Sequence[int], model_store: str, *, seed:
     if not logs:
         raise UserError(f"runs {list(run_ids)} have no finished episodes to fine-tune on")
     credit = policy.reward_credit or "slot"
-    buf = ppo_batch_from_logs(scenario, network, logs, policy.actor, policy.critic, credit)
+    buf = ppo_batch_from_logs(scenario, network, logs, policy.actor, policy.critic, credit,
+                              policy.critic_input)
     torch.manual_seed(seed)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x0A11]))
     update = PPOUpdate(settings.model_copy(update={"hidden": model.hidden}), policy.actor,
-                       policy.critic, rng, policy.reward_stats)
+                       policy.critic, rng, policy.reward_stats, policy.critic_input)
     stats = update.update(buf)
     training = {"phase": "online", "source": "testbed", "runs": list(run_ids),
                 "from_version": model.version, "episodes": len(logs), "seed": seed,

@@ -13,9 +13,19 @@ numpy actor (``o2o.schedulers.drl``) read.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
+
+from o2o.core.decpomdp import (
+    CANDIDATE_FEATURES,
+    OBS_LAYOUT_V2,
+    OBS_LAYOUT_VERSION,
+    candidate_index,
+    obs_dim,
+)
 
 MASKED_LOGIT = -1e9
 
@@ -54,18 +64,40 @@ class MLP(nn.Module):
                 layer.bias.copy_(b)
 
 
+def adam(params, lr: float) -> torch.optim.Adam:
+    """Adam (the paper's optimizer) with the fused kernel where this PyTorch has it on CPU (one
+    kernel for all parameters, about 3x faster per step than ``foreach`` here); the update is
+    the same Adam update."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
 def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Logits with the unavailable actions set to MASKED_LOGIT (probability 0 after softmax)."""
-    return torch.where(mask, logits, torch.full_like(logits, MASKED_LOGIT))
+    return torch.where(mask, logits, MASKED_LOGIT)
 
 
 def masked_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(masked_logits(logits, mask), dim=-1)
 
 
+def masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Probabilities over the available actions (exactly 0 elsewhere). Computed by ``softmax``
+    rather than ``exp`` of the log-probabilities: on CPU, ``exp`` of MASKED_LOGIT-scale inputs
+    takes a slow path (about 10x a normal ``exp`` here)."""
+    return torch.softmax(masked_logits(logits, mask), dim=-1)
+
+
 def masked_logsumexp(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """log sum_{a in mask} exp(values[a]), per row."""
-    return torch.logsumexp(masked_logits(values, mask), dim=-1)
+    """log sum_{a in mask} exp(values[a]), per row: max + log sum exp(values - max) over the
+    available actions, with the unavailable ones kept out of ``exp`` altogether (for speed, see
+    ``masked_softmax``; the value is that of ``torch.logsumexp`` over the available actions)."""
+    top = masked_logits(values, mask).amax(dim=-1, keepdim=True).detach()
+    terms = torch.where(mask, torch.where(mask, values - top, 0.0).exp(), 0.0)
+    return top.squeeze(-1) + terms.sum(dim=-1).log()
 
 
 def add_self_head(out: torch.Tensor, obs: torch.Tensor, n_actions: int) -> torch.Tensor:
@@ -77,17 +109,43 @@ def add_self_head(out: torch.Tensor, obs: torch.Tensor, n_actions: int) -> torch
     return logits + own
 
 
+HEADS = ("plain", "self", "scorer")
+
+
 class Actor(nn.Module):
-    """pi_theta(a | o): logits over the N + 1 actions, masked before the softmax."""
+    """pi_theta(a | o): logits over the N + 1 actions, masked before the softmax.
+
+    Heads: ``plain`` (the paper's: an MLP from the observation to N + 1 logits), ``self`` (one
+    more output, added to the logit of the node's own action, so "keep it local" is learned
+    once for all nodes), ``scorer`` (observation layout v2: one MLP scores each candidate
+    destination j from its features, ``candidate_index``; the no-task action has logit 0). The
+    scorer is the same function of a candidate's features for every node and destination, so
+    what it learns about one destination applies to all."""
 
     def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64),
-                 self_head: bool = False):
+                 self_head: bool = False, head: str | None = None):
         super().__init__()
         self.obs_dim, self.n_actions, self.hidden = obs_dim, n_actions, tuple(hidden)
-        self.self_head = self_head
-        self.net = MLP(obs_dim, self.hidden, n_actions + int(self_head))
+        self.head = head or ("self" if self_head else "plain")
+        if self.head not in HEADS:
+            raise ValueError(f"actor head must be one of {HEADS}, got {self.head!r}")
+        self.self_head = self.head == "self"
+        if self.head == "scorer":
+            self.register_buffer("index", torch.from_numpy(candidate_index(n_actions - 1)),
+                                 persistent=False)
+            self.net = MLP(CANDIDATE_FEATURES, self.hidden, 1)
+        else:
+            self.net = MLP(obs_dim, self.hidden, n_actions + int(self.self_head))
+
+    @property
+    def obs_layout(self) -> str:
+        """The observation layout the actor reads, from its input size."""
+        return OBS_LAYOUT_VERSION if self.obs_dim == obs_dim(self.n_actions - 1) else OBS_LAYOUT_V2
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.head == "scorer":
+            scores = self.net(obs[:, self.index]).squeeze(-1)          # (M, N)
+            return torch.cat([scores, torch.zeros_like(scores[:, :1])], dim=1)
         out = self.net(obs)
         return add_self_head(out, obs, self.n_actions) if self.self_head else out
 
@@ -96,7 +154,12 @@ class Actor(nn.Module):
         return masked_log_softmax(self.logits(obs), mask)
 
     def probs(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.log_probs(obs, mask).exp()
+        return masked_softmax(self.logits(obs), mask)
+
+    def policy(self, obs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log pi, pi), (M, N+1) each, from one forward pass."""
+        z = masked_logits(self.logits(obs), mask)
+        return torch.log_softmax(z, dim=-1), torch.softmax(z, dim=-1)
 
 
 class QNet(nn.Module):
@@ -111,6 +174,74 @@ class QNet(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         out = self.net(obs)
         return add_self_head(out, obs, self.n_actions) if self.self_head else out
+
+
+class StackedMLP(nn.Module):
+    """K MLPs of one shape run as one module: the weights of layer l are stacked into
+    (K, in, out), so one batched matrix product per layer evaluates all K members. Each member
+    is initialised as ``nn.Linear`` initialises its layers (U(+-1/sqrt(fan_in)))."""
+
+    def __init__(self, k: int, in_dim: int, hidden: tuple[int, ...], out_dim: int):
+        super().__init__()
+        sizes = [in_dim, *hidden, out_dim]
+        self.k = k
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            bound = 1.0 / math.sqrt(a)
+            self.weights.append(nn.Parameter(torch.empty(k, a, b).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(k, 1, b).uniform_(-bound, bound)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(M, in) shared by all members, or (K, M, in) -> (K, M, out)."""
+        last = len(self.weights) - 1
+        for k, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(b, x, w) if x.dim() == 3 else torch.matmul(x, w) + b
+            if k < last:
+                x = torch.relu(x)
+        return x
+
+    def load_members(self, mlps: list[MLP]) -> None:
+        """Copy the weights of K ``MLP`` s (``nn.Linear`` layout, (out, in)) into the stack."""
+        with torch.no_grad():
+            for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+                w.copy_(torch.stack([m.linears[l].weight.t() for m in mlps]))
+                b.copy_(torch.stack([m.linears[l].bias[None] for m in mlps]))
+
+    def member(self, k: int, mlp: MLP) -> MLP:
+        """Member k's weights copied into ``mlp`` (same sizes); returns ``mlp``."""
+        with torch.no_grad():
+            for l, layer in enumerate(mlp.linears):
+                layer.weight.copy_(self.weights[l][k].t())
+                layer.bias.copy_(self.biases[l][k, 0])
+        return mlp
+
+
+class TwinQ(nn.Module):
+    """Q_phi1 and Q_phi2 of Algorithm 1 as one batched module (``StackedMLP`` with K = 2):
+    ``forward(obs)`` is (2, M, N+1), member k being Q_phi(k+1)(o, .)."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64),
+                 self_head: bool = False):
+        super().__init__()
+        self.n_actions, self.self_head = n_actions, self_head
+        self.net = StackedMLP(2, obs_dim, tuple(hidden), n_actions + int(self_head))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self.net(obs)
+        if not self.self_head:
+            return out
+        return torch.stack([add_self_head(out[k], obs, self.n_actions) for k in range(2)])
+
+    def load_qnets(self, q1: QNet, q2: QNet) -> None:
+        self.net.load_members([q1.net, q2.net])
+
+    def qnet(self, k: int) -> QNet:
+        """Member k as a separate ``QNet`` (a copy), e.g. to check it against the equations."""
+        hidden = tuple(w.shape[2] for w in self.net.weights[:-1])
+        q = QNet(self.net.weights[0].shape[1], self.n_actions, hidden, self.self_head)
+        self.net.member(k, q.net)
+        return q
 
 
 class Critic(nn.Module):
@@ -134,8 +265,8 @@ def policy_arrays(actor: Actor, critic: Critic | None) -> dict[str, np.ndarray]:
 
 
 def actor_from_arrays(arrays: dict[str, np.ndarray], obs_dim: int, n_actions: int,
-                      hidden: tuple[int, ...], self_head: bool = False) -> Actor:
-    actor = Actor(obs_dim, n_actions, hidden, self_head)
+                      hidden: tuple[int, ...], self_head: bool = False, head: str | None = None) -> Actor:
+    actor = Actor(obs_dim, n_actions, hidden, self_head, head)
     actor.net.load_arrays(arrays, "actor")
     return actor
 

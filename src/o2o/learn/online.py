@@ -39,12 +39,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from o2o.core.decpomdp import OBS_LAYOUT_VERSION, central_critic_input, critic_dim
 from o2o.core.errors import UserError
 from o2o.core.network import Network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario
 from o2o.core.seeds import online as online_seeds
-from o2o.learn.nets import Actor, Critic
+from o2o.learn.nets import Actor, Critic, adam
 from o2o.learn.policy import Policy
 from o2o.learn.settings import ONLINE_EPISODES, OnlineSettings
 from o2o.learn.tracking import Tracker
@@ -85,6 +86,13 @@ def normalize_batch_rewards(rewards: np.ndarray, mode: str, stats: dict[str, flo
     return rewards
 
 
+def critic_inputs(obs: np.ndarray, critic_input: str) -> np.ndarray:
+    """What the critic reads for observations (..., N, D) of whole slots: the node's own
+    observation, or with ``central`` also the slot's global state (centralized training,
+    decentralized execution: only the critic sees it, and only during training)."""
+    return central_critic_input(obs) if critic_input == "central" else obs
+
+
 # ----------------------------------------------------------------------------- algorithm
 
 
@@ -109,24 +117,30 @@ class PPOUpdate:
     from the simulator or from task logs. ``rng`` draws the minibatch permutations."""
 
     def __init__(self, settings: OnlineSettings, actor: Actor, critic: Critic,
-                 rng: np.random.Generator, reward_stats: dict[str, float] | None = None):
+                 rng: np.random.Generator, reward_stats: dict[str, float] | None = None,
+                 critic_input: str = "own"):
         self.s, self.actor, self.critic, self.rng = settings, actor, critic, rng
         self.reward_stats = reward_stats
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.s.lr, foreach=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.s.lr, foreach=True)
+        self.critic_input = critic_input
+        self.actor_opt = adam(self.actor.parameters(), self.s.lr)
+        self.critic_opt = adam(self.critic.parameters(), self.s.lr)
 
     def update(self, buf: dict[str, np.ndarray]) -> dict[str, float]:
         s = self.s
         T, B, N = buf["act"].shape
+        # Team rewards (T, B) are every node's; node rewards (T, B, N) each node's own.
         rewards = normalize_batch_rewards(buf["rewards"], s.reward_norm, self.reward_stats)
+        if rewards.ndim == 2:
+            rewards = np.broadcast_to(rewards[:, :, None], (T, B, N))
         values = buf["value"].astype(np.float64)
         next_values = np.concatenate([values[1:], np.zeros_like(values[:1])])
         terminals = np.zeros((T, 1, 1), dtype=bool)
         terminals[-1] = True
-        adv, returns = gae(np.broadcast_to(rewards[:, :, None], (T, B, N)), values, next_values,
+        adv, returns = gae(rewards, values, next_values,
                            np.broadcast_to(terminals, (T, B, N)), s.gamma, s.gae_lambda)
         flat = lambda x: torch.from_numpy(np.ascontiguousarray(x).reshape(T * B * N, *x.shape[3:]))  # noqa: E731
         obs, mask, act = flat(buf["obs"]), flat(buf["mask"]), flat(buf["act"])
+        critic_obs = flat(critic_inputs(buf["obs"], self.critic_input))
         old_logp, adv_t = flat(buf["logp"]), flat(adv.astype(np.float32))
         ret_t = flat(returns.astype(np.float32))
         decision = torch.nonzero(~mask[:, -1]).squeeze(1)  # rows with a task
@@ -139,20 +153,19 @@ class PPOUpdate:
             all_perm = torch.from_numpy(self.rng.permutation(rows))
             for dec_idx, all_idx in zip(dec_perm.tensor_split(n_mb), all_perm.tensor_split(n_mb)):
                 # Actor: PPO clip objective (eq. 16) on decision rows.
-                log_pi = self.actor.log_probs(obs[dec_idx], mask[dec_idx])
+                log_pi, pi = self.actor.policy(obs[dec_idx], mask[dec_idx])
                 new_logp = log_pi.gather(1, act[dec_idx][:, None]).squeeze(1)
                 a = adv_t[dec_idx]
                 if s.normalize_advantages and a.numel() > 1:
                     a = (a - a.mean()) / (a.std() + 1e-8)
                 objective = ppo_clip_objective(new_logp, old_logp[dec_idx], a, s.clip)
-                pi = log_pi.exp()
                 entropy = -(pi * log_pi).sum(-1).mean()
                 self.actor_opt.zero_grad(set_to_none=True)
                 (-(objective + s.entropy_coef * entropy)).backward()
                 torch.nn.utils.clip_grad_norm_(self.actor.parameters(), s.max_grad_norm)
                 self.actor_opt.step()
                 # Critic: MSE to the GAE targets (eq. 19) on all rows.
-                v_loss = ((self.critic(obs[all_idx]) - ret_t[all_idx]) ** 2).mean()
+                v_loss = ((self.critic(critic_obs[all_idx]) - ret_t[all_idx]) ** 2).mean()
                 self.critic_opt.zero_grad(set_to_none=True)
                 v_loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.critic.parameters(), s.max_grad_norm)
@@ -175,7 +188,8 @@ class OnlinePPO:
     asking for another one is refused."""
 
     def __init__(self, scenario: Scenario, network: Network, settings: OnlineSettings | None = None,
-                 policy: Policy | None = None, seed: int = 0, reward_credit: str | None = None):
+                 policy: Policy | None = None, seed: int = 0, reward_credit: str | None = None,
+                 obs_layout: str = OBS_LAYOUT_VERSION):
         self.s = settings or OnlineSettings()
         credit = reward_credit
         if policy is not None and policy.reward_credit is not None:
@@ -186,23 +200,27 @@ class OnlinePPO:
                                 f"on a data set exported with {credit} credit)")
             credit = policy.reward_credit
         self.reward_credit = credit or "slot"
-        self.env = OffloadVecEnv(scenario, network, reward_credit=self.reward_credit)
+        layout = policy.obs_layout if policy is not None else obs_layout
+        self.env = OffloadVecEnv(scenario, network, reward_credit=self.reward_credit, obs_layout=layout)
         self.scenario, self.network = scenario, network
         self.seed = int(seed)
         torch.manual_seed(seed)
         d, a = self.env.obs_dim, self.env.n_actions
         if policy is None:
-            policy = Policy(Actor(d, a, self.s.hidden, self.s.self_head), Critic(d, self.s.hidden),
-                            self.reward_credit)
+            c_dim = critic_dim(network.n, layout, self.s.critic_input)
+            policy = Policy(Actor(d, a, self.s.hidden, head=self.s.actor_head),
+                            Critic(c_dim, self.s.hidden), self.reward_credit)
         if policy.critic is None:
             raise ValueError("fine-tuning loads both the offline actor and critic")
         actor, critic = policy.actor, policy.critic
-        if actor.obs_dim != d or actor.n_actions != a or critic.obs_dim != d:
+        self.critic_input = policy.critic_input
+        if actor.obs_dim != d or actor.n_actions != a or \
+                critic.obs_dim != critic_dim(network.n, layout, self.critic_input):
             raise ValueError(f"actor/critic are for obs_dim {actor.obs_dim}, the env has {d}")
         self.policy = Policy(actor, critic, self.reward_credit, policy.reward_stats)
         self.actor, self.critic = actor, critic
         self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x0A11]))
-        self.updater = PPOUpdate(self.s, actor, critic, self.rng, policy.reward_stats)
+        self.updater = PPOUpdate(self.s, actor, critic, self.rng, policy.reward_stats, self.critic_input)
         self.episodes_done = 0
 
     # Alg. 2, line 2
@@ -217,16 +235,20 @@ class OnlinePPO:
             o = torch.from_numpy(obs.reshape(-1, D))
             m = torch.from_numpy(mask.reshape(-1, A))
             with torch.no_grad():
-                log_pi = self.actor.log_probs(o, m)
-                value = self.critic(o)
-            act = sample_inverse_cdf(log_pi.exp().double().numpy(), self.rng.random(B * N))
+                log_pi, pi = self.actor.policy(o, m)
+                value = self.critic(torch.from_numpy(
+                    critic_inputs(obs, self.critic_input).reshape(B * N, -1)))
+            act = sample_inverse_cdf(pi.double().numpy(), self.rng.random(B * N))
             buf["obs"][t], buf["mask"][t] = obs, mask
             buf["act"][t] = act.reshape(B, N)
             buf["logp"][t] = log_pi.gather(1, torch.from_numpy(act)[:, None]).squeeze(1).numpy().reshape(B, N)
             buf["value"][t] = value.numpy().reshape(B, N)
             obs, mask, _, done, info = env.step(act.reshape(B, N))
         assert done.all()
-        buf["rewards"] = info["episode_rewards"].T.astype(np.float64)  # (T, B) team reward
+        if self.reward_credit == "node":  # (T, B, N): each node's own outcome
+            buf["rewards"] = info["node_rewards"].transpose(1, 0, 2).astype(np.float64)
+        else:                             # (T, B): the team reward
+            buf["rewards"] = info["episode_rewards"].T.astype(np.float64)
         return buf, info["metrics"]
 
     def update(self, buf: dict[str, np.ndarray]) -> dict[str, float]:
@@ -282,9 +304,9 @@ def train_online(scenario: Scenario, network: Network, policy: Policy | None = N
                  seed: int = 0, eval_every: int = 0,
                  eval_fn: Callable[[Actor], dict[str, Any]] | None = None,
                  tracker: Tracker | None = None, show_progress: bool = True, desc: str = "online",
-                 reward_credit: str | None = None) -> OnlineResult:
+                 reward_credit: str | None = None, obs_layout: str = OBS_LAYOUT_VERSION) -> OnlineResult:
     """Algorithm 2: fine-tune ``policy`` (actor and critic from offline training, trained in
     place) online for ``episodes`` episodes; with ``policy=None`` it is the online-only
     baseline, with rewards credited by ``reward_credit``."""
-    algo = OnlinePPO(scenario, network, settings, policy, seed, reward_credit)
+    algo = OnlinePPO(scenario, network, settings, policy, seed, reward_credit, obs_layout)
     return algo.train(episodes, eval_every, eval_fn, tracker, show_progress, desc)

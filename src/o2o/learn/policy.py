@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from o2o.core.decpomdp import obs_dim
+from o2o.core.decpomdp import critic_dim, obs_dim
 from o2o.learn.nets import (
     Actor,
     Critic,
@@ -33,8 +33,19 @@ class Policy:
     def nodes(self) -> int:
         return self.actor.n_actions - 1
 
+    @property
+    def obs_layout(self) -> str:
+        return self.actor.obs_layout
+
+    @property
+    def critic_input(self) -> str:
+        if self.critic is None or self.critic.obs_dim == obs_dim(self.nodes, self.obs_layout):
+            return "own"
+        return "central"
+
     def _model_fields(self) -> dict[str, Any]:
-        return {"nodes": self.nodes, "hidden": self.actor.hidden, "self_head": self.actor.self_head,
+        return {"nodes": self.nodes, "hidden": self.actor.hidden, "actor_head": self.actor.head,
+                "obs_layout": self.obs_layout, "critic_input": self.critic_input,
                 "reward_credit": self.reward_credit, "reward_stats": self.reward_stats}
 
     def save(self, url: str, *, version: int = 1, training: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -49,9 +60,11 @@ class Policy:
 
     @classmethod
     def from_model(cls, model: Model) -> "Policy":
-        d, n = obs_dim(model.nodes), model.nodes
-        actor = actor_from_arrays(model.arrays, d, n + 1, model.hidden, model.self_head)
-        critic = critic_from_arrays(model.arrays, d, model.hidden) if model.has_critic else None
+        n, layout = model.nodes, model.obs_layout
+        d = obs_dim(n, layout)
+        actor = actor_from_arrays(model.arrays, d, n + 1, model.hidden, head=model.actor_head)
+        critic = (critic_from_arrays(model.arrays, critic_dim(n, layout, model.critic_input), model.hidden)
+                  if model.has_critic else None)
         return cls(actor, critic, model.reward_credit, model.reward_stats)
 
     @classmethod

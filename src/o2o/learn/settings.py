@@ -26,8 +26,13 @@ from o2o.core.errors import UserError
 Hidden = tuple[int, ...]
 
 
+ActorHead = Literal["plain", "self", "scorer"]
+CriticInput = Literal["own", "central"]
+
+
 class OfflineSettings(BaseModel):
-    """Algorithm 1: discrete SAC + CQL regularizer + state-value critic V (eqs. 10-12)."""
+    """Algorithm 1: discrete SAC + CQL regularizer + state-value critic V (eqs. 10-12), or one
+    of the project's alternatives (``algorithm``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -43,7 +48,15 @@ class OfflineSettings(BaseModel):
     """How rewards are normalised over the data set: ``standard`` (r - mean) / std,
     ``scale`` r / std, ``none``. Statistics are over all rows (one per node per slot)."""
     eval_every: Annotated[int, Field(ge=0, description="steps between evaluations (0: none)")] = 0
-    self_head: bool = False
+    algorithm: Literal["sac-cql", "awr", "bc"] = "sac-cql"
+    """``sac-cql``: Algorithm 1 as the paper gives it. ``awr``: advantage-weighted regression
+    (AWAC/IQL style): V_omega by TD on the data (eq. 12 with a target V), the actor by
+    max mean exp(A / awr_temperature) log pi(a|o), A = r + gamma V(o') - V(o). ``bc``: behaviour
+    cloning of the logged actions (the same with every weight 1), a yardstick."""
+    awr_temperature: Annotated[float, Field(gt=0, description="beta of exp(A / beta) (awr)")] = 1.0
+    awr_max_weight: Annotated[float, Field(gt=0, description="clip of exp(A / beta) (awr)")] = 20.0
+    actor_head: ActorHead = "plain"
+    critic_input: CriticInput = "own"
 
 
 class OnlineSettings(BaseModel):
@@ -65,7 +78,8 @@ class OnlineSettings(BaseModel):
     normalize_advantages: bool = True
     entropy_coef: Annotated[float, Field(ge=0)] = 0.0
     max_grad_norm: Annotated[float, Field(gt=0)] = 0.5
-    self_head: bool = False
+    actor_head: ActorHead = "plain"
+    critic_input: CriticInput = "own"
 
 
 def with_overrides(settings: BaseModel, pairs: list[str] | None) -> BaseModel:
@@ -96,18 +110,23 @@ def with_overrides(settings: BaseModel, pairs: list[str] | None) -> BaseModel:
         raise UserError(f"invalid hyper-parameter: {msgs}") from None
 
 
-RewardCredit = Literal["slot", "decision"]
+RewardCredit = Literal["slot", "decision", "node"]
+ObsLayout = Literal["o2o-obs-v1", "o2o-obs-v2"]
 
 
 class LearnerSettings(BaseModel):
     """Everything a run of the learner is set up with: the preset it started from, the reward
-    credit (of the exported data set and of online-only; fine-tuning follows its model's), and
-    the settings of Algorithms 1 and 2."""
+    credit and the observation layout (of the exported data set and of online-only;
+    fine-tuning follows its model's), the heuristic whose logs the offline phase learns from,
+    and the settings of Algorithms 1 and 2."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     preset: Literal["project", "paper"] = "project"
     reward_credit: RewardCredit = "slot"
+    obs_layout: ObsLayout = "o2o-obs-v1"
+    log_heuristic: str = "ratc"
+    offline_steps: Annotated[int, Field(ge=1, description="offline gradient steps of a run")] = 10_000
     offline: OfflineSettings = OfflineSettings()
     online: OnlineSettings = OnlineSettings()
 
@@ -116,9 +135,14 @@ class LearnerSettings(BaseModel):
 # the measurements): a larger entropy weight and batch offline (alpha = 0.05 makes every node
 # send to the same few fast nodes), and rewards credited to the decision's slot.
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"reward_credit": "slot", "offline": {}, "online": {}},
-    "project": {"reward_credit": "decision", "offline": {"alpha": 0.2, "batch_size": 512},
-                "online": {}},
+    "paper": {"reward_credit": "slot", "obs_layout": "o2o-obs-v1", "offline_steps": 10_000,
+              "log_heuristic": "ratc", "offline": {}, "online": {}},
+    # The project logs the best decentralized heuristic, spread (the paper logs its best, RATC).
+    "project": {"reward_credit": "node", "obs_layout": "o2o-obs-v2", "offline_steps": 2_000,
+                "log_heuristic": "spread",
+                "offline": {"alpha": 0.2, "batch_size": 512, "actor_head": "scorer",
+                            "algorithm": "awr", "gamma": 0.9, "hidden": (32, 32)},
+                "online": {"actor_head": "scorer", "gamma": 0.9, "hidden": (32, 32)}},
 }
 DATA_EPISODES = 300      # RATC episodes of logs (600k rows on paper-sim)
 OFFLINE_STEPS = 10_000   # from the offline learning curves: still rising at 4000, flat after ~6000
@@ -126,16 +150,26 @@ ONLINE_EPISODES = 400    # from the online curves: both online runs are on their
 
 
 def learner_settings(preset: str = "project", offline: list[str] | None = None,
-                     online: list[str] | None = None, reward_credit: str | None = None) -> LearnerSettings:
+                     online: list[str] | None = None, reward_credit: str | None = None,
+                     obs_layout: str | None = None, log_heuristic: str | None = None) -> LearnerSettings:
     """The settings of ``preset`` (``project`` or ``paper``), then ``key=value`` overrides of
-    the offline and online settings, then the reward credit if given."""
+    the offline and online settings, then the reward credit, observation layout and logging
+    heuristic if given."""
     if preset not in PRESETS:
         raise UserError(f"unknown settings {preset!r}; choose from {', '.join(PRESETS)}")
     base = PRESETS[preset]
     credit = reward_credit or base["reward_credit"]
-    if credit not in ("slot", "decision"):
-        raise UserError(f"reward credit must be slot or decision, got {credit!r}")
-    return LearnerSettings(
-        preset=preset, reward_credit=credit,
-        offline=with_overrides(OfflineSettings(**base["offline"]), offline),
-        online=with_overrides(OnlineSettings(**base["online"]), online))
+    if credit not in ("slot", "decision", "node"):
+        raise UserError(f"reward credit must be slot, decision or node, got {credit!r}")
+    layout = obs_layout or base["obs_layout"]
+    if layout not in ("o2o-obs-v1", "o2o-obs-v2"):
+        raise UserError(f"observation layout must be o2o-obs-v1 or o2o-obs-v2, got {layout!r}")
+    off = with_overrides(OfflineSettings(**base["offline"]), offline)
+    on = with_overrides(OnlineSettings(**base["online"]), online)
+    for name, part in (("offline", off), ("online", on)):
+        if part.actor_head == "scorer" and layout != "o2o-obs-v2":
+            raise UserError(f"the scorer actor ({name}) reads observation layout o2o-obs-v2; "
+                            "set --obs-layout o2o-obs-v2 or actor_head=plain")
+    return LearnerSettings(preset=preset, reward_credit=credit, obs_layout=layout,
+                           log_heuristic=log_heuristic or base.get("log_heuristic", "ratc"),
+                           offline_steps=base["offline_steps"], offline=off, online=on)

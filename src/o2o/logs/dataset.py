@@ -10,7 +10,8 @@ array                  shape        dtype     meaning
 =====================  ===========  ========  ================================================
 observations           (M, D)       float32   o_t^i, every element in [0, 1]
 actions                (M,)         int64     a_t^i: 0..N-1 destination, N = no task
-rewards                (M,)         float32   r_t under the data set's reward credit, not
+rewards                (M,)         float32   r_t under the data set's reward credit (team
+                                              reward, or the node's own under ``node``), not
                                               normalised
 next_observations      (M, D)       float32   o_{t+1}^i (after the last slot: no task)
 terminals              (M,)         bool      True at the last slot t = T-1
@@ -23,9 +24,10 @@ run_ids                (M,)         int64     the run's id in the database
 slots                  (M,)         int64     the slot t
 action_probs           (M,)         float32   probability the logging scheduler gave a_t^i
                                               (NaN: unknown, e.g. a deterministic rule)
-obs_layout             ()           str       observation layout version (o2o-obs-v1)
+obs_layout             ()           str       observation layout (o2o-obs-v1 or o2o-obs-v2);
+                                              absent: v1
 reward_credit          ()           str       how outcomes became rewards (``slot``,
-                                              ``decision``; see ``o2o.core.decpomdp``)
+                                              ``decision``, ``node``; ``o2o.core.decpomdp``)
 =====================  ===========  ========  ================================================
 
 The first nine arrays are what training needs (``REQUIRED``); a user's own ``.npz`` with them
@@ -42,7 +44,13 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from o2o.core.decpomdp import OBS_LAYOUT_VERSION, REWARD_CREDITS, obs_dim
+from o2o.core.decpomdp import (
+    OBS_LAYOUT_VERSION,
+    OBS_LAYOUTS,
+    REWARD_CREDITS,
+    nodes_of,
+    obs_dim,
+)
 from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
 from o2o.core.network import Network
@@ -67,19 +75,18 @@ ZIP_MAGIC = b"PK\x03\x04"
 
 def dataset_from_logs(scenario: Scenario, network: Network, logs: Sequence[EpisodeLog],
                       reward_credit: str = "slot", episode_ids: Sequence[int] | None = None,
-                      run_id: int = 0) -> dict[str, np.ndarray]:
+                      run_id: int = 0, obs_layout: str = OBS_LAYOUT_VERSION) -> dict[str, np.ndarray]:
     """The data set of logged episodes of one run (one scenario and network), in memory."""
-    tr = rebuild_transitions(scenario, network, logs, reward_credit)
+    tr = rebuild_transitions(scenario, network, logs, reward_credit, obs_layout)
     e, t_slots, n = len(logs), scenario.slots, network.n
     rows = e * t_slots * n
     ids = [log.episode_index for log in logs] if episode_ids is None else list(episode_ids)
     data = {
         "observations": tr.observations.reshape(rows, -1),
         "actions": tr.actions.reshape(rows),
-        # The team reward and the terminal flag are per slot: every node gets them.
-        "rewards": np.repeat(tr.rewards.reshape(-1), n),
+        "rewards": tr.rewards.reshape(rows),
         "next_observations": tr.next_observations.reshape(rows, -1),
-        "terminals": np.repeat(tr.terminals.reshape(-1), n),
+        "terminals": np.repeat(tr.terminals.reshape(-1), n),  # per slot: every node gets it
         "action_masks": tr.action_masks.reshape(rows, -1),
         "next_action_masks": tr.next_action_masks.reshape(rows, -1),
         "episode_ids": np.repeat(np.asarray(ids, dtype=np.int64), t_slots * n),
@@ -88,11 +95,12 @@ def dataset_from_logs(scenario: Scenario, network: Network, logs: Sequence[Episo
         "slots": np.tile(np.repeat(np.arange(t_slots, dtype=np.int64), n), e),
         "action_probs": tr.action_probs.reshape(rows),
     }
-    return _finish({k: [v] for k, v in data.items()}, n, reward_credit)
+    return _finish({k: [v] for k, v in data.items()}, n, reward_credit, obs_layout)
 
 
 def simulated_dataset(scenario: Scenario, network: Network, scheduler, seeds: Sequence[int],
-                      reward_credit: str = "slot", batch_size: int = 64) -> dict[str, np.ndarray]:
+                      reward_credit: str = "slot", batch_size: int = 64,
+                      obs_layout: str = OBS_LAYOUT_VERSION) -> dict[str, np.ndarray]:
     """The data set of ``scheduler`` on the episodes ``seeds``, logged in memory (no database):
     the same arrays ``o2o dataset export`` writes after ``o2o collect``, with the episode seeds
     as episode ids."""
@@ -102,26 +110,29 @@ def simulated_dataset(scenario: Scenario, network: Network, scheduler, seeds: Se
         chunk = seeds[lo:lo + batch_size]
         logs = episode_logs_from_rollout(scenario, network, sample_episodes(scenario, network, chunk),
                                          scheduler, first_index=lo)
-        part = dataset_from_logs(scenario, network, logs, reward_credit, episode_ids=chunk)
+        part = dataset_from_logs(scenario, network, logs, reward_credit, episode_ids=chunk,
+                                 obs_layout=obs_layout)
         for name in ROW_DTYPES:
             parts[name].append(part[name])
-    return _finish(parts, network.n, reward_credit)
+    return _finish(parts, network.n, reward_credit, obs_layout)
 
 
-def _finish(parts: dict[str, list[np.ndarray]], n: int, reward_credit: str) -> dict[str, np.ndarray]:
-    d, a = obs_dim(n), n + 1
+def _finish(parts: dict[str, list[np.ndarray]], n: int, reward_credit: str,
+            obs_layout: str = OBS_LAYOUT_VERSION) -> dict[str, np.ndarray]:
+    d, a = obs_dim(n, obs_layout), n + 1
     empty = {"observations": (0, d), "next_observations": (0, d), "action_masks": (0, a),
              "next_action_masks": (0, a)}
     data = {name: (np.concatenate(parts[name]) if parts[name] else np.zeros(empty.get(name, (0,))))
             .astype(dtype, copy=False) for name, dtype in ROW_DTYPES.items()}
-    data["obs_layout"] = np.array(OBS_LAYOUT_VERSION)
+    data["obs_layout"] = np.array(obs_layout)
     data["reward_credit"] = np.array(reward_credit)
     return data
 
 
 def build_dataset(store: LogStore | str | Path, run_ids: Iterable[int] | None = None,
                   reward_credit: str = "slot",
-                  progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+                  progress: Callable[[int], None] | None = None,
+                  obs_layout: str = OBS_LAYOUT_VERSION) -> dict[str, np.ndarray]:
     """The data set of the given runs (default: every run in the log). ``store`` is an open
     :class:`LogStore` or what ``--db`` accepts; ``progress(k)`` is called after every k
     episodes read.
@@ -131,9 +142,11 @@ def build_dataset(store: LogStore | str | Path, run_ids: Iterable[int] | None = 
     if reward_credit not in REWARD_CREDITS:
         raise UserError(f"--reward-credit must be one of {', '.join(REWARD_CREDITS)}, "
                         f"got {reward_credit!r}")
+    if obs_layout not in OBS_LAYOUTS:
+        raise UserError(f"--obs-layout must be one of {', '.join(OBS_LAYOUTS)}, got {obs_layout!r}")
     if not isinstance(store, LogStore):
         with LogStore.open(store) as opened:
-            return build_dataset(opened, run_ids, reward_credit, progress)
+            return build_dataset(opened, run_ids, reward_credit, progress, obs_layout)
     known = {info.id: info for info in store.runs()}
     ids = sorted(known) if run_ids is None else list(dict.fromkeys(int(r) for r in run_ids))
     missing = [r for r in ids if r not in known]
@@ -147,9 +160,9 @@ def build_dataset(store: LogStore | str | Path, run_ids: Iterable[int] | None = 
         raise UserError(f"runs {ids} have different numbers of nodes {sorted(node_counts)}; "
                         "export them separately (--run ID)")
     for r in ids:
-        if known[r].obs_layout != OBS_LAYOUT_VERSION:
+        if known[r].obs_layout not in OBS_LAYOUTS:
             raise UserError(f"run {r} was logged with observation layout {known[r].obs_layout}; "
-                            f"this o2o builds {OBS_LAYOUT_VERSION}")
+                            f"this o2o builds {', '.join(OBS_LAYOUTS)}")
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ROW_DTYPES}
     for r in ids:
         scenario, network = known[r].scenario, store.network(r)
@@ -158,7 +171,8 @@ def build_dataset(store: LogStore | str | Path, run_ids: Iterable[int] | None = 
         def flush():
             if batch:
                 part = dataset_from_logs(scenario, network, [log for _, log in batch], reward_credit,
-                                         episode_ids=[i for i, _ in batch], run_id=r)
+                                         episode_ids=[i for i, _ in batch], run_id=r,
+                                         obs_layout=obs_layout)
                 for name in ROW_DTYPES:
                     parts[name].append(part[name])
                 if progress is not None:
@@ -170,7 +184,7 @@ def build_dataset(store: LogStore | str | Path, run_ids: Iterable[int] | None = 
             if len(batch) == EXPORT_BATCH_EPISODES:
                 flush()
         flush()
-    return _finish(parts, known[ids[0]].nodes, reward_credit)
+    return _finish(parts, known[ids[0]].nodes, reward_credit, obs_layout)
 
 
 def save_dataset(dataset: dict[str, np.ndarray], path: str | Path, compress: bool = False) -> Path:
@@ -216,6 +230,11 @@ def load_dataset(path: str | Path, n: int | None = None) -> dict[str, np.ndarray
         raise UserError(f"{path}: {exc}") from None
 
 
+def dataset_obs_layout(data: dict[str, np.ndarray]) -> str:
+    """The observation layout of the data set (v1 when it does not say)."""
+    return str(np.asarray(data["obs_layout"])) if "obs_layout" in data else OBS_LAYOUT_VERSION
+
+
 def dataset_reward_credit(data: dict[str, np.ndarray]) -> str | None:
     """The reward credit the data set was built with; None when it does not say."""
     if "reward_credit" not in data:
@@ -247,13 +266,17 @@ def check_dataset(data: dict[str, np.ndarray], n: int | None = None) -> dict[str
     m = out["actions"].shape[0]
     if m == 0:
         raise UserError("data set is empty")
+    layout = dataset_obs_layout(out)
+    if layout not in OBS_LAYOUTS:
+        raise UserError(f"data set has observation layout {layout!r}; this o2o reads "
+                        f"{', '.join(OBS_LAYOUTS)}")
     obs = out["observations"]
     if obs.ndim != 2:
-        raise UserError(f"observations must be (M, 3N+6), got shape {obs.shape}")
+        raise UserError(f"observations must be (M, D), got shape {obs.shape}")
     d = obs.shape[1]
-    if (d - 6) % 3 or d < 12:
-        raise UserError(f"observation width {d} is not 3N+6 for any N >= 2")
-    n_data = (d - 6) // 3
+    n_data = nodes_of(d, layout)
+    if n_data is None:
+        raise UserError(f"observation width {d} does not fit layout {layout} for any N >= 2")
     if n is not None and n_data != n:
         raise UserError(f"data set is for {n_data} nodes (observation width {d}) but the scenario "
                         f"has {n}; pick the scenario the data was logged on")
@@ -276,9 +299,6 @@ def check_dataset(data: dict[str, np.ndarray], n: int | None = None) -> dict[str
         raise UserError(f"actions must lie in 0..{n_data}")
     if not out["action_masks"].any(axis=1).all() or not out["next_action_masks"].any(axis=1).all():
         raise UserError("every action mask must allow at least one action")
-    if "obs_layout" in out and str(out["obs_layout"]) != OBS_LAYOUT_VERSION:
-        raise UserError(f"data set has observation layout {str(out['obs_layout'])!r}; this o2o trains "
-                        f"on {OBS_LAYOUT_VERSION!r}")
     if "reward_credit" in out and str(out["reward_credit"]) not in REWARD_CREDITS:
         raise UserError(f"data set has reward credit {str(out['reward_credit'])!r}; known: "
                         f"{', '.join(REWARD_CREDITS)}")

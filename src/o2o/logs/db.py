@@ -285,8 +285,10 @@ def _check_existing(conn, names: set[str], where: str) -> None:
         raise UserError(f"{where} has an {S.schema_info.name} table but not of an o2o task log")
     version = rows[0].version
     if version != S.SCHEMA_VERSION:
+        hint = (" (version 1 logs lack the probed backlogs of observation v2; collect the runs "
+                "again, or read it with the o2o that wrote it)") if version == 1 else ""
         raise UserError(f"{where} is a task log of schema version {version}; this o2o reads "
-                        f"version {S.SCHEMA_VERSION} only")
+                        f"version {S.SCHEMA_VERSION} only{hint}")
     missing = S.TABLE_NAMES - names
     if missing:
         raise UserError(f"{where} is a damaged task log: tables {', '.join(sorted(missing))} "

@@ -31,8 +31,15 @@ decision:
   own decision moment, so the flags are kept per row. The flag of i itself is never used (a node
   may always keep its task).
 
-The same three for the boundary after the last slot (``final_*``, shapes ``(N,)``, ``(N, N)``,
-``(N, N)``) let the last transition's next observation be rebuilt.
+* ``peer_backlog_s[t, i, j]``: the execution backlog in seconds of node j as node i probed it
+  at its decision (its own for j = i), and ``send_backlog_s[t, i, j]``: i's own send backlog
+  on its link to j (0 at j = i); what observation v2 adds (``o2o.core.decpomdp``), read only
+  where node i had a task. NaN where the node did not learn it (a testbed node that probed only
+  some peers): such a log rebuilds observation v1 only.
+
+The first three for the boundary after the last slot (``final_*``, shapes ``(N,)``, ``(N, N)``,
+``(N, N)``) let the last transition's next observation be rebuilt (no task there, so no
+probes).
 """
 
 from __future__ import annotations
@@ -69,6 +76,8 @@ OBSERVED_FIELDS: dict[str, type] = {
     "exec_len": np.int64,         # (T, N)
     "recv_len": np.int64,         # (T, N, N)
     "peer_overloaded": np.bool_,  # (T, N, N)
+    "peer_backlog_s": np.float64,  # (T, N, N)
+    "send_backlog_s": np.float64,  # (T, N, N)
 }
 
 
@@ -97,6 +106,24 @@ class EpisodeLog:
     final_exec_len: np.ndarray    # (N,) at the boundary after slot T-1
     final_recv_len: np.ndarray    # (N, N)
     final_peer_overloaded: np.ndarray  # (N, N)
+    peer_backlog_s: np.ndarray | None = None   # (T, N, N) [t, i, j]: backlog of j as i probed it
+    send_backlog_s: np.ndarray | None = None   # (T, N, N) [t, i, j]: i's send backlog to j
+
+    def __post_init__(self):
+        # Not known (a writer that does not report them): NaN, so that a rebuild of
+        # observation v2 refuses the episode rather than misread it.
+        t, n = np.shape(self.has_task)
+        for name in ("peer_backlog_s", "send_backlog_s"):
+            if getattr(self, name) is None:
+                setattr(self, name, np.full((t, n, n), np.nan))
+
+    @property
+    def has_probed_backlogs(self) -> bool:
+        """Whether every backlog that observation v2 reads (at the node-slots with a task) is
+        known."""
+        has = np.asarray(self.has_task, dtype=bool)
+        return bool(np.isfinite(self.peer_backlog_s[has]).all()
+                    and np.isfinite(self.send_backlog_s[has]).all())
 
     @property
     def slots(self) -> int:
@@ -140,7 +167,8 @@ class EpisodeLog:
         t, n = self.has_task.shape
         expect = {name: (t, n) for name in TASK_FIELDS} | {
             "exec_len": (t, n), "recv_len": (t, n, n), "peer_overloaded": (t, n, n),
-            "final_exec_len": (n,), "final_recv_len": (n, n), "final_peer_overloaded": (n, n)}
+            "final_exec_len": (n,), "final_recv_len": (n, n), "final_peer_overloaded": (n, n),
+            "peer_backlog_s": (t, n, n), "send_backlog_s": (t, n, n)}
         for name, shape in expect.items():
             got = np.shape(getattr(self, name))
             if got != shape:
@@ -201,6 +229,8 @@ class BoundarySnapshots:
         self.exec_len = np.zeros((b, t, n), dtype=np.int64)
         self.recv_len = np.zeros((b, t, n, n), dtype=np.int64)
         self.overloaded = np.zeros((b, t, n), dtype=bool)  # every node sees the same flags
+        self.exec_backlog_s = np.zeros((b, t, n))          # ... and the same backlogs
+        self.send_backlog_s = np.zeros((b, t, n, n))
 
     def __call__(self, engine: Engine, actions: np.ndarray, probs: np.ndarray) -> None:
         state = engine.node_state()
@@ -208,6 +238,8 @@ class BoundarySnapshots:
         # in_flight is receiver-major, [b, j, i] = from i to j: row i of node i is its recv_len.
         self.recv_len[:, engine.t] = state.in_flight
         self.overloaded[:, engine.t] = state.overloaded
+        self.exec_backlog_s[:, engine.t] = state.exec_backlog_s
+        self.send_backlog_s[:, engine.t] = state.send_backlog_s
 
 
 def episode_logs_from_rollout(
@@ -268,5 +300,7 @@ def episode_logs_from_rollout(
             final_exec_len=np.asarray(final.exec_len[b], dtype=np.int64).copy(),
             final_recv_len=np.asarray(final.in_flight[b], dtype=np.int64).copy(),
             final_peer_overloaded=np.repeat(final_overloaded[b][None, :], n_nodes, axis=0),
+            peer_backlog_s=np.repeat(snapshots.exec_backlog_s[b][:, None, :], n_nodes, axis=1),
+            send_backlog_s=snapshots.send_backlog_s[b].copy(),
         ))
     return logs

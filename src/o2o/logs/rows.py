@@ -71,6 +71,8 @@ def task_columns(episode_id: int, log: EpisodeLog) -> dict[str, list]:
         "exec_len": np.asarray(log.exec_len, dtype=np.int64).reshape(-1).tolist(),
         "recv_len": _blobs(np.asarray(log.recv_len).reshape(t * n, n), S.RECV_LEN_DTYPE),
         "peer_overloaded": _blobs(np.asarray(log.peer_overloaded).reshape(t * n, n), S.PEER_FLAG_DTYPE),
+        "peer_backlog_s": _blobs(np.asarray(log.peer_backlog_s).reshape(t * n, n), S.BACKLOG_DTYPE),
+        "send_backlog_s": _blobs(np.asarray(log.send_backlog_s).reshape(t * n, n), S.BACKLOG_DTYPE),
     }
     return columns
 
@@ -125,4 +127,6 @@ def episode_from_columns(head, c: dict, rs: slice, ends: dict, es: slice, t: int
         final_exec_len=np.array(ends["exec_len"][es], dtype=np.int64),
         final_recv_len=_unblobs(ends["recv_len"][es], n, S.RECV_LEN_DTYPE).astype(np.int64),
         final_peer_overloaded=_unblobs(ends["peer_overloaded"][es], n, S.PEER_FLAG_DTYPE).astype(bool),
+        peer_backlog_s=_unblobs(c["peer_backlog_s"][rs], n, S.BACKLOG_DTYPE).reshape(t, n, n).copy(),
+        send_backlog_s=_unblobs(c["send_backlog_s"][rs], n, S.BACKLOG_DTYPE).reshape(t, n, n).copy(),
     )

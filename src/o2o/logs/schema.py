@@ -30,7 +30,9 @@ Tables (one database can hold many runs):
 
 Vectors over the N nodes are stored as little-endian binary: ``recv_len`` as N int32 (entry j:
 tasks in flight from j to this node), ``peer_overloaded`` as N bytes 0/1 (entry j: node j's
-overload flag as this node saw it). NaN numbers are stored as NULL.
+overload flag as this node saw it), ``peer_backlog_s`` as N float64 (entry j: node j's execution
+backlog in seconds as this node probed it, NaN unknown) and ``send_backlog_s`` as N float64
+(entry j: this node's send backlog on its link to j). NaN numbers are stored as NULL.
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ from sqlalchemy import Double as Double_
 from o2o.core.outcomes import OUTCOME_NAMES
 
 SCHEMA_FORMAT = "o2o-task-log"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 2 added ``peer_backlog_s`` and ``send_backlog_s`` to ``tasks`` (what observation v2
+# is rebuilt from). A version-1 log is refused with a
+# message, never read as if it had them.
 
 RUN_STATUSES = ("running", "completed", "interrupted")
 SOURCES = ("sim", "testbed")
@@ -63,6 +68,7 @@ SOURCES = ("sim", "testbed")
 # Binary layouts of the per-row vectors over nodes (see the module docstring).
 RECV_LEN_DTYPE = "<i4"
 PEER_FLAG_DTYPE = "u1"
+BACKLOG_DTYPE = "<f8"
 
 metadata = MetaData()
 
@@ -155,6 +161,8 @@ tasks = Table(
     Column("exec_len", Integer, nullable=False),               # l_i at the decision
     Column("recv_len", LargeBinary, nullable=False),           # N x int32
     Column("peer_overloaded", LargeBinary, nullable=False),    # N x uint8
+    Column("peer_backlog_s", LargeBinary, nullable=False),     # N x float64
+    Column("send_backlog_s", LargeBinary, nullable=False),     # N x float64
     Index("ix_tasks_episode_slot_source", "episode_id", "slot", "source", unique=True),
 )
 

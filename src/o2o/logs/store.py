@@ -234,7 +234,8 @@ class LogStore:
         t = S.tasks.c
         cols = [t.episode_id, t.slot, t.source, t.status, t.destination, t.action,
                 t.action_prob, t.size_bytes, t.cycles, t.deadline_s, t.tx_wait_s, t.tx_s,
-                t.exec_wait_s, t.exec_s, t.end_s, t.exec_len, t.recv_len, t.peer_overloaded]
+                t.exec_wait_s, t.exec_s, t.end_s, t.exec_len, t.recv_len, t.peer_overloaded,
+                t.peer_backlog_s, t.send_backlog_s]
         with self.engine.connect() as conn:
             heads = conn.execute(select(S.episodes.c.id, S.episodes.c.episode_index,
                                         S.episodes.c.episode_seed)
@@ -252,8 +253,7 @@ class LogStore:
                             f"and {len(ends)} end rows, expected {per_episode} and {n} per episode")
         columns = list(zip(*rows))
         by_name = dict(zip((c.name for c in cols), columns))
-        end_columns = dict(zip(("episode_id", "node", "exec_len", "recv_len", "peer_overloaded"),
-                               zip(*ends)))
+        end_columns = dict(zip([c.name for c in S.episode_end_state.columns], zip(*ends)))
         position = {episode_id: k for k, episode_id in enumerate(sorted(ids))}
         for episode_id in ids:  # in the caller's order; rows came sorted by episode id
             k = position[episode_id]

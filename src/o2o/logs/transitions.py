@@ -13,10 +13,13 @@ For every episode, node i and slot t the transition is
   heuristic may choose a node that is overloaded (RATC does not read the flag), and the log keeps
   what happened. A learner that needs ``mask[a]`` to hold must filter or handle those rows
   (``action_masks[k, actions[k]]`` tells which).
-* ``r_t`` is the team reward, the same for every node (paper IV-B): the sum of +1 (SUCCESS)
+* ``r_t`` is the team reward, the same for every node (paper IV-B3): the sum of +1 (SUCCESS)
   and -1 (DROP, EXECUTION_FAILURE, TRANSMISSION_FAILURE) over tasks, credited either to the slot
   in which the outcome ended (``slot``, default; outcomes after slot T-1 count in T-1) or to the
-  slot of the task's decision (``decision``). Not normalised.
+  slot of the task's decision (``decision``); or, with the ``node`` credit, r_t^i = node i's
+  own task outcome at its decision slot. Not normalised.
+* With ``obs_layout="o2o-obs-v2"`` the observations also hold what each node probed (the
+  logged ``peer_backlog_s`` and ``send_backlog_s``); a log without them is refused.
 * ``done_t`` is True at t = T-1 only.
 
 For a simulated run these equal, exactly, the transitions ``OffloadVecEnv`` produces when it is
@@ -30,7 +33,15 @@ from typing import Sequence
 
 import numpy as np
 
-from o2o.core.decpomdp import Observer, check_reward_credit, obs_dim, team_rewards
+from o2o.core.decpomdp import (
+    OBS_LAYOUT_V2,
+    OBS_LAYOUT_VERSION,
+    Observer,
+    check_reward_credit,
+    obs_dim,
+    rewards,
+)
+from o2o.core.errors import UserError
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
 from o2o.logs.records import EpisodeLog
@@ -44,7 +55,7 @@ class Transitions:
     action_masks: np.ndarray       # (E, T, N, A) bool
     actions: np.ndarray            # (E, T, N) int64, N = no task
     action_probs: np.ndarray       # (E, T, N) float64, NaN unknown
-    rewards: np.ndarray            # (E, T) float32 team reward, not normalised
+    rewards: np.ndarray            # (E, T, N) float32 reward of each node, not normalised
     next_observations: np.ndarray  # (E, T, N, D) float32
     next_action_masks: np.ndarray  # (E, T, N, A) bool
     terminals: np.ndarray          # (E, T) bool, True at t = T-1
@@ -70,27 +81,38 @@ def boundary_observations(observer: Observer, log: EpisodeLog) -> tuple[np.ndarr
     flags = np.concatenate([log.peer_overloaded, log.final_peer_overloaded[None]])
     node = np.tile(np.arange(n), t_slots + 1)
     m = (t_slots + 1) * n
+    probed = None
+    if observer.obs_layout == OBS_LAYOUT_V2:
+        if not log.has_probed_backlogs:
+            raise UserError(f"episode {log.episode_index} was logged without the probed backlogs "
+                            f"that observation {OBS_LAYOUT_V2} needs; export it with "
+                            f"--obs-layout {OBS_LAYOUT_VERSION}")
+        unknown = np.full((1, n, n), np.nan)  # after the last slot: no task, no probe
+        backlog = np.concatenate([log.peer_backlog_s, unknown])
+        send = np.concatenate([log.send_backlog_s, unknown])
+        probed = (backlog.reshape(m, n), send.reshape(m, n), flags.reshape(m, n))
     obs = observer.observe(node, exec_len.reshape(m), recv_len.reshape(m, n), has.reshape(m),
                            task_feature(log.size_bytes).reshape(m),
                            task_feature(log.cycles).reshape(m),
-                           task_feature(log.deadline_s).reshape(m))
+                           task_feature(log.deadline_s).reshape(m), probed)
     mask = observer.mask(node, has.reshape(m), flags.reshape(m, n))
     return obs.reshape(t_slots + 1, n, -1), mask.reshape(t_slots + 1, n, -1)
 
 
 def rebuild_transitions(scenario: Scenario, network: Network, logs: Sequence[EpisodeLog],
-                        reward_credit: str = "slot") -> Transitions:
+                        reward_credit: str = "slot",
+                        obs_layout: str = OBS_LAYOUT_VERSION) -> Transitions:
     """Transitions of the logged episodes of one run (one scenario and network)."""
     check_reward_credit(reward_credit)
-    observer = Observer(scenario, network)
+    observer = Observer(scenario, network, obs_layout)
     e, t_slots, n = len(logs), scenario.slots, network.n
-    d, a = obs_dim(n), n + 1
+    d, a = obs_dim(n, obs_layout), n + 1
     out = Transitions(
         observations=np.empty((e, t_slots, n, d), dtype=np.float32),
         action_masks=np.empty((e, t_slots, n, a), dtype=bool),
         actions=np.empty((e, t_slots, n), dtype=np.int64),
         action_probs=np.empty((e, t_slots, n), dtype=np.float64),
-        rewards=np.empty((e, t_slots), dtype=np.float32),
+        rewards=np.empty((e, t_slots, n), dtype=np.float32),
         next_observations=np.empty((e, t_slots, n, d), dtype=np.float32),
         next_action_masks=np.empty((e, t_slots, n, a), dtype=bool),
         terminals=np.zeros((e, t_slots), dtype=bool),
@@ -105,6 +127,5 @@ def rebuild_transitions(scenario: Scenario, network: Network, logs: Sequence[Epi
         out.action_masks[k], out.next_action_masks[k] = mask[:-1], mask[1:]
         out.actions[k] = log.action
         out.action_probs[k] = np.where(log.has_task, log.action_prob, np.nan)
-        out.rewards[k] = team_rewards(log.has_task, log.outcome, log.end_s, scenario.slot_s,
-                                      reward_credit)
+        out.rewards[k] = rewards(log.has_task, log.outcome, log.end_s, scenario.slot_s, reward_credit)
     return out

@@ -6,10 +6,20 @@ written once and run by the simulator and the testbed alike; the learned actor i
 from __future__ import annotations
 
 from o2o.core.errors import UserError
-from o2o.schedulers.heuristics import ESF, RATC, RDA, LocalRule, RandomRule, Rule
+from o2o.schedulers.heuristics import (
+    ESF,
+    RATC,
+    RDA,
+    LocalRule,
+    RandomRule,
+    Rule,
+    Spread,
+    SpreadEst,
+)
 
 HEURISTICS: dict[str, type[Rule]] = {
     "random": RandomRule, "local": LocalRule, "ratc": RATC, "rda": RDA, "esf": ESF,
+    "spread": Spread, "spread-est": SpreadEst,
 }
 
 
@@ -20,4 +30,4 @@ def make_rule(name: str) -> Rule:
     return HEURISTICS[name]()
 
 
-__all__ = ["ESF", "HEURISTICS", "LocalRule", "RATC", "RDA", "RandomRule", "Rule", "make_rule"]
+__all__ = ["ESF", "HEURISTICS", "LocalRule", "RATC", "RDA", "RandomRule", "Rule", "Spread", "SpreadEst", "make_rule"]

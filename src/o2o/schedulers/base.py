@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from o2o.core.decpomdp import completion_estimate
+
 
 @dataclass
 class NodeView:
@@ -60,12 +62,10 @@ def estimate(view: NodeView, probes: ProbeAnswers, cols: np.ndarray) -> tuple[np
     rel_ij = exp(-beta_ij T^t_ij - alpha_j T^c_j) (paper eqs. 4-5).
     """
     take = lambda a: np.take_along_axis(a, cols, axis=1)  # noqa: E731
-    remote = cols != view.node[:, None]
-    tx_s = np.where(remote, view.size_bytes[:, None] / take(view.link_rate_Bps), 0.0)
-    send_wait = np.where(remote, take(view.send_backlog_s), 0.0)
-    exec_s = view.cycles[:, None] / take(probes.capacity_hz)
-    est = send_wait + tx_s + take(probes.exec_backlog_s) + exec_s
-    rel = np.exp(-take(view.link_fail_rate) * tx_s - take(probes.node_fail_rate) * exec_s)
+    est, rel, _ = completion_estimate(
+        view.size_bytes[:, None], view.cycles[:, None], take(view.link_rate_Bps),
+        take(view.send_backlog_s), take(probes.capacity_hz), take(probes.exec_backlog_s),
+        take(view.link_fail_rate), take(probes.node_fail_rate), cols != view.node[:, None])
     return est, rel
 
 
@@ -91,3 +91,13 @@ def rows_mask(m: int, n: int, cols: np.ndarray) -> np.ndarray:
     mask = np.zeros((m, n), dtype=bool)
     np.put_along_axis(mask, cols, True, axis=1)
     return mask
+
+
+def sample_inverse_cdf(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """One action per row: the first index whose cumulative probability exceeds ``u`` in [0, 1).
+    Actions of probability 0 are never chosen (rounding at the top falls back on the last
+    action of positive probability)."""
+    cdf = np.cumsum(probs, axis=-1)
+    above = cdf > np.asarray(u)[:, None]
+    last_positive = probs.shape[-1] - 1 - np.argmax((probs > 0)[:, ::-1], axis=-1)
+    return np.where(above.any(axis=-1), np.argmax(above, axis=-1), last_positive).astype(np.int64)

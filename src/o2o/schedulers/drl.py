@@ -17,12 +17,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from o2o.core.decpomdp import Observer
+from o2o.core.decpomdp import (
+    OBS_LAYOUT_V2,
+    OBS_LAYOUT_VERSION,
+    Observer,
+    candidate_index,
+    obs_dim,
+)
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
 from o2o.models import Model, ModelError, load_model
-from o2o.schedulers.base import NodeView, ProbeAnswers
+from o2o.schedulers.base import NodeView, ProbeAnswers, sample_inverse_cdf
 from o2o.schedulers.heuristics import Rule
+
+__all__ = ["DRLRule", "NumpyActor", "masked_softmax", "sample_inverse_cdf"]
 
 # The uniform of NodeView.u used to sample the policy (0 and 1 are the heuristics' probe picks).
 POLICY_UNIFORM = 2
@@ -36,40 +44,51 @@ def masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def sample_inverse_cdf(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """One action per row: the first index whose cumulative probability exceeds ``u`` in [0, 1).
-    Actions of probability 0 are never chosen (rounding at the top falls back on the last
-    action of positive probability)."""
-    cdf = np.cumsum(probs, axis=-1)
-    above = cdf > np.asarray(u)[:, None]
-    last_positive = probs.shape[-1] - 1 - np.argmax((probs > 0)[:, ::-1], axis=-1)
-    return np.where(above.any(axis=-1), np.argmax(above, axis=-1), last_positive).astype(np.int64)
-
-
 class NumpyActor:
-    """pi_theta(a | o) from a model's actor weights, in numpy."""
+    """pi_theta(a | o) from a model's actor weights, in numpy. Heads (``o2o.learn.nets``):
+    ``plain`` and ``self`` map the observation to N+1 logits; ``scorer`` applies one MLP to the
+    features of each candidate destination j (``candidate_index``: the columns of observation
+    v2 that describe j) and gives the no-task action the logit 0."""
 
-    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], self_head: bool = False):
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], self_head: bool = False,
+                 head: str | None = None, nodes: int | None = None,
+                 obs_layout: str = OBS_LAYOUT_VERSION):
         self.layers = [(np.ascontiguousarray(w.T, dtype=np.float32), np.asarray(b, dtype=np.float32))
                        for w, b in layers]
-        self.self_head = bool(self_head)
-        self.obs_dim = self.layers[0][0].shape[0]
-        self.n_actions = self.layers[-1][0].shape[1] - int(self.self_head)
+        self.head = head or ("self" if self_head else "plain")
+        self.self_head = self.head == "self"
+        self.obs_layout = obs_layout
+        if self.head == "scorer":
+            if nodes is None:
+                raise ValueError("a scorer actor needs the number of nodes")
+            self.index = candidate_index(nodes)
+            self.obs_dim, self.n_actions = obs_dim(nodes, obs_layout), nodes + 1
+        else:
+            self.obs_dim = self.layers[0][0].shape[0]
+            self.n_actions = self.layers[-1][0].shape[1] - int(self.self_head)
 
     @classmethod
     def from_model(cls, model: Model) -> "NumpyActor":
-        return cls(model.layers("actor"), self_head=model.self_head)
+        return cls(model.layers("actor"), head=model.actor_head, nodes=model.nodes,
+                   obs_layout=model.obs_layout)
+
+    def _mlp(self, x: np.ndarray) -> np.ndarray:
+        for k, (w, b) in enumerate(self.layers):
+            x = x @ w + b
+            if k < len(self.layers) - 1:
+                np.maximum(x, 0.0, out=x)
+        return x
 
     @classmethod
     def load(cls, url: str, nodes: int | None = None) -> "NumpyActor":
         return cls.from_model(load_model(url, nodes=nodes))
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
-        x = np.asarray(obs, dtype=np.float32)
-        for k, (w, b) in enumerate(self.layers):
-            x = x @ w + b
-            if k < len(self.layers) - 1:
-                np.maximum(x, 0.0, out=x)
+        obs = np.asarray(obs, dtype=np.float32)
+        if self.head == "scorer":
+            scores = self._mlp(obs[:, self.index])[..., 0]            # (M, N)
+            return np.concatenate([scores, np.zeros_like(scores[:, :1])], axis=1)
+        x = self._mlp(obs)
         if self.self_head:
             # The extra unit is added to the deciding node's own action (one-hot in obs[:, :N]).
             n = self.n_actions - 1
@@ -87,14 +106,15 @@ class DRLRule(Rule):
     """Decentralized rule that samples the learned actor's masked policy."""
 
     name = "drl"
-    reads = frozenset({"recv_len"})
 
     def __init__(self, actor: NumpyActor, observer: Observer):
-        if actor.obs_dim != 3 * observer.n + 6 or actor.n_actions != observer.n + 1:
+        if actor.obs_dim != observer.dim or actor.n_actions != observer.n + 1:
             raise ModelError(f"actor has {actor.obs_dim} inputs and {actor.n_actions} actions, "
-                             f"which do not fit {observer.n} nodes")
+                             f"which do not fit {observer.n} nodes with layout {observer.obs_layout}")
         self.actor = actor
         self.observer = observer
+        # Observation v2 also reads the own send backlogs (a node knows them).
+        self.reads = frozenset({"recv_len"} | ({"send_backlog_s"} if observer.obs_layout == OBS_LAYOUT_V2 else set()))
         self._last: tuple[int, np.ndarray, np.ndarray] | None = None
 
     @classmethod
@@ -105,16 +125,20 @@ class DRLRule(Rule):
         elif model.nodes != network.n:
             raise ModelError(f"model {model.url} is for {model.nodes} nodes, but the network has "
                              f"{network.n}")
-        return cls(NumpyActor.from_model(model), Observer(scenario, network))
+        return cls(NumpyActor.from_model(model), Observer(scenario, network, model.obs_layout))
 
     def probe_targets(self, view: NodeView) -> np.ndarray:
-        return np.ones((view.m, view.n), dtype=bool)  # the 1-bit overload flag of every node
+        # Every node: its 1-bit overload flag (v1, the mask) and, for layout v2, its backlog.
+        return np.ones((view.m, view.n), dtype=bool)
 
     def observe(self, view: NodeView, probes: ProbeAnswers) -> tuple[np.ndarray, np.ndarray]:
-        """Observations (M, 3N+6) and masks (M, N+1) of deciding nodes (all have a task)."""
+        """Observations (M, D) and masks (M, N+1) of deciding nodes (all have a task)."""
         has = np.ones(view.m, dtype=bool)
+        probed = None
+        if self.observer.obs_layout == OBS_LAYOUT_V2:
+            probed = (probes.exec_backlog_s, view.send_backlog_s, probes.overloaded)
         obs = self.observer.observe(view.node, view.exec_len, view.recv_len, has,
-                                    view.size_bytes, view.cycles, view.deadline_s)
+                                    view.size_bytes, view.cycles, view.deadline_s, probed)
         mask = self.observer.mask(view.node, has, probes.overloaded)
         return obs, mask
 

@@ -13,7 +13,12 @@ Reset contract of ``OffloadVecEnv`` (written down, as Gymnasium's vector envs do
   rewards are final when returned. ``reward_credit="decision"`` credits it to the slot of the
   task's decision; those rewards are only known once the episode is drained, so ``step``
   returns 0 and the terminal ``info["episode_rewards"]`` holds all T rewards (B, T) for the
-  learner to use. ``info["episode_rewards"]`` is given under both credits.
+  learner to use. ``info["episode_rewards"]`` is given under both credits, and
+  ``info["node_rewards"]`` (B, T, N), each node's own outcome at its decision slot (the ``node``
+  credit; ``step`` returns 0 under it too).
+* ``obs_layout``: ``o2o-obs-v1`` (the paper's observation, 3N+6) or ``o2o-obs-v2`` (plus what a
+  node probes at its decision: every node's execution backlog and flag, its own send backlogs;
+  10N+6), built by the same ``Observer`` the ``drl`` rule and the log rebuild use.
 * Actions (B, N): a node with a task must choose 0..N-1 (masked choices are allowed, as a
   heuristic may make them); a node without a task must choose N.
 """
@@ -24,7 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from o2o.core.decpomdp import REWARD_CREDITS, Observer, obs_dim
+from o2o.core.decpomdp import (
+    OBS_LAYOUT_V2,
+    OBS_LAYOUT_VERSION,
+    REWARD_CREDITS,
+    Observer,
+    node_rewards,
+    obs_dim,
+)
 from o2o.core.episodes import sample_episodes
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
@@ -32,15 +44,16 @@ from o2o.sim.engine import Engine
 
 
 class OffloadVecEnv:
-    def __init__(self, scenario: Scenario, network: Network, reward_credit: str = "slot"):
+    def __init__(self, scenario: Scenario, network: Network, reward_credit: str = "slot",
+                 obs_layout: str = OBS_LAYOUT_VERSION):
         if reward_credit not in REWARD_CREDITS:
             raise ValueError(f"reward_credit must be one of {REWARD_CREDITS}, got {reward_credit!r}")
         self.scenario = scenario
         self.network = network
         self.reward_credit = reward_credit
-        self.observer = Observer(scenario, network)
+        self.observer = Observer(scenario, network, obs_layout)
         self.n = network.n
-        self.obs_dim = obs_dim(self.n)
+        self.obs_dim = obs_dim(self.n, obs_layout)
         self.n_actions = self.n + 1
         self.engine: Engine | None = None
 
@@ -56,11 +69,15 @@ class OffloadVecEnv:
         t = min(e.t, e.T - 1)
         has = e.ep.has_task[:, e.t, :] if e.t < e.T else np.zeros((B, N), dtype=bool)
         node = np.tile(np.arange(N), B)
+        overloaded = np.repeat(state.overloaded, N, axis=0)  # (B*N, N): every peer's flag
+        probed = None
+        if self.observer.obs_layout == OBS_LAYOUT_V2:  # every node sees every node's answer
+            probed = (np.repeat(state.exec_backlog_s, N, axis=0),
+                      state.send_backlog_s.reshape(B * N, N), overloaded)
         obs = self.observer.observe(
             node, state.exec_len.reshape(-1), state.in_flight.reshape(B * N, N), has.reshape(-1),
             e.ep.size_bytes[:, t].reshape(-1), e.ep.cycles[:, t].reshape(-1),
-            e.ep.deadline_s[:, t].reshape(-1))
-        overloaded = np.repeat(state.overloaded, N, axis=0)  # (B*N, N): every peer's flag
+            e.ep.deadline_s[:, t].reshape(-1), probed)
         mask = self.observer.mask(node, has.reshape(-1), overloaded)
         return obs.reshape(B, N, -1), mask.reshape(B, N, -1)
 
@@ -89,6 +106,7 @@ class OffloadVecEnv:
             reward = np.zeros(e.B)
         if e.done:
             info["episode_rewards"] = (e.reward if self.reward_credit == "slot" else e.reward_by_decision).copy()
+            info["node_rewards"] = node_rewards(e.ep.has_task, e.outcome)
             info["metrics"] = e.metrics()
         return obs, mask, reward.astype(np.float32), done, info
 

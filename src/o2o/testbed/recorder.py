@@ -73,6 +73,8 @@ class EpisodeRecorder:
         self.exec_len = np.zeros((T, N), dtype=np.int64)
         self.recv_len = np.zeros((T, N, N), dtype=np.int64)
         self.peer_overloaded = np.zeros((T, N, N), dtype=bool)
+        self.peer_backlog_s = np.full((T, N, N), np.nan)   # NaN: not reported (not probed)
+        self.send_backlog_s = np.full((T, N, N), np.nan)
         self.final_exec_len = np.zeros(N, dtype=np.int64)
         self.final_recv_len = np.zeros((N, N), dtype=np.int64)
         self.final_peer_overloaded = np.zeros((N, N), dtype=bool)
@@ -130,6 +132,11 @@ class EpisodeRecorder:
         self.exec_len[t, node] = msg.exec_len
         self.recv_len[t, node] = msg.recv_len
         self.peer_overloaded[t, node] = msg.peer_overloaded
+        for name, values in (("peer_backlog_s", msg.peer_backlog_s), ("send_backlog_s", msg.send_backlog_s)):
+            if values is not None:
+                if len(values) != n:
+                    raise UnexpectedMessage(f"decision vectors must have {n} entries")
+                getattr(self, name)[t, node] = [np.nan if v is None else v for v in values]
         if not msg.has_task:
             return
         self.decision_latency_s.append(msg.decided_at - (self.epoch + self.arrive_s[t, node]))
@@ -224,6 +231,7 @@ class EpisodeRecorder:
             exec_s=task(self.cycles / self.network.capacity_hz[dest]),
             exec_len=self.exec_len.copy(), recv_len=self.recv_len.copy(),
             peer_overloaded=self.peer_overloaded.copy(), final_exec_len=self.final_exec_len.copy(),
+            peer_backlog_s=self.peer_backlog_s.copy(), send_backlog_s=self.send_backlog_s.copy(),
             final_recv_len=self.final_recv_len.copy(),
             final_peer_overloaded=self.final_peer_overloaded.copy())
         log.validate()

@@ -22,6 +22,10 @@ from o2o.schedulers.base import NodeView, ProbeAnswers
 from o2o.schedulers.heuristics import Rule
 from o2o.testbed import wire
 
+# The backlog a node logs for a peer that did not answer its probe (seen as infinite): any
+# value above twice the largest deadline is clipped to the same observation.
+PROBE_BACKLOG_CAP_S = 1e9
+
 
 class Decider:
     """The rule node ``index`` decides with, and the model behind ``drl``."""
@@ -59,15 +63,25 @@ class Decider:
         self.scheduler_name = name
         return None
 
-    async def choose(self, view: NodeView, probe: Callable[[np.ndarray], Awaitable[ProbeAnswers]]
-                     ) -> tuple[int, float | None]:
-        """(destination, its probability under the rule or None) for the view's task, after
-        probing the nodes the rule names."""
+    async def choose(self, view: NodeView, probe: Callable[[np.ndarray], Awaitable[ProbeAnswers]],
+                     own_backlog_s: Callable[[], float]) -> tuple[int, float | None, list[float | None]]:
+        """(destination, its probability under the rule or None, the execution backlogs it
+        learned) for the view's task, after probing the nodes the rule names.
+
+        The backlogs are what the task log keeps to rebuild observation v2: the probed nodes'
+        (an unreachable peer's infinite one capped at ``PROBE_BACKLOG_CAP_S``, which the
+        observation clips the same way), its own, None for the peers it did not probe."""
         targets = np.flatnonzero(self.rule.probe_targets(view)[0])
         answers = await probe(targets)
         dest = int(self.rule.choose(view, answers)[0])
         prob = self.rule.action_prob(view, np.array([dest]))
-        return dest, None if prob is None or not np.isfinite(prob[0]) else float(prob[0])
+        i = int(view.node[0])
+        probed = set(targets.tolist())
+        backlog = [min(float(answers.exec_backlog_s[0, j]), PROBE_BACKLOG_CAP_S) if j in probed else None
+                   for j in range(view.n)]
+        if i not in probed:
+            backlog[i] = own_backlog_s()
+        return dest, None if prob is None or not np.isfinite(prob[0]) else float(prob[0]), backlog
 
 
 def node_view(network: Network, i: int, task: wire.TaskSpec, remaining_s: float, exec_len: int,

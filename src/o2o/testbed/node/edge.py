@@ -276,13 +276,15 @@ class EdgeNode:
                     tx_fail_clock=spec.tx_fail_clock, exec_fail_clock=spec.exec_fail_clock)
         view = node_view(self.network, i, spec, task.due - received_at, exec_len,
                          self.queues.exec.waiting_len, recv_len, self.queues.send_backlog_s(received_at))
-        dest, prob = await self.decider.choose(view, self._probe)
+        dest, prob, backlog = await self.decider.choose(
+            view, self._probe, lambda: self.queues.exec.backlog_s(received_at))
         decided_at = self.clock.now()
         self.report(wire.Decision(
             episode=msg.episode, slot=msg.slot, node=i, has_task=True, action=dest, action_prob=prob,
             exec_len=exec_len, recv_len=recv_len.tolist(),
             peer_overloaded=self.peer_overloaded.tolist(), received_at=received_at,
-            decided_at=decided_at))
+            decided_at=decided_at, peer_backlog_s=backlog,
+            send_backlog_s=view.send_backlog_s[0].tolist()))
         if msg.episode != self.episode:
             return
         task.dest = dest

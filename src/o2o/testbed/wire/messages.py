@@ -107,6 +107,10 @@ class Decision(_Msg):
     peer_overloaded: list[bool]
     received_at: float
     decided_at: float
+    # With a task: every node's execution backlog as this node probed it (None: not probed)
+    # and its own send backlogs, seconds (observation v2, o2o.core.decpomdp).
+    peer_backlog_s: list[Annotated[float, Field(ge=0)] | None] | None = None
+    send_backlog_s: list[Annotated[float, Field(ge=0)]] | None = None
 
 
 class TaskEvent(_Msg):

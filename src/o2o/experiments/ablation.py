@@ -1,0 +1,151 @@
+"""``o2o ablation``: what each of the project's changes to O2O-DRL adds, on the same episodes.
+
+The task logs of each logging heuristic (RATC, spread) are collected once; then each rung of
+the ladder below trains offline-only and O2O-DRL (offline, then online fine-tuning) for every
+training seed and evaluates them on the same held-out episodes (``TEST``), next to RATC,
+``spread`` and the centralized reference. Each rung adds one change to the rung above it:
+
+=========================  ==================================================================
+rung                       settings
+=========================  ==================================================================
+paper                      the paper's Algorithms 1-2 and hyper-parameters (``--settings
+                           paper``): team reward by end slot, observation v1, plain actor
++ alpha, batch, decision   the first project version: alpha 0.2, batch 512, team reward
+                           credited to the decision's slot
++ node credit              each node's own outcome as its reward (credit assignment)
++ observation v2           what a node probes at its decision (plain MLP actor)
++ scorer actor             one network scores every candidate destination
++ gamma 0.9                a shorter horizon (both phases)
++ AWR offline              advantage-weighted regression instead of SAC + CQL
++ spread logs              offline training on the logs of ``spread`` instead of RATC (= the
+                           project settings, ``--settings project``)
++ central critic           the critics also see the slot's global state (CTDE)
+=========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from o2o.core import seeds
+from o2o.core.errors import UserError
+from o2o.core.metrics import mean_ci95
+from o2o.core.network import sample_network
+from o2o.core.progress import progress_bar
+from o2o.core.scenario import Scenario
+from o2o.experiments.methods import Plan, SeedJob, heuristic_rates, train_seeds
+from o2o.learn.settings import LearnerSettings, learner_settings
+from o2o.logs.collect import collect
+from o2o.logs.dataset import build_dataset, save_dataset
+from o2o.logs.store import LogStore
+from o2o.sim import make_scheduler
+
+# (label, preset, reward credit, observation layout, log heuristic, offline and online overrides)
+SCORER = ["actor_head=scorer", "hidden=[32, 32]"]
+RUNGS: list[tuple[str, str, str | None, str | None, str | None, list[str], list[str]]] = [
+    ("paper", "paper", None, None, None, [], []),
+    ("+ alpha, batch, decision credit", "paper", "decision", None, None,
+     ["alpha=0.2", "batch_size=512"], []),
+    ("+ node credit", "paper", "node", None, None, ["alpha=0.2", "batch_size=512"], []),
+    ("+ observation v2", "paper", "node", "o2o-obs-v2", None, ["alpha=0.2", "batch_size=512"], []),
+    ("+ scorer actor", "paper", "node", "o2o-obs-v2", None,
+     ["alpha=0.2", "batch_size=512", *SCORER], SCORER),
+    ("+ gamma 0.9", "paper", "node", "o2o-obs-v2", None,
+     ["alpha=0.2", "batch_size=512", *SCORER, "gamma=0.9"], [*SCORER, "gamma=0.9"]),
+    ("+ AWR offline", "project", None, None, "ratc", [], []),
+    ("+ spread logs (project)", "project", None, None, None, [], []),
+    ("+ central critic", "project", None, None, None, ["critic_input=central"],
+     ["critic_input=central"]),
+]
+COMPARED = ("ratc", "spread", "central")
+
+
+def rung_settings(rung) -> LearnerSettings:
+    _, preset, credit, layout, heuristic, offline, online = rung
+    return learner_settings(preset, offline, online, credit, layout, heuristic)
+
+
+def run_ablation(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int = 0,
+                 workers: int | None = None, rungs: list[int] | None = None,
+                 log: Callable[[str], None] = print) -> dict[str, Any]:
+    out = Path(out)
+    if (out / "ablation.json").exists():
+        raise UserError(f"{out} already holds a finished ablation; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    network = sample_network(scenario, network_seed)
+    chosen = list(range(len(RUNGS))) if rungs is None else rungs
+    eval_seeds = seeds.TEST.take(plan.eval_episodes)
+    started = time.perf_counter()
+    with LogStore.open(out / "logs.db", create=True) as store:
+        runs: dict[str, int] = {}
+        datasets: dict[tuple[str, str, str], str] = {}
+        for k in chosen:
+            s = rung_settings(RUNGS[k])
+            heuristic = s.log_heuristic
+            if heuristic not in runs:
+                with progress_bar(total=plan.log_episodes, desc=f"{heuristic} logs", unit="episode") as bar:
+                    runs[heuristic] = collect(store, scenario, network, make_scheduler(heuristic),
+                                              heuristic, seeds.LOGS.take(plan.log_episodes),
+                                              network_seed=network_seed, progress=bar.update).run_id
+            key = (heuristic, s.reward_credit, s.obs_layout)
+            if key not in datasets:
+                path = out / f"dataset-{'-'.join(key)}.npz"
+                save_dataset(build_dataset(store, [runs[heuristic]], s.reward_credit,
+                                           obs_layout=s.obs_layout), path)
+                datasets[key] = str(path)
+    heuristics = heuristic_rates(scenario, network, eval_seeds, COMPARED)
+    ratc = heuristics["ratc"]
+    rows: list[dict[str, Any]] = []
+    for k in chosen:
+        label = RUNGS[k][0]
+        s = rung_settings(RUNGS[k])
+        folder = out / f"rung{k}"
+        jobs = [SeedJob(scenario, network, plan, seed, str(folder),
+                        datasets[(s.log_heuristic, s.reward_credit, s.obs_layout)], s,
+                        online_only=False)
+                for seed in range(plan.seeds)]
+        start = time.perf_counter()
+        learned = train_seeds(jobs, workers)
+        row: dict[str, Any] = {"rung": label, "seconds": time.perf_counter() - start,
+                               "settings": s.model_dump(mode="json")}
+        for method in ("offline-only", "o2o-drl"):
+            per_seed = np.array([r.final[method] for r in learned])   # (seeds, episodes)
+            episode_mean = per_seed.mean(axis=0)
+            mean, lo, hi = mean_ci95(episode_mean)
+            d, dlo, dhi = mean_ci95(episode_mean - ratc)
+            row[method] = {"success_rate": mean, "ci95": [lo, hi], "vs_ratc": [d, dlo, dhi],
+                           "per_seed": per_seed.mean(axis=1).tolist()}
+        rows.append(row)
+        log(f"{label}: offline-only {row['offline-only']['success_rate']:.4f}, O2O-DRL "
+            f"{row['o2o-drl']['success_rate']:.4f} ({row['o2o-drl']['vs_ratc'][0]:+.4f} vs RATC)")
+    report = {"network_seed": network_seed, "plan": plan.__dict__, "evaluation_seeds": eval_seeds,
+              "heuristics": {k: float(np.mean(v)) for k, v in heuristics.items()},
+              "rungs": rows, "seconds": time.perf_counter() - started}
+    (out / "ablation.json").write_text(json.dumps(report, indent=2))
+    table = format_ablation(report)
+    (out / "ablation.md").write_text(table + "\n")
+    for path in datasets.values():
+        Path(path).unlink()
+    log(table)
+    return report
+
+
+def format_ablation(report: dict[str, Any]) -> str:
+    h = report["heuristics"]
+    lines = [f"RATC {h['ratc']:.4f}, spread {h['spread']:.4f}, central {h['central']:.4f} "
+             f"(network seed {report['network_seed']}, {len(report['evaluation_seeds'])} held-out "
+             f"episodes, {report['plan']['seeds']} training seeds)", "",
+             "| rung | offline-only | O2O-DRL | O2O-DRL - RATC (paired, 95% CI) | share of the RATC-central gap |",
+             "|---|---|---|---|---|"]
+    gap = h["central"] - h["ratc"]
+    for row in report["rungs"]:
+        o, f = row["o2o-drl"], row["offline-only"]
+        d = o["vs_ratc"]
+        lines.append(f"| {row['rung']} | {f['success_rate']:.4f} | {o['success_rate']:.4f} | "
+                     f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}] | {d[0] / gap:.0%} |")
+    return "\n".join(lines)

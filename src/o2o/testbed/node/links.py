@@ -4,16 +4,23 @@ For each alive peer j, node i holds two outgoing connections: the **data link** 
 payloads and overload flags, in FIFO order, one-way) and the **probe link** (request and
 answer). ``PeerLinks`` opens them when the controller names j alive, closes them when it does
 not any more, and opens them again after a break while j is still alive.
+
+When the kernel shapes the links (``NodeRuntime.pacing == "kernel"``), payloads travel on a third
+connection, the **payload link**, marked with ``PAYLOAD_TOS`` so that only they meet the shaper:
+written at full speed, a payload would otherwise hold up the announcements and flags queued
+behind it on the data link. The receiver answers each whole payload with ``payload_received``
+on the same connection, which tells the sender that the link is free.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import Callable
 
 from o2o.testbed import wire
-from o2o.testbed.node.settings import CONNECT_TIMEOUT_S
+from o2o.testbed.node.settings import CONNECT_TIMEOUT_S, PAYLOAD_TOS
 
 log = logging.getLogger("o2o.testbed.node")
 
@@ -28,7 +35,9 @@ class PeerLink:
         self.owner, self.peer, self.host, self.port = owner, peer, host, port
         self.data: wire.FramedConnection | None = None
         self.probe_conn: wire.FramedConnection | None = None
+        self.payload_conn: wire.FramedConnection | None = None
         self._futures: dict[int, asyncio.Future] = {}
+        self._received: dict[tuple[int, int, int], asyncio.Future] = {}
         self._next_id = 0
         self._tasks: list[asyncio.Task] = []
         self.connecting: asyncio.Task | None = None
@@ -36,8 +45,8 @@ class PeerLink:
 
     @property
     def up(self) -> bool:
-        return (not self.closed and self.data is not None and not self.data.closed
-                and self.probe_conn is not None and not self.probe_conn.closed)
+        conns = [self.data, self.probe_conn] + ([self.payload_conn] if self.owner.payload_links else [])
+        return not self.closed and all(c is not None and not c.closed for c in conns)
 
     async def connect(self) -> None:
         o = self.owner
@@ -45,12 +54,22 @@ class PeerLink:
                                           CONNECT_TIMEOUT_S)
         probe = await wire.open_connection(self.host, self.port, o.key, "probe", o.me, o.max_frame_bytes,
                                            CONNECT_TIMEOUT_S)
+        payload = None
+        if o.payload_links:
+            payload = await wire.open_connection(self.host, self.port, o.key, "payload", o.me,
+                                                 o.max_frame_bytes, CONNECT_TIMEOUT_S)
+            sock = payload.writer.get_extra_info("socket")
+            if sock is not None and sock.family == socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, PAYLOAD_TOS)
         if self.closed:
-            data.close()
-            probe.close()
+            for conn in (data, probe, payload):
+                if conn is not None:
+                    conn.close()
             return
-        self.data, self.probe_conn = data, probe
+        self.data, self.probe_conn, self.payload_conn = data, probe, payload
         self._tasks = [asyncio.create_task(self._watch_data()), asyncio.create_task(self._read_probes())]
+        if payload is not None:
+            self._tasks.append(asyncio.create_task(self._read_payload_answers()))
         # Tell the new peer our current flag (it assumes False).
         if o.overloaded():
             data.send(wire.Overload(flag=True))
@@ -78,6 +97,19 @@ class PeerLink:
             pass
         self._lost()
 
+    async def _read_payload_answers(self) -> None:
+        conn = self.payload_conn
+        try:
+            while True:
+                msg, _ = await conn.recv()
+                if isinstance(msg, wire.PayloadReceived):
+                    fut = self._received.pop((msg.episode, msg.slot, msg.source), None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(None)
+        except (asyncio.IncompleteReadError, ConnectionError, wire.ProtocolError, OSError):
+            pass
+        self._lost()
+
     def _lost(self) -> None:
         if self.closed:
             return
@@ -101,6 +133,33 @@ class PeerLink:
         if self.data is not None:
             await self.data.drain()
 
+    def send_payload(self, msg, body: bytes | memoryview = b"") -> None:
+        """A payload frame: on the payload link when there is one, else on the data link."""
+        if not self.up:
+            raise ConnectionResetError(f"no payload link to node {self.peer}")
+        (self.payload_conn or self.data).send(msg, body)
+
+    async def drain_payload(self) -> None:
+        conn = self.payload_conn or self.data
+        if conn is not None:
+            await conn.drain()
+
+    def expect_received(self, key: tuple[int, int, int]) -> asyncio.Future:
+        """A future that completes when the peer confirms the payload of task ``key``, and fails
+        with ConnectionResetError when the link breaks first."""
+        fut = asyncio.get_running_loop().create_future()
+        self._received[key] = fut
+        return fut
+
+    def forget_received(self, key: tuple[int, int, int], fut: asyncio.Future) -> None:
+        """Stop waiting for the confirmation of ``key`` (the transfer ended another way)."""
+        if self._received.get(key) is fut:
+            del self._received[key]
+        if not fut.done():
+            fut.cancel()
+        elif not fut.cancelled():
+            fut.exception()       # retrieved: a broken link is reported by the sender itself
+
     async def probe(self, timeout_s: float) -> wire.ProbeAnswer | None:
         """A real probe request; None when the peer does not answer in time."""
         if not self.up:
@@ -119,13 +178,17 @@ class PeerLink:
 
     def close(self) -> None:
         self.closed = True
-        for conn in (self.data, self.probe_conn):
+        for conn in (self.data, self.probe_conn, self.payload_conn):
             if conn is not None:
                 conn.close()
         for fut in self._futures.values():
             if not fut.done():
                 fut.set_result(None)
         self._futures.clear()
+        for fut in self._received.values():
+            if not fut.done():
+                fut.set_exception(ConnectionResetError(f"the links to node {self.peer} broke"))
+        self._received.clear()
         current = asyncio.current_task()
         for t in self._tasks:
             if t is not current:
@@ -146,6 +209,7 @@ class PeerLinks:
         self.me: int | None = None
         self.max_frame_bytes = wire.DEFAULT_MAX_FRAME_BYTES
         self.on_lost, self.overloaded = on_lost, overloaded
+        self.payload_links = False      # kernel-shaped links: payloads on a connection of their own
         self.addresses: dict[int, tuple[str, int]] = {}
         self.alive: set[int] = set()
         self.links: dict[int, PeerLink] = {}

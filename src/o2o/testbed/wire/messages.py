@@ -13,6 +13,8 @@ Who sends what (paper VI-A: the Control Layer's controller and the Execution Lay
   towards the receiver: the receiver's receiving queue l^r_ij grows), ``payload_begin``,
   ``chunk`` (with payload bytes), ``payload_end``, ``payload_abort``, ``cancel``, ``overload``;
 * node -> node, probe link: ``probe`` / ``probe_answer``;
+* node -> node, payload link (kernel-shaped links only): ``payload_begin``, ``chunk``,
+  ``payload_end``, ``payload_abort`` one way, ``payload_received`` back;
 * trainer -> controller (admin): ``model`` / ``ready``.
 
 ``challenge`` and ``hello`` belong to the handshake of ``frames``.
@@ -54,7 +56,7 @@ class Challenge(_Msg):
 class Hello(_Msg):
     type: Literal["hello"] = "hello"
     version: int
-    role: Literal["node", "peer", "probe", "admin"]
+    role: Literal["node", "peer", "probe", "payload", "admin"]
     node: NodeIndex | None = None
     nonce: Nonce
 
@@ -159,6 +161,10 @@ class NodeRuntime(_Msg):
     exec_mode: Literal["emulated", "compute"] = "emulated"
     compute_scale: Annotated[float, Field(gt=0)] = 1.0
     chunk_s: Annotated[float, Field(gt=0, le=1)] = 0.004
+    # user: the sender paces each payload at r_ij itself; kernel: the link is shaped by the
+    # kernel (``o2o.testbed.netns``), the sender writes at full speed on a payload connection
+    # of its own and the receiver confirms the arrival.
+    pacing: Literal["user", "kernel"] = "user"
     max_frame_bytes: Annotated[int, Field(ge=64 * 1024)] = DEFAULT_MAX_FRAME_BYTES
 
 
@@ -296,6 +302,13 @@ class PayloadEnd(_TaskRef):
     type: Literal["payload_end"] = "payload_end"
 
 
+class PayloadReceived(_TaskRef):
+    """Receiver to sender, on a payload connection (kernel-shaped links): the whole payload
+    arrived, the link is free for the next transfer of the send queue."""
+
+    type: Literal["payload_received"] = "payload_received"
+
+
 class PayloadAbort(_TaskRef):
     """The link failed during the transfer (its failure clock ran out inside the stage, paper
     III-A, eq. 5): the payload will not complete."""
@@ -320,7 +333,8 @@ class Overload(_Msg):
 Message = Annotated[Union[
     Challenge, Hello, Register, TimeRequest, Heartbeat, Ready, Decision, TaskEvent, EpisodeStats,
     Config, TimeReply, Peers, Prepare, EpisodeStart, Slot, EpisodeEnd, ModelAvailable, Shutdown, Reject,
-    Probe, ProbeAnswer, Announce, PayloadBegin, Chunk, PayloadEnd, PayloadAbort, Cancel, Overload,
+    Probe, ProbeAnswer, Announce, PayloadBegin, Chunk, PayloadEnd, PayloadReceived, PayloadAbort, Cancel,
+    Overload,
 ], Field(discriminator="type")]
 
 _MESSAGE = TypeAdapter(Message)

@@ -102,9 +102,11 @@ def check_hosts_args(args, nodes: int) -> None:
 
 
 def pacing_of(args) -> str:
-    if getattr(args, "pacing", None) in ("user", "kernel"):
-        return args.pacing
-    return "kernel" if getattr(args, "hosts", "local") == "netns" else "user"
+    """The pacing of the (first) run: ``both`` starts with the kernel's."""
+    pacing = getattr(args, "pacing", None)
+    if pacing in ("user", "kernel"):
+        return pacing
+    return "kernel" if pacing == "both" or getattr(args, "hosts", "local") == "netns" else "user"
 
 
 def testbed_setup(args) -> TestbedSetup:
@@ -220,8 +222,6 @@ def cmd_compare(args) -> int:
 # ------------------------------------------------------------------------------ o2o bench testbed
 def cmd_bench_testbed(args) -> int:
     both = args.pacing == "both"
-    if both:
-        args.pacing = "kernel"
     setup = testbed_setup(args)
     check_scheduler(args.scheduler, None)
     seeds = episode_seeds(args)

@@ -254,19 +254,19 @@ def bridge_postgres():
     controller = subnet.network_address + netns.CONTROLLER_HOST
     data = Path(tempfile.mkdtemp(prefix="o2o-netns-pg-"))
     shutil.chown(data, "postgres", "postgres")
-    as_pg = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_pg, str(bindir / "initdb"), "-D", str(data / "db"), "-U", "o2o", "--auth", "reject",
-                    "-E", "UTF8"], check=True, capture_output=True)
+    as_pg = dict(user="postgres", group="postgres", cwd=data)
+    subprocess.run([str(bindir / "initdb"), "-D", str(data / "db"), "-U", "o2o", "--auth", "reject",
+                    "-E", "UTF8"], check=True, capture_output=True, **as_pg)
     (data / "db" / "pg_hba.conf").write_text(f"local all o2o trust\nhost o2o_netns o2o {controller}/32 trust\n")
     port = free_port()
-    server = subprocess.Popen([*as_pg, str(bindir / "postgres"), "-D", str(data / "db"), "-p", str(port),
+    server = subprocess.Popen([str(bindir / "postgres"), "-D", str(data / "db"), "-p", str(port),
                                "-c", "listen_addresses=*", "-c", f"unix_socket_directories={data}",
-                               "-c", "fsync=off"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               "-c", "fsync=off"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **as_pg)
     try:
         for _ in range(300):
-            if subprocess.run([*as_pg, str(bindir / "psql"), "-h", str(data), "-p", str(port), "-U", "o2o",
+            if subprocess.run([str(bindir / "psql"), "-h", str(data), "-p", str(port), "-U", "o2o",
                                "-d", "postgres", "-qAtc", "create database o2o_netns"],
-                              capture_output=True).returncode == 0:
+                              capture_output=True, **as_pg).returncode == 0:
                 break
             time.sleep(0.1)
         else:
@@ -275,7 +275,7 @@ def bridge_postgres():
                "url": f"postgresql+psycopg://o2o@{subnet.network_address + netns.BRIDGE_HOST}:{port}/o2o_netns",
                "local_url": f"postgresql+psycopg://o2o@/o2o_netns?host={data}&port={port}"}
     finally:
-        server.send_signal(signal.SIGINT)          # fast shutdown
+        server.send_signal(signal.SIGINT)          # the postmaster's fast shutdown
         try:
             server.wait(30)
         except subprocess.TimeoutExpired:

@@ -18,10 +18,8 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -233,55 +231,26 @@ def test_the_kernel_shapes_each_link_to_its_rate_and_only_the_payload():
 
 # ------------------------------------------------------------------------------ whole runs (root)
 POSTGRES_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+NETNS_POSTGRES = Path(__file__).resolve().parents[2] / "scripts" / "netns-postgres.sh"
 
 
 @pytest.fixture
 def bridge_postgres():
-    """A throwaway PostgreSQL server for one run on a subnet chosen here: it listens on every
-    address, and its pg_hba admits the task log's role only from the controller's namespace
-    address (.2), so a run that completes wrote every row over the bridge. Local reads go
-    through its Unix socket."""
+    """A throwaway PostgreSQL server (``scripts/netns-postgres.sh``) for one run on a subnet
+    chosen here: its pg_hba admits the task log's role only from the controller's namespace
+    address, so a run that completes wrote every row over the bridge. Local reads go through
+    its Unix socket."""
     if not POSTGRES_BIN:
         pytest.skip("no PostgreSQL server binaries (scripts/start-postgres.sh installs them)")
-    bindir = Path(POSTGRES_BIN[-1]).parent
     subnet = netns.choose_subnet(None, 3, netns.networks_in_use())
-    controller = subnet.network_address + netns.CONTROLLER_HOST
-    data = Path(tempfile.mkdtemp(prefix="o2o-netns-pg-"))
-    shutil.chown(data, "postgres", "postgres")
-    as_pg = dict(user="postgres", group="postgres", cwd=data)
-    subprocess.run([str(bindir / "initdb"), "-D", str(data / "db"), "-U", "o2o", "--auth", "reject",
-                    "-E", "UTF8"], check=True, capture_output=True, **as_pg)
-    (data / "db" / "pg_hba.conf").write_text(f"local all o2o trust\nhost o2o_netns o2o {controller}/32 trust\n")
-    port = free_port()
-    server = subprocess.Popen([str(bindir / "postgres"), "-D", str(data / "db"), "-p", str(port),
-                               "-c", "listen_addresses=*", "-c", f"unix_socket_directories={data}",
-                               "-c", "fsync=off"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **as_pg)
+    got = subprocess.run(["bash", str(NETNS_POSTGRES), "start", str(subnet)], capture_output=True,
+                         text=True, timeout=120)
+    assert got.returncode == 0, got.stderr
+    out = dict(line.split("=", 1) for line in got.stdout.split())
     try:
-        for _ in range(300):
-            if subprocess.run([str(bindir / "psql"), "-h", str(data), "-p", str(port), "-U", "o2o",
-                               "-d", "postgres", "-qAtc", "create database o2o_netns"],
-                              capture_output=True, **as_pg).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the throwaway PostgreSQL server did not start")
-        yield {"subnet": str(subnet),
-               "url": f"postgresql+psycopg://o2o@{subnet.network_address + netns.BRIDGE_HOST}:{port}/o2o_netns",
-               "local_url": f"postgresql+psycopg://o2o@/o2o_netns?host={data}&port={port}"}
+        yield {"subnet": str(subnet), "url": out["DB_URL"], "local_url": out["LOCAL_URL"]}
     finally:
-        server.send_signal(signal.SIGINT)          # the postmaster's fast shutdown
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        shutil.rmtree(data, ignore_errors=True)
+        subprocess.run(["bash", str(NETNS_POSTGRES), "stop", out["PGFOLDER"]], timeout=60)
 
 
 @needs_netns

@@ -359,3 +359,24 @@ def test_bad_input_is_refused_before_anything_exists(extra, message, tmp_path):
     new = (netns.our_namespaces() | netns.our_links()) - before
     assert not [n for n in new if n not in netns.live_names()]
     assert not node_pids(tag)
+
+
+def test_the_bench_puts_kernel_and_user_pacing_side_by_side():
+    from types import SimpleNamespace
+
+    from o2o.testbed.analysis import bench_summary, pacing_comparison_lines
+
+    def result(ratios):
+        # (s bytes, r_ij bytes/s, seconds): 1 MB at 10 MB/s takes 0.1 s nominally.
+        return SimpleNamespace(clock_lateness_s=[0.001, 0.002], delivery_lateness_s=[0.003],
+                               decision_latency_s=[0.01], transfers=[(1e6, 1e7, 0.1 * x) for x in ratios],
+                               sent=[(1e6, 1e7, 0.1 * x) for x in ratios])
+
+    kernel = bench_summary([result([1.0, 1.02, 1.04, 1.30])], 0.97)
+    user = bench_summary([result([1.01, 1.01, 1.02, 1.05])], 0.96)
+    lines = pacing_comparison_lines(kernel, user)
+    table = {line.split()[0]: line.split()[1:] for line in lines[2:7]}
+    assert table["median"] == ["1.030", "1.015"]
+    assert table["max"] == ["1.300", "1.050"]
+    assert lines[6].split()[-2:] == ["75.0%", "100.0%"]
+    assert lines[-1] == "slot clock lateness p99: 2.00 ms (kernel run), 2.00 ms (user run)"

@@ -332,13 +332,37 @@ def test_after_the_launcher_is_killed_the_next_start_removes_what_it_left(tmp_pa
     left = run_names(run_id)
     assert left["namespaces"] and left["links"] and left["state"]
     # The next run, of anybody, first removes what the dead one left (a run of a test in another
-    # pytest worker may come first: then that one did it).
+    # pytest worker may come first: then that one does it, and says so on its stderr).
     got = o2o("testbed", "run", *SMALL, "--hosts", "netns", "--episodes", "1", "--verbose",
               "--db", str(tmp_path / "next.db"), tag=tag)
     assert got.returncode == 0, got.stderr[-3000:]
-    assert f"removed what testbed run {run_id}" in got.stderr or not (netns.STATE_DIR / f"{run_id}.json").exists()
     assert nothing_of(run_id) and nothing_of(run_id_of(got.stdout))
     assert not node_pids(tag)
+
+
+@needs_netns
+def test_recovery_removes_exactly_what_a_dead_owners_state_file_lists():
+    dead = subprocess.Popen(["sleep", "0"])
+    dead.wait()                                # a pid that no longer runs
+    run_id = netns.new_run_id()
+    mine, other = f"{netns.PREFIX}{run_id}-n0", f"{netns.PREFIX}{run_id}-n1"
+    for ns in (mine, other):
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+    sleeper = subprocess.Popen(["ip", "netns", "exec", mine, "sleep", "600"])
+    try:
+        (netns.STATE_DIR / f"{run_id}.json").write_text(json.dumps(
+            {"run_id": run_id, "pid": dead.pid, "pid_start": "0", "subnet": "10.255.255.0/24",
+             "namespaces": [mine], "links": [f"{netns.PREFIX}{run_id}-br"]}))
+        assert run_id in netns.recover_stale()
+        assert sleeper.wait(10) == -signal.SIGKILL          # the process inside was killed
+        assert mine not in netns.our_namespaces()
+        assert other in netns.our_namespaces()               # not listed: not touched
+        assert not (netns.STATE_DIR / f"{run_id}.json").exists()
+    finally:
+        sleeper.kill()
+        for ns in (mine, other):
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        (netns.STATE_DIR / f"{run_id}.json").unlink(missing_ok=True)
 
 
 @needs_netns

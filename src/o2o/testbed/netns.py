@@ -470,9 +470,10 @@ class NetnsNetwork:
             # Socket buffers that hold a whole payload: the sender hands it to the kernel at once
             # and the receiver's window never waits for a busy process to read (paper-testbed's
             # payloads are up to 2.5 MB); no slow start again after an idle link.
+            buffers = f"4096 {SOCKET_BUFFER} {4 * SOCKET_BUFFER}"
             _run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
-                  "net.ipv4.tcp_slow_start_after_idle=0", f"net.ipv4.tcp_wmem=4096 {SOCKET_BUFFER} {4 * SOCKET_BUFFER}",
-                  f"net.ipv4.tcp_rmem=4096 {SOCKET_BUFFER} {4 * SOCKET_BUFFER}"])
+                  "net.ipv4.tcp_slow_start_after_idle=0", f"net.ipv4.tcp_wmem={buffers}",
+                  f"net.ipv4.tcp_rmem={buffers}"])
             _run(["ip", "-n", ns, "link", "set", "lo", "up"])
             # htb releases a packet when its tokens allow: segmentation offload bursts of at most
             # GSO_MAX_BYTES keep that granular without a timer per 1500-byte frame.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL server for the task log of `o2o testbed run --hosts netns --subnet SUBNET`.
 #
-#   scripts/netns-postgres.sh start SUBNET     prints DB_URL=..., LOCAL_URL=..., PGFOLDER=...
+#   scripts/netns-postgres.sh start SUBNET     prints DB_URL='...', LOCAL_URL='...', PGFOLDER='...'
+#                                              (shell assignments: eval "$(... start SUBNET)")
 #   scripts/netns-postgres.sh stop PGFOLDER    stops the server and removes its folder
 #
 # The server listens on every address of the host (the run's bridge address, SUBNET's first
@@ -32,9 +33,10 @@ print(net.network_address + 1, net.network_address + 2)' "$subnet") || die "$sub
   as_pg "$bindir/pg_ctl" -D "$folder/db" -l "$folder/server.log" -w -o \
     "-p $port -c listen_addresses=* -c unix_socket_directories=$folder -c fsync=off" start >/dev/null
   as_pg "$bindir/psql" -h "$folder" -p "$port" -U o2o -d postgres -qAtc "create database o2o"
-  echo "DB_URL=postgresql+psycopg://o2o@$bridge:$port/o2o"
-  echo "LOCAL_URL=postgresql+psycopg://o2o@/o2o?host=$folder&port=$port"
-  echo "PGFOLDER=$folder"
+  # Shell assignments, quoted: eval "$(scripts/netns-postgres.sh start SUBNET)".
+  printf "DB_URL='%s'\n" "postgresql+psycopg://o2o@$bridge:$port/o2o"
+  printf "LOCAL_URL='%s'\n" "postgresql+psycopg://o2o@/o2o?host=$folder&port=$port"
+  printf "PGFOLDER='%s'\n" "$folder"
   ;;
 stop)
   folder=${2:?usage: $0 stop PGFOLDER}

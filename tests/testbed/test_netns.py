@@ -16,6 +16,7 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -246,7 +247,7 @@ def bridge_postgres():
     got = subprocess.run(["bash", str(NETNS_POSTGRES), "start", str(subnet)], capture_output=True,
                          text=True, timeout=120)
     assert got.returncode == 0, got.stderr
-    out = dict(line.split("=", 1) for line in got.stdout.split())
+    out = dict(word.split("=", 1) for word in shlex.split(got.stdout))
     try:
         yield {"subnet": str(subnet), "url": out["DB_URL"], "local_url": out["LOCAL_URL"]}
     finally:

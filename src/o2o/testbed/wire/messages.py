@@ -142,7 +142,9 @@ class EpisodeStats(_Msg):
     episode: EpisodeIndex
     slot_lateness_s: list[float]
     transfers: list[Transfer]
-    sent: list[Transfer] = []         # the same seen by the sender: last chunk handed to the kernel
+    # The same seen by the sender: until its last chunk was handed to the kernel (user-space
+    # pacing), or until the receiver confirmed the payload (kernel-shaped links).
+    sent: list[Transfer] = []
     rejected: dict[str, Count] = {}
 
 

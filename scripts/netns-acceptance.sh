@@ -32,7 +32,7 @@ with LogStore.open(sys.argv[1]) as store:
     info = store.runs()[-1]
     logs = [log for _, log in store.read_episodes(info.id)]
     network = store.network(info.id)
-    scenario = info.scenario()
+    scenario = info.scenario
 seeds = [log.episode_seed for log in logs]
 expected = int(sample_episodes(scenario, network, seeds).has_task.sum())
 rows = sum(log.has_task.size for log in logs)
@@ -49,13 +49,13 @@ if len(sys.argv) > 3:                     # NODE@SLOT killed in the first episod
     own = first.has_task[slot + 1:, node]
     own_failed = int((first.outcome[slot + 1:, node][own] == EXEC_FAIL).sum())
     towards = first.has_task & (first.dest == node) & (np.arange(first.slots)[:, None] > slot)
-    back = second.has_task & (second.dest == node)
+    back = second.has_task[:, node]            # the rejoined node's own tasks of the next episode
+    back_ok = int((second.outcome[:, node][back] == SUCCESS).sum())
     print(f"node {node} killed at slot {slot}: its own later tasks {int(own.sum())}, execution failures "
           f"{own_failed}; later tasks sent to it {int(towards.sum())}, successes "
-          f"{int((first.outcome[towards] == SUCCESS).sum())}; next episode: tasks run at node {node} "
-          f"{int(back.sum())}, successes {int((second.outcome[back] == SUCCESS).sum())}")
-    ok = ok and own_failed == int(own.sum()) and not (first.outcome[towards] == SUCCESS).any() \
-        and (second.outcome[back] == SUCCESS).any()
+          f"{int((first.outcome[towards] == SUCCESS).sum())}; next episode: its own tasks "
+          f"{int(back.sum())}, successes {back_ok}, run at node {node}: {int((second.dest[second.has_task] == node).sum())}")
+    ok = ok and own_failed == int(own.sum()) and not (first.outcome[towards] == SUCCESS).any() and back_ok > 0
 sys.exit(0 if ok else 1)
 EOF
 }

@@ -304,7 +304,7 @@ def test_compare_runs_the_same_episodes_in_namespaces(tmp_path):
 def test_an_interrupted_run_leaves_nothing(sig, tmp_path):
     tag = uuid.uuid4().hex
     proc = launch("testbed", "run", *SMALL, "--hosts", "netns", "--episodes", "200",
-                  "--db", str(tmp_path / "i.db"), tag=tag)
+                  "--db", str(tmp_path / "i.db"), "--log-dir", str(tmp_path / "logs"), tag=tag)
     try:
         run_id = started_run(proc.pid, 3)
         time.sleep(1.0)                       # into the episodes
@@ -324,7 +324,7 @@ def test_an_interrupted_run_leaves_nothing(sig, tmp_path):
 def test_after_the_launcher_is_killed_the_next_start_removes_what_it_left(tmp_path):
     tag = uuid.uuid4().hex
     proc = launch("testbed", "run", *SMALL, "--hosts", "netns", "--episodes", "200",
-                  "--db", str(tmp_path / "k.db"), tag=tag)
+                  "--db", str(tmp_path / "k.db"), "--log-dir", str(tmp_path / "logs"), tag=tag)
     try:
         run_id = started_run(proc.pid, 3)
     finally:

@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,24 +195,33 @@ class LocalTestbed:
     async def stop(self, reason: str = "run finished") -> None:
         for t in list(self._restarts):
             t.cancel()
+        asked = set()
         if self.controller is not None:
+            asked = {h.pid for h in self.controller.nodes.values()}
             await self.controller.close(reason)
-        await asyncio.to_thread(self._reap)
+        await asyncio.to_thread(self._reap, asked)
         for fh in self._logs:
             fh.close()
         if self._own_log_dir and not self.failed:
             shutil.rmtree(self.log_dir, ignore_errors=True)
 
-    def _reap(self, grace_s: float = 5.0) -> None:
-        """Wait for every node process; terminate, then kill, those that do not exit."""
+    def _reap(self, asked: set[int], grace_s: float = 5.0) -> None:
+        """Wait for the node processes the controller asked to shut down (pids ``asked``; up to
+        ``grace_s`` for all of them together), terminate the others (nodes that had not
+        registered yet), then kill whatever does not exit."""
+        deadline = time.monotonic() + grace_s
         for proc in self._all_procs:
+            if proc.pid not in asked and proc.poll() is None:
+                proc.terminate()
+                continue
             try:
-                proc.wait(timeout=grace_s)
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
             except subprocess.TimeoutExpired:
                 proc.terminate()
+        deadline = time.monotonic() + 2.0
         for proc in self._all_procs:
             try:
-                proc.wait(timeout=2.0)
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

@@ -185,9 +185,12 @@ def check_db_on_bridge(db: str, subnet: str | None) -> None:
                         "in the URL, with the server listening there")
     try:
         net = ipaddress.ip_network(subnet, strict=True)
+    except ValueError:
+        net = None
+    try:
         host = ipaddress.ip_address(url.host or "")
     except ValueError:
-        host, net = None, None
+        host = None
     if net is None or host != bridge_address(net):
         expect = bridge_address(net) if net is not None else "the first address of --subnet"
         raise UserError(f"--db {where}: the host must be the bridge's address {expect} (where the server "

@@ -16,11 +16,19 @@ subnet=$($py -c 'from o2o.testbed import netns; print(netns.choose_subnet(None, 
 eval "$(bash scripts/netns-postgres.sh start "$subnet")"
 trap 'bash scripts/netns-postgres.sh stop "$PGFOLDER"' EXIT
 
+# Every process these runs start inherits this variable: it tells their node processes from
+# those of other testbeds on the machine.
+export O2O_ACCEPTANCE_RUN=$$-$RANDOM
 left() {
+  local nodes=0 p
+  for p in $(pgrep -f 'o2o[.]testbed[.]node' || true); do
+    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "O2O_ACCEPTANCE_RUN=$O2O_ACCEPTANCE_RUN" \
+      && nodes=$((nodes + 1))
+  done
   echo "left behind: namespaces $(ip netns list | grep -c '^o2o-' || true)," \
        "interfaces $(ip -br link | grep -c '^o2o-' || true)," \
        "state files $(find /run/o2o-testbed -name '*.json' 2>/dev/null | wc -l)," \
-       "node processes $(pgrep -fc 'o2o[.]testbed[.]node' || true)"
+       "node processes of these runs $nodes"
 }
 rows() {   # every task row of the last run is written and settled, as many tasks as the simulator's
   $py - "$LOCAL_URL" "$@" <<'EOF'

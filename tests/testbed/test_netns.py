@@ -371,12 +371,15 @@ def test_recovery_removes_exactly_what_a_dead_owners_state_file_lists():
     (["--subnet", "{free_small}"], "use a larger one"),
     (["--db", "postgresql+psycopg://o2o:o2o@127.0.0.1:5432/o2o"], "give --subnet"),
     (["--subnet", "{free}", "--db", "postgresql+psycopg://o2o:o2o@127.0.0.1:5432/o2o"], "bridge's address"),
+    # On the bridge's address, but no server listens there: found once the network is up.
+    (["--subnet", "{free}", "--db", "postgresql+psycopg://o2o:o2o@{bridge}:5432/o2o"],
+     "must accept connections on the bridge address from the controller's"),
 ])
-def test_bad_input_is_refused_before_anything_exists(extra, message, tmp_path):
+def test_bad_input_is_a_one_line_error_and_leaves_nothing(extra, message, tmp_path):
     used = netns.networks_in_use()
     free = netns.choose_subnet(None, 3, used)
     free_small = ipaddress.ip_network((free.network_address, 29))
-    extra = [a.format(free=free, free_small=free_small) for a in extra]
+    extra = [a.format(free=free, free_small=free_small, bridge=netns.bridge_address(free)) for a in extra]
     tag = uuid.uuid4().hex
     before = netns.our_namespaces() | netns.our_links()
     got = o2o("testbed", "run", *SMALL, "--hosts", "netns", "--db", str(tmp_path / "b.db"), *extra, tag=tag)

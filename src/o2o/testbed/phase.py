@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from o2o.core.errors import UserError
 from o2o.core.network import Network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario
@@ -167,7 +168,13 @@ def run_local(setup: TestbedSetup, scheduler: str, seeds: list[int], *, db: str 
             # The task log is opened from the controller's namespace once the test network is
             # up: a database server is reached over the bridge.
             async with setup.local_testbed() as tb:
-                with open_log() as store:
+                try:
+                    log_store = open_log()
+                except UserError as exc:
+                    raise UserError(f"{exc} (with --hosts netns the server must accept connections on "
+                                    f"the bridge address from the controller's {tb.net.plan.controller_ip})"
+                                    ) from None
+                with log_store as store:
                     return await phase_on(tb, store)
         with open_log() as store:
             async with setup.local_testbed() as tb:

@@ -111,7 +111,7 @@ def bench_lines(out: dict, slots: int) -> list[str]:
             f"    min {t['min']:.3f}  median {t['median']:.3f}  p95 {t['p95']:.3f}  p99 {t['p99']:.3f}  "
             f"max {t['max']:.3f}  ({t['count']} transfers, {100 * t['within_10pct']:.1f}% within 10%; "
             f"target p99 within 10%: {'met' if out['transfer_ok'] else 'NOT met'})",
-            ("    the sender's view (start -> the receiver's confirmation)" if out.get("pacing") == "kernel"
+            ("    the sender's view (start -> every byte acknowledged by TCP)" if out.get("pacing") == "kernel"
              else "    the sender's pacing alone (last chunk handed to the kernel)")
             + f": median {q['median']:.3f}  p99 {q['p99']:.3f}  max {q['max']:.3f}",
         ]

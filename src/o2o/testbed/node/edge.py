@@ -10,8 +10,8 @@ paper VI-A). This module wires the parts together and does the waiting and the I
   sends the task's real payload (s bytes) in chunks, each released when its last byte would
   have crossed a link of rate r_ij, so the payload arrives s/r_ij after the transfer started
   (``pacing = "user"``); or, when the kernel shapes the link to r_ij (``pacing = "kernel"``,
-  ``o2o.testbed.netns``), at full speed on the payload link, the link busy until the receiver
-  confirms the arrival;
+  ``o2o.testbed.netns``), at full speed on the payload link, the link busy until the
+  receiver's TCP has acknowledged every byte;
 * **probes** answered from live state: capacity, alpha, execution backlog in seconds (nominal)
   and the 1-bit overload flag, which is also pushed to every peer when it flips, so a node
   knows every peer's flag for the action mask (paper IV-B) without probing everyone;
@@ -52,6 +52,7 @@ LAST_CHUNK_SPIN_S = 0.001
 # Chunks on a kernel-shaped link: the receiver checks a frame's tag once all of it is there, so
 # a small frame keeps the time between the last byte and the arrival short.
 SHAPED_CHUNK_BYTES = 64 * 1024
+SHAPED_POLL_S = 0.0005          # polling the kernel for unacknowledged bytes near a transfer's end
 
 
 class EdgeNode:
@@ -416,32 +417,31 @@ class EdgeNode:
 
     async def _transfer_shaped(self, link, queue: SendQueue, stage: Stage) -> bool:
         """The same transfer on a link the kernel shapes to r_ij: the payload is written at full
-        speed and the link stays busy until the receiver confirms it. A transfer whose failure
-        clock runs out inside it sends what would have crossed until then, and the abort at the
-        failure time."""
+        speed and the link stays busy until the receiver's TCP has acknowledged every byte (the
+        sender's kernel knows: the receiving process need not run for it). A transfer whose
+        failure clock runs out inside it sends what would have crossed until then, and the abort
+        at the failure time."""
         task, start, rate = stage.task, stage.start, queue.rate_Bps
         nbytes = max(int(round(task.size_bytes)), 1)
         ref = dict(episode=task.episode, slot=task.slot, source=task.source)
-        received = link.expect_received(task.key)
-        try:
-            link.send_payload(wire.PayloadBegin(**ref, size_bytes=nbytes, task_size_bytes=task.size_bytes,
-                                                cycles=task.cycles, deadline_s=task.deadline_s, due=task.due,
-                                                exec_fail_clock=task.exec_fail_clock, tx_start=start))
-            total = min(nbytes, int((stage.fail_at - start) * rate)) if stage.fails else nbytes
-            sent = 0
-            while sent < total:
-                size = min(SHAPED_CHUNK_BYTES, total - sent)
-                link.send_payload(wire.Chunk(**ref), self._payload[:size])
-                await link.drain_payload()
-                sent += size
-            if stage.fails:
-                await sleep_until(self.clock, stage.fail_at)
-                link.send_payload(wire.PayloadAbort(**ref))
-                return False
-            link.send_payload(wire.PayloadEnd(**ref))
-            await received
-        finally:
-            link.forget_received(task.key, received)
+        link.send_payload(wire.PayloadBegin(**ref, size_bytes=nbytes, task_size_bytes=task.size_bytes,
+                                            cycles=task.cycles, deadline_s=task.deadline_s, due=task.due,
+                                            exec_fail_clock=task.exec_fail_clock, tx_start=start))
+        total = min(nbytes, int((stage.fail_at - start) * rate)) if stage.fails else nbytes
+        sent = 0
+        while sent < total:
+            size = min(SHAPED_CHUNK_BYTES, total - sent)
+            link.send_payload(wire.Chunk(**ref), self._payload[:size])
+            await link.drain_payload()
+            sent += size
+        if stage.fails:
+            await sleep_until(self.clock, stage.fail_at)
+            link.send_payload(wire.PayloadAbort(**ref))
+            return False
+        link.send_payload(wire.PayloadEnd(**ref))
+        await sleep_until(self.clock, start + stage.stage_s - 2 * SHAPED_POLL_S)
+        while link.payload_in_flight():
+            await asyncio.sleep(SHAPED_POLL_S)
         self.sent.append((task.size_bytes, rate, self.clock.now() - start))
         return True
 
@@ -466,13 +466,8 @@ class EdgeNode:
             while True:
                 try:
                     msg, body = await conn.recv()
-                    if hello.role == "peer":
+                    if hello.role in ("peer", "payload"):
                         self._on_peer_data(j, msg, body)
-                    elif hello.role == "payload":
-                        arrived = self._on_peer_data(j, msg, body)
-                        if arrived is not None:
-                            conn.send(wire.PayloadReceived(episode=arrived.episode, slot=arrived.slot,
-                                                           source=arrived.source))
                     elif isinstance(msg, wire.Probe):
                         if self.network is not None:
                             conn.send(self._probe_answer(msg.id))
@@ -496,17 +491,15 @@ class EdgeNode:
                 del self.incoming_conns[j]
                 self.receiving.forget(j)
 
-    def _on_peer_data(self, j: int, msg, body) -> wire.PayloadBegin | None:
-        """A message of a data or payload link from j; the ``payload_begin`` of a payload that
-        just arrived whole."""
+    def _on_peer_data(self, j: int, msg, body) -> None:
+        """A message of a data or payload link from j."""
         if isinstance(msg, wire.Overload):
             if self.n:
                 self.peer_overloaded[j] = msg.flag
-            return None
+            return
         begin = self.receiving.receive(j, msg, body, self.episode)
         if begin is not None:
             self._arrived(j, begin)
-        return begin
 
     def _arrived(self, j: int, begin: wire.PayloadBegin) -> None:
         """A payload arrived whole: the task joins this node's execution queue."""

@@ -8,15 +8,18 @@ not any more, and opens them again after a break while j is still alive.
 When the kernel shapes the links (``NodeRuntime.pacing == "kernel"``), payloads travel on a third
 connection, the **payload link**, marked with ``PAYLOAD_TOS`` so that only they meet the shaper:
 written at full speed, a payload would otherwise hold up the announcements and flags queued
-behind it on the data link. The receiver answers each whole payload with ``payload_received``
-on the same connection, which tells the sender that the link is free.
+behind it on the data link. The sender learns that a payload has crossed from its own kernel:
+``payload_in_flight`` is what the peer's TCP has not acknowledged yet.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import socket
+import struct
+import termios
 from typing import Callable
 
 from o2o.testbed import wire
@@ -37,7 +40,6 @@ class PeerLink:
         self.probe_conn: wire.FramedConnection | None = None
         self.payload_conn: wire.FramedConnection | None = None
         self._futures: dict[int, asyncio.Future] = {}
-        self._received: dict[tuple[int, int, int], asyncio.Future] = {}
         self._next_id = 0
         self._tasks: list[asyncio.Task] = []
         self.connecting: asyncio.Task | None = None
@@ -69,14 +71,16 @@ class PeerLink:
         self.data, self.probe_conn, self.payload_conn = data, probe, payload
         self._tasks = [asyncio.create_task(self._watch_data()), asyncio.create_task(self._read_probes())]
         if payload is not None:
-            self._tasks.append(asyncio.create_task(self._read_payload_answers()))
+            self._tasks.append(asyncio.create_task(self._watch(payload)))
         # Tell the new peer our current flag (it assumes False).
         if o.overloaded():
             data.send(wire.Overload(flag=True))
 
     async def _watch_data(self) -> None:
-        """The data link is one-way; reading only detects that the peer went away."""
-        conn = self.data
+        await self._watch(self.data)
+
+    async def _watch(self, conn: wire.FramedConnection) -> None:
+        """Data and payload links are one-way; reading only detects that the peer went away."""
         try:
             while True:
                 await conn.recv()
@@ -93,19 +97,6 @@ class PeerLink:
                     fut = self._futures.pop(msg.id, None)
                     if fut is not None and not fut.done():
                         fut.set_result(msg)
-        except (asyncio.IncompleteReadError, ConnectionError, wire.ProtocolError, OSError):
-            pass
-        self._lost()
-
-    async def _read_payload_answers(self) -> None:
-        conn = self.payload_conn
-        try:
-            while True:
-                msg, _ = await conn.recv()
-                if isinstance(msg, wire.PayloadReceived):
-                    fut = self._received.pop((msg.episode, msg.slot, msg.source), None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(None)
         except (asyncio.IncompleteReadError, ConnectionError, wire.ProtocolError, OSError):
             pass
         self._lost()
@@ -144,21 +135,17 @@ class PeerLink:
         if conn is not None:
             await conn.drain()
 
-    def expect_received(self, key: tuple[int, int, int]) -> asyncio.Future:
-        """A future that completes when the peer confirms the payload of task ``key``, and fails
-        with ConnectionResetError when the link breaks first."""
-        fut = asyncio.get_running_loop().create_future()
-        self._received[key] = fut
-        return fut
-
-    def forget_received(self, key: tuple[int, int, int], fut: asyncio.Future) -> None:
-        """Stop waiting for the confirmation of ``key`` (the transfer ended another way)."""
-        if self._received.get(key) is fut:
-            del self._received[key]
-        if not fut.done():
-            fut.cancel()
-        elif not fut.cancelled():
-            fut.exception()       # retrieved: a broken link is reported by the sender itself
+    def payload_in_flight(self) -> int:
+        """Bytes written to the payload link that the peer's TCP has not acknowledged yet: still
+        in this process's buffer, or in the kernel's send queue (``TIOCOUTQ``: unsent plus sent
+        but unacknowledged). 0 once everything has reached the peer's host."""
+        conn = self.payload_conn
+        if conn is None or conn.closed or not self.up:
+            raise ConnectionResetError(f"no payload link to node {self.peer}")
+        queued = conn.writer.transport.get_write_buffer_size()
+        sock = conn.writer.get_extra_info("socket")
+        unacked = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        return queued + unacked
 
     async def probe(self, timeout_s: float) -> wire.ProbeAnswer | None:
         """A real probe request; None when the peer does not answer in time."""
@@ -185,10 +172,6 @@ class PeerLink:
             if not fut.done():
                 fut.set_result(None)
         self._futures.clear()
-        for fut in self._received.values():
-            if not fut.done():
-                fut.set_exception(ConnectionResetError(f"the links to node {self.peer} broke"))
-        self._received.clear()
         current = asyncio.current_task()
         for t in self._tasks:
             if t is not current:

@@ -13,8 +13,8 @@ Who sends what (paper VI-A: the Control Layer's controller and the Execution Lay
   towards the receiver: the receiver's receiving queue l^r_ij grows), ``payload_begin``,
   ``chunk`` (with payload bytes), ``payload_end``, ``payload_abort``, ``cancel``, ``overload``;
 * node -> node, probe link: ``probe`` / ``probe_answer``;
-* node -> node, payload link (kernel-shaped links only): ``payload_begin``, ``chunk``,
-  ``payload_end``, ``payload_abort`` one way, ``payload_received`` back;
+* node -> node, payload link (kernel-shaped links only, one-way): ``payload_begin``, ``chunk``,
+  ``payload_end``, ``payload_abort``;
 * trainer -> controller (admin): ``model`` / ``ready``.
 
 ``challenge`` and ``hello`` belong to the handshake of ``frames``.
@@ -143,7 +143,7 @@ class EpisodeStats(_Msg):
     slot_lateness_s: list[float]
     transfers: list[Transfer]
     # The same seen by the sender: until its last chunk was handed to the kernel (user-space
-    # pacing), or until the receiver confirmed the payload (kernel-shaped links).
+    # pacing), or until the receiver's TCP had acknowledged every byte (kernel-shaped links).
     sent: list[Transfer] = []
     rejected: dict[str, Count] = {}
 
@@ -165,7 +165,7 @@ class NodeRuntime(_Msg):
     chunk_s: Annotated[float, Field(gt=0, le=1)] = 0.004
     # user: the sender paces each payload at r_ij itself; kernel: the link is shaped by the
     # kernel (``o2o.testbed.netns``), the sender writes at full speed on a payload connection
-    # of its own and the receiver confirms the arrival.
+    # of its own, and the link is free once the receiver's TCP has acknowledged every byte.
     pacing: Literal["user", "kernel"] = "user"
     max_frame_bytes: Annotated[int, Field(ge=64 * 1024)] = DEFAULT_MAX_FRAME_BYTES
 
@@ -304,13 +304,6 @@ class PayloadEnd(_TaskRef):
     type: Literal["payload_end"] = "payload_end"
 
 
-class PayloadReceived(_TaskRef):
-    """Receiver to sender, on a payload connection (kernel-shaped links): the whole payload
-    arrived, the link is free for the next transfer of the send queue."""
-
-    type: Literal["payload_received"] = "payload_received"
-
-
 class PayloadAbort(_TaskRef):
     """The link failed during the transfer (its failure clock ran out inside the stage, paper
     III-A, eq. 5): the payload will not complete."""
@@ -335,8 +328,7 @@ class Overload(_Msg):
 Message = Annotated[Union[
     Challenge, Hello, Register, TimeRequest, Heartbeat, Ready, Decision, TaskEvent, EpisodeStats,
     Config, TimeReply, Peers, Prepare, EpisodeStart, Slot, EpisodeEnd, ModelAvailable, Shutdown, Reject,
-    Probe, ProbeAnswer, Announce, PayloadBegin, Chunk, PayloadEnd, PayloadReceived, PayloadAbort, Cancel,
-    Overload,
+    Probe, ProbeAnswer, Announce, PayloadBegin, Chunk, PayloadEnd, PayloadAbort, Cancel, Overload,
 ], Field(discriminator="type")]
 
 _MESSAGE = TypeAdapter(Message)

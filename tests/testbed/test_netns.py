@@ -382,7 +382,8 @@ def test_bad_input_is_a_one_line_error_and_leaves_nothing(extra, message, tmp_pa
     extra = [a.format(free=free, free_small=free_small, bridge=netns.bridge_address(free)) for a in extra]
     tag = uuid.uuid4().hex
     before = netns.our_namespaces() | netns.our_links()
-    got = o2o("testbed", "run", *SMALL, "--hosts", "netns", "--db", str(tmp_path / "b.db"), *extra, tag=tag)
+    got = o2o("testbed", "run", *SMALL, "--hosts", "netns", "--db", str(tmp_path / "b.db"), *extra,
+              "--log-dir", str(tmp_path / "logs"), tag=tag)
     assert got.returncode == 2 and message in got.stderr, got.stderr
     assert got.stderr.strip().count("\n") == 0 and "Traceback" not in got.stderr
     new = (netns.our_namespaces() | netns.our_links()) - before

@@ -238,7 +238,9 @@ class LocalTestbed:
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
+        # Node logs are kept for a look after a failure or an interrupt, not after a user error
+        # (a one-line message that says what to change: a model store, a database, ...).
+        if exc_type is not None and not issubclass(exc_type, UserError):
             self.failed = True
         await self.stop("interrupted" if exc_type is not None else "run finished")
 

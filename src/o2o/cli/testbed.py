@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import math
@@ -28,6 +29,7 @@ from o2o.testbed.analysis import (
     comparison_lines,
     episode_bound_mean,
     measurement_lines,
+    pacing_comparison_lines,
     simulator_logs,
 )
 from o2o.testbed.launcher import KillPlan
@@ -65,6 +67,50 @@ def add_scenario_and_runtime_args(p: argparse.ArgumentParser) -> None:
                    help="keep the node logs here (default: a temporary folder, removed after a clean run)")
 
 
+def add_hosts_args(p: argparse.ArgumentParser, both: bool = False) -> None:
+    """Where the launched processes live and who paces the links."""
+    p.add_argument("--hosts", choices=["local", "netns"], default="local",
+                   help="local: every process on loopback (default); netns: the controller and each node "
+                        "in a network namespace of its own on one bridge, links shaped by the kernel "
+                        "(root only)")
+    p.add_argument("--subnet", default=None, metavar="CIDR",
+                   help="--hosts netns: the test network, a private range in use nowhere on this machine "
+                        "(default: a free /24 is chosen); its first address is the bridge's")
+    p.add_argument("--pacing", choices=["user", "kernel", "both"] if both else ["user", "kernel"], default=None,
+                   help="who holds each link to r_ij: user = the sending node paces its payloads, kernel = "
+                        "an htb class per link (--hosts netns only)"
+                        + ("; both = one run each, side by side" if both else "")
+                        + " (default: kernel with --hosts netns, else user)")
+
+
+def check_hosts_args(args, nodes: int) -> None:
+    """``--hosts netns`` needs root, a usable subnet and a database on the bridge; the checks
+    that need nothing to exist yet, before anything is started."""
+    hosts = getattr(args, "hosts", "local")
+    if hosts != "netns":
+        if getattr(args, "subnet", None) is not None:
+            raise UserError("--subnet is for --hosts netns")
+        if getattr(args, "pacing", None) in ("kernel", "both"):
+            raise UserError(f"--pacing {args.pacing} needs --hosts netns (the kernel shapes the links of "
+                            "the namespaces)")
+        return
+    from o2o.testbed import netns
+
+    netns.require_root()
+    if args.subnet is not None:
+        netns.choose_subnet(args.subnet, nodes, netns.networks_in_use())
+    if getattr(args, "db", None) is not None:
+        netns.check_db_on_bridge(args.db, args.subnet)
+
+
+def pacing_of(args) -> str:
+    """The pacing of the (first) run: ``both`` starts with the kernel's."""
+    pacing = getattr(args, "pacing", None)
+    if pacing in ("user", "kernel"):
+        return pacing
+    return "kernel" if pacing == "both" or getattr(args, "hosts", "local") == "netns" else "user"
+
+
 def testbed_setup(args) -> TestbedSetup:
     overrides = list(args.overrides)
     if args.nodes is not None:
@@ -78,11 +124,14 @@ def testbed_setup(args) -> TestbedSetup:
     if args.heartbeat_timeout <= args.heartbeat:
         raise UserError("--heartbeat must be > 0 and --heartbeat-timeout longer than --heartbeat")
     check_output_folder(args.log_dir, "--log-dir")
+    check_hosts_args(args, scenario.nodes)
     runtime = wire.NodeRuntime(heartbeat_s=args.heartbeat, probe_timeout_s=args.probe_timeout,
-                               exec_mode=args.exec_mode, compute_scale=args.compute_scale)
+                               exec_mode=args.exec_mode, compute_scale=args.compute_scale,
+                               pacing=pacing_of(args))
     return TestbedSetup(scenario, sample_network(scenario, args.network_seed), runtime,
                         network_seed=args.network_seed, heartbeat_timeout_s=args.heartbeat_timeout,
-                        log_dir=args.log_dir)
+                        log_dir=args.log_dir, hosts=getattr(args, "hosts", "local"),
+                        subnet=getattr(args, "subnet", None))
 
 
 def check_scheduler(name: str, model: str | None) -> None:
@@ -138,7 +187,8 @@ def cmd_run(args) -> int:
                     kills=kills, show_progress=not args.json)
     header = (f"testbed: scenario {setup.scenario.name}, {setup.network.n} node processes, network seed "
               f"{args.network_seed}, episodes {seeds[0]}..{seeds[-1]}"
-              + (f", model version {run.policy_version}" if run.policy_version else ""))
+              + (f", model version {run.policy_version}" if run.policy_version else "")
+              + (f"\nhosts: {run.where}" if run.where else ""))
     return print_phase(args, setup, seeds, run, header)
 
 
@@ -157,12 +207,15 @@ def cmd_compare(args) -> int:
                     show_progress=not args.json)
     out = compare_logs(sim_logs, [r.log for r in run.results], scenario.slot_s)
     out.update({"scheduler": args.scheduler, "scenario": scenario.name, "nodes": network.n,
-                "bound": episode_bound_mean(scenario, network, seeds), "run": run.run_id})
+                "bound": episode_bound_mean(scenario, network, seeds), "run": run.run_id,
+                "hosts": setup.hosts, "pacing": setup.runtime.pacing})
     if args.json:
         print(json.dumps(out))
         return 0
     print(f"simulator vs testbed: {args.scheduler}, scenario {scenario.name}, {network.n} nodes, "
           f"network seed {args.network_seed}, the same episodes {seeds[0]}..{seeds[-1]}")
+    if run.where:
+        print(f"hosts: {run.where}")
     for line in comparison_lines(out) + measurement_lines(run.results):
         print(line)
     print(f"task log: run {run.run_id} in {describe_db(args.db)}")
@@ -171,24 +224,38 @@ def cmd_compare(args) -> int:
 
 # ------------------------------------------------------------------------------ o2o bench testbed
 def cmd_bench_testbed(args) -> int:
+    both = args.pacing == "both"
     setup = testbed_setup(args)
     check_scheduler(args.scheduler, None)
     seeds = episode_seeds(args)
     _setup_logging(False)
-    load_before = os.getloadavg()
-    run = run_local(setup, args.scheduler, seeds, phase="bench", desc="bench testbed",
-                    show_progress=not args.json)
-    load_after = os.getloadavg()
-    sc = setup.scenario
-    out = {"scenario": sc.name, "nodes": setup.network.n, "slot_s": sc.slot_s,
-           "episodes": len(run.results), "scheduler": args.scheduler, "cpus": os.cpu_count(),
-           "load_average_before": list(load_before), "load_average_after": list(load_after),
-           **bench_summary(run.results, float(run.metrics()["success_rate"].mean()))}
+    pacings = ["kernel", "user"] if both else [setup.runtime.pacing]
+    outs = {}
+    for pacing in pacings:
+        s = dataclasses.replace(setup, runtime=setup.runtime.model_copy(update={"pacing": pacing}))
+        load_before = os.getloadavg()
+        run = run_local(s, args.scheduler, seeds, phase="bench", desc=f"bench testbed ({pacing} pacing)",
+                        show_progress=not args.json)
+        load_after = os.getloadavg()
+        sc = setup.scenario
+        outs[pacing] = {
+            "scenario": sc.name, "nodes": setup.network.n, "slot_s": sc.slot_s, "episodes": len(run.results),
+            "scheduler": args.scheduler, "cpus": os.cpu_count(), "hosts": setup.hosts, "pacing": pacing,
+            "where": run.where, "load_average_before": list(load_before), "load_average_after": list(load_after),
+            **bench_summary(run.results, float(run.metrics()["success_rate"].mean()))}
+    out = outs[pacings[0]] if not both else {"kernel": outs["kernel"], "user": outs["user"]}
     if args.json:
         print(json.dumps(out))
         return 0
-    for line in bench_lines(out, sc.slots):
-        print(line)
+    for k, pacing in enumerate(pacings):
+        if k:
+            print()
+        for line in bench_lines(outs[pacing], setup.scenario.slots):
+            print(line)
+    if both:
+        print()
+        for line in pacing_comparison_lines(outs["kernel"], outs["user"]):
+            print(line)
     return 0
 
 
@@ -310,8 +377,10 @@ def register(sub, bench) -> None:
     tsub = tb.add_subparsers(dest="testbed_command", metavar="WHAT")
     tsub.required = True
 
-    r = tsub.add_parser("run", help="bring up a controller and N node processes on loopback and run episodes")
+    r = tsub.add_parser("run", help="bring up a controller and N node processes (loopback or network "
+                                    "namespaces) and run episodes")
     add_scenario_and_runtime_args(r)
+    add_hosts_args(r)
     add_phase_args(r)
     r.add_argument("--phase", default="heuristic", help="phase recorded with the run (default heuristic)")
     r.add_argument("--kill-node", action="append", default=[], metavar="I@SLOT",
@@ -321,11 +390,13 @@ def register(sub, bench) -> None:
 
     c = tsub.add_parser("compare", help="the same episodes in the simulator and on the testbed, side by side")
     add_scenario_and_runtime_args(c)
+    add_hosts_args(c)
     add_phase_args(c)
     c.set_defaults(func=cmd_compare)
 
     b = bench.add_parser("testbed", help="testbed slot-clock lateness and payload transfer times")
     add_scenario_and_runtime_args(b)
+    add_hosts_args(b, both=True)
     b.set_defaults(episodes=3)
     b.add_argument("--scheduler", default="ratc", help="heuristic to run (default ratc)")
     b.add_argument("--json", action="store_true", help="print one JSON object")

@@ -93,6 +93,8 @@ def bench_lines(out: dict, slots: int) -> list[str]:
         f"testbed benchmark: {out['scenario']}, {out['nodes']} node processes + controller on "
         f"{out['cpus']} CPUs, {out['slot_s']} s slots, {out['episodes']} episodes of {slots} "
         f"slots, {out['scheduler']}",
+        f"hosts: {out['where']}" if out.get("where") else "hosts: every process on loopback, links paced "
+        "by the sending nodes",
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)",
         f"slot clock lateness     p50 {c['p50_ms']:6.2f} ms  p99 {c['p99_ms']:6.2f} ms  max "
         f"{c['max_ms']:6.2f} ms  ({c['count']} boundaries; target p99 <= "
@@ -109,12 +111,30 @@ def bench_lines(out: dict, slots: int) -> list[str]:
             f"    min {t['min']:.3f}  median {t['median']:.3f}  p95 {t['p95']:.3f}  p99 {t['p99']:.3f}  "
             f"max {t['max']:.3f}  ({t['count']} transfers, {100 * t['within_10pct']:.1f}% within 10%; "
             f"target p99 within 10%: {'met' if out['transfer_ok'] else 'NOT met'})",
-            f"    the sender's pacing alone (last chunk handed to the kernel): median {q['median']:.3f}  "
-            f"p99 {q['p99']:.3f}  max {q['max']:.3f}",
+            ("    the sender's view (start -> every byte acknowledged by TCP)" if out.get("pacing") == "kernel"
+             else "    the sender's pacing alone (last chunk handed to the kernel)")
+            + f": median {q['median']:.3f}  p99 {q['p99']:.3f}  max {q['max']:.3f}",
         ]
     else:
         lines.append("no payload transfers happened")
     lines.append(f"success rate {out['success_rate']:.4f}")
+    return lines
+
+
+def pacing_comparison_lines(kernel: dict, user: dict) -> list[str]:
+    """Two ``bench_summary`` outputs of the same episodes side by side: links shaped by the
+    kernel and paced by the sending nodes."""
+    k, u = kernel["transfer_ratio"], user["transfer_ratio"]
+    if not (k["count"] and u["count"]):
+        return ["no payload transfers to compare"]
+    rows = [("median", "median"), ("p95", "p95"), ("p99", "p99"), ("max", "max")]
+    lines = ["payload transfer time / (s/r_ij), end to end, the same episodes:",
+             f"    {'':<10}{'kernel (htb)':>14}{'user space':>14}"]
+    lines += [f"    {label:<10}{k[key]:>14.3f}{u[key]:>14.3f}" for label, key in rows]
+    lines.append(f"    {'within 10%':<10}{100 * k['within_10pct']:>13.1f}%{100 * u['within_10pct']:>13.1f}%")
+    lines.append(f"    {'transfers':<10}{k['count']:>14d}{u['count']:>14d}")
+    kc, uc = kernel["slot_clock_lateness"], user["slot_clock_lateness"]
+    lines.append(f"slot clock lateness p99: {kc['p99_ms']:.2f} ms (kernel run), {uc['p99_ms']:.2f} ms (user run)")
     return lines
 
 

@@ -80,7 +80,7 @@ class EpisodeResult:
     clock_lateness_s: list[float]       # controller: each slot boundary's lateness
     delivery_lateness_s: list[float]    # nodes: slot message received - boundary
     transfers: list[tuple[float, float, float]]   # (s bytes, r_ij B/s, measured seconds) at receivers
-    sent: list[tuple[float, float, float]]        # the same at the senders (pacing alone)
+    sent: list[tuple[float, float, float]]        # the same at the senders (see EpisodeStats.sent)
     decision_latency_s: list[float]     # decision reported - task arrival (boundary)
     deaths: list[dict]
     gave_up: int                        # tasks settled by the drain timeout (should be 0)

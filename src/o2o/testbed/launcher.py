@@ -1,10 +1,17 @@
-"""A whole testbed on one machine: the controller in this process, N node processes on loopback.
+"""A whole testbed on one machine: the controller in this process, N node processes.
 
-Ports are chosen free by the kernel (every server listens on port 0 and reports the port it got),
-the shared token is fresh and random per testbed and reaches the nodes through their
-environment (never their command line). Node output goes to one log file per node. ``stop``
-asks every node to shut down, waits, and only then terminates and kills what is left, so a run
-leaves no process behind — also when it is interrupted.
+``LocalTestbed`` runs them on loopback. Ports are chosen free by the kernel (every server
+listens on port 0 and reports the port it got), the shared token is fresh and random per
+testbed and reaches the nodes through their environment (never their command line). Node output
+goes to one log file per node. ``stop`` asks every node to shut down, waits, and only then
+terminates and kills what is left, so a run leaves no process behind — also when it is
+interrupted.
+
+``NamespacedTestbed`` gives the controller and each node a network namespace of their own on
+one bridge, with the links shaped by the kernel (``o2o.testbed.netns``): the launcher's main
+thread moves into the controller's namespace for the run, so the controller's sockets (and
+those of the task log's database client) are there, and each node is started inside its own
+with ``ip netns exec``. Its ``stop`` also removes the namespaces and the bridge.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,6 +37,7 @@ from o2o.core.network import Network
 from o2o.core.scenario import Scenario
 from o2o.testbed import wire
 from o2o.testbed.controller import Controller, ControllerSettings, EpisodeResult
+from o2o.testbed.netns import CONTROLLER_PORT, NODE_PORT, NetnsNetwork, ThreadNetns
 
 log = logging.getLogger("o2o.testbed.launcher")
 
@@ -89,9 +99,12 @@ class LocalTestbed:
         return self._token
 
     # ------------------------------------------------------------------ processes
+    controller_host = "127.0.0.1"
+    controller_port = 0
+
     async def start(self) -> None:
-        settings = ControllerSettings(key=self.key, host="127.0.0.1", port=0, runtime=self.runtime,
-                                      heartbeat_timeout_s=self.heartbeat_timeout_s)
+        settings = ControllerSettings(key=self.key, host=self.controller_host, port=self.controller_port,
+                                      runtime=self.runtime, heartbeat_timeout_s=self.heartbeat_timeout_s)
         self.controller = Controller(self.scenario, self.network, settings)
         await self.controller.start()
         for i in range(self.network.n):
@@ -138,13 +151,16 @@ class LocalTestbed:
         proc = self.procs.get(i)
         if proc is None or proc.poll() is not None:
             return
-        os.kill(proc.pid, signal.SIGKILL)
-        self.killed.append({"node": i, "pid": proc.pid})
+        self._kill_node_processes(i, proc)
         log.warning("killed node %d (pid %d)", i, proc.pid)
         if self.restart_killed:
             task = asyncio.create_task(self._restart(i, proc))
             self._restarts.add(task)
             task.add_done_callback(self._restarts.discard)
+
+    def _kill_node_processes(self, i: int, proc: subprocess.Popen) -> None:
+        os.kill(proc.pid, signal.SIGKILL)
+        self.killed.append({"node": i, "pid": proc.pid})
 
     async def _restart(self, i: int, proc: subprocess.Popen) -> None:
         await asyncio.to_thread(proc.wait)
@@ -195,9 +211,11 @@ class LocalTestbed:
     async def stop(self, reason: str = "run finished") -> None:
         for t in list(self._restarts):
             t.cancel()
+        asked = set()
         if self.controller is not None:
+            asked = {h.pid for h in self.controller.nodes.values()}
             await self.controller.close(reason)
-        await asyncio.to_thread(self._reap)
+        await asyncio.to_thread(self._reap, asked)
         for fh in self._logs:
             fh.close()
         if self._own_log_dir:
@@ -206,16 +224,23 @@ class LocalTestbed:
             else:
                 shutil.rmtree(self.log_dir, ignore_errors=True)
 
-    def _reap(self, grace_s: float = 5.0) -> None:
-        """Wait for every node process; terminate, then kill, those that do not exit."""
+    def _reap(self, asked: set[int], grace_s: float = 5.0) -> None:
+        """Wait for the node processes the controller asked to shut down (pids ``asked``; up to
+        ``grace_s`` for all of them together), terminate the others (nodes that had not
+        registered yet), then kill whatever does not exit."""
+        deadline = time.monotonic() + grace_s
         for proc in self._all_procs:
+            if proc.pid not in asked and proc.poll() is None:
+                proc.terminate()
+                continue
             try:
-                proc.wait(timeout=grace_s)
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
             except subprocess.TimeoutExpired:
                 proc.terminate()
+        deadline = time.monotonic() + 2.0
         for proc in self._all_procs:
             try:
-                proc.wait(timeout=2.0)
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -232,13 +257,82 @@ class LocalTestbed:
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
-        # An interrupt (Ctrl-C reaches a coroutine as CancelledError) is not a failure: the
-        # node logs go with the testbed. After an error they are kept for a look.
+        # Node logs are kept for a look after a failure; an interrupt (Ctrl-C reaches a
+        # coroutine as CancelledError) or a user error (a one-line message that says what to
+        # change: a model store, a database, ...) is not one, and the logs go with the testbed.
         interrupted = exc_type is not None and issubclass(exc_type, (KeyboardInterrupt,
                                                                      asyncio.CancelledError))
-        if exc_type is not None and not interrupted:
+        if exc_type is not None and not interrupted and not issubclass(exc_type, UserError):
             self.failed = True
         await self.stop("interrupted" if exc_type is not None else "run finished")
+
+
+@dataclass
+class NamespacedTestbed(LocalTestbed):
+    """The controller and every node in a network namespace of its own on one bridge, each link
+    shaped by the kernel at r_ij when ``runtime.pacing`` is ``kernel`` (``o2o.testbed.netns``).
+    Needs root. ``subnet``: the test network (default: a free private /24)."""
+
+    subnet: str | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.net: NetnsNetwork | None = None
+        self._netns = ThreadNetns()
+
+    @property
+    def controller_host(self) -> str:
+        return self.net.plan.controller_ip
+
+    controller_port = CONTROLLER_PORT
+
+    @property
+    def where(self) -> str | None:
+        if self.net is None:
+            return None
+        p = self.net.plan
+        shaped = "shaped by the kernel (htb)" if self.runtime.pacing == "kernel" else "paced by the sending nodes"
+        return (f"network namespaces {p.controller_ns} (controller, {p.controller_ip}) and "
+                f"{p.node_ns(0)}..{p.node_ns(p.nodes - 1)} on bridge {p.bridge} ({p.subnet}, host side "
+                f"{p.bridge_ip}); links {shaped}")
+
+    async def start(self) -> None:
+        # Blocking on purpose: nothing else runs yet, and every thread that later does I/O for
+        # the controller must be started after the main thread has moved into its namespace.
+        self.net = NetnsNetwork.create(self.network.n, self.subnet)
+        if self.runtime.pacing == "kernel":
+            self.net.shape(self.network.link_rate_Bps)
+        self._netns.enter(self.net.plan.controller_ns)
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(thread_name_prefix="o2o-controller"))
+        log.info("test network %s: bridge %s, controller %s", self.net.plan.subnet, self.net.plan.bridge,
+                 self.net.plan.controller_ip)
+        await super().start()
+
+    def node_command(self, i: int) -> list[str]:
+        plan = self.net.plan
+        return ["ip", "netns", "exec", plan.node_ns(i), self.python, "-m", "o2o.testbed.node",
+                "--controller", f"{plan.controller_ip}:{self.controller.port}", "--index", str(i),
+                "--listen", f"{plan.node_ip(i)}:{NODE_PORT}", "--advertise", plan.node_ip(i),
+                "--connect-wait", str(self.start_timeout_s), "--controller-grace", "2"]
+
+    def _kill_node_processes(self, i: int, proc: subprocess.Popen) -> None:
+        """Every process in node i's namespace gets SIGKILL (a crashed host)."""
+        pids = self.net.node_pids(i) | {proc.pid}
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.killed.append({"node": i, "pid": proc.pid, "pids": sorted(pids)})
+
+    async def stop(self, reason: str = "run finished") -> None:
+        try:
+            await super().stop(reason)
+        finally:
+            self._netns.leave()
+            if self.net is not None:
+                self.net.destroy()
 
 
 class AttachedNodes:

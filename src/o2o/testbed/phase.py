@@ -12,24 +12,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from o2o.core.errors import UserError
 from o2o.core.network import Network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario
 from o2o.testbed import wire
 from o2o.testbed.controller import Controller, ControllerSettings, EpisodeResult
-from o2o.testbed.launcher import AttachedNodes, KillPlan, LocalTestbed
+from o2o.testbed.launcher import (
+    AttachedNodes,
+    KillPlan,
+    LocalTestbed,
+    NamespacedTestbed,
+)
 from o2o.testbed.recorder import stack_metrics
 
 
 @dataclass
 class TestbedSetup:
     """What a testbed runs on: the scenario, the network drawn from ``network_seed``, how the
-    nodes run, and how the controller watches them."""
+    nodes run, how the controller watches them, and where the processes live (``hosts``:
+    ``local`` on loopback, ``netns`` in network namespaces of their own on ``subnet``)."""
 
     __test__ = False   # not a pytest test class
 
@@ -39,8 +48,14 @@ class TestbedSetup:
     network_seed: int
     heartbeat_timeout_s: float = 1.0
     log_dir: str | Path | None = None
+    hosts: str = "local"
+    subnet: str | None = None
 
     def local_testbed(self) -> LocalTestbed:
+        if self.hosts == "netns":
+            return NamespacedTestbed(self.scenario, self.network, runtime=self.runtime,
+                                     heartbeat_timeout_s=self.heartbeat_timeout_s, log_dir=self.log_dir,
+                                     subnet=self.subnet)
         return LocalTestbed(self.scenario, self.network, runtime=self.runtime,
                             heartbeat_timeout_s=self.heartbeat_timeout_s, log_dir=self.log_dir)
 
@@ -55,6 +70,7 @@ class TestbedRun:
     run_id: int | None = None
     killed: list[dict] = field(default_factory=list)
     policy_version: int | None = None
+    where: str | None = None          # where the processes ran, when not all on loopback
 
     def metrics(self) -> dict[str, np.ndarray]:
         return stack_metrics([r.metrics for r in self.results])
@@ -92,7 +108,7 @@ async def run_phase(tb, store, scenario: Scenario, network: Network, scheduler: 
     if writer is not None:
         await asyncio.to_thread(writer.finish, "completed")
     return TestbedRun(results, run_id=None if writer is None else writer.run_id,
-                      killed=list(tb.killed), policy_version=policy_version)
+                      killed=list(tb.killed), policy_version=policy_version, where=getattr(tb, "where", None))
 
 
 def latest_model(store_url: str, nodes: int) -> tuple[int, str]:
@@ -133,17 +149,39 @@ def run_local(setup: TestbedSetup, scheduler: str, seeds: list[int], *, db: str 
               model: str | None = None, phase: str, kills=(), desc: str | None = None,
               show_progress: bool = False) -> TestbedRun:
     """Bring a local testbed up, run one phase with its task log in ``db`` (None: no log), and
-    take the testbed down; no node process is left behind, also on an error or Ctrl-C."""
+    take the testbed down; no node process (and with ``hosts = netns`` no namespace or
+    interface) is left behind, also on an error, Ctrl-C or SIGTERM."""
     from o2o.logs.store import LogStore
 
     if scheduler == "drl":
         latest_model(model, setup.network.n)  # a bad model store is refused before anything is made
 
+    def open_log():
+        return LogStore.open(db, create=True) if db is not None else contextlib.nullcontext()
+
+    async def phase_on(tb, store) -> TestbedRun:
+        return await run_scheduler(tb, store, setup, scheduler, seeds, model=model, phase=phase,
+                                   kills=kills, desc=desc, show_progress=show_progress)
+
     async def main() -> TestbedRun:
-        with LogStore.open(db, create=True) if db is not None else contextlib.nullcontext() as store:
+        # SIGTERM ends the run as Ctrl-C does: through the same clean-up.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, os.kill, os.getpid(), signal.SIGINT)
+        if setup.hosts == "netns":
+            # The task log is opened from the controller's namespace once the test network is
+            # up: a database server is reached over the bridge.
             async with setup.local_testbed() as tb:
-                return await run_scheduler(tb, store, setup, scheduler, seeds, model=model, phase=phase,
-                                           kills=kills, desc=desc, show_progress=show_progress)
+                try:
+                    log_store = open_log()
+                except UserError as exc:
+                    raise UserError(f"{exc} (with --hosts netns the server must accept connections on "
+                                    f"the bridge address from the controller's {tb.net.plan.controller_ip})"
+                                    ) from None
+                with log_store as store:
+                    return await phase_on(tb, store)
+        with open_log() as store:
+            async with setup.local_testbed() as tb:
+                return await phase_on(tb, store)
 
     return asyncio.run(main())
 

@@ -76,3 +76,18 @@ def test_a_lost_data_link_forgets_what_was_coming_from_that_peer():
     assert rq.recv_len.tolist() == [0, 0, 1]
     assert [k[2] for k in rq.incoming] == [2]
     ReceivingQueues(0).forget(5)                     # before the configuration: nothing to forget
+
+
+def test_an_announcement_that_comes_after_its_payload_is_ignored():
+    """With kernel-shaped links the payload has a connection of its own, so a task's announcement
+    (on the data link) can come after its payload: the receiving queue must not keep it."""
+    rq = ReceivingQueues(3)
+    rq.receive(1, begin(), b"", EP)
+    rq.receive(1, wire.Chunk(**ref()), b"x" * 10, EP)
+    assert rq.receive(1, wire.PayloadEnd(**ref()), b"", EP) == begin()
+    rq.receive(1, wire.Announce(**ref()), b"", EP)
+    rq.receive(2, wire.Cancel(**ref(slot=4, source=2)), b"", EP)
+    rq.receive(2, wire.Announce(**ref(slot=4, source=2)), b"", EP)
+    assert rq.recv_len.tolist() == [0, 0, 0]
+    rq.receive(1, wire.Announce(**ref(slot=1)), b"", EP)           # a new task still counts
+    assert rq.recv_len.tolist() == [0, 1, 0]

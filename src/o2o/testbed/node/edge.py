@@ -8,7 +8,10 @@ paper VI-A). This module wires the parts together and does the waiting and the I
   their heads). An execution is emulated by default (busy for c/F_j seconds, an absolute
   deadline); ``exec_mode = "compute"`` burns real CPU work instead (``compute``). A transfer
   sends the task's real payload (s bytes) in chunks, each released when its last byte would
-  have crossed a link of rate r_ij, so the payload arrives s/r_ij after the transfer started;
+  have crossed a link of rate r_ij, so the payload arrives s/r_ij after the transfer started
+  (``pacing = "user"``); or, when the kernel shapes the link to r_ij (``pacing = "kernel"``,
+  ``o2o.testbed.netns``), at full speed on the payload link, the link busy until the
+  receiver's TCP has acknowledged every byte;
 * **probes** answered from live state: capacity, alpha, execution backlog in seconds (nominal)
   and the 1-bit overload flag, which is also pushed to every peer when it flips, so a node
   knows every peer's flag for the action mask (paper IV-B) without probing everyone;
@@ -46,6 +49,10 @@ PAYLOAD_BUFFER_BYTES = 256 * 1024
 MIN_CHUNK_BYTES = 16 * 1024
 MAX_CHUNK_BYTES = 256 * 1024
 LAST_CHUNK_SPIN_S = 0.001
+# Chunks on a kernel-shaped link: the receiver checks a frame's tag once all of it is there, so
+# a small frame keeps the time between the last byte and the arrival short.
+SHAPED_CHUNK_BYTES = 64 * 1024
+SHAPED_POLL_S = 0.0005          # polling the kernel for unacknowledged bytes near a transfer's end
 
 
 class EdgeNode:
@@ -176,6 +183,7 @@ class EdgeNode:
         self.runtime = msg.runtime
         self.settings.max_frame_bytes = msg.runtime.max_frame_bytes
         self.links.me, self.links.max_frame_bytes = msg.node, msg.runtime.max_frame_bytes
+        self.links.payload_links = msg.runtime.pacing == "kernel"
         if first:
             self._reset_state()
         if self.runtime.exec_mode == "compute" and not self._burn_Bps:
@@ -380,6 +388,8 @@ class EdgeNode:
         """Stream the payload paced at r_ij; the link fails at ``stage.fail_at`` if that falls
         inside the transfer. True when the payload reached the destination, which reports the
         task from then on."""
+        if self.runtime.pacing == "kernel":
+            return await self._transfer_shaped(link, queue, stage)
         task, start, tx_s, rate = stage.task, stage.start, stage.stage_s, queue.rate_Bps
         nbytes = max(int(round(task.size_bytes)), 1)
         ref = dict(episode=task.episode, slot=task.slot, source=task.source)
@@ -407,6 +417,36 @@ class EdgeNode:
         self.sent.append((task.size_bytes, rate, self.clock.now() - start))
         return True
 
+    async def _transfer_shaped(self, link, queue: SendQueue, stage: Stage) -> bool:
+        """The same transfer on a link the kernel shapes to r_ij: the payload is written at full
+        speed and the link stays busy until the receiver's TCP has acknowledged every byte (the
+        sender's kernel knows: the receiving process need not run for it). A transfer whose
+        failure clock runs out inside it sends what would have crossed until then, and the abort
+        at the failure time."""
+        task, start, rate = stage.task, stage.start, queue.rate_Bps
+        nbytes = max(int(round(task.size_bytes)), 1)
+        ref = dict(episode=task.episode, slot=task.slot, source=task.source)
+        link.send_payload(wire.PayloadBegin(**ref, size_bytes=nbytes, task_size_bytes=task.size_bytes,
+                                            cycles=task.cycles, deadline_s=task.deadline_s, due=task.due,
+                                            exec_fail_clock=task.exec_fail_clock, tx_start=start))
+        total = min(nbytes, int((stage.fail_at - start) * rate)) if stage.fails else nbytes
+        sent = 0
+        while sent < total:
+            size = min(SHAPED_CHUNK_BYTES, total - sent)
+            link.send_payload(wire.Chunk(**ref), self._payload[:size])
+            await link.drain_payload()
+            sent += size
+        if stage.fails:
+            await sleep_until(self.clock, stage.fail_at)
+            link.send_payload(wire.PayloadAbort(**ref))
+            return False
+        link.send_payload(wire.PayloadEnd(**ref))
+        await sleep_until(self.clock, start + stage.stage_s - 2 * SHAPED_POLL_S)
+        while link.payload_in_flight():
+            await asyncio.sleep(SHAPED_POLL_S)
+        self.sent.append((task.size_bytes, rate, self.clock.now() - start))
+        return True
+
     # ------------------------------------------------------------------ incoming connections
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         accepted = await wire.accept(reader, writer, self.settings.key, self.settings.max_frame_bytes,
@@ -415,7 +455,8 @@ class EdgeNode:
             return
         conn, hello = accepted
         where = conn.peer
-        if hello.role not in ("peer", "probe") or hello.node is None or (self.n and hello.node >= self.n):
+        if (hello.role not in ("peer", "probe", "payload") or hello.node is None
+                or (self.n and hello.node >= self.n)):
             self.reject(where, wire.UnexpectedMessage(f"role {hello.role!r} / node {hello.node} is not a peer"))
             conn.close()
             return
@@ -427,7 +468,7 @@ class EdgeNode:
             while True:
                 try:
                     msg, body = await conn.recv()
-                    if hello.role == "peer":
+                    if hello.role in ("peer", "payload"):
                         self._on_peer_data(j, msg, body)
                     elif isinstance(msg, wire.Probe):
                         if self.network is not None:
@@ -453,6 +494,7 @@ class EdgeNode:
                 self.receiving.forget(j)
 
     def _on_peer_data(self, j: int, msg, body) -> None:
+        """A message of a data or payload link from j."""
         if isinstance(msg, wire.Overload):
             if self.n:
                 self.peer_overloaded[j] = msg.flag

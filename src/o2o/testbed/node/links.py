@@ -4,16 +4,26 @@ For each alive peer j, node i holds two outgoing connections: the **data link** 
 payloads and overload flags, in FIFO order, one-way) and the **probe link** (request and
 answer). ``PeerLinks`` opens them when the controller names j alive, closes them when it does
 not any more, and opens them again after a break while j is still alive.
+
+When the kernel shapes the links (``NodeRuntime.pacing == "kernel"``), payloads travel on a third
+connection, the **payload link**, marked with ``PAYLOAD_TOS`` so that only they meet the shaper:
+written at full speed, a payload would otherwise hold up the announcements and flags queued
+behind it on the data link. The sender learns that a payload has crossed from its own kernel:
+``payload_in_flight`` is what the peer's TCP has not acknowledged yet.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import socket
+import struct
+import termios
 from typing import Callable
 
 from o2o.testbed import wire
-from o2o.testbed.node.settings import CONNECT_TIMEOUT_S
+from o2o.testbed.node.settings import CONNECT_TIMEOUT_S, PAYLOAD_TOS
 
 log = logging.getLogger("o2o.testbed.node")
 
@@ -28,6 +38,7 @@ class PeerLink:
         self.owner, self.peer, self.host, self.port = owner, peer, host, port
         self.data: wire.FramedConnection | None = None
         self.probe_conn: wire.FramedConnection | None = None
+        self.payload_conn: wire.FramedConnection | None = None
         self._futures: dict[int, asyncio.Future] = {}
         self._next_id = 0
         self._tasks: list[asyncio.Task] = []
@@ -36,8 +47,8 @@ class PeerLink:
 
     @property
     def up(self) -> bool:
-        return (not self.closed and self.data is not None and not self.data.closed
-                and self.probe_conn is not None and not self.probe_conn.closed)
+        conns = [self.data, self.probe_conn] + ([self.payload_conn] if self.owner.payload_links else [])
+        return not self.closed and all(c is not None and not c.closed for c in conns)
 
     async def connect(self) -> None:
         o = self.owner
@@ -45,19 +56,31 @@ class PeerLink:
                                           CONNECT_TIMEOUT_S)
         probe = await wire.open_connection(self.host, self.port, o.key, "probe", o.me, o.max_frame_bytes,
                                            CONNECT_TIMEOUT_S)
+        payload = None
+        if o.payload_links:
+            payload = await wire.open_connection(self.host, self.port, o.key, "payload", o.me,
+                                                 o.max_frame_bytes, CONNECT_TIMEOUT_S)
+            sock = payload.writer.get_extra_info("socket")
+            if sock is not None and sock.family == socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, PAYLOAD_TOS)
         if self.closed:
-            data.close()
-            probe.close()
+            for conn in (data, probe, payload):
+                if conn is not None:
+                    conn.close()
             return
-        self.data, self.probe_conn = data, probe
+        self.data, self.probe_conn, self.payload_conn = data, probe, payload
         self._tasks = [asyncio.create_task(self._watch_data()), asyncio.create_task(self._read_probes())]
+        if payload is not None:
+            self._tasks.append(asyncio.create_task(self._watch(payload)))
         # Tell the new peer our current flag (it assumes False).
         if o.overloaded():
             data.send(wire.Overload(flag=True))
 
     async def _watch_data(self) -> None:
-        """The data link is one-way; reading only detects that the peer went away."""
-        conn = self.data
+        await self._watch(self.data)
+
+    async def _watch(self, conn: wire.FramedConnection) -> None:
+        """Data and payload links are one-way; reading only detects that the peer went away."""
         try:
             while True:
                 await conn.recv()
@@ -101,6 +124,29 @@ class PeerLink:
         if self.data is not None:
             await self.data.drain()
 
+    def send_payload(self, msg, body: bytes | memoryview = b"") -> None:
+        """A payload frame: on the payload link when there is one, else on the data link."""
+        if not self.up:
+            raise ConnectionResetError(f"no payload link to node {self.peer}")
+        (self.payload_conn or self.data).send(msg, body)
+
+    async def drain_payload(self) -> None:
+        conn = self.payload_conn or self.data
+        if conn is not None:
+            await conn.drain()
+
+    def payload_in_flight(self) -> int:
+        """Bytes written to the payload link that the peer's TCP has not acknowledged yet: still
+        in this process's buffer, or in the kernel's send queue (``TIOCOUTQ``: unsent plus sent
+        but unacknowledged). 0 once everything has reached the peer's host."""
+        conn = self.payload_conn
+        if conn is None or conn.closed or not self.up:
+            raise ConnectionResetError(f"no payload link to node {self.peer}")
+        queued = conn.writer.transport.get_write_buffer_size()
+        sock = conn.writer.get_extra_info("socket")
+        unacked = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        return queued + unacked
+
     async def probe(self, timeout_s: float) -> wire.ProbeAnswer | None:
         """A real probe request; None when the peer does not answer in time."""
         if not self.up:
@@ -119,7 +165,7 @@ class PeerLink:
 
     def close(self) -> None:
         self.closed = True
-        for conn in (self.data, self.probe_conn):
+        for conn in (self.data, self.probe_conn, self.payload_conn):
             if conn is not None:
                 conn.close()
         for fut in self._futures.values():
@@ -146,6 +192,7 @@ class PeerLinks:
         self.me: int | None = None
         self.max_frame_bytes = wire.DEFAULT_MAX_FRAME_BYTES
         self.on_lost, self.overloaded = on_lost, overloaded
+        self.payload_links = False      # kernel-shaped links: payloads on a connection of their own
         self.addresses: dict[int, tuple[str, int]] = {}
         self.alive: set[int] = set()
         self.links: dict[int, PeerLink] = {}

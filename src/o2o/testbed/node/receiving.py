@@ -36,6 +36,9 @@ class ReceivingQueues:
         self.recv_len = np.zeros(n, dtype=np.int64)          # l^r_ij for each sender j
         self.announced: set[tuple[int, int, int]] = set()
         self.incoming: dict[tuple[int, int, int], Incoming] = {}
+        # Tasks that left (arrived, aborted, cancelled). With payloads on a link of their own
+        # (kernel shaping) a task's announcement may come after its payload: it is then ignored.
+        self.left: set[tuple[int, int, int]] = set()
 
     def receive(self, j: int, msg, body, episode: int | None) -> wire.PayloadBegin | None:
         """One message of the data link from node j during ``episode`` (None: between episodes);
@@ -52,7 +55,7 @@ class ReceivingQueues:
             raise wire.MalformedMessage(f"{msg.type} carries {len(body)} unexpected bytes")
         key = (msg.episode, msg.slot, msg.source)
         if isinstance(msg, wire.Announce):
-            if key not in self.announced:
+            if key not in self.announced and key not in self.left:
                 self.announced.add(key)
                 self.recv_len[j] += 1
         elif isinstance(msg, wire.PayloadBegin):
@@ -80,6 +83,7 @@ class ReceivingQueues:
         return None
 
     def _leave(self, key, j: int) -> None:
+        self.left.add(key)
         if key in self.announced:
             self.announced.discard(key)
             self.recv_len[j] -= 1

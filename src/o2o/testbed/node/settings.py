@@ -9,6 +9,9 @@ from o2o.testbed import wire
 
 MAX_BAD_FRAMES = 16             # authenticated-but-invalid frames tolerated per connection
 CONNECT_TIMEOUT_S = 3.0
+# The IP TOS byte of payload connections (DSCP CS1, "lower effort", RFC 8622): with kernel
+# shaping, the sender's qdisc shapes the packets that carry it and leaves everything else alone.
+PAYLOAD_TOS = 0x20
 
 
 @dataclass

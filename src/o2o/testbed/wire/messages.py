@@ -13,6 +13,8 @@ Who sends what (paper VI-A: the Control Layer's controller and the Execution Lay
   towards the receiver: the receiver's receiving queue l^r_ij grows), ``payload_begin``,
   ``chunk`` (with payload bytes), ``payload_end``, ``payload_abort``, ``cancel``, ``overload``;
 * node -> node, probe link: ``probe`` / ``probe_answer``;
+* node -> node, payload link (kernel-shaped links only, one-way): ``payload_begin``, ``chunk``,
+  ``payload_end``, ``payload_abort``;
 * trainer -> controller (admin): ``model`` / ``ready``.
 
 ``challenge`` and ``hello`` belong to the handshake of ``frames``.
@@ -54,7 +56,7 @@ class Challenge(_Msg):
 class Hello(_Msg):
     type: Literal["hello"] = "hello"
     version: int
-    role: Literal["node", "peer", "probe", "admin"]
+    role: Literal["node", "peer", "probe", "payload", "admin"]
     node: NodeIndex | None = None
     nonce: Nonce
 
@@ -144,7 +146,9 @@ class EpisodeStats(_Msg):
     episode: EpisodeIndex
     slot_lateness_s: list[float]
     transfers: list[Transfer]
-    sent: list[Transfer] = []         # the same seen by the sender: last chunk handed to the kernel
+    # The same seen by the sender: until its last chunk was handed to the kernel (user-space
+    # pacing), or until the receiver's TCP had acknowledged every byte (kernel-shaped links).
+    sent: list[Transfer] = []
     rejected: dict[str, Count] = {}
 
 
@@ -163,6 +167,10 @@ class NodeRuntime(_Msg):
     exec_mode: Literal["emulated", "compute"] = "emulated"
     compute_scale: Annotated[float, Field(gt=0)] = 1.0
     chunk_s: Annotated[float, Field(gt=0, le=1)] = 0.004
+    # user: the sender paces each payload at r_ij itself; kernel: the link is shaped by the
+    # kernel (``o2o.testbed.netns``), the sender writes at full speed on a payload connection
+    # of its own, and the link is free once the receiver's TCP has acknowledged every byte.
+    pacing: Literal["user", "kernel"] = "user"
     max_frame_bytes: Annotated[int, Field(ge=64 * 1024)] = DEFAULT_MAX_FRAME_BYTES
 
 

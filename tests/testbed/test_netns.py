@@ -50,6 +50,9 @@ def _netns_works() -> str | None:
 
 WHY = _netns_works()
 needs_netns = pytest.mark.skipif(WHY is not None, reason=f"--hosts netns {WHY}")
+# One worker runs them all, one after the other: a run's start-up removes what dead runs left,
+# so two of these tests at once would clean up each other's deliberately dead runs.
+pytestmark = pytest.mark.xdist_group("netns")
 
 
 # ------------------------------------------------------------------------------ without root
@@ -342,6 +345,7 @@ def test_after_the_launcher_is_killed_the_next_start_removes_what_it_left(tmp_pa
 
 
 @needs_netns
+@needs_netns
 def test_recovery_removes_exactly_what_a_dead_owners_state_file_lists():
     dead = subprocess.Popen(["sleep", "0"])
     dead.wait()                                # a pid that no longer runs
@@ -351,6 +355,10 @@ def test_recovery_removes_exactly_what_a_dead_owners_state_file_lists():
         subprocess.run(["ip", "netns", "add", ns], check=True)
     sleeper = subprocess.Popen(["ip", "netns", "exec", mine, "sleep", "600"])
     try:
+        deadline = time.monotonic() + 10   # until the sleeper is inside the namespace
+        while not subprocess.run(["ip", "netns", "pids", mine], capture_output=True, text=True).stdout.strip():
+            assert time.monotonic() < deadline, "the process never entered its namespace"
+            time.sleep(0.02)
         (netns.STATE_DIR / f"{run_id}.json").write_text(json.dumps(
             {"run_id": run_id, "pid": dead.pid, "pid_start": "0", "subnet": "10.255.255.0/24",
              "namespaces": [mine], "links": [f"{netns.PREFIX}{run_id}-br"]}))

@@ -36,7 +36,14 @@ from o2o.core.metrics import json_safe
 from o2o.core.network import sample_network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario
-from o2o.experiments.methods import PLANS, Plan, SeedJob, heuristic_rates, train_seeds
+from o2o.experiments.methods import (
+    PLANS,
+    Plan,
+    SeedJob,
+    heuristic_rates,
+    log_dataset,
+    train_seeds,
+)
 from o2o.experiments.report import (
     cold_start,
     format_results,
@@ -45,10 +52,7 @@ from o2o.experiments.report import (
     summarize_methods,
 )
 from o2o.learn.settings import LearnerSettings, learner_settings
-from o2o.logs.collect import collect
-from o2o.logs.dataset import build_dataset, save_dataset
-from o2o.logs.store import LogStore
-from o2o.sim import episode_bound, make_scheduler
+from o2o.sim import episode_bound
 
 __all__ = ["PLANS", "Plan", "run_pipeline"]
 
@@ -68,15 +72,11 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
 
     # 1. Heuristic control: RATC logs.
     start = time.perf_counter()
-    with LogStore.open(out / "logs.db", create=True) as store:
-        with progress_bar(total=plan.log_episodes, desc="RATC logs", unit="episode") as bar:
-            logged = collect(store, scenario, network, make_scheduler("ratc"), "ratc",
-                             seeds.LOGS.take(plan.log_episodes), network_seed=network_seed,
-                             progress=bar.update)
-        dataset = build_dataset(store, [logged.run_id], reward_credit=settings.reward_credit)
     dataset_path = out / "dataset.npz"
-    save_dataset(dataset, dataset_path)
-    del dataset
+    with progress_bar(total=plan.log_episodes, desc="RATC logs", unit="episode") as bar:
+        logged = log_dataset(scenario, network, "ratc", plan.log_episodes, out / "logs.db",
+                             dataset_path, network_seed=network_seed,
+                             reward_credit=settings.reward_credit, progress=bar.update)
     timing["collect_logs"] = time.perf_counter() - start
     log(f"logged {logged.episodes} RATC episodes ({logged.task_rows} task rows, success rate "
         f"{logged.success_rate:.4f}) in {timing['collect_logs']:.1f} s")

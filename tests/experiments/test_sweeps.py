@@ -316,3 +316,44 @@ def test_ray_executor_gives_the_same_numbers_and_leaves_no_process(tiny):
     while (_ray_pids() - before) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not (_ray_pids() - before)
+
+
+# ------------------------------------------------------------------------------ the testbed (Fig. 8)
+TESTBED = """\
+name: tinybed
+title: a tiny testbed sweep
+where: testbed
+scenario: paper-testbed
+set: {nodes: 3, slots: 8, slot_s: 0.05, deadline_s: 0.6}
+sweep:
+  field: task_size_kb
+  values: [[200, 800]]
+plans:
+  quick: {seeds: 1, collect_episodes: 2, offline_steps: 20, online_rounds: 1, episodes_per_round: 1,
+          eval_episodes: 2}
+  full: {seeds: 3, collect_episodes: 200, offline_steps: 3000, online_rounds: 10, episodes_per_round: 5,
+         eval_episodes: 10}
+"""
+
+
+def test_a_testbed_sweep_trains_and_evaluates_every_method_on_node_processes(tmp_path, capsys):
+    spec = write(tmp_path / "tinybed.yaml", TESTBED)
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["cells_missing"] == 0
+    report = json.loads((out / "tinybed.json").read_text())
+    (point,) = report["points"]
+    assert set(point["methods"]) == {*HEURISTICS, *LEARNED, "bound"}
+    assert all(0 <= point["methods"][m]["success_rate"] <= 1 for m in (*HEURISTICS, *LEARNED))
+    # Logs, offline training, fine-tuning and the online-only baseline all ran on the testbed,
+    # from its own task log; the models were published to the unit's store.
+    from o2o.logs.store import LogStore
+    from o2o.models import ModelStore
+
+    (unit,) = [d for d in (out / "cells").iterdir() if d.name.startswith("p0-testbed-training")]
+    assert ModelStore(str(unit / "models")).latest() == 4  # offline, o2o, initial, online-only
+    with LogStore.open(unit / "logs.db") as store:
+        phases = sorted(r.phase for r in store.runs())
+    assert phases == ["evaluation"] * 3 + ["heuristic"] + ["online"] * 2
+    assert "central (simulator)" in (out / "tinybed.md").read_text()

@@ -76,6 +76,50 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_bench_sweep(args) -> int:
+    """The same sweep with 1 and with 2 (or more) workers, each into a fresh temporary folder:
+    the wall time of each, the speed-up, the load average, and whether the cells agree."""
+    import os
+    import tempfile
+    import time
+
+    from o2o.experiments.sweep_job import open_results, run_sweep
+    from o2o.experiments.sweeps import load_sweep
+
+    shipped = args.target in FIGURES
+    sweep = load_sweep(args.target, args.plan, args.seeds, shipped=shipped)
+    rows, cells = [], []
+    with tempfile.TemporaryDirectory(prefix="o2o-bench-sweep-") as tmp:
+        for workers in args.workers:
+            out = Path(tmp) / f"w{workers}"
+            load_before = os.getloadavg()
+            start = time.perf_counter()
+            run_sweep(sweep, out, executor=args.executor, address=args.address, workers=workers,
+                      show_progress=not args.json, say=lambda _msg: None)
+            seconds = time.perf_counter() - start
+            rows.append({"workers": workers, "seconds": round(seconds, 1),
+                         "load_before": [round(x, 2) for x in load_before],
+                         "load_after": [round(x, 2) for x in os.getloadavg()]})
+            with open_results(sweep, out / "results.db", create=False) as results:
+                cells.append({c.key: c.rates for c in results.read()})
+    base = rows[0]["seconds"]
+    for row in rows:
+        row["speedup"] = round(base / row["seconds"], 2)
+    out = {"sweep": sweep.name, "plan": sweep.plan_name, "seeds": sweep.seeds,
+           "executor": args.executor, "cpus": os.cpu_count(), "runs": rows,
+           "identical_cells": all(c == cells[0] for c in cells)}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{sweep.name}, plan {sweep.plan_name}, {sweep.seeds} seed(s), executor {args.executor}, "
+          f"{os.cpu_count()} CPUs")
+    for row in rows:
+        print(f"  {row['workers']} worker(s): {row['seconds']:8.1f} s  speed-up {row['speedup']:.2f}x  "
+              f"load average before {row['load_before'][0]:.2f}, after {row['load_after'][0]:.2f}")
+    print("  the same cells with every worker count: " + ("yes" if out["identical_cells"] else "NO"))
+    return 0 if out["identical_cells"] else 1
+
+
 def _add_sweep_args(p) -> None:
     p.add_argument("--plan", choices=PLAN_NAMES, default="quick",
                    help="quick: a first look (minutes); full: the figure's documented sizes, "
@@ -109,3 +153,14 @@ def register(sub, bench) -> None:
     s.add_argument("spec", help="sweep spec file (docs/figures.md describes the format)")
     _add_sweep_args(s)
     s.set_defaults(func=cmd_sweep)
+
+    b = bench.add_parser("sweep", help="a sweep's wall time with 1 and 2 workers (speed-up)")
+    b.add_argument("target", help=f"a figure ({', '.join(FIGURES)}) or a sweep spec file")
+    b.add_argument("--plan", choices=PLAN_NAMES, default="quick", help="plan (default quick)")
+    b.add_argument("--seeds", type=COUNT, default=None, help="training seeds (default: the plan's)")
+    b.add_argument("--workers", type=COUNT, nargs="+", default=[1, 2],
+                   help="worker counts to time, the first is the reference (default 1 2)")
+    b.add_argument("--executor", choices=["local", "ray"], default="local")
+    b.add_argument("--address", default=None, help="Ray cluster (default: a local one per run)")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=cmd_bench_sweep)

@@ -76,7 +76,7 @@ class RayExecutor:
         self.ray = ray
         self.started_here = address is None
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                   "logging_level": logging.WARNING, "configure_logging": True}
+                                   "logging_level": logging.ERROR, "configure_logging": True}
         try:
             if address is None:
                 self.workers = max(1, workers or cpu_count())

@@ -157,11 +157,14 @@ class Sweep:
         return tuple(m for m in self.methods if m in LEARNED)
 
     def identity(self) -> dict[str, Any]:
-        """What decides every cell's numbers: the spec and the plan's sizes. The number of
-        seeds is left out: seed k's cells are the same whatever the count, so a sweep can be
-        extended with more seeds in the same database."""
+        """What decides every cell's numbers: the spec, every point's resolved scenario (a
+        scenario file the spec names may change) and the plan's sizes. The number of seeds is
+        left out: seed k's cells are the same whatever the count, so a sweep can be extended
+        with more seeds in the same database. So are the methods that ``all`` resolves to: a
+        heuristic added to the project becomes missing cells, computed on the next run."""
         sizes = {k: v for k, v in asdict(self.plan).items() if k != "seeds"}
-        return {"spec": self.spec.model_dump(mode="json"), "plan": self.plan_name, "sizes": sizes}
+        return {"spec": self.spec.model_dump(mode="json"), "plan": self.plan_name, "sizes": sizes,
+                "scenarios": [p.scenario.model_dump(mode="json") for p in self.points]}
 
     def spec_hash(self) -> str:
         text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))

@@ -76,6 +76,13 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def _cpu_seconds() -> float:
+    import resource
+
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def cmd_bench_sweep(args) -> int:
     """The same sweep with 1 and with 2 (or more) workers, each into a fresh temporary folder:
     the wall time of each, the speed-up, the load average, and whether the cells agree."""
@@ -88,16 +95,25 @@ def cmd_bench_sweep(args) -> int:
 
     shipped = args.target in FIGURES
     sweep = load_sweep(args.target, args.plan, args.seeds, shipped=shipped)
+    # What the first run would otherwise import alone (and forked workers inherit): the
+    # training metrics' TensorBoard writer, the intervals' scipy, the plots' matplotlib.
+    import matplotlib.pyplot  # noqa: F401
+    import scipy.stats  # noqa: F401
+    from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+
     rows, cells = [], []
     with tempfile.TemporaryDirectory(prefix="o2o-bench-sweep-") as tmp:
         for workers in args.workers:
             out = Path(tmp) / f"w{workers}"
             load_before = os.getloadavg()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), _cpu_seconds()
             run_sweep(sweep, out, executor=args.executor, address=args.address, workers=workers,
                       show_progress=not args.json, say=lambda _msg: None)
             seconds = time.perf_counter() - start
             rows.append({"workers": workers, "seconds": round(seconds, 1),
+                         # this process and its finished children (the local pool's workers;
+                         # not Ray's, which are the cluster's)
+                         "cpu_s": round(_cpu_seconds() - cpu_start, 1),
                          "load_before": [round(x, 2) for x in load_before],
                          "load_after": [round(x, 2) for x in os.getloadavg()]})
             with open_results(sweep, out / "results.db", create=False) as results:
@@ -114,7 +130,8 @@ def cmd_bench_sweep(args) -> int:
     print(f"{sweep.name}, plan {sweep.plan_name}, {sweep.seeds} seed(s), executor {args.executor}, "
           f"{os.cpu_count()} CPUs")
     for row in rows:
-        print(f"  {row['workers']} worker(s): {row['seconds']:8.1f} s  speed-up {row['speedup']:.2f}x  "
+        print(f"  {row['workers']} worker(s): {row['seconds']:8.1f} s  (CPU {row['cpu_s']:.0f} s)  "
+              f"speed-up {row['speedup']:.2f}x  "
               f"load average before {row['load_before'][0]:.2f}, after {row['load_after'][0]:.2f}")
     print("  the same cells with every worker count: " + ("yes" if out["identical_cells"] else "NO"))
     return 0 if out["identical_cells"] else 1

@@ -91,7 +91,7 @@ class UnitTask:
 def run_unit(task: UnitTask) -> list[Cell]:
     """Compute one unit; its cells (not yet written: the sweep's process writes them)."""
     kind = task.unit.kind
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if kind == "heuristic":
         cells = _heuristic(task)
     elif kind == "bound":
@@ -105,9 +105,12 @@ def run_unit(task: UnitTask) -> list[Cell]:
     else:
         raise ValueError(f"unknown unit kind {kind!r}")
     seconds = time.perf_counter() - start
+    # CPU seconds of this process (the node processes of a testbed unit not included): what
+    # the unit costs on an idle core, whatever else the machine was doing.
+    cpu_s = time.process_time() - cpu_start
     unit = kind if len(task.unit.methods) > 1 else f"{kind}:{task.unit.methods[0]}"
-    return [Cell(c.point, c.method, c.seed, c.point_value, c.rates, {**c.info, "unit": unit}, seconds)
-            for c in cells]
+    return [Cell(c.point, c.method, c.seed, c.point_value, c.rates,
+                 {**c.info, "unit": unit, "cpu_s": cpu_s}, seconds) for c in cells]
 
 
 def _cell(task: UnitTask, method: str, rates, info: dict[str, Any] | None = None) -> Cell:

@@ -78,14 +78,15 @@ def summarize_sweep(sweep: Sweep, cells: list[Cell]) -> dict[str, Any]:
             logs = by_key[(p.index, learned_methods[0], 0)].info.get("logs") if (p.index, learned_methods[0], 0) in by_key else None
             point["logs"] = logs
         points.append(point)
-    compute_s = float(sum({(c.point, c.seed, c.info.get("unit", c.method)): c.seconds
-                           for c in cells}.values()))
+    units = {(c.point, c.seed, c.info.get("unit", c.method)): c for c in cells}
+    compute_s = float(sum(c.seconds for c in units.values()))
+    cpu_s = float(sum(c.info.get("cpu_s", 0.0) for c in units.values()))
     return {"name": sweep.name, "title": sweep.spec.title, "where": sweep.spec.where,
             "plan": sweep.plan_name, "seeds": sweep.seeds, "eval_episodes": sweep.plan.eval_episodes,
             "network_seed": sweep.spec.network_seed, "field": sweep.spec.sweep.field,
             "label": sweep.spec.sweep.label or sweep.spec.sweep.field,
             "methods": list(sweep.methods), "cells_finished": finished, "cells_missing": missing,
-            "compute_s": compute_s, "points": points,
+            "compute_s": compute_s, "cpu_s": cpu_s, "points": points,
             "intervals": "ci95: 95% Student-t interval over the held-out episodes (learned methods: "
                          "each episode's rate averaged over the training seeds first); ci95_seeds: "
                          "over the training seeds' means; paired differences: over the episodes"}
@@ -125,7 +126,8 @@ def format_tables(sweep: Sweep, report: dict[str, Any]) -> str:
              f"{report['seeds']} training seed(s), network seed {report['network_seed']}, {where}. "
              f"Cells finished: {report['cells_finished']}"
              + (f" ({report['cells_missing']} missing)" if report["cells_missing"] else "")
-             + f"; compute time in the cells {report['compute_s'] / 60:.1f} min.", "",
+             + f"; time in the units {report['compute_s'] / 60:.1f} min "
+             f"({report['cpu_s'] / 60:.1f} CPU min in the units' own processes).", "",
              "Intervals: 95% Student-t over the held-out **episodes** (a learned method's rate of "
              "each episode first averaged over its training seeds); the second table gives the "
              "learned methods' interval over the training **seeds**.", ""]

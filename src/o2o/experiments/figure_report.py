@@ -126,8 +126,9 @@ def format_tables(sweep: Sweep, report: dict[str, Any]) -> str:
              f"{report['seeds']} training seed(s), network seed {report['network_seed']}, {where}. "
              f"Cells finished: {report['cells_finished']}"
              + (f" ({report['cells_missing']} missing)" if report["cells_missing"] else "")
-             + f"; time in the units {report['compute_s'] / 60:.1f} min "
-             f"({report['cpu_s'] / 60:.1f} CPU min in the units' own processes).", "",
+             + f"; time in the units {report['compute_s'] / 60:.1f} min"
+             + (f" ({report['cpu_s'] / 60:.1f} CPU min in the units' own processes)"
+                if report["cpu_s"] else "") + ".", "",
              "Intervals: 95% Student-t over the held-out **episodes** (a learned method's rate of "
              "each episode first averaged over its training seeds); the second table gives the "
              "learned methods' interval over the training **seeds**.", ""]

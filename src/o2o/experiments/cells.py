@@ -190,21 +190,34 @@ def _testbed_heuristics(task: UnitTask) -> list[Cell]:
 
 
 def _testbed_training(task: UnitTask) -> list[Cell]:
-    from o2o.experiments.testbed_job import run_testbed_o2o
+    import torch
 
     folder = _fresh_folder(task)
     start = time.perf_counter()
-    report = run_testbed_o2o(_testbed_setup(task), task.plan, task.settings,
-                             db=str(folder / "logs.db"), model_store=str(folder / "models"),
-                             heuristic=task.logging, baselines=[], training_seed=task.unit.seed,
-                             eval_seeds=list(task.eval_seeds),
-                             online_only="online-only" in task.unit.methods,
-                             evaluate_heuristic=False)
+    # One torch thread, as every unit: beside 10 node processes on the same cores, more threads
+    # only wait for each other (measured: 1000 offline steps took minutes with the default).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        report = _run_testbed_o2o(task, folder)
+    finally:
+        torch.set_num_threads(threads)
     info = {"seconds": {"pipeline": time.perf_counter() - start}, "versions": report.versions,
             "logs": {"heuristic": task.logging, "run": report.collect_run,
                      "episodes": task.plan.collect_episodes}}
     return [_cell(task, m, report.runs[m].metrics()["success_rate"], {**info, **_testbed_info(report.runs[m])})
             for m in task.unit.methods]
+
+
+def _run_testbed_o2o(task: UnitTask, folder: Path):
+    from o2o.experiments.testbed_job import run_testbed_o2o
+
+    return run_testbed_o2o(_testbed_setup(task), task.plan, task.settings,
+                           db=str(folder / "logs.db"), model_store=str(folder / "models"),
+                           heuristic=task.logging, baselines=[], training_seed=task.unit.seed,
+                           eval_seeds=list(task.eval_seeds),
+                           online_only="online-only" in task.unit.methods,
+                           evaluate_heuristic=False)
 
 
 def eval_seeds(plan) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from o2o.core.metrics import json_safe, mean_ci95  # noqa: E402
-from o2o.experiments.methods import HEURISTICS, LEARNED, SeedResult  # noqa: E402
+from o2o.experiments.methods import LEARNED, SeedResult  # noqa: E402
 from o2o.experiments.report import interval, summarize_methods  # noqa: E402
 from o2o.experiments.results_db import NO_SEED, Cell  # noqa: E402
 from o2o.experiments.sweeps import BOUND, Sweep, x_value  # noqa: E402
@@ -74,9 +74,9 @@ def summarize_sweep(sweep: Sweep, cells: list[Cell]) -> dict[str, Any]:
         point = {"index": p.index, "value": p.value, "label": p.label, "x": x_value(p.value),
                  "logging": p.logging, "seeds": len(learned), "methods": summary,
                  "claims": _claims(per_episode, p.logging)}
-        if learned:
-            logs = by_key[(p.index, learned_methods[0], 0)].info.get("logs") if (p.index, learned_methods[0], 0) in by_key else None
-            point["logs"] = logs
+        first = by_key.get((p.index, learned_methods[0], 0)) if learned_methods else None
+        if first is not None:
+            point["logs"] = first.info.get("logs")     # the logged heuristic's own rate
         points.append(point)
     units = {(c.point, c.seed, c.info.get("unit", c.method)): c for c in cells}
     compute_s = float(sum(c.seconds for c in units.values()))
@@ -113,10 +113,6 @@ def _claims(per_episode: dict[str, np.ndarray], logging: str) -> dict[str, Any]:
     return out
 
 
-def _ordered_methods(sweep: Sweep) -> list[str]:
-    return [m for m in sweep.methods]
-
-
 def format_tables(sweep: Sweep, report: dict[str, Any]) -> str:
     points = report["points"]
     where = ("on the testbed (real node processes; central is the simulator's, on the same "
@@ -135,7 +131,7 @@ def format_tables(sweep: Sweep, report: dict[str, Any]) -> str:
     head = [report["label"]] + [p["label"] if report["field"] != "logging" else f"logs of {p['label']}"
                                 for p in points]
     lines += ["| method | " + " | ".join(head[1:]) + " |", "|---" * len(head) + "|"]
-    for m in _ordered_methods(sweep):
+    for m in sweep.methods:
         row = []
         for p in points:
             r = p["methods"].get(m)
@@ -185,7 +181,7 @@ def plot_lines(path: Path, sweep: Sweep, report: dict[str, Any]) -> None:
     points = report["points"]
     xs = [p["x"] if p["x"] is not None else p["index"] for p in points]
     fig, ax = plt.subplots(figsize=(8.5, 5))
-    for k, m in enumerate(_ordered_methods(sweep)):
+    for k, m in enumerate(sweep.methods):
         if m == BOUND:
             ys = [p["methods"].get("bound", np.nan) for p in points]
             ax.plot(xs, ys, color="black", ls="--", lw=1.2, label="bound")
@@ -267,6 +263,3 @@ def write_report(sweep: Sweep, cells: list[Cell], out: Path) -> dict[str, Any]:
     if any(p["methods"] for p in report["points"]):
         (plot_bars if sweep.spec.plot == "bars" else plot_lines)(out / f"{sweep.name}.png", sweep, report)
     return report
-
-
-__all__ = ["HEURISTICS", "format_tables", "summarize_sweep", "write_report"]

@@ -38,6 +38,18 @@ SMALL = ["--set", "nodes=4", "--set", "slots=10"]
 TESTBED_SMALL = ["--nodes", "2", "--set", "slots=2", "--set", "slot_s=0.05", "--set", "deadline_s=0.3",
                  "--episodes", "1"]
 
+TINY_SWEEP = """\
+name: tiny
+scenario: paper-sim
+set: {nodes: 4, slots: 10}
+sweep: {field: arrival_prob, values: [[0, 0.5], [0, 1.0]]}
+plans:
+  quick: {seeds: 1, log_episodes: 2, offline_steps: 2, offline_points: 1, online_episodes: 2,
+          online_eval_every: 2, curve_episodes: 1, eval_episodes: 2}
+  full: {seeds: 1, log_episodes: 2, offline_steps: 2, offline_points: 1, online_episodes: 2,
+         online_eval_every: 2, curve_episodes: 1, eval_episodes: 2}
+"""
+
 # Valid arguments of every command, as small as a real run of it would be: a case adds one bad
 # input to these, so the refusal is the bad input's (and an input wrongly accepted costs little).
 BASE: dict[str, list[str]] = {
@@ -67,6 +79,12 @@ BASE: dict[str, list[str]] = {
     "bench testbed": [*TESTBED_SMALL],
     "bench learn": [*SMALL, "--offline-steps", "1"],
     "report": ["--run", "{finished}"],
+    # A sweep: the tiny spec of the fixtures (2 points of 4 nodes and 10 slots, one seed).
+    "sweep": ["{tiny}", "--out", "{work}/sweep", "--workers", "1"],
+    "bench sweep": ["{tiny}", "--workers", "1"],
+    # A figure is minutes even at its quick plan: its valid base redraws a report (a case wrongly
+    # accepted then fails on the missing database with another message than the case expects).
+    "figure": ["fig5a", "--out", "{work}/figure", "--report"],
     "ablation": [*SMALL, "--quick", "--out", "{work}/ablation", "--seeds", "1", "--workers", "1",
                  "--log-episodes", "1", "--offline-steps", "1", "--online-episodes", "1",
                  "--eval-episodes", "1", "--rung", "0"],
@@ -97,7 +115,8 @@ FIXTURES = ("log.db", "text.txt", "foreign.db", "empty.db", "future.db", "datase
             "nandata.npz", "infdata.npz", "range.npz", "zero.npz", "cut.npz", "notzip.npz",
             "three.npz", "folder.npz", "model", "nanmodel", "threemodel", "badmanifest",
             "emptystore", "goodstore", "nanstore", "threestore", "badstore", "token", "emptytoken", "latin1.yaml", "broken.yaml", "list.yaml",
-            "infscenario.yaml", "nanscenario.yaml", "outside.yaml", "blank.yaml", "finished")
+            "infscenario.yaml", "nanscenario.yaml", "outside.yaml", "blank.yaml", "finished",
+            "tiny.yaml", "nomethods.yaml", "badfield.yaml")
 assert len({name.split(".")[0] for name in FIXTURES}) == len(FIXTURES)
 
 
@@ -183,6 +202,9 @@ def _build_world(root: Path) -> World:
     (work / "outside.yaml").write_text("preset: paper-sim\narrival_prob: [0, 1.5]\n")
     (work / "blank.yaml").write_text("")
     (work / "folder.npz").mkdir()
+    (work / "tiny.yaml").write_text(TINY_SWEEP)
+    (work / "nomethods.yaml").write_text(TINY_SWEEP + "methods: []\n")
+    (work / "badfield.yaml").write_text(TINY_SWEEP.replace("field: arrival_prob", "field: colour"))
     (work / "finished").mkdir()
     (work / "finished" / "results.json").write_text("{}")
     return World(work, tmp)
@@ -264,6 +286,15 @@ DB_ANY = [("{text}", "not a SQLite database"), ("{foreign}", "not an o2o task lo
           ("postgresql+psycopg://o2o:pw@host:port/x", "cannot read database URL"),
           ]
 DB_CREATE = [("{text}/x.db", "is a file, not a folder")]
+# Commands whose --db is a sweep's results database, not a task log.
+RESULTS_DB = {"figure", "sweep"}
+DB_RESULTS = [("{text}", "not a SQLite database"), ("{foreign}", "not an o2o sweep results database"),
+              ("{future}", "not an o2o sweep results database"), ("{work}", "is a folder"),
+              ("oracle://scott:tiger@db/x", "unsupported database"),
+              ("postgresql+psycopg://o2o:pw@127.0.0.1:9/none", "cannot open results database"),
+              ("postgresql+psycopg://o2o:pw@host:port/x", "cannot read database URL"),
+              # the base of `figure` only redraws a report: a database must be there already
+              ("{text}/x.db", "is a file, not a folder|no results database")]
 DB_READ = [("{work}/missing.db", "does not exist"), ("{empty}", "holds no task log"),
            ("{text}/x.db", "does not exist")]
 MODELS = [("{work}/no-model", "manifest.json is missing"), ("{emptystore}", "manifest.json is missing"),
@@ -323,7 +354,9 @@ def generated_cases():
                         expect = "queue_coef"
                     yield name, [opt, value], expect
             if opt == "--db":
-                for value, expect in DB_ANY + (DB_READ if name in READS_DB else DB_CREATE):
+                cases = DB_RESULTS if name in RESULTS_DB else \
+                    DB_ANY + (DB_READ if name in READS_DB else DB_CREATE)
+                for value, expect in cases:
                     yield name, [opt, value], expect
             if opt == "--model":
                 testbed = name.startswith("testbed")  # a model store, for --scheduler drl
@@ -389,6 +422,21 @@ HAND_WRITTEN = [
     ("testbed node", ["--index", "-3"], "--index must be >= 0"),
     ("testbed node", ["--token-file", ""], "no testbed token"),
     ("bench actor", ["--model", "{threemodel}"], "is for 3 nodes"),
+    ("figure", ["--drop-base", "fig9"], "fig9"),
+    ("figure", ["--drop-base", "fig5a", "--executor", "local", "--address", "auto", "--out", "{work}/f"],
+     "--address"),
+    ("figure", ["--out", "{text}"], "not a folder|exists|no results database"),
+    ("sweep", ["--drop-base", "{work}/missing.yaml"], "missing.yaml"),
+    ("sweep", ["--drop-base", "{broken}"], "yaml"),
+    ("sweep", ["--drop-base", "{list}"], "mapping|spec"),
+    ("sweep", ["--drop-base", "{nomethods}", "--out", "{work}/s"], "methods is empty"),
+    ("sweep", ["--drop-base", "{badfield}", "--out", "{work}/s"], "not a scenario field"),
+    ("sweep", ["--plan", "huge"], "invalid choice"),
+    ("bench sweep", ["--drop-base", "fig9"], "fig9"),
+    ("bench sweep", ["--drop-base", "{work}/missing.yaml"], "missing.yaml"),
+    ("bench sweep", ["--drop-base", "{badfield}"], "not a scenario field"),
+    ("bench sweep", ["--workers", "0"], "--workers"),
+    ("bench sweep", ["--workers", "1", "1"], "--workers"),
     ("bench logs", ["--db", "{foreign}"], "not an o2o task log"),
     # Sizes the scenario allows but no machine holds (terabytes): refused before anything is
     # allocated, saying the memory needed and what to change.

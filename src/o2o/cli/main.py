@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "o2o.cli.learn",
     "o2o.cli.run",
     "o2o.cli.testbed",
+    "o2o.cli.figure",
 ]
 
 

@@ -43,6 +43,7 @@ from o2o.experiments.methods import (
     SeedJob,
     SeedResult,
     heuristic_rates,
+    log_dataset,
     train_seeds,
 )
 from o2o.experiments.report import (
@@ -54,11 +55,8 @@ from o2o.experiments.report import (
 )
 from o2o.learn.evaluate import evaluate_policy
 from o2o.learn.settings import LearnerSettings, learner_settings
-from o2o.logs.collect import collect
-from o2o.logs.dataset import build_dataset, save_dataset
-from o2o.logs.store import LogStore
 from o2o.models import load_model
-from o2o.sim import episode_bound, make_scheduler
+from o2o.sim import episode_bound
 
 __all__ = ["PLANS", "Plan", "rebuild_report", "run_pipeline"]
 
@@ -79,16 +77,12 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
     # 1. Heuristic control: the logging heuristic's task logs (RATC, as in the paper, by default).
     start = time.perf_counter()
     heuristic = settings.log_heuristic
-    with LogStore.open(out / "logs.db", create=True) as store:
-        with progress_bar(total=plan.log_episodes, desc=f"{heuristic} logs", unit="episode") as bar:
-            logged = collect(store, scenario, network, make_scheduler(heuristic), heuristic,
-                             seeds.LOGS.take(plan.log_episodes), network_seed=network_seed,
-                             progress=bar.update)
-        dataset = build_dataset(store, [logged.run_id], reward_credit=settings.reward_credit,
-                                obs_layout=settings.obs_layout)
     dataset_path = out / "dataset.npz"
-    save_dataset(dataset, dataset_path)
-    del dataset
+    with progress_bar(total=plan.log_episodes, desc=f"{heuristic} logs", unit="episode") as bar:
+        logged = log_dataset(scenario, network, heuristic, plan.log_episodes, out / "logs.db",
+                             dataset_path, network_seed=network_seed,
+                             reward_credit=settings.reward_credit, obs_layout=settings.obs_layout,
+                             progress=bar.update)
     timing["collect_logs"] = time.perf_counter() - start
     log(f"logged {logged.episodes} {heuristic} episodes ({logged.task_rows} task rows, success rate "
         f"{logged.success_rate:.4f}) in {timing['collect_logs']:.1f} s")

@@ -30,7 +30,9 @@ from o2o.learn.online import train_online
 from o2o.learn.policy import Policy
 from o2o.learn.settings import LearnerSettings
 from o2o.learn.tracking import Tracker
-from o2o.logs.dataset import load_dataset
+from o2o.logs.collect import CollectResult, collect
+from o2o.logs.dataset import build_dataset, load_dataset, save_dataset
+from o2o.logs.store import LogStore
 from o2o.sim import make_scheduler
 from o2o.sim.rollout import simulate
 
@@ -90,6 +92,7 @@ class SeedJob:
     settings: LearnerSettings
     online_only: bool = True     # also train the online-only baseline (the ablation does not)
     name: str = ""               # a label for the models' and metrics' folders
+    show_progress: bool = True   # progress bars of seed 0 (off where a sweep draws its own)
 
 
 def train_seed(job: SeedJob) -> SeedResult:
@@ -98,6 +101,7 @@ def train_seed(job: SeedJob) -> SeedResult:
     torch.set_num_threads(1)
     scenario, network, plan, seed = job.scenario, job.network, job.plan, job.seed
     out = Path(job.out)
+    show = job.show_progress and seed == 0
     curve_fn = make_eval_fn(scenario, network, seeds.VALIDATION.take(plan.curve_episodes))
     eval_seeds = seeds.TEST.take(plan.eval_episodes)
     dataset = load_dataset(job.dataset)
@@ -121,7 +125,7 @@ def train_seed(job: SeedJob) -> SeedResult:
 
         start = time.perf_counter()
         offline = train_offline(dataset, offline_settings, seed=seed, steps=steps,
-                                callback=offline_callback, tracker=tracker, show_progress=seed == 0)
+                                callback=offline_callback, tracker=tracker, show_progress=show)
         seconds["offline"] = time.perf_counter() - start
         save("offline-only", offline.policy, {"steps": steps})
         final["offline-only"] = evaluate_policy(scenario, network, offline.policy.actor, eval_seeds)["success_rate"].tolist()
@@ -129,7 +133,7 @@ def train_seed(job: SeedJob) -> SeedResult:
         start = time.perf_counter()
         o2o = train_online(scenario, network, offline.policy, job.settings.online,
                            episodes=plan.online_episodes, seed=seed, eval_every=plan.online_eval_every,
-                           eval_fn=curve_fn, tracker=tracker, show_progress=seed == 0, desc="o2o")
+                           eval_fn=curve_fn, tracker=tracker, show_progress=show, desc="o2o")
         seconds["online"] = time.perf_counter() - start
         save("o2o-drl", o2o.policy, {"online_episodes": o2o.episodes})
         final["o2o-drl"] = evaluate_policy(scenario, network, o2o.policy.actor, eval_seeds)["success_rate"].tolist()
@@ -139,13 +143,28 @@ def train_seed(job: SeedJob) -> SeedResult:
         start = time.perf_counter()
         scratch = train_online(scenario, network, None, job.settings.online,
                                episodes=plan.online_episodes, seed=seed, eval_every=plan.online_eval_every,
-                               eval_fn=curve_fn, tracker=tracker, show_progress=seed == 0,
+                               eval_fn=curve_fn, tracker=tracker, show_progress=show,
                                desc="online_only", reward_credit=job.settings.reward_credit,
                                obs_layout=job.settings.obs_layout)
         seconds["online_only"] = time.perf_counter() - start
         save("online-only", scratch.policy, {"online_episodes": scratch.episodes})
         final["online-only"] = evaluate_policy(scenario, network, scratch.policy.actor, eval_seeds)["success_rate"].tolist()
     return SeedResult(seed, offline_curve, o2o.curve, scratch.curve, final, seconds)
+
+
+def log_dataset(scenario: Scenario, network: Network, heuristic: str, episodes: int, db: str | Path,
+                dataset: str | Path, *, network_seed: int, reward_credit: str, obs_layout: str,
+                progress: Callable[[int], None] | None = None) -> CollectResult:
+    """Heuristic control (paper IV-C1): ``heuristic`` runs on the first ``episodes`` seeds of
+    ``LOGS`` and every task is logged to the task log ``db``; the offline data set is rebuilt
+    from that log alone and saved to ``dataset`` (.npz)."""
+    with LogStore.open(db, create=True) as store:
+        logged = collect(store, scenario, network, make_scheduler(heuristic), heuristic,
+                         seeds.LOGS.take(episodes), network_seed=network_seed, progress=progress)
+        data = build_dataset(store, [logged.run_id], reward_credit=reward_credit,
+                             obs_layout=obs_layout)
+    save_dataset(data, dataset)
+    return logged
 
 
 def heuristic_rates(scenario: Scenario, network: Network, eval_seeds: list[int],

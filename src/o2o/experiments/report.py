@@ -32,29 +32,34 @@ def summarize_methods(heuristic_rates: dict[str, np.ndarray], learned: list[Seed
     and the CI (Student's t) is over the evaluation episodes, as for the heuristics, so every
     method is measured on the same episodes; ``per_seed`` and ``ci95_seeds`` (over the seed
     means) show the spread between training seeds. ``vs_ratc``: the paired difference per
-    episode against RATC with its CI."""
+    episode against RATC with its CI. A method given in neither argument (a sweep that asks
+    for fewer) is left out; ``vs_ratc`` needs RATC."""
     per_episode: dict[str, np.ndarray] = {k: np.asarray(v) for k, v in heuristic_rates.items()}
     per_seed: dict[str, list[float]] = {}
     for method in LEARNED:
+        if not learned or method not in learned[0].final:
+            continue
         rows = np.array([r.final[method] for r in learned])  # (seeds, episodes)
         per_episode[method] = rows.mean(axis=0)
         per_seed[method] = rows.mean(axis=1).tolist()
     results: dict[str, Any] = {}
-    for method in METHODS:
+    for method in [m for m in METHODS if m in per_episode]:
         x = per_episode[method]
         mean, lo, hi = mean_ci95(x)
         entry: dict[str, Any] = {"success_rate": mean, "ci95": [lo, hi], "episodes": int(x.size)}
         if method in per_seed:
             _, slo, shi = mean_ci95(per_seed[method])
             entry.update(per_seed=per_seed[method], ci95_seeds=[slo, shi])
-        d_mean, d_lo, d_hi = mean_ci95(x - per_episode["ratc"])
-        entry["vs_ratc"] = {"diff": d_mean, "ci95": [d_lo, d_hi]}
+        if "ratc" in per_episode:
+            d_mean, d_lo, d_hi = mean_ci95(x - per_episode["ratc"])
+            entry["vs_ratc"] = {"diff": d_mean, "ci95": [d_lo, d_hi]}
         entry["per_episode"] = x.tolist()
         results[method] = entry
     # O2O-DRL against every other method, paired per episode (its logging heuristic included).
-    results["o2o-drl"]["paired"] = {
-        method: dict(zip(("diff", "lo", "hi"), mean_ci95(per_episode["o2o-drl"] - per_episode[method])))
-        for method in METHODS if method != "o2o-drl"}
+    if "o2o-drl" in per_episode:
+        results["o2o-drl"]["paired"] = {
+            method: dict(zip(("diff", "lo", "hi"), mean_ci95(per_episode["o2o-drl"] - per_episode[method])))
+            for method in METHODS if method != "o2o-drl" and method in per_episode}
     results["bound"] = bound
     return results
 

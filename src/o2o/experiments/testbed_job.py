@@ -7,8 +7,9 @@ log.
    and the nodes hot-swap to it.
 3. **Online fine-tuning**: rounds of episodes with the current model (seeds from ``online(k)``),
    each followed by one Algorithm 2 update on that round's logs and a new published version.
-4. **Evaluation** of the heuristics, offline-only and O2O-DRL on the same held-out episodes
-   (``TEST``).
+4. **Evaluation** of the heuristics, offline-only and O2O-DRL (and, on request, the
+   online-only baseline: the same online rounds from random weights) on the same held-out
+   episodes (``TEST``).
 
 The learner starts from the same settings as the main job (``o2o.learn.settings``).
 """
@@ -21,7 +22,12 @@ from typing import Callable
 
 from o2o.core import seeds
 from o2o.core.errors import UserError
-from o2o.learn.from_logs import Published, finetune_from_logs, train_offline_from_logs
+from o2o.learn.from_logs import (
+    Published,
+    finetune_from_logs,
+    publish,
+    train_offline_from_logs,
+)
 from o2o.learn.settings import LearnerSettings
 from o2o.logs.store import LogStore
 from o2o.models import ModelStore
@@ -57,7 +63,8 @@ class TestbedReport:
 
 async def _testbed_o2o(tb, store, setup: TestbedSetup, plan: TestbedPlan, settings: LearnerSettings,
                        model_store: str, heuristic: str, baselines: list[str], training_seed: int,
-                       eval_seeds: list[int], say: Callable[[str], None]) -> TestbedReport:
+                       eval_seeds: list[int], say: Callable[[str], None], online_only: bool = False,
+                       evaluate_heuristic: bool = True) -> TestbedReport:
     common = {"network_seed": setup.network_seed}
     sc, net = setup.scenario, setup.network
     say(f"[1/4] {heuristic}: {plan.collect_episodes} episodes of logs")
@@ -68,41 +75,100 @@ async def _testbed_o2o(tb, store, setup: TestbedSetup, plan: TestbedPlan, settin
         train_offline_from_logs, store, [collect.run_id], model_store, steps=plan.offline_steps,
         seed=training_seed, settings=settings.offline, reward_credit=settings.reward_credit,
         obs_layout=settings.obs_layout)
-    await tb.controller.announce_model(model_store, offline.version, offline.sha256)
-    current = offline
-    online_seeds = seeds.online(training_seed)
-    for r in range(plan.online_rounds):
-        round_seeds = online_seeds.take(plan.episodes_per_round, r * plan.episodes_per_round)
-        say(f"[3/4] online round {r + 1}/{plan.online_rounds}: {len(round_seeds)} episodes with "
-            f"model version {current.version}")
-        online = await run_phase(tb, store, sc, net, "drl", round_seeds, phase="online",
-                                 policy_version=current.version, **common)
-        current = await asyncio.to_thread(
-            finetune_from_logs, store, [online.run_id], model_store, seed=training_seed + r,
-            settings=settings.online, version=current.version)
-        await tb.controller.announce_model(model_store, current.version, current.sha256)
+    current = await _online_rounds(tb, store, setup, plan, settings, model_store, offline,
+                                   training_seed, "o2o-drl", say)
+    published_by_label = {"offline-only": offline, "o2o-drl": current}
+    if online_only:
+        # The online-only baseline (paper V-B): the same rounds on the same episodes, from a
+        # random initialisation with the settings' reward credit, published as its own version.
+        initial = await asyncio.to_thread(publish_initial_policy, model_store, sc, net, settings,
+                                          training_seed)
+        published_by_label["online-only"] = await _online_rounds(
+            tb, store, setup, plan, settings, model_store, initial, training_seed, "online-only", say)
     say(f"[4/4] evaluation: {len(eval_seeds)} episodes each")
     runs: dict[str, TestbedRun] = {}
-    for name in [heuristic, *baselines]:
+    for name in [heuristic, *baselines] if evaluate_heuristic else baselines:
         runs[name] = await run_phase(tb, store, sc, net, name, eval_seeds, phase="evaluation", **common)
-    for label, published in (("offline-only", offline), ("o2o-drl", current)):
+    for label, published in published_by_label.items():
         await tb.controller.announce_model(model_store, published.version, published.sha256)
         runs[label] = await run_phase(tb, store, sc, net, "drl", eval_seeds, phase="evaluation",
                                       policy_version=published.version, note=label, **common)
     # Every node reported the version it loaded, verified by checksum, before each drl phase.
     nodes_on_final = sorted(i for i, h in tb.controller.nodes.items()
                             if h.ready and max(h.ready.items())[1].model_version == current.version)
-    return TestbedReport(runs, {"offline": offline.version, "o2o": current.version},
-                         collect.run_id, eval_seeds, nodes_on_final)
+    versions = {"offline": offline.version, "o2o": current.version}
+    if "online-only" in published_by_label:
+        versions["online_only"] = published_by_label["online-only"].version
+    return TestbedReport(runs, versions, collect.run_id, eval_seeds, nodes_on_final)
+
+
+async def _online_rounds(tb, store, setup: TestbedSetup, plan: TestbedPlan, settings: LearnerSettings,
+                         model_store: str, start: Published, training_seed: int, label: str,
+                         say: Callable[[str], None]) -> Published:
+    """Algorithm 2 on the testbed from the published ``start``: rounds of episodes (seeds from
+    ``online(training_seed)``) with the current version, each followed by one update on that
+    round's logs and a new published version; the last one."""
+    common = {"network_seed": setup.network_seed}
+    current = start
+    await tb.controller.announce_model(model_store, current.version, current.sha256)
+    online_seeds = seeds.online(training_seed)
+    for r in range(plan.online_rounds):
+        round_seeds = online_seeds.take(plan.episodes_per_round, r * plan.episodes_per_round)
+        say(f"[3/4] {label} online round {r + 1}/{plan.online_rounds}: {len(round_seeds)} "
+            f"episodes with model version {current.version}")
+        online = await run_phase(tb, store, setup.scenario, setup.network, "drl", round_seeds,
+                                 phase="online", policy_version=current.version, note=label, **common)
+        current = await asyncio.to_thread(
+            finetune_from_logs, store, [online.run_id], model_store, seed=training_seed + r,
+            settings=settings.online, version=current.version)
+        await tb.controller.announce_model(model_store, current.version, current.sha256)
+    return current
+
+
+def publish_initial_policy(model_store: str, scenario, network, settings: LearnerSettings,
+                           training_seed: int) -> Published:
+    """A randomly initialised actor and critic (seeded by the training seed), the start of the
+    online-only baseline, published as the next version of ``model_store``."""
+    import torch
+
+    from o2o.learn.online import initial_policy
+
+    torch.manual_seed(training_seed)
+    policy = initial_policy(network.n, settings.online, settings.obs_layout, settings.reward_credit)
+    return publish(model_store, policy, {"phase": "initial", "source": "testbed",
+                                         "seed": training_seed})
+
+
+def run_testbed_heuristics(setup: TestbedSetup, names: list[str], eval_seeds: list[int], *,
+                           db: str | None = None) -> dict[str, TestbedRun]:
+    """Each decentralized heuristic of ``names`` on the same ``eval_seeds``, on one local
+    testbed brought up for them all (task log in ``db``, None: none)."""
+    import contextlib
+
+    async def main() -> dict[str, TestbedRun]:
+        runs: dict[str, TestbedRun] = {}
+        with LogStore.open(db, create=True) if db is not None else contextlib.nullcontext() as store:
+            async with setup.local_testbed() as tb:
+                for name in names:
+                    runs[name] = await run_phase(tb, store, setup.scenario, setup.network, name,
+                                                 eval_seeds, network_seed=setup.network_seed,
+                                                 phase="evaluation")
+        return runs
+
+    return asyncio.run(main())
 
 
 def run_testbed_o2o(setup: TestbedSetup, plan: TestbedPlan, settings: LearnerSettings, *, db: str,
                     model_store: str, heuristic: str | None = None, baselines: list[str] = ("rda",),
                     training_seed: int = 0, eval_seeds: list[int] | None = None,
-                    say: Callable[[str], None] = lambda _msg: None) -> TestbedReport:
+                    say: Callable[[str], None] = lambda _msg: None, online_only: bool = False,
+                    evaluate_heuristic: bool = True) -> TestbedReport:
     """Bring a local testbed up, run the four phases with the task log in ``db`` and the
     models in a new ``model_store``, take the testbed down. ``heuristic``: the one whose logs
-    the offline phase learns from (default the settings')."""
+    the offline phase learns from (default the settings'). ``online_only`` adds the
+    online-only baseline (the same online rounds from random weights); ``evaluate_heuristic``
+    False leaves the logging heuristic out of the evaluation (a sweep evaluates the heuristics
+    apart, once per point)."""
     heuristic = heuristic or settings.log_heuristic
     if ModelStore(model_store).latest() is not None:
         raise UserError(f"model store {model_store} already holds versions; give a new --store "
@@ -114,6 +180,7 @@ def run_testbed_o2o(setup: TestbedSetup, plan: TestbedPlan, settings: LearnerSet
         with LogStore.open(db, create=True) as store:
             async with setup.local_testbed() as tb:
                 return await _testbed_o2o(tb, store, setup, plan, settings, model_store, heuristic,
-                                          baselines, training_seed, eval_seeds, say)
+                                          baselines, training_seed, eval_seeds, say, online_only,
+                                          evaluate_heuristic)
 
     return asyncio.run(main())

@@ -39,7 +39,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from o2o.core.decpomdp import OBS_LAYOUT_VERSION, central_critic_input, critic_dim
+from o2o.core.decpomdp import (
+    OBS_LAYOUT_VERSION,
+    central_critic_input,
+    critic_dim,
+    obs_dim,
+)
 from o2o.core.errors import UserError
 from o2o.core.network import Network
 from o2o.core.progress import progress_bar
@@ -53,6 +58,14 @@ from o2o.schedulers.drl import sample_inverse_cdf
 from o2o.sim.env import OffloadVecEnv
 
 # ----------------------------------------------------------------------------- loss functions
+
+
+def initial_policy(n: int, settings: OnlineSettings, obs_layout: str, reward_credit: str) -> Policy:
+    """A randomly initialised actor and critic for ``n`` nodes (from torch's current seed):
+    where the online-only baseline starts (paper V-B)."""
+    c_dim = critic_dim(n, obs_layout, settings.critic_input)
+    return Policy(Actor(obs_dim(n, obs_layout), n + 1, settings.hidden, head=settings.actor_head),
+                  Critic(c_dim, settings.hidden), reward_credit)
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminals: np.ndarray,
@@ -207,9 +220,7 @@ class OnlinePPO:
         torch.manual_seed(seed)
         d, a = self.env.obs_dim, self.env.n_actions
         if policy is None:
-            c_dim = critic_dim(network.n, layout, self.s.critic_input)
-            policy = Policy(Actor(d, a, self.s.hidden, head=self.s.actor_head),
-                            Critic(c_dim, self.s.hidden), self.reward_credit)
+            policy = initial_policy(network.n, self.s, layout, self.reward_credit)
         if policy.critic is None:
             raise ValueError("fine-tuning loads both the offline actor and critic")
         actor, critic = policy.actor, policy.critic

@@ -75,19 +75,28 @@ def format_table(results: dict[str, dict], bound: float) -> str:
     return "\n".join(lines)
 
 
+def scheduler_results(scenario, network, schedulers: dict, seeds: list[int], *, extended: bool = True,
+                      batch_size: int = 64, progress=None) -> tuple[dict[str, dict], float]:
+    """Every scheduler on the same episodes: its row of ``o2o simulate``'s table, and the bound."""
+    results = {}
+    for name, sched in schedulers.items():
+        if progress is not None:
+            progress.set_postfix_str(name)
+        metrics = simulate(scenario, network, seeds, sched, batch_size=batch_size,
+                           progress=None if progress is None else progress.update)
+        results[name] = summarize(metrics, extended=extended)
+    bound = float(episode_bound(network, sample_episodes(scenario, network, seeds)).mean())
+    return results, bound
+
+
 def compare_schedulers(scenario, network, schedulers: dict, seeds: list[int], *, network_seed: int,
                        as_json: bool, batch_size: int = 64) -> int:
     """Run every scheduler on the same episodes and print the table (or the JSON object) of
     ``o2o simulate``; shared by ``o2o simulate`` and ``o2o evaluate``."""
-    results = {}
     with progress_bar(total=len(schedulers) * len(seeds), desc="simulate", unit="episode",
                       disable=as_json) as bar:
-        for name, sched in schedulers.items():
-            bar.set_postfix_str(name)
-            metrics = simulate(scenario, network, seeds, sched, batch_size=batch_size,
-                               progress=bar.update)
-            results[name] = summarize(metrics, extended=not as_json)
-    bound = float(episode_bound(network, sample_episodes(scenario, network, seeds)).mean())
+        results, bound = scheduler_results(scenario, network, schedulers, seeds,
+                                           extended=not as_json, batch_size=batch_size, progress=bar)
     if as_json:
         print(json.dumps({**results, "bound": bound}))
     else:

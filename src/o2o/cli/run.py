@@ -7,6 +7,7 @@ from pathlib import Path
 
 from o2o.cli.common import COUNT, add_scenario_args, at_least
 from o2o.cli.learn import add_obs_layout_arg, add_reward_credit_arg, add_settings_arg
+from o2o.core.decpomdp import OBS_LAYOUT_V2
 from o2o.core.errors import UserError
 from o2o.core.limits import check_memory, check_simulation, dataset_bytes
 from o2o.core.metrics import json_safe
@@ -31,7 +32,7 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _plan(args, scenario):
+def _plan(args, scenario, obs_layout: str):
     """The plan (full or quick) with the sizes given on the command line, refused before
     anything is written if its logged batches or its data set (loaded by every worker) would
     not fit in memory."""
@@ -42,7 +43,7 @@ def _plan(args, scenario):
                if getattr(args, k) is not None}
     plan = PLANS["quick" if args.quick else "full"].scaled(**changes)
     check_simulation(scenario, LOG_BATCH_EPISODES)
-    check_memory(dataset_bytes(scenario, plan.log_episodes) * (1 + min(plan.seeds, args.workers or 2)),
+    check_memory(dataset_bytes(scenario, plan.log_episodes, obs_layout) * (1 + min(plan.seeds, args.workers or 2)),
                  f"a data set of {plan.log_episodes} logged episodes of {scenario.nodes} nodes",
                  "use fewer --log-episodes, fewer nodes or slots, or fewer --workers")
     return plan
@@ -53,9 +54,9 @@ def cmd_run(args) -> int:
     from o2o.experiments.methods import METHODS
 
     scenario = load_scenario(args.scenario, args.overrides)
-    plan = _plan(args, scenario)
     settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit,
                                 args.obs_layout, args.log_heuristic)
+    plan = _plan(args, scenario, settings.obs_layout)
     out = Path(args.out or f"runs/{'quick' if args.quick else 'main'}")
     check_output_folder(out, "--out")
     report = run_pipeline(scenario, out, plan, network_seed=args.network_seed,
@@ -76,7 +77,7 @@ def cmd_ablation(args) -> int:
     rungs = args.rung or None
     if rungs and any(r >= len(RUNGS) for r in rungs):
         raise UserError(f"--rung must lie in 0..{len(RUNGS) - 1}")
-    plan = _plan(args, scenario)
+    plan = _plan(args, scenario, OBS_LAYOUT_V2)  # the largest observation any rung uses
     out = Path(args.out or "runs/ablation")
     check_output_folder(out, "--out")
     report = run_ablation(scenario, out, plan, network_seed=args.network_seed,

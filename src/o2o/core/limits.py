@@ -8,7 +8,8 @@ nodes, R = the ring of future slot boundaries the engine keeps, about deadline /
 * per-task records of a batch: ``~300 B T N`` (the episode draws and the engine's times);
 * what nodes observe, kept as events on the ring: ``8 (3 R + 8) B N^2``.
 
-A learner's data set holds ``~(8 (3N + 6) + 2 (N + 1) + 60)`` bytes per node-slot. The
+A learner's data set holds ``~(8 D + 2 (N + 1) + 60)`` bytes per node-slot, D the observation's
+length (3N + 6 in layout v1, 10N + 6 in v2). The
 estimates carry a safety factor; a command refuses when they exceed the memory available now.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 
+from o2o.core.decpomdp import OBS_LAYOUT_V2, obs_dim
 from o2o.core.errors import UserError
 from o2o.core.scenario import Scenario
 
@@ -49,10 +51,12 @@ def simulation_bytes(scenario: Scenario, batch: int) -> int:
     return int(SAFETY * (network + tasks + observed))
 
 
-def dataset_bytes(scenario: Scenario, episodes: int) -> int:
+def dataset_bytes(scenario: Scenario, episodes: int, obs_layout: str = OBS_LAYOUT_V2) -> int:
+    """A data set of ``episodes`` logged episodes (observations and next observations as
+    float32, both masks, the other arrays)."""
     n = scenario.nodes
     rows = episodes * scenario.slots * n
-    return int(SAFETY * rows * (8 * (3 * n + 6) + 2 * (n + 1) + 60))
+    return int(SAFETY * rows * (8 * obs_dim(n, obs_layout) + 2 * (n + 1) + 60))
 
 
 def _gib(x: float) -> str:

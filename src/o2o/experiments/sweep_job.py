@@ -112,10 +112,12 @@ def check_resources(sweep: Sweep, units: list[Unit], workers: int) -> None:
     """Refuse, before anything runs, a sweep whose data sets do not fit in memory."""
     training = [u for u in units if u.kind == "training"]
     if training:
+        layout = learner_settings(sweep.spec.settings).obs_layout
         biggest = max(training, key=lambda u: dataset_bytes(sweep.points[u.point].scenario,
-                                                             sweep.log_episodes(sweep.points[u.point])))
+                                                             sweep.log_episodes(sweep.points[u.point]),
+                                                             layout))
         point = sweep.points[biggest.point]
-        need = dataset_bytes(point.scenario, sweep.log_episodes(point)) * min(workers, len(training))
+        need = dataset_bytes(point.scenario, sweep.log_episodes(point), layout) * min(workers, len(training))
         check_memory(need, f"{min(workers, len(training))} training units at once (data sets of "
                      f"{sweep.log_episodes(point)} episodes of {point.scenario.nodes} nodes)",
                      "use fewer --workers, or a plan with fewer log_episodes")

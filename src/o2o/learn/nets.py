@@ -42,11 +42,13 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # F.linear on the parameters directly: the same product as calling each nn.Linear,
         # without a module call per layer.
+        # relu in place on the fresh product: the same values (and the same backward, which
+        # reads relu's output), one tensor less per layer.
         last = len(self.linears) - 1
         for k, layer in enumerate(self.linears):
             x = F.linear(x, layer.weight, layer.bias)
             if k < last:
-                x = torch.relu(x)
+                x = torch.relu_(x)
         return x
 
     def to_arrays(self, part: str) -> dict[str, np.ndarray]:
@@ -108,14 +110,22 @@ class AdamStep:
             for p in self.params:
                 p.grad = None
             if self.fused is None:
-                state = [self.optimizer.state[p] for p in self.params]
-                self.fused = ((self.params, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state],
-                               [s["step"] for s in state]) if self._plain_fused() else False)
+                if self._plain_fused():
+                    state = [self.optimizer.state[p] for p in self.params]
+                    # The step counts (equal, one per parameter) become views of one tensor, so
+                    # one add_ counts the step for all.
+                    count = torch.stack([s["step"] for s in state])
+                    for k, s in enumerate(state):
+                        s["step"] = count[k]
+                    self.fused = (self.params, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state],
+                                  [s["step"] for s in state], count)
+                else:
+                    self.fused = False
             return
-        params, exp_avgs, exp_avg_sqs, steps = self.fused
+        params, exp_avgs, exp_avg_sqs, steps, count = self.fused
         g = self.optimizer.param_groups[0]
         beta1, beta2 = g["betas"]
-        torch._foreach_add_(steps, 1)
+        count.add_(1)
         torch._fused_adam_(params, list(grads), exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
                            lr=g["lr"], beta1=beta1, beta2=beta2, weight_decay=g["weight_decay"],
                            eps=g["eps"], maximize=False, grad_scale=None, found_inf=None)
@@ -254,10 +264,11 @@ class StackedMLP(nn.Module):
         last = len(self.weights) - 1
         for k, (w, b) in enumerate(zip(self.weights, self.biases)):
             # A shared (M, in) input is expanded (a view: no copy, as matmul would make) to one
-            # batch per member; bmm + b there, the same sums as matmul(x, w) + b.
-            x = torch.baddbmm(b, x, w) if x.dim() == 3 else torch.bmm(x.expand(self.k, *x.shape), w) + b
+            # batch per member; bmm + b there, the same sums as matmul(x, w) + b. relu in
+            # place, as in MLP.forward.
+            x = torch.baddbmm(b, x, w) if x.dim() == 3 else torch.bmm(x.expand(self.k, *x.shape), w).add_(b)
             if k < last:
-                x = torch.relu(x)
+                x = torch.relu_(x)
         return x
 
     def load_members(self, mlps: list[MLP]) -> None:

@@ -47,6 +47,7 @@ import torch
 
 from o2o.core.decpomdp import OBS_LAYOUT_V2, central_critic_input, critic_dim
 from o2o.core.errors import UserError
+from o2o.core.memory import keep_freed_memory
 from o2o.core.progress import progress_bar
 from o2o.learn.nets import (
     Actor,
@@ -163,6 +164,7 @@ class OfflineLearner:
 
     def __init__(self, settings: OfflineSettings, obs_dim: int, n_actions: int, seed: int = 0,
                  critic_dim: int | None = None):
+        keep_freed_memory()
         self.s = settings
         self.obs_dim, self.n_actions = obs_dim, n_actions
         torch.manual_seed(seed)

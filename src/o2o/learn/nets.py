@@ -43,12 +43,13 @@ class MLP(nn.Module):
         # F.linear on the parameters directly: the same product as calling each nn.Linear,
         # without a module call per layer.
         # relu in place on the fresh product: the same values (and the same backward, which
-        # reads relu's output), one tensor less per layer.
+        # reads relu's output), one tensor less per layer. Not on a view (F.linear of a 3-d
+        # input is a view of a 2-d product): autograd would then copy the whole base back.
         last = len(self.linears) - 1
         for k, layer in enumerate(self.linears):
             x = F.linear(x, layer.weight, layer.bias)
             if k < last:
-                x = torch.relu_(x)
+                x = torch.relu(x) if x._base is not None else torch.relu_(x)
         return x
 
     def to_arrays(self, part: str) -> dict[str, np.ndarray]:
@@ -126,7 +127,8 @@ class AdamStep:
         g = self.optimizer.param_groups[0]
         beta1, beta2 = g["betas"]
         count.add_(1)
-        torch._fused_adam_(params, list(grads), exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
+        grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
                            lr=g["lr"], beta1=beta1, beta2=beta2, weight_decay=g["weight_decay"],
                            eps=g["eps"], maximize=False, grad_scale=None, found_inf=None)
 

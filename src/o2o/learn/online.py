@@ -41,6 +41,7 @@ import torch
 
 from o2o.core.decpomdp import OBS_LAYOUT_VERSION, central_critic_input, critic_dim
 from o2o.core.errors import UserError
+from o2o.core.memory import keep_freed_memory
 from o2o.core.network import Network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario
@@ -131,6 +132,7 @@ class PPOUpdate:
     def __init__(self, settings: OnlineSettings, actor: Actor, critic: Critic,
                  rng: np.random.Generator, reward_stats: dict[str, float] | None = None,
                  critic_input: str = "own"):
+        keep_freed_memory()
         self.s, self.actor, self.critic, self.rng = settings, actor, critic, rng
         self.reward_stats = reward_stats
         self.critic_input = critic_input

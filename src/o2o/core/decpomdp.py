@@ -209,6 +209,19 @@ class Observer:
         self.static = np.clip(static, 0.0, 1.0)
         # For node i, the columns of the other nodes j != i in ascending order, (N, N-1).
         self.others = np.array([[j for j in range(n) if j != i] for i in range(n)], dtype=np.int64)
+        self._node: np.ndarray | None = None  # the last node array seen, and what depends on it only
+
+    def _for_nodes(self, node: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """The static columns of the rows' nodes and the index of their peers' receiving
+        queues. Kept while the caller passes the same read-only node array (the vector env
+        does: one array for every step); a writable one is never kept, as it could change."""
+        if node is self._node:
+            return self._static_rows, self._others_index
+        static_rows = self.static[node]
+        others_index = (np.arange(node.shape[0])[:, None], self.others[node])
+        if not node.flags.writeable:
+            self._node, self._static_rows, self._others_index = node, static_rows, others_index
+        return static_rows, others_index
 
     def observe(self, node, exec_len, recv_len, has_task, size_bytes, cycles, deadline_s,
                 probed=None) -> np.ndarray:
@@ -218,11 +231,12 @@ class Observer:
         n = self.n
         node = np.asarray(node, dtype=np.int64)
         m = node.shape[0]
+        static_rows, others_index = self._for_nodes(node)
         obs = np.zeros((m, self.dim))
         d1 = 3 * n + 6
-        obs[:, :d1] = self.static[node]
+        obs[:, :d1] = static_rows
         obs[:, n + 3] = np.minimum(np.asarray(exec_len) / self.queue_scale, 1.0)
-        recv_others = np.take_along_axis(np.asarray(recv_len), self.others[node], axis=1)
+        recv_others = np.asarray(recv_len)[others_index]  # take_along_axis(recv_len, others[node], 1)
         obs[:, n + 4:2 * n + 3] = np.minimum(recv_others / self.queue_scale, 1.0)
         has = np.asarray(has_task, dtype=bool)
         task = np.stack([size_bytes, cycles, deadline_s], axis=-1) / self.task_scale

@@ -18,6 +18,7 @@ import math
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from o2o.core.decpomdp import (
     CANDIDATE_FEATURES,
@@ -39,10 +40,16 @@ class MLP(nn.Module):
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # F.linear on the parameters directly: the same product as calling each nn.Linear,
+        # without a module call per layer.
+        # relu in place on the fresh product: the same values (and the same backward, which
+        # reads relu's output), one tensor less per layer. Not on a view (F.linear of a 3-d
+        # input is a view of a 2-d product): autograd would then copy the whole base back.
+        last = len(self.linears) - 1
         for k, layer in enumerate(self.linears):
-            x = layer(x)
-            if k < len(self.linears) - 1:
-                x = torch.relu(x)
+            x = F.linear(x, layer.weight, layer.bias)
+            if k < last:
+                x = torch.relu(x) if x._base is not None else torch.relu_(x)
         return x
 
     def to_arrays(self, part: str) -> dict[str, np.ndarray]:
@@ -75,6 +82,57 @@ def adam(params, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
+class AdamStep:
+    """``optimizer.step()`` for gradients given as a list (from ``torch.autograd.grad``, in the
+    order of the optimizer's parameters), without ``.grad`` and ``zero_grad``: the fused Adam
+    kernel is called on the optimizer's own state, as ``Adam.step`` calls it, minus the
+    per-step regrouping of the tensors in Python. The first step, and every step of an optimizer
+    that is not a plain fused Adam, goes through ``optimizer.step()`` itself."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.fused: tuple | None = None
+
+    def _plain_fused(self) -> bool:
+        groups = self.optimizer.param_groups
+        g = groups[0]
+        return (isinstance(self.optimizer, torch.optim.Adam) and len(groups) == 1 and bool(g.get("fused"))
+                and not (g["amsgrad"] or g["maximize"] or g["differentiable"] or g["capturable"]
+                         or g.get("decoupled_weight_decay", False))
+                and not isinstance(g["lr"], torch.Tensor) and hasattr(torch, "_fused_adam_")
+                and all(len(self.optimizer.state[p]) for p in self.params))
+
+    def step(self, grads: list[torch.Tensor | None] | tuple[torch.Tensor | None, ...]) -> None:
+        if self.fused is None or self.fused is False or any(g is None for g in grads):
+            for p, g in zip(self.params, grads):
+                p.grad = g
+            self.optimizer.step()
+            for p in self.params:
+                p.grad = None
+            if self.fused is None:
+                if self._plain_fused():
+                    state = [self.optimizer.state[p] for p in self.params]
+                    # The step counts (equal, one per parameter) become views of one tensor, so
+                    # one add_ counts the step for all.
+                    count = torch.stack([s["step"] for s in state])
+                    for k, s in enumerate(state):
+                        s["step"] = count[k]
+                    self.fused = (self.params, [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state],
+                                  [s["step"] for s in state], count)
+                else:
+                    self.fused = False
+            return
+        params, exp_avgs, exp_avg_sqs, steps, count = self.fused
+        g = self.optimizer.param_groups[0]
+        beta1, beta2 = g["betas"]
+        count.add_(1)
+        grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
+                           lr=g["lr"], beta1=beta1, beta2=beta2, weight_decay=g["weight_decay"],
+                           eps=g["eps"], maximize=False, grad_scale=None, found_inf=None)
+
+
 def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Logits with the unavailable actions set to MASKED_LOGIT (probability 0 after softmax)."""
     return torch.where(mask, logits, MASKED_LOGIT)
@@ -95,7 +153,8 @@ def masked_logsumexp(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """log sum_{a in mask} exp(values[a]), per row: max + log sum exp(values - max) over the
     available actions, with the unavailable ones kept out of ``exp`` altogether (for speed, see
     ``masked_softmax``; the value is that of ``torch.logsumexp`` over the available actions)."""
-    top = masked_logits(values, mask).amax(dim=-1, keepdim=True).detach()
+    with torch.no_grad():  # a constant shift (no gradient), computed outside the graph
+        top = masked_logits(values, mask).amax(dim=-1, keepdim=True)
     terms = torch.where(mask, torch.where(mask, values - top, 0.0).exp(), 0.0)
     return top.squeeze(-1) + terms.sum(dim=-1).log()
 
@@ -142,12 +201,22 @@ class Actor(nn.Module):
         """The observation layout the actor reads, from its input size."""
         return OBS_LAYOUT_VERSION if self.obs_dim == obs_dim(self.n_actions - 1) else OBS_LAYOUT_V2
 
-    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+    def head_input(self, obs: torch.Tensor) -> torch.Tensor:
+        """What the MLP reads: the observation, or for the scorer each candidate's features,
+        (M, N, CANDIDATE_FEATURES). It depends on the data only, so a learner may gather it
+        once for many steps."""
+        return obs[:, self.index] if self.head == "scorer" else obs
+
+    def logits_from(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits from ``head_input(obs)``."""
         if self.head == "scorer":
-            scores = self.net(obs[:, self.index]).squeeze(-1)          # (M, N)
+            scores = self.net(x).squeeze(-1)                            # (M, N)
             return torch.cat([scores, torch.zeros_like(scores[:, :1])], dim=1)
-        out = self.net(obs)
-        return add_self_head(out, obs, self.n_actions) if self.self_head else out
+        out = self.net(x)
+        return add_self_head(out, x, self.n_actions) if self.self_head else out
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.logits_from(self.head_input(obs))
 
     def log_probs(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(M, N+1) masked log-probabilities (MASKED_LOGIT-scale where masked)."""
@@ -196,9 +265,12 @@ class StackedMLP(nn.Module):
         """(M, in) shared by all members, or (K, M, in) -> (K, M, out)."""
         last = len(self.weights) - 1
         for k, (w, b) in enumerate(zip(self.weights, self.biases)):
-            x = torch.baddbmm(b, x, w) if x.dim() == 3 else torch.matmul(x, w) + b
+            # A shared (M, in) input is expanded (a view: no copy, as matmul would make) to one
+            # batch per member; bmm + b there, the same sums as matmul(x, w) + b. relu in
+            # place, as in MLP.forward.
+            x = torch.baddbmm(b, x, w) if x.dim() == 3 else torch.bmm(x.expand(self.k, *x.shape), w).add_(b)
             if k < last:
-                x = torch.relu(x)
+                x = torch.relu_(x)
         return x
 
     def load_members(self, mlps: list[MLP]) -> None:

@@ -47,8 +47,17 @@ import torch
 
 from o2o.core.decpomdp import OBS_LAYOUT_V2, central_critic_input, critic_dim
 from o2o.core.errors import UserError
+from o2o.core.memory import keep_freed_memory
 from o2o.core.progress import progress_bar
-from o2o.learn.nets import Actor, Critic, TwinQ, adam, masked_logsumexp
+from o2o.learn.nets import (
+    Actor,
+    AdamStep,
+    Critic,
+    TwinQ,
+    adam,
+    masked_logits,
+    masked_logsumexp,
+)
 from o2o.learn.policy import Policy
 from o2o.learn.settings import OFFLINE_STEPS, OfflineSettings
 from o2o.learn.tracking import Tracker
@@ -112,11 +121,24 @@ def normalize_rewards(rewards: np.ndarray, mode: str) -> tuple[np.ndarray, dict[
     return rewards.astype(np.float32), {"mean": 0.0, "std": 1.0}
 
 
-def soft_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
-    """target <- (1 - tau) target + tau source (Alg. 1, line 7)."""
+def soft_update(target: torch.nn.Module | list[torch.Tensor], source: torch.nn.Module | list[torch.Tensor],
+                tau: float) -> None:
+    """target <- (1 - tau) target + tau source (Alg. 1, line 7); modules or lists of their
+    parameters."""
     with torch.no_grad():
         # lerp: t + tau (s - t) = (1 - tau) t + tau s, for all tensors at once.
-        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+        torch._foreach_lerp_(target if isinstance(target, list) else list(target.parameters()),
+                             source if isinstance(source, list) else list(source.parameters()), tau)
+
+
+def _rows(flags: torch.Tensor, k: int) -> tuple[torch.Tensor, list[int], tuple[torch.Tensor, ...]]:
+    """``flags`` (k * size,) over k minibatches of ``size`` rows: the flagged rows of the chunk
+    (``nonzero``), their number in each minibatch, and each minibatch's flagged rows as its own
+    row indices (what ``nonzero`` of its own flags gives)."""
+    size = flags.shape[0] // k
+    where = torch.nonzero(flags).squeeze(1)
+    counts = flags.view(k, size).sum(1).tolist()
+    return where, counts, (where % size).split(counts)
 
 
 # ----------------------------------------------------------------------------- algorithm
@@ -142,6 +164,7 @@ class OfflineLearner:
 
     def __init__(self, settings: OfflineSettings, obs_dim: int, n_actions: int, seed: int = 0,
                  critic_dim: int | None = None):
+        keep_freed_memory()
         self.s = settings
         self.obs_dim, self.n_actions = obs_dim, n_actions
         torch.manual_seed(seed)
@@ -155,13 +178,22 @@ class OfflineLearner:
 
     def minibatches(self, t: dict[str, torch.Tensor], m: int):
         """Minibatches of ``batch_size`` rows drawn uniformly (with replacement) by the seeded
-        generator, gathered ``prefetch`` steps at a time."""
+        generator, gathered ``prefetch`` steps at a time, with what a step reads from the data
+        alone prepared for all of them at once (``prepare``)."""
         size = self.s.batch_size
         while True:
             idx = torch.from_numpy(self.rng.integers(0, m, size=self.prefetch * size))
-            chunk = {k: v.index_select(0, idx) for k, v in t.items()}
-            for k in range(self.prefetch):
-                yield {name: v[k * size:(k + 1) * size] for name, v in chunk.items()}
+            yield from self.prepare({k: v.index_select(0, idx) for k, v in t.items()}, self.prefetch)
+
+    def prepare(self, chunk: dict[str, torch.Tensor], k: int) -> list[dict[str, torch.Tensor]]:
+        """``k`` minibatches from the rows of ``chunk`` (k equal parts, in order)."""
+        size = chunk["actions"].shape[0] // k
+        parts = {name: v.split(size) for name, v in chunk.items()}
+        return [{name: v[j] for name, v in parts.items()} for j in range(k)]
+
+    def prepared(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``b`` as ``prepare`` gives it (a minibatch of the data-set arrays is prepared here)."""
+        return b if "prepared" in b else self.prepare(b, 1)[0]
 
     def fit(self, dataset: dict[str, np.ndarray], steps: int,
             callback: Callable[[int, Actor], dict[str, Any] | None] | None = None,
@@ -258,52 +290,86 @@ class DiscreteSACCQL(OfflineLearner):
             p.requires_grad_(False)
         self.optimizer = adam([*self.critic.parameters(), *self.actor.parameters(),
                                *self.q.parameters()], settings.lr)
+        self.adam = AdamStep(self.optimizer)
+        self.q_params, self.target_params = list(self.q.parameters()), list(self.q_target.parameters())
         self.steps_done = 0
 
-    def losses(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def prepare(self, chunk: dict[str, torch.Tensor], k: int) -> list[dict[str, Any]]:
+        """What lines 3-5 read from the data alone, for k minibatches at once: the rows with a
+        task at o and at o' (and those rows of the observation and mask), the discount
+        gamma (1 - terminal), the CQL logsumexp's action set ``mask | {a}``."""
+        size = chunk["actions"].shape[0] // k
+        act, mask, next_mask = chunk["actions"], chunk["action_masks"], chunk["next_action_masks"]
+        task = ~mask[:, -1]
+        where, counts, rows = _rows(task, k)
+        x = self.actor.head_input(chunk["observations"].index_select(0, where)).split(counts)
+        mask_r = mask.index_select(0, where).split(counts)
+        act_r = act.index_select(0, where)[:, None].split(counts)
+        _, _, no_task_rows = _rows(~task, k)
+        next_where, next_counts, next_rows = _rows(~next_mask[:, -1], k)
+        next_x = self.actor.head_input(chunk["next_observations"].index_select(0, next_where)).split(next_counts)
+        next_mask_r = next_mask.index_select(0, next_where).split(next_counts)
+        parts = {
+            "observations": chunk["observations"], "next_observations": chunk["next_observations"],
+            "rewards": chunk["rewards"], "discount": self.s.gamma * (1.0 - chunk["terminals"].float()),
+            "critic_in": chunk.get("critic_observations", chunk["observations"]),
+            "available": mask | torch.nn.functional.one_hot(act, self.n_actions).bool(),
+        }
+        parts = {name: v.split(size) for name, v in parts.items()}
+        act_q = act.view(k, 1, size, 1).expand(k, 2, size, 1).unbind(0)
+        act_col = act.view(k, size, 1).unbind(0)
+        return [{**{name: v[j] for name, v in parts.items()}, "size": size, "act_q": act_q[j], "act_col": act_col[j],
+                 "rows": rows[j], "x": x[j], "mask_r": mask_r[j], "act_r": act_r[j], "n_rows": counts[j],
+                 "no_task_rows": no_task_rows[j], "next_rows": next_rows[j], "next_x": next_x[j],
+                 "next_mask_r": next_mask_r[j], "n_next": next_counts[j]} for j in range(k)]
+
+    def prepared(self, b: dict[str, Any]) -> dict[str, Any]:
+        return b if "act_q" in b else self.prepare(b, 1)[0]
+
+    def losses(self, b: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The losses of Algorithm 1, lines 3-5, on minibatch ``b`` (tensors with gradient)."""
-        s = self.s
-        obs, act, mask = b["observations"], b["actions"], b["action_masks"]
-        m = act.shape[0]
+        s, b = self.s, self.prepared(b)
+        m = b["size"]
         with torch.no_grad():
-            next_mask = b["next_action_masks"]
             next_q = self.q_target(b["next_observations"])
             next_q_min = torch.minimum(next_q[0], next_q[1])
             next_value = next_q_min[:, -1].clone()  # no task at o': pi(o') is one-hot on N
-            rows = torch.nonzero(~next_mask[:, -1]).squeeze(1)
-            if rows.numel():
-                next_log_pi, next_pi = self.actor.policy(b["next_observations"][rows], next_mask[rows])
-                next_value[rows] = soft_value(next_log_pi, next_q_min[rows], s.alpha, next_pi)
-            y = td_target(b["rewards"], b["terminals"], next_value, s.gamma)
+            if b["n_next"]:
+                rows = b["next_rows"]
+                z = masked_logits(self.actor.logits_from(b["next_x"]), b["next_mask_r"])
+                next_value[rows] = soft_value(torch.log_softmax(z, dim=-1), next_q_min[rows], s.alpha,
+                                              torch.softmax(z, dim=-1))
+            y = b["rewards"] + b["discount"] * next_value                   # td_target
 
-        v_loss = ((self.critic(b.get("critic_observations", obs)) - y) ** 2).mean()  # line 3, eq. 12
+        v_loss = ((self.critic(b["critic_in"]) - y) ** 2).mean()                # line 3, eq. 12
 
-        q = self.q(obs)
-        q_min = torch.minimum(q[0], q[1]).detach()
-        task = ~mask[:, -1]
-        rows = torch.nonzero(task).squeeze(1)
-        log_pi, pi = self.actor.policy(obs[rows], mask[rows])
-        objective = (soft_value(log_pi, q_min[rows], s.alpha, pi).sum()        # line 4, eq. 11
-                     + q_min[~task, -1].sum()) / m
+        q = self.q(b["observations"])
+        with torch.no_grad():
+            q_min = torch.minimum(q[0], q[1])
+        z = masked_logits(self.actor.logits_from(b["x"]), b["mask_r"])
+        log_pi, pi = torch.log_softmax(z, dim=-1), torch.softmax(z, dim=-1)
+        objective = (soft_value(log_pi, q_min[b["rows"]], s.alpha, pi).sum()    # line 4, eq. 11
+                     + q_min[b["no_task_rows"], -1].sum()) / m
 
-        q_losses, regs = q_loss(q, act, y, mask, s.cql_weight)                  # line 5, eq. 10
+        # line 5, eq. 10 (q_loss, with the data-only parts prepared)
+        reg = (masked_logsumexp(q, b["available"]) - q.gather(-1, b["act_q"]).squeeze(-1)).mean(-1)
+        q_losses = ((q.gather(-1, b["act_q"]).squeeze(-1) - y) ** 2).mean(-1) + s.cql_weight * reg
         with torch.no_grad():
             entropy = -(pi * log_pi).sum() / m
-            data_prob = (pi.gather(1, act[rows][:, None]).sum() + (m - rows.numel())) / m
-            q_data = q_min.gather(1, act[:, None]).mean()
+            data_prob = (pi.gather(1, b["act_r"]).sum() + (m - b["n_rows"])) / m
+            q_data = q_min.gather(1, b["act_col"]).mean()
         return {"v_loss": v_loss, "actor_objective": objective, "q1_loss": q_losses[0],
-                "q2_loss": q_losses[1], "cql1": regs[0], "cql2": regs[1], "entropy": entropy,
+                "q2_loss": q_losses[1], "cql1": reg[0], "cql2": reg[1], "entropy": entropy,
                 "data_action_prob": data_prob, "q_mean": q_data}
 
-    def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, b: dict[str, Any]) -> dict[str, float]:
         """One step of Algorithm 1 (lines 2-7) on minibatch ``b``."""
         loss = self.losses(b)
-        self.optimizer.zero_grad(set_to_none=True)
-        (loss["v_loss"] - loss["actor_objective"] + loss["q1_loss"] + loss["q2_loss"]).backward()
-        self.optimizer.step()
-        soft_update(self.q_target, self.q, self.s.tau)                         # lines 6-7
+        total = loss["v_loss"] - loss["actor_objective"] + loss["q1_loss"] + loss["q2_loss"]
+        self.adam.step(torch.autograd.grad(total, self.adam.params, allow_unused=True))
+        soft_update(self.target_params, self.q_params, self.s.tau)            # lines 6-7
         self.steps_done += 1
-        v = {k: float(t.detach()) for k, t in loss.items()}
+        v = dict(zip(loss, torch.stack([t.detach() for t in loss.values()]).tolist()))
         return {"q_loss": 0.5 * (v["q1_loss"] + v["q2_loss"]), "cql": 0.5 * (v["cql1"] + v["cql2"]),
                 "v_loss": v["v_loss"], "actor_objective": v["actor_objective"],
                 "entropy": v["entropy"], "data_action_prob": v["data_action_prob"],
@@ -330,38 +396,61 @@ class AdvantageWeighted(OfflineLearner):
         for p in self.critic_target.parameters():
             p.requires_grad_(False)
         self.optimizer = adam([*self.critic.parameters(), *self.actor.parameters()], settings.lr)
+        self.adam = AdamStep(self.optimizer)
+        self.v_params, self.target_params = list(self.critic.parameters()), list(self.critic_target.parameters())
 
-    def losses(self, b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        s = self.s
-        obs, act, mask = b["observations"], b["actions"], b["action_masks"]
-        v_in = b.get("critic_observations", obs)
+    def prepare(self, chunk: dict[str, torch.Tensor], k: int) -> list[dict[str, Any]]:
+        """What a step reads from the data alone, for k minibatches at once: the discount
+        gamma (1 - terminal), and the actor's rows (a task, and a logged action its mask allows)
+        with their inputs, masks and actions."""
+        size = chunk["actions"].shape[0] // k
+        act, mask = chunk["actions"], chunk["action_masks"]
+        where, counts, rows = _rows(~mask[:, -1] & mask.gather(1, act[:, None]).squeeze(1), k)
+        x = self.actor.head_input(chunk["observations"].index_select(0, where)).split(counts)
+        mask_r = mask.index_select(0, where).split(counts)
+        act_r = act.index_select(0, where)[:, None].split(counts)
+        parts = {
+            "rewards": chunk["rewards"], "discount": self.s.gamma * (1.0 - chunk["terminals"].float()),
+            "critic_in": chunk.get("critic_observations", chunk["observations"]),
+            "next_critic_in": chunk.get("next_critic_observations", chunk["next_observations"]),
+        }
+        parts = {name: v.split(size) for name, v in parts.items()}
+        return [{**{name: v[j] for name, v in parts.items()}, "rows": rows[j], "x": x[j],
+                 "mask_r": mask_r[j], "act_r": act_r[j], "n_rows": counts[j]} for j in range(k)]
+
+    def prepared(self, b: dict[str, Any]) -> dict[str, Any]:
+        return b if "critic_in" in b else self.prepare(b, 1)[0]
+
+    def losses(self, b: dict[str, Any]) -> dict[str, torch.Tensor]:
+        s, b = self.s, self.prepared(b)
         with torch.no_grad():
-            next_v = self.critic_target(b.get("next_critic_observations", b["next_observations"]))
-            y = td_target(b["rewards"], b["terminals"], next_v, s.gamma)
-        v = self.critic(v_in)
+            next_v = self.critic_target(b["next_critic_in"])
+            y = b["rewards"] + b["discount"] * next_v                           # td_target
+        v = self.critic(b["critic_in"])
         v_loss = ((v - y) ** 2).mean()
-        rows = torch.nonzero(~mask[:, -1] & mask.gather(1, act[:, None]).squeeze(1)).squeeze(1)
-        log_pi, pi = self.actor.policy(obs[rows], mask[rows])
-        logp_data = log_pi.gather(1, act[rows][:, None]).squeeze(1)
+        rows = b["rows"]
+        z = masked_logits(self.actor.logits_from(b["x"]), b["mask_r"])
+        log_pi = torch.log_softmax(z, dim=-1)
+        logp_data = log_pi.gather(1, b["act_r"]).squeeze(1)
         with torch.no_grad():
+            pi = torch.softmax(z, dim=-1)
             adv = y[rows] - v[rows]
             weight = (torch.ones_like(adv) if s.algorithm == "bc"
                       else (adv / s.awr_temperature).exp().clamp(max=s.awr_max_weight))
-        actor_loss = -(weight * logp_data).sum() / max(rows.numel(), 1)
+        actor_loss = -(weight * logp_data).sum() / max(b["n_rows"], 1)
         with torch.no_grad():
             entropy = -(pi * log_pi).sum(-1).mean()
             data_prob = logp_data.exp().mean()
         return {"v_loss": v_loss, "actor_loss": actor_loss, "entropy": entropy,
                 "data_action_prob": data_prob, "advantage": adv.mean(), "weight": weight.mean()}
 
-    def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, b: dict[str, Any]) -> dict[str, float]:
         loss = self.losses(b)
-        self.optimizer.zero_grad(set_to_none=True)
-        (loss["v_loss"] + loss["actor_loss"]).backward()
-        self.optimizer.step()
-        soft_update(self.critic_target, self.critic, self.s.tau)
+        self.adam.step(torch.autograd.grad(loss["v_loss"] + loss["actor_loss"], self.adam.params,
+                                           allow_unused=True))
+        soft_update(self.target_params, self.v_params, self.s.tau)
         self.steps_done += 1
-        return {k: float(v.detach()) for k, v in loss.items()}
+        return dict(zip(loss, torch.stack([t.detach() for t in loss.values()]).tolist()))
 
 
 def train_offline(dataset: dict[str, np.ndarray], settings: OfflineSettings | None = None, seed: int = 0,

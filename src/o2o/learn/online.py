@@ -46,11 +46,12 @@ from o2o.core.decpomdp import (
     obs_dim,
 )
 from o2o.core.errors import UserError
+from o2o.core.memory import keep_freed_memory
 from o2o.core.network import Network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario
 from o2o.core.seeds import online as online_seeds
-from o2o.learn.nets import Actor, Critic, adam
+from o2o.learn.nets import Actor, AdamStep, Critic, adam
 from o2o.learn.policy import Policy
 from o2o.learn.settings import ONLINE_EPISODES, OnlineSettings
 from o2o.learn.tracking import Tracker
@@ -86,6 +87,18 @@ def ppo_clip_objective(new_log_prob: torch.Tensor, old_log_prob: torch.Tensor,
     """Eq. 16: mean min(rho A, eta(rho) A) with rho of eq. 17 and the clip eta of eq. 18."""
     ratio = (new_log_prob - old_log_prob).exp()
     return torch.min(ratio * advantages, ratio.clamp(1.0 - clip, 1.0 + clip) * advantages).mean()
+
+
+def clip_grad_norm(grads: tuple[torch.Tensor | None, ...], max_norm: float) -> tuple[torch.Tensor | None, ...]:
+    """``torch.nn.utils.clip_grad_norm_`` on a list of gradients (in place, returned): scaled by
+    min(1, max_norm / (||g||_2 + 1e-6)), the norm over all of them, as that function computes
+    it."""
+    present = [g for g in grads if g is not None]
+    if present:
+        with torch.no_grad():
+            total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(present, 2.0)), 2.0)
+            torch._foreach_mul_(present, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+    return grads
 
 
 def normalize_batch_rewards(rewards: np.ndarray, mode: str, stats: dict[str, float] | None) -> np.ndarray:
@@ -132,11 +145,14 @@ class PPOUpdate:
     def __init__(self, settings: OnlineSettings, actor: Actor, critic: Critic,
                  rng: np.random.Generator, reward_stats: dict[str, float] | None = None,
                  critic_input: str = "own"):
+        keep_freed_memory()
         self.s, self.actor, self.critic, self.rng = settings, actor, critic, rng
         self.reward_stats = reward_stats
         self.critic_input = critic_input
         self.actor_opt = adam(self.actor.parameters(), self.s.lr)
         self.critic_opt = adam(self.critic.parameters(), self.s.lr)
+        self.actor_step, self.critic_step = AdamStep(self.actor_opt), AdamStep(self.critic_opt)
+        self.params = [*self.actor_step.params, *self.critic_step.params]
 
     def update(self, buf: dict[str, np.ndarray]) -> dict[str, float]:
         s = self.s
@@ -173,23 +189,22 @@ class PPOUpdate:
                     a = (a - a.mean()) / (a.std() + 1e-8)
                 objective = ppo_clip_objective(new_logp, old_logp[dec_idx], a, s.clip)
                 entropy = -(pi * log_pi).sum(-1).mean()
-                self.actor_opt.zero_grad(set_to_none=True)
-                (-(objective + s.entropy_coef * entropy)).backward()
-                torch.nn.utils.clip_grad_norm_(self.actor.parameters(), s.max_grad_norm)
-                self.actor_opt.step()
                 # Critic: MSE to the GAE targets (eq. 19) on all rows.
                 v_loss = ((self.critic(critic_obs[all_idx]) - ret_t[all_idx]) ** 2).mean()
-                self.critic_opt.zero_grad(set_to_none=True)
-                v_loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.critic.parameters(), s.max_grad_norm)
-                self.critic_opt.step()
+                # One backward pass for both (their parameters are disjoint), then each
+                # network's gradient clipped by its own norm and its own Adam step.
+                grads = torch.autograd.grad(-(objective + s.entropy_coef * entropy) + v_loss,
+                                            self.params, allow_unused=True)
+                k = len(self.actor_step.params)
+                self.actor_step.step(clip_grad_norm(grads[:k], s.max_grad_norm))
+                self.critic_step.step(clip_grad_norm(grads[k:], s.max_grad_norm))
                 with torch.no_grad():
                     log_ratio = new_logp - old_logp[dec_idx]
                     kl = ((log_ratio.exp() - 1) - log_ratio).mean()
                     clipfrac = ((log_ratio.exp() - 1).abs() > s.clip).float().mean()
-                for k, v in (("ppo_objective", objective), ("v_loss", v_loss), ("entropy", entropy),
-                             ("approx_kl", kl), ("clipfrac", clipfrac)):
-                    stats[k] = stats.get(k, 0.0) + float(v.detach())
+                    values = torch.stack([objective, v_loss, entropy, kl, clipfrac]).tolist()
+                for k, v in zip(("ppo_objective", "v_loss", "entropy", "approx_kl", "clipfrac"), values):
+                    stats[k] = stats.get(k, 0.0) + v
                 n_steps += 1
         return {k: v / n_steps for k, v in stats.items()}
 

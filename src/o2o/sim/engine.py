@@ -152,13 +152,23 @@ class Engine:
         return NodeState(self)
 
     # ------------------------------------------------------------------ events
-    def _during(self, index: tuple, t0: np.ndarray, t1: np.ndarray, unique: bool = True, **values) -> None:
-        """Add each value to its observable sum at every future boundary in [t0, t1) seconds.
-        ``unique``: at most one task per (episode, resource), so plain indexing adds safely."""
+    def _boundaries(self, *times_s: np.ndarray) -> list[np.ndarray]:
+        """For each array of times (seconds): the first boundary at or after each time (slots,
+        within SLOT_TOL), and the first future one (after the current boundary)."""
+        out = []
+        for t_s in times_s:
+            k = np.ceil(t_s / self.slot_s - SLOT_TOL).astype(np.int64)
+            out.append((np.maximum(k, self.t + 1), k))
+        return out
+
+    def _during(self, index: tuple, k0: tuple[np.ndarray, np.ndarray], k1: tuple[np.ndarray, np.ndarray],
+                unique: bool = True, **values) -> None:
+        """Add each value to its observable sum at every future boundary in [t0, t1) seconds,
+        t0 and t1 given by their ``_boundaries``. ``unique``: at most one task per (episode,
+        resource), so plain indexing adds safely."""
         if not self._track:
             return
-        k0 = np.maximum(np.ceil(t0 / self.slot_s - SLOT_TOL).astype(np.int64), self.t + 1)
-        k1 = np.ceil(t1 / self.slot_s - SLOT_TOL).astype(np.int64)
+        k0, k1 = k0[0], k1[1]
         keep = k1 > k0
         if not keep.any():
             return
@@ -233,11 +243,13 @@ class Engine:
         self.pending_arrival_s[b[ok], t, i[ok]] = end[ok]
         lost = ~ok
         self._end(b[lost], t, i[lost], np.where(dropped[lost], DROP, TRANS_FAIL), end[lost])
-        nowv = np.full(b.shape, now)
+        if not self._track:
+            return
+        k_now, k_start, k_end = self._boundaries(np.full(b.shape, now), start, end)
         # in_flight is kept receiver-major: row j holds the receiving queues of j.
-        self._during((b, j, i), nowv, end, in_flight=1)
-        self._during((b, i, j), nowv, start, send_c=tx)         # waiting: the full s / r_ij
-        self._during((b, i, j), start, end, send_c=start + tx, send_k=1.0)  # on the wire
+        self._during((b, j, i), k_now, k_end, in_flight=1)
+        self._during((b, i, j), k_now, k_start, send_c=tx)         # waiting: the full s / r_ij
+        self._during((b, i, j), k_start, k_end, send_c=start + tx, send_k=1.0)  # on the wire
 
     def _execute_window(self, window: int) -> None:
         """Run every arrival at an execution queue during slot ``window`` through its node's
@@ -280,9 +292,12 @@ class Engine:
         self._end(b, ts, i, np.where(dropped, DROP, np.where(failed, EXEC_FAIL, SUCCESS)), end)
         node = (b, j)
         unique = bounds.size <= 2  # one arrival per queue: plain indexing adds safely
-        self._during(node, when, end, unique, exec_len=1)
-        self._during(node, when, start, unique, exec_wait=1, backlog_c=exec_s)  # waiting: full c / F_j
-        self._during(node, start, end, unique, backlog_c=start + exec_s, backlog_k=1.0)  # running
+        if not self._track:
+            return
+        k_when, k_start, k_end = self._boundaries(when, start, end)
+        self._during(node, k_when, k_end, unique, exec_len=1)
+        self._during(node, k_when, k_start, unique, exec_wait=1, backlog_c=exec_s)  # waiting: full c / F_j
+        self._during(node, k_start, k_end, unique, backlog_c=start + exec_s, backlog_k=1.0)  # running
 
     def _advance(self) -> None:
         self.t += 1

@@ -56,6 +56,7 @@ class OffloadVecEnv:
         self.obs_dim = obs_dim(self.n, obs_layout)
         self.n_actions = self.n + 1
         self.engine: Engine | None = None
+        self._nodes: dict[int, np.ndarray] = {}
 
     def reset(self, seeds) -> tuple[np.ndarray, np.ndarray]:
         episodes = sample_episodes(self.scenario, self.network, seeds)
@@ -68,7 +69,10 @@ class OffloadVecEnv:
         B, N = e.B, e.N
         t = min(e.t, e.T - 1)
         has = e.ep.has_task[:, e.t, :] if e.t < e.T else np.zeros((B, N), dtype=bool)
-        node = np.tile(np.arange(N), B)
+        node = self._nodes.get(B)
+        if node is None:  # the same array every step, so the observer keeps what depends on it
+            node = self._nodes[B] = np.tile(np.arange(N), B)
+            node.flags.writeable = False
         overloaded = np.repeat(state.overloaded, N, axis=0)  # (B*N, N): every peer's flag
         probed = None
         if self.observer.obs_layout == OBS_LAYOUT_V2:  # every node sees every node's answer

@@ -141,49 +141,74 @@ FIGURE_ORDER = ("fig4", "fig5a", "fig5b", "fig5c", "fig6", "fig8")
 
 
 def figures_block() -> str:
-    lines = []
+    rows = ["| figure | the paper's claim | here |", "|---|---|---|"]
     for name in FIGURE_ORDER:
         path = FIGURES / f"{name}.json"
         if not path.exists():
-            lines.append(f"* `{name}`: not yet measured (`o2o figure {name}`).")
+            rows.append(f"| `{name}` | | not measured yet (`o2o figure {name}`) |")
             continue
-        fig = json.loads(path.read_text())
-        lines.append(figure_summary(name, fig))
-    return "\n".join(lines) + "\n"
+        rows += figure_rows(name, json.loads(path.read_text()))
+    return "\n".join(rows) + "\n"
 
 
-def figure_summary(name: str, fig: dict) -> str:
-    """One bullet: the figure's numbers against the paper's claims (O2O-DRL above every other
-    decentralized method; success falling along the swept field; fig4: the logs that give the
-    best O2O-DRL; fig5b: online-only at high arrival probability)."""
+PAPER_HEURISTICS = ("random", "local", "rda", "ratc", "esf")   # the ones the paper compares
+FALLS_WITH = {"fig5a": "task size", "fig5b": "arrival probability", "fig5c": "failure rate",
+              "fig8": "task size"}
+
+
+def figure_rows(name: str, fig: dict) -> list[str]:
+    """The figure's numbers against the paper's claims: O2O-DRL above every other
+    decentralized method at every point; success falling along the swept field; fig4: RATC's
+    logs give the best O2O-DRL; fig5b: online-only degrades at high arrival probability."""
     points = fig["points"]
     first, last = points[0], points[-1]
+    where = f"`{name}` ({fig['plan']}, {fig['seeds']} seed(s), {fig['eval_episodes']} episodes)"
 
     def rate(point, method):
         m = point["methods"].get(method)
         return None if m is None else m["success_rate"]
 
-    vs = [p["claims"].get("o2o_vs_best_other") for p in points]
-    above = sum(1 for d in vs if d and d["ci95"][0] > 0)
-    parts = [f"* **{name}** ({fig['plan']} plan, {fig['seeds']} seed(s), {fig['eval_episodes']} "
-             f"held-out episodes; {fig['label']}): O2O-DRL above every other decentralized method "
-             f"(paired CI above 0) at {above} of {len(points)} points; O2O-DRL − best other: "
-             + ", ".join(f"{d['diff']:+.3f} {_ci(d['ci95'], '+.3f')} vs {d['method']}"
-                         for d in vs if d)]
+    rows = []
+    vs = [(p, p["claims"].get("o2o_vs_best_other")) for p in points]
+    above = [p for p, d in vs if d and d["ci95"][0] > 0]
+    def miss(p, d) -> str:
+        at = f"with {p['label']}'s logs" if name == "fig4" else f"at {p['label']}"
+        what = (f"{d['method']} is above it" if d["diff"] < 0 else
+                f"a tie with {d['method']}")
+        return f"{at} {what} (O2O-DRL − {d['method']} {d['diff']:+.3f} {_ci(d['ci95'], '+.3f')})"
+
+    misses = "; ".join(miss(p, d) for p, d in vs if d and d["ci95"][0] <= 0)
+    rows.append(f"| {where} | O2O-DRL above every other decentralized method at every point | "
+                f"{'yes' if len(above) == len(points) else 'no'}: at {len(above)} of {len(points)} "
+                f"points (paired CI above 0){'; ' + misses if misses else ''} |")
+    if name in FALLS_WITH:
+        methods = ("ratc", "spread", "o2o-drl", "central")
+        falls = all(rate(last, m) < rate(first, m) for m in methods if rate(first, m) is not None)
+        trend = ", ".join(f"{m} {rate(first, m):.3f} → {rate(last, m):.3f}" for m in methods
+                          if rate(first, m) is not None)
+        rows.append(f"| | success falls with {FALLS_WITH[name]} | {'yes' if falls else 'no'}: "
+                    f"from {first['label']} to {last['label']}, {trend} |")
     if name == "fig4":
-        best = max(points, key=lambda p: rate(p, "o2o-drl") or 0.0)
-        parts.append(f"; the best O2O-DRL learned from {best['value']} logs "
-                     f"({rate(best, 'o2o-drl'):.3f}); "
-                     + ", ".join(f"{p['value']} {rate(p, 'o2o-drl'):.3f}" for p in points))
-    else:
-        trend = [(m, rate(first, m), rate(last, m)) for m in ("ratc", "spread", "o2o-drl", "central")]
-        parts.append(f"; from {first['label']} to {last['label']}: " + ", ".join(
-            f"{m} {a:.3f} → {b:.3f}" for m, a, b in trend if a is not None and b is not None))
+        by_logs = {p["value"]: rate(p, "o2o-drl") for p in points}
+        best = max(by_logs, key=by_logs.get)
+        paper = {k: v for k, v in by_logs.items() if k in PAPER_HEURISTICS}
+        best_paper = max(paper, key=paper.get)
+        rows.append(f"| | RATC's logs give the best O2O-DRL | {'yes' if best == 'ratc' else 'no'}: "
+                    f"the best comes from {best}'s logs; of the paper's heuristics, from "
+                    f"{best_paper}'s; O2O-DRL by logs: "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in by_logs.items()) + " |")
     if name == "fig5b" and rate(first, "online-only") is not None:
-        parts.append(f"; online-only {rate(first, 'online-only'):.3f} → "
-                     f"{rate(last, 'online-only'):.3f} (O2O-DRL − online-only at the last point "
-                     f"{rate(last, 'o2o-drl') - rate(last, 'online-only'):+.3f})")
-    return "".join(parts) + f" (`o2o figure {name}`)."
+        a, b = rate(first, "online-only"), rate(last, "online-only")
+        gap = rate(last, "o2o-drl") - b
+        rows.append(f"| | online-only degrades at high arrival probability | "
+                    f"{'yes' if b < a else 'no'}: online-only {a:.3f} → {b:.3f}; "
+                    f"O2O-DRL − online-only at the last point {gap:+.3f} |")
+    if name == "fig6":
+        trend = ", ".join(f"{m} {rate(first, m):.3f} → {rate(last, m):.3f}"
+                          for m in ("ratc", "spread", "o2o-drl", "central"))
+        rows.append(f"| | (how success moves with N) | from {first['label']} to {last['label']} "
+                    f"nodes: {trend} |")
+    return rows
 
 
 GENERATORS = {"simulate": simulate_block, "main-job": main_job_block, "curves": curves_block,

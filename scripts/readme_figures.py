@@ -173,8 +173,8 @@ def figure_rows(name: str, fig: dict) -> list[str]:
     above = [p for p, d in vs if d and d["ci95"][0] > 0]
     def miss(p, d) -> str:
         at = f"with {p['label']}'s logs" if name == "fig4" else f"at {p['label']}"
-        what = (f"{d['method']} is above it" if d["diff"] < 0 else
-                f"a tie with {d['method']}")
+        what = (f"{d['method']} is above it" if d["ci95"][1] < 0 else
+                f"no separable difference from {d['method']}")
         return f"{at} {what} (O2O-DRL − {d['method']} {d['diff']:+.3f} {_ci(d['ci95'], '+.3f')})"
 
     misses = "; ".join(miss(p, d) for p, d in vs if d and d["ci95"][0] <= 0)

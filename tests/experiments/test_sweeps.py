@@ -361,3 +361,18 @@ def test_a_testbed_sweep_trains_and_evaluates_every_method_on_node_processes(tmp
         phases = sorted(r.phase for r in store.runs())
     assert phases == ["evaluation"] * 3 + ["heuristic"] + ["online"] * 2
     assert "central (simulator)" in (out / "tinybed.md").read_text()
+
+
+@pytest.mark.parametrize("plan", ["quick", "full"])
+def test_every_shipped_figure_plans_and_weighs_its_units(plan):
+    """Each shipped spec's plans build, and every unit gets a positive estimated cost (a size a
+    plan leaves out, as the full plans leave out offline_steps, is the settings' own)."""
+    import math
+
+    from o2o.experiments.specs import FIGURES
+    from o2o.experiments.sweep_job import unit_weight
+
+    for name in FIGURES:
+        sweep = load_sweep(name, plan, shipped=True)
+        weights = [unit_weight(sweep, u) for u in plan_units(sweep)]
+        assert weights and all(math.isfinite(w) and w > 0 for w in weights), name

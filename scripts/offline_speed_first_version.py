@@ -16,13 +16,13 @@ import time
 
 import numpy as np
 import torch
-
 from o2o.config import load_scenario
 from o2o.learn.data import rollout_dataset
+from o2o.network import sample_network
+
 from o2o.learn.offline import train_offline
 from o2o.learn.online import OnlinePPO
 from o2o.learn.settings import OfflineSettings
-from o2o.network import sample_network
 from o2o.schedulers import make_scheduler
 from o2o.sim.env import OffloadVecEnv
 

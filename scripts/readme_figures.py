@@ -31,6 +31,8 @@ import re
 import sys
 from pathlib import Path
 
+from o2o.experiments.report import interval
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "learner.md")
 RESULTS = ROOT / "docs" / "results"
@@ -42,12 +44,8 @@ BLOCK = re.compile(r"(<!-- generated:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!
                    re.S)
 
 
-def _ci(ci, fmt: str = "+.4f") -> str:
-    return f"[{format(ci[0], fmt)}, {format(ci[1], fmt)}]"
-
-
 def simulate_block() -> str:
-    from o2o.cli.common import format_table, scheduler_results
+    from o2o.cli.common import scheduler_results, simulate_report
     from o2o.core.network import sample_network
     from o2o.core.scenario import load_scenario
     from o2o.sim import make_scheduler
@@ -59,8 +57,8 @@ def simulate_block() -> str:
                                        list(range(10)))
     command = "o2o simulate --scenario paper-sim " + " ".join(f"--scheduler {n}" for n in names) + \
         " --episodes 10"
-    header = "scenario paper-sim, network seed 0, episodes 0..9"
-    return f"    {command}\n\n```\n{header}\n{format_table(results, bound)}\n```\n"
+    table = simulate_report(scenario, 0, list(range(10)), results, bound)
+    return f"    {command}\n\n```\n{table}\n```\n"
 
 
 def _main_results() -> dict[int, dict]:
@@ -86,8 +84,8 @@ def main_job_block() -> str:
         rows.append(
             f"| {s} | {ratc:.4f} | {r['spread']['success_rate']:.4f} | {central:.4f} | "
             f"**{o2o['success_rate']:.4f}** | {paired['ratc']['diff']:+.4f} "
-            f"{_ci((paired['ratc']['lo'], paired['ratc']['hi']))} | {paired['spread']['diff']:+.4f} "
-            f"{_ci((paired['spread']['lo'], paired['spread']['hi']))} | {gap:.0%} | "
+            f"{interval((paired['ratc']['lo'], paired['ratc']['hi']), '+.4f')} | {paired['spread']['diff']:+.4f} "
+            f"{interval((paired['spread']['lo'], paired['spread']['hi']), '+.4f')} | {gap:.0%} | "
             f"{above} of {len(o2o['per_seed'])} | {r['offline-only']['success_rate']:.4f} | "
             f"{r['online-only']['success_rate']:.4f} | {r['timing_s']['total'] / 60:.1f} min |")
     commands = ", ".join(f"`{MAIN_COMMAND.format(s=s)}`" for s in NETWORKS)
@@ -104,11 +102,11 @@ def main_job_net_block(s: int) -> str:
                    "online-only", "o2o-drl"):
         m = r[method]
         name = f"**{method}**" if method == "o2o-drl" else method
-        vs = f"{m['vs_ratc']['diff']:+.4f} {_ci(m['vs_ratc']['ci95'])}"
+        vs = f"{m['vs_ratc']['diff']:+.4f} {interval(m['vs_ratc']['ci95'], '+.4f')}"
         d = paired.get(method)
-        minus = f"{d['diff']:+.4f} {_ci((d['lo'], d['hi']))}" if d else ""
+        minus = f"{d['diff']:+.4f} {interval((d['lo'], d['hi']), '+.4f')}" if d else ""
         seeds = " ".join(f"{x:.4f}" for x in m.get("per_seed", []))
-        rows.append(f"| {name} | {m['success_rate']:.4f} | {_ci(m['ci95'], '.4f')} | {vs} | {minus} | {seeds} |")
+        rows.append(f"| {name} | {m['success_rate']:.4f} | {interval(m['ci95'], '.4f')} | {vs} | {minus} | {seeds} |")
     rows.append(f"| bound | {r['bound']:.4f} | | | | |")
     minutes = r["timing_s"]["total"] / 60
     return (f"`{MAIN_COMMAND.format(s=s)}` ({minutes:.1f} min)\n\n" + "\n".join(rows) + "\n")
@@ -175,7 +173,7 @@ def figure_rows(name: str, fig: dict) -> list[str]:
         at = f"with {p['label']}'s logs" if name == "fig4" else f"at {p['label']}"
         what = (f"{d['method']} is above it" if d["ci95"][1] < 0 else
                 f"no separable difference from {d['method']}")
-        return f"{at} {what} (O2O-DRL − {d['method']} {d['diff']:+.3f} {_ci(d['ci95'], '+.3f')})"
+        return f"{at} {what} (O2O-DRL − {d['method']} {d['diff']:+.3f} {interval(d['ci95'], '+.3f')})"
 
     misses = "; ".join(miss(p, d) for p, d in vs if d and d["ci95"][0] <= 0)
     rows.append(f"| {where} | O2O-DRL above every other decentralized method at every point | "

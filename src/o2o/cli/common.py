@@ -75,6 +75,13 @@ def format_table(results: dict[str, dict], bound: float) -> str:
     return "\n".join(lines)
 
 
+def simulate_report(scenario, network_seed: int, seeds: list[int], results: dict[str, dict],
+                    bound: float) -> str:
+    """The table ``o2o simulate`` prints, with its header line."""
+    return (f"scenario {scenario.name}, network seed {network_seed}, episodes {seeds[0]}..{seeds[-1]}\n"
+            + format_table(results, bound))
+
+
 def scheduler_results(scenario, network, schedulers: dict, seeds: list[int], *, extended: bool = True,
                       batch_size: int = 64, progress=None) -> tuple[dict[str, dict], float]:
     """Every scheduler on the same episodes: its row of ``o2o simulate``'s table, and the bound."""
@@ -100,7 +107,5 @@ def compare_schedulers(scenario, network, schedulers: dict, seeds: list[int], *,
     if as_json:
         print(json.dumps({**results, "bound": bound}))
     else:
-        print(f"scenario {scenario.name}, network seed {network_seed}, "
-              f"episodes {seeds[0]}..{seeds[-1]}")
-        print(format_table(results, bound))
+        print(simulate_report(scenario, network_seed, seeds, results, bound))
     return 0

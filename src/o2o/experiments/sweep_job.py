@@ -84,8 +84,7 @@ def unit_weight(sweep: Sweep, unit: Unit) -> float:
         return plan.eval_episodes * node_slots * SIM_NODE_SLOT_S + 0.1
     if unit.kind == "training":
         return (sweep.log_episodes(point) * node_slots * LOG_NODE_SLOT_S
-                + (plan.offline_steps or learner_settings(sweep.spec.settings).offline_steps)
-                * OFFLINE_STEP_S * max(1.0, sc.nodes / 20)
+                + plan.offline_steps * OFFLINE_STEP_S * max(1.0, sc.nodes / 20)
                 + 2 * plan.online_episodes * node_slots * ONLINE_NODE_SLOT_S
                 + (plan.offline_points + 2 * plan.online_episodes / plan.online_eval_every + 3)
                 * plan.curve_episodes * node_slots * SIM_NODE_SLOT_S * 20)

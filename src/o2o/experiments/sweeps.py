@@ -159,13 +159,15 @@ class Sweep:
         return tuple(m for m in self.methods if m in LEARNED)
 
     def identity(self) -> dict[str, Any]:
-        """What decides every cell's numbers: the spec, every point's resolved scenario (a
-        scenario file the spec names may change) and the plan's sizes. The number of seeds is
+        """What decides every cell's numbers: the spec (without its plans: only the chosen
+        plan's sizes count, so editing the other plan keeps this one's results), every point's
+        resolved scenario (a scenario file the spec names may change) and the plan's sizes. The number of seeds is
         left out: seed k's cells are the same whatever the count, so a sweep can be extended
         with more seeds in the same database. So are the methods that ``all`` resolves to: a
         heuristic added to the project becomes missing cells, computed on the next run."""
         sizes = {k: v for k, v in asdict(self.plan).items() if k != "seeds"}
-        return {"spec": self.spec.model_dump(mode="json"), "plan": self.plan_name, "sizes": sizes,
+        return {"spec": self.spec.model_dump(mode="json", exclude={"plans"}), "plan": self.plan_name,
+                "sizes": sizes,
                 "scenarios": [p.scenario.model_dump(mode="json") for p in self.points]}
 
     def spec_hash(self) -> str:
@@ -249,7 +251,10 @@ def _plan(spec: SweepSpec, plan_name: str, seeds: int | None, where: str) -> Pla
     if low:
         raise UserError(f"sweep spec {where}: plans.{plan_name}: sizes must be whole numbers >= 1, "
                         f"got {low}")
-    return replace(base, **sizes)
+    plan = replace(base, **sizes)
+    if isinstance(plan, Plan) and plan.offline_steps is None:  # left out: the settings' own
+        plan = replace(plan, offline_steps=learner_settings(spec.settings).offline_steps)
+    return plan
 
 
 def _methods(spec: SweepSpec, where: str) -> tuple[str, ...]:
@@ -297,9 +302,10 @@ def _points(spec: SweepSpec, base_dir: Path, where: str) -> list[Point]:
     base = [f"{k}={json.dumps(v)}" for k, v in spec.set.items()]
     points: list[Point] = []
     seen: dict[str, int] = {}
+    default_logging = spec.logging or learner_settings(spec.settings).log_heuristic
     for k, value in enumerate(values):
         overrides = list(base)
-        logging = spec.logging or learner_settings(spec.settings).log_heuristic
+        logging = default_logging
         if axis.field == LOGGING_FIELD:
             logging = str(value)
         else:

@@ -209,42 +209,29 @@ class Observer:
         self.static = np.clip(static, 0.0, 1.0)
         # For node i, the columns of the other nodes j != i in ascending order, (N, N-1).
         self.others = np.array([[j for j in range(n) if j != i] for i in range(n)], dtype=np.int64)
-        self._node: np.ndarray | None = None  # the last node array seen, and what depends on it only
+        # The compiled loops (numba) load on first use: importing this module stays cheap.
+        from o2o.core.observe_loops import fill_mask, fill_v1
 
-    def _for_nodes(self, node: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        """The static columns of the rows' nodes and the index of their peers' receiving
-        queues. Kept while the caller passes the same read-only node array (the vector env
-        does: one array for every step); a writable one is never kept, as it could change."""
-        if node is self._node:
-            return self._static_rows, self._others_index
-        static_rows = self.static[node]
-        others_index = (np.arange(node.shape[0])[:, None], self.others[node])
-        if not node.flags.writeable:
-            self._node, self._static_rows, self._others_index = node, static_rows, others_index
-        return static_rows, others_index
+        self._fill_v1, self._fill_mask = fill_v1, fill_mask
 
     def observe(self, node, exec_len, recv_len, has_task, size_bytes, cycles, deadline_s,
                 probed=None) -> np.ndarray:
         """(M, D) float32. ``recv_len`` is (M, N): tasks in flight from j to node i. For layout
         v2, ``probed = (exec_backlog_s, send_backlog_s, overloaded)``, each (M, N): every node's
         execution backlog and overload flag as node i probed them, and i's own send backlogs."""
-        n = self.n
         node = np.asarray(node, dtype=np.int64)
         m = node.shape[0]
-        static_rows, others_index = self._for_nodes(node)
-        obs = np.zeros((m, self.dim))
-        d1 = 3 * n + 6
-        obs[:, :d1] = static_rows
-        obs[:, n + 3] = np.minimum(np.asarray(exec_len) / self.queue_scale, 1.0)
-        recv_others = np.asarray(recv_len)[others_index]  # take_along_axis(recv_len, others[node], 1)
-        obs[:, n + 4:2 * n + 3] = np.minimum(recv_others / self.queue_scale, 1.0)
         has = np.asarray(has_task, dtype=bool)
-        task = np.stack([size_bytes, cycles, deadline_s], axis=-1) / self.task_scale
-        obs[:, 3 * n + 3:d1] = np.where(has[:, None], np.clip(task, 0.0, 1.0), 0.0)
+        size_bytes, cycles, deadline_s = (np.asarray(x, dtype=np.float64) for x in (size_bytes, cycles, deadline_s))
+        obs = np.empty((m, self.dim))
+        self._fill_v1(obs, self.static, node, np.asarray(exec_len, dtype=np.float64),
+                      np.asarray(recv_len, dtype=np.float64), self.others, has, size_bytes, cycles,
+                      deadline_s, self.queue_scale, self.task_scale)
         if self.obs_layout == OBS_LAYOUT_V2:
             if probed is None:
                 raise ValueError("observation v2 needs the probed backlogs and flags")
-            blocks = obs[:, d1:].reshape(m, V2_BLOCKS, n)
+            d1 = 3 * self.n + 6
+            blocks = np.zeros((m, V2_BLOCKS, self.n))
             self._probed_blocks(blocks, node, has, size_bytes, cycles, deadline_s, *probed)
             obs[:, d1:] = blocks.reshape(m, -1)
         return obs.astype(np.float32)
@@ -277,16 +264,8 @@ class Observer:
 
     def mask(self, node, has_task, overloaded) -> np.ndarray:
         """(M, N+1) bool: which actions are available (paper IV-B)."""
-        return action_mask(node, has_task, overloaded)
+        overloaded = np.asarray(overloaded, dtype=bool)
+        out = np.empty((overloaded.shape[0], self.n + 1), dtype=bool)
+        self._fill_mask(out, np.asarray(node, dtype=np.int64), np.asarray(has_task, dtype=bool), overloaded)
+        return out
 
-
-def action_mask(node, has_task, overloaded) -> np.ndarray:
-    node = np.asarray(node, dtype=np.int64)
-    has_task = np.asarray(has_task, dtype=bool)
-    overloaded = np.asarray(overloaded, dtype=bool)
-    m, n = overloaded.shape
-    mask = np.zeros((m, n + 1), dtype=bool)
-    mask[:, :n] = ~overloaded & has_task[:, None]
-    mask[np.arange(m), node] = has_task
-    mask[:, n] = ~has_task
-    return mask

@@ -1,21 +1,24 @@
 """The batched slotted simulator of the paper's system model (III-A).
 
-B independent episodes run in lockstep as arrays (batch first). Time is continuous inside slots.
-The engine is exact, without a per-task event loop, because every queue is FIFO and every
-task's service time and failure clock are known when it joins a queue:
+B independent episodes run in lockstep (batch first). Time is continuous inside slots. The
+engine is exact, without a per-event loop, because every queue is FIFO and every task's service
+time and failure clock are known when it joins a queue:
 
 * a task that joins send queue i -> j at time a starts at ``max(a, link_free[i, j])``, so its
   drop, failure or arrival at j is settled when the decision is applied;
 * arrivals at an execution queue are settled window by window: after the decisions of slot t,
   every arrival in [t, t+1) slots is known (later decisions arrive later), so they are put in
-  (time, source) order and run through the node's FIFO at full capacity, one rank at a time,
-  vectorized over all (episode, node) pairs.
+  (time, source) order and run through the node's FIFO at full capacity.
 
 What a node can see at a slot boundary (queue lengths, receiving queues, backlogs in seconds) is
 kept as running sums of +/- events on a ring of future boundaries, so reading it costs O(B N^2)
 and never touches individual tasks. Backlogs are *nominal*, as a real node would state them:
 remaining work of the running task plus the full work of the waiting ones, with no knowledge of
 future failures.
+
+The state lives in this class's arrays; one slot is settled by compiled loops over them
+(``o2o.sim.kernel``, numba), task by task, so one episode costs as little per slot as a batch
+of many (the batched array code it replaced ran ~300 array operations per slot whatever B).
 """
 
 from __future__ import annotations
@@ -29,13 +32,8 @@ from o2o.core.episodes import Episodes
 from o2o.core.metrics import episode_metrics
 from o2o.core.network import Network
 from o2o.core.outcomes import (
-    DROP,
     EMPTY,
-    EXEC_FAIL,
     PENDING,
-    SLOT_TOL,
-    SUCCESS,
-    TRANS_FAIL,
     fails_during,
     misses_deadline,
 )
@@ -102,6 +100,14 @@ class Engine:
         # 1 / alpha_j and 1 / beta_ij: an Exp(1) failure clock times these is the failure time.
         self.inv_alpha = np.where(network.node_fail_rate > 0, 1.0 / np.maximum(network.node_fail_rate, 1e-300), np.inf)
         self.inv_beta = np.where(network.link_fail_rate > 0, 1.0 / np.maximum(network.link_fail_rate, 1e-300), np.inf)
+        self._constants = tuple(np.ascontiguousarray(a) for a in (
+            episodes.has_task, episodes.size_bytes, episodes.cycles, episodes.tx_fail_clock,
+            episodes.exec_fail_clock, network.capacity_hz, network.link_rate_Bps, self.inv_alpha,
+            self.inv_beta))
+        # The compiled loops (numba) load on first use: importing this module stays cheap.
+        from o2o.sim.kernel import check_actions, step_slot
+
+        self._check_actions, self._step_slot = check_actions, step_slot
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -121,28 +127,28 @@ class Engine:
         # The same, but inf once the arrival has been run through the execution queue: what is
         # still on its way to a queue (read by the centralized reference).
         self.pending_arrival_s = np.full(shape, np.inf)
-        self._track = True
         self.exec_start_s = np.full(shape, np.nan)
         self.exec_s = np.full(shape, np.nan)  # nominal execution time c / F_j
         self.arrive_s = np.arange(T)[None, :, None] * self.slot_s + np.zeros(shape)
         self.due_s = self.arrive_s + self.ep.deadline_s
-        # Observable sums and their +/- events on a ring of future boundaries.
-        self.exec_len = np.zeros((B, N), dtype=np.int64)
-        self.exec_wait = np.zeros((B, N), dtype=np.int64)
-        self.backlog_c = np.zeros((B, N))
-        self.backlog_k = np.zeros((B, N))
+        # Observable sums, and their +/- events on a ring of future boundaries (R, ...): the
+        # counts exec_len and exec_wait, the backlog terms backlog_c and backlog_k (the backlog
+        # at time x is backlog_c - backlog_k x), per node; in_flight, send_c, send_k per link.
+        self._sums_i = np.zeros((2, B, N), dtype=np.int64)
+        self._sums_f = np.zeros((2, B, N))
+        self.exec_len, self.exec_wait = self._sums_i
+        self.backlog_c, self.backlog_k = self._sums_f
         self.in_flight = np.zeros((B, N, N), dtype=np.int64)
         self.send_c = np.zeros((B, N, N))
         self.send_k = np.zeros((B, N, N))
-        self._ev = {name: np.zeros((R,) + arr.shape, dtype=arr.dtype) for name, arr in self._sums().items()}
+        self._ev_i = np.zeros((R, 2, B, N), dtype=np.int64)
+        self._ev_f = np.zeros((R, 2, B, N))
+        self._ev_in_flight = np.zeros((R, B, N, N), dtype=np.int64)
+        self._ev_send_c = np.zeros((R, B, N, N))
+        self._ev_send_k = np.zeros((R, B, N, N))
         self.reward = np.zeros((B, T))
         self.reward_by_decision = np.zeros((B, T))
         self.done = False
-
-    def _sums(self) -> dict[str, np.ndarray]:
-        return {"exec_len": self.exec_len, "exec_wait": self.exec_wait, "backlog_c": self.backlog_c,
-                "backlog_k": self.backlog_k, "in_flight": self.in_flight, "send_c": self.send_c,
-                "send_k": self.send_k}
 
     @property
     def now_s(self) -> float:
@@ -150,50 +156,6 @@ class Engine:
 
     def node_state(self) -> NodeState:
         return NodeState(self)
-
-    # ------------------------------------------------------------------ events
-    def _boundaries(self, *times_s: np.ndarray) -> list[np.ndarray]:
-        """For each array of times (seconds): the first boundary at or after each time (slots,
-        within SLOT_TOL), and the first future one (after the current boundary)."""
-        out = []
-        for t_s in times_s:
-            k = np.ceil(t_s / self.slot_s - SLOT_TOL).astype(np.int64)
-            out.append((np.maximum(k, self.t + 1), k))
-        return out
-
-    def _during(self, index: tuple, k0: tuple[np.ndarray, np.ndarray], k1: tuple[np.ndarray, np.ndarray],
-                unique: bool = True, **values) -> None:
-        """Add each value to its observable sum at every future boundary in [t0, t1) seconds,
-        t0 and t1 given by their ``_boundaries``. ``unique``: at most one task per (episode,
-        resource), so plain indexing adds safely."""
-        if not self._track:
-            return
-        k0, k1 = k0[0], k1[1]
-        keep = k1 > k0
-        if not keep.any():
-            return
-        at0 = (k0[keep] % self.ring,) + tuple(ix[keep] for ix in index)
-        at1 = (k1[keep] % self.ring,) + at0[1:]
-        for name, value in values.items():
-            value = value[keep] if isinstance(value, np.ndarray) else value
-            ev = self._ev[name]
-            if unique:
-                ev[at0] += value
-                ev[at1] -= value
-            else:
-                np.add.at(ev, at0, value)
-                np.add.at(ev, at1, -value)
-
-    def _end(self, b, t, i, outcome, when) -> None:
-        """Settle tasks (b, t, i) with ``outcome`` at time ``when`` and book their reward."""
-        if b.size == 0:
-            return
-        self.outcome[b, t, i] = outcome
-        self.end_s[b, t, i] = when
-        feedback = np.where(outcome == SUCCESS, 1.0, -1.0)
-        slot = np.minimum(np.floor(when / self.slot_s + SLOT_TOL).astype(np.int64), self.T - 1)
-        np.add.at(self.reward, (b, slot), feedback)
-        np.add.at(self.reward_by_decision, (b, t), feedback)
 
     # ------------------------------------------------------------------ one slot
     def step(self, actions: np.ndarray) -> np.ndarray:
@@ -206,115 +168,21 @@ class Engine:
         if self.done:
             raise RuntimeError("the episodes are over; call reset() or build a new engine")
         t = self.t
-        now = self.now_s
-        has = self.ep.has_task[:, t, :]
-        b, i = np.nonzero(has)
-        j = np.asarray(actions)[b, i].astype(np.int64)
-        if j.size and (j.min() < 0 or j.max() >= self.N):
+        actions = np.ascontiguousarray(actions, dtype=np.int64)
+        if actions.shape != (self.B, self.N):
+            raise ValueError(f"actions must have shape {(self.B, self.N)}, got {actions.shape}")
+        if self._check_actions(self.ep.has_task[:, t, :], actions, self.N, False):
+            j = actions[self.ep.has_task[:, t, :]]
             raise ValueError(f"destinations must lie in [0, {self.N}); got {j.min()}..{j.max()}")
-        self.dest[b, t, i] = j
-        self.exec_s[b, t, i] = self.ep.cycles[b, t, i] / self.net.capacity_hz[j]
-        self._send(b, i, j, t, now)
-        self._execute_window(t)
-        self._advance()
-        if t == self.T - 1:
-            self._drain()
-            self.done = True
+        self.done = self._step_slot(
+            t, actions, self.slot_s, self.horizon, self.ring, *self._constants, self.link_free,
+            self.cpu_free, self.dest, self.outcome, self.end_s, self.tx_start_s, self.tx_s,
+            self.exec_arrive_s, self.pending_arrival_s, self.exec_start_s, self.exec_s, self.due_s,
+            self.reward, self.reward_by_decision, self._sums_i, self._sums_f, self._ev_i, self._ev_f,
+            self._ev_in_flight, self.in_flight, self._ev_send_c, self.send_c, self._ev_send_k,
+            self.send_k)
+        self.t = t + 1
         return self.reward[:, t].copy()
-
-    def _send(self, b, i, j, t, now) -> None:
-        """Local tasks join their own exec queue now; the others join send queue i -> j
-        (paper III-A, eqs. 1-5), settled at once since the link is FIFO."""
-        local = j == i
-        self.exec_arrive_s[b[local], t, i[local]] = now
-        self.pending_arrival_s[b[local], t, i[local]] = now
-        b, i, j = b[~local], i[~local], j[~local]
-        if b.size == 0:
-            return
-        tx = self.ep.size_bytes[b, t, i] / self.net.link_rate_Bps[i, j]
-        start, end, dropped, failed = settle_stage(
-            now, self.link_free[b, i, j], tx, self.exec_s[b, t, i], self.due_s[b, t, i],
-            self.ep.tx_fail_clock[b, t, i] * self.inv_beta[i, j])
-        self.link_free[b, i, j] = end  # a dropped task uses no link time: end == start
-        self.tx_s[b, t, i] = tx
-        self.tx_start_s[b, t, i] = start
-        ok = ~dropped & ~failed
-        self.exec_arrive_s[b[ok], t, i[ok]] = end[ok]
-        self.pending_arrival_s[b[ok], t, i[ok]] = end[ok]
-        lost = ~ok
-        self._end(b[lost], t, i[lost], np.where(dropped[lost], DROP, TRANS_FAIL), end[lost])
-        if not self._track:
-            return
-        k_now, k_start, k_end = self._boundaries(np.full(b.shape, now), start, end)
-        # in_flight is kept receiver-major: row j holds the receiving queues of j.
-        self._during((b, j, i), k_now, k_end, in_flight=1)
-        self._during((b, i, j), k_now, k_start, send_c=tx)         # waiting: the full s / r_ij
-        self._during((b, i, j), k_start, k_end, send_c=start + tx, send_k=1.0)  # on the wire
-
-    def _execute_window(self, window: int) -> None:
-        """Run every arrival at an execution queue during slot ``window`` through its node's
-        FIFO at full capacity (paper III-A, eqs. 1-5)."""
-        lo = max(0, window - self.horizon)
-        pending = self.pending_arrival_s[:, lo:window + 1, :]
-        b, dt, i = np.nonzero(pending < (window + 1 - SLOT_TOL) * self.slot_s)
-        if b.size == 0:
-            return
-        ts = dt + lo
-        self.pending_arrival_s[b, ts, i] = np.inf
-        j = self.dest[b, ts, i]
-        when = self.exec_arrive_s[b, ts, i]
-        # FIFO order per destination queue: by arrival time, ties by source node.
-        order = np.lexsort((i, when, j, b))
-        self._run_fifo(b[order], ts[order], i[order], j[order], when[order])
-
-    def _run_fifo(self, b, ts, i, j, when) -> None:
-        """Run arrivals, sorted by (episode, node, time, source), through each node's CPU. The
-        k-th arrival of every queue is settled together (rank k), in rank order."""
-        group_start = np.r_[True, (b[1:] != b[:-1]) | (j[1:] != j[:-1])]
-        first = np.maximum.accumulate(np.where(group_start, np.arange(b.size), 0))
-        rank = np.arange(b.size) - first
-        by_rank = np.argsort(rank, kind="stable")
-        b, ts, i, j, when = b[by_rank], ts[by_rank], i[by_rank], j[by_rank], when[by_rank]
-        bounds = np.r_[0, np.cumsum(np.bincount(rank))]
-        exec_s = self.exec_s[b, ts, i]
-        due = self.due_s[b, ts, i]
-        fail_after = self.ep.exec_fail_clock[b, ts, i] * self.inv_alpha[j]
-        start = np.empty_like(when)
-        end = np.empty_like(when)
-        dropped = np.empty(when.shape, dtype=bool)
-        failed = np.empty(when.shape, dtype=bool)
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            at = slice(lo, hi)
-            start[at], end[at], dropped[at], failed[at] = settle_stage(
-                when[at], self.cpu_free[b[at], j[at]], exec_s[at], 0.0, due[at], fail_after[at])
-            self.cpu_free[b[at], j[at]] = end[at]
-        self.exec_start_s[b, ts, i] = start
-        self._end(b, ts, i, np.where(dropped, DROP, np.where(failed, EXEC_FAIL, SUCCESS)), end)
-        node = (b, j)
-        unique = bounds.size <= 2  # one arrival per queue: plain indexing adds safely
-        if not self._track:
-            return
-        k_when, k_start, k_end = self._boundaries(when, start, end)
-        self._during(node, k_when, k_end, unique, exec_len=1)
-        self._during(node, k_when, k_start, unique, exec_wait=1, backlog_c=exec_s)  # waiting: full c / F_j
-        self._during(node, k_start, k_end, unique, backlog_c=start + exec_s, backlog_k=1.0)  # running
-
-    def _advance(self) -> None:
-        self.t += 1
-        k = self.t % self.ring
-        for name, arr in self._sums().items():
-            ev = self._ev[name]
-            arr += ev[k]
-            ev[k] = 0
-
-    def _drain(self) -> None:
-        """After slot T-1 no task arrives; run the queues until every task has an outcome.
-        What nodes observe is no longer read, so the observable sums are left alone."""
-        self._track = False
-        for window in range(self.T, self.T + self.horizon + 2):
-            self._execute_window(window)
-        if (self.outcome == PENDING).any():
-            raise AssertionError("drain left tasks without an outcome")
 
     # ------------------------------------------------------------------ results
     def metrics(self) -> dict[str, np.ndarray]:

@@ -57,6 +57,11 @@ class OffloadVecEnv:
         self.n_actions = self.n + 1
         self.engine: Engine | None = None
         self._nodes: dict[int, np.ndarray] = {}
+        from o2o.sim.kernel import (
+            check_actions,  # compiled loops (numba), loaded on first use
+        )
+
+        self._check_actions = check_actions
 
     def reset(self, seeds) -> tuple[np.ndarray, np.ndarray]:
         episodes = sample_episodes(self.scenario, self.network, seeds)
@@ -70,10 +75,9 @@ class OffloadVecEnv:
         t = min(e.t, e.T - 1)
         has = e.ep.has_task[:, e.t, :] if e.t < e.T else np.zeros((B, N), dtype=bool)
         node = self._nodes.get(B)
-        if node is None:  # the same array every step, so the observer keeps what depends on it
+        if node is None:
             node = self._nodes[B] = np.tile(np.arange(N), B)
-            node.flags.writeable = False
-        overloaded = np.repeat(state.overloaded, N, axis=0)  # (B*N, N): every peer's flag
+        overloaded = state.overloaded.repeat(N, axis=0)  # (B*N, N): every peer's flag
         probed = None
         if self.observer.obs_layout == OBS_LAYOUT_V2:  # every node sees every node's answer
             probed = (np.repeat(state.exec_backlog_s, N, axis=0),
@@ -91,16 +95,16 @@ class OffloadVecEnv:
             raise RuntimeError("call reset(seeds) before step()")
         if e.done:
             raise RuntimeError("the episodes are over (no autoreset); call reset(seeds)")
-        actions = np.asarray(actions, dtype=np.int64)
+        actions = np.ascontiguousarray(actions, dtype=np.int64)
         if actions.shape != (e.B, e.N):
             raise ValueError(f"actions must have shape {(e.B, e.N)}, got {actions.shape}")
-        has = e.ep.has_task[:, e.t, :]
-        if np.any(has & ((actions < 0) | (actions >= e.N))):
+        bad = self._check_actions(e.ep.has_task[:, e.t, :], actions, e.N, True)
+        if bad == 1:
             raise ValueError(f"a node with a task must choose a destination in 0..{e.N - 1}")
-        if np.any(~has & (actions != e.N)):
+        if bad == 2:
             raise ValueError(f"a node without a task must take the no-task action {e.N}")
         t = e.t
-        slot_reward = e.step(np.where(has, actions, 0))
+        slot_reward = e.step(actions)  # the engine reads the actions of the nodes with a task
         obs, mask = self._observe()
         done = np.full(e.B, e.done)
         info: dict[str, Any] = {"slot": t}

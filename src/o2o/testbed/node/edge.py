@@ -231,7 +231,9 @@ class EdgeNode:
                 error = f"node {self.index}: {problem}"
             d.pending_model = None
         if error is None:
-            error = d.build(msg.scheduler, self.scenario, self.network, self.index)
+            # Off the event loop: building ``drl`` loads the observation's compiled loops (about
+            # a second), and heartbeats and peers must not wait for it.
+            error = await asyncio.to_thread(d.build, msg.scheduler, self.scenario, self.network, self.index)
         down = self.links.down()
         if error is None and down:
             error = f"node {self.index} has no link to node(s) {down}"

@@ -210,9 +210,9 @@ class Observer:
         # For node i, the columns of the other nodes j != i in ascending order, (N, N-1).
         self.others = np.array([[j for j in range(n) if j != i] for i in range(n)], dtype=np.int64)
         # The compiled loops (numba) load on first use: importing this module stays cheap.
-        from o2o.core.observe_loops import fill_mask, fill_v1
+        from o2o.core.observe_loops import fill_episodes_v1, fill_mask, fill_v1
 
-        self._fill_v1, self._fill_mask = fill_v1, fill_mask
+        self._fill_v1, self._fill_mask, self._fill_episodes_v1 = fill_v1, fill_mask, fill_episodes_v1
 
     def observe(self, node, exec_len, recv_len, has_task, size_bytes, cycles, deadline_s,
                 probed=None) -> np.ndarray:
@@ -235,6 +235,21 @@ class Observer:
             self._probed_blocks(blocks, node, has, size_bytes, cycles, deadline_s, *probed)
             obs[:, d1:] = blocks.reshape(m, -1)
         return obs.astype(np.float32)
+
+    def observe_episodes(self, exec_len, in_flight, overloaded, has_task, size_bytes, cycles,
+                         deadline_s) -> tuple[np.ndarray, np.ndarray]:
+        """Layout v1 only: the observation (B, N, D) float32 and the mask (B, N, N+1) of every
+        node of B episodes, each node seeing its own queue, its receiving queues and every
+        node's flag (what the vector env shows). Arguments are (B, N), ``in_flight`` (B, N, N)
+        receiver-major. The same values as ``observe`` and ``mask`` row by row, in one call."""
+        if self.obs_layout != OBS_LAYOUT_VERSION:
+            raise ValueError(f"observe_episodes builds layout {OBS_LAYOUT_VERSION} only")
+        B, n = np.shape(has_task)
+        obs = np.empty((B, n, self.dim), dtype=np.float32)
+        mask = np.empty((B, n, n + 1), dtype=bool)
+        self._fill_episodes_v1(obs, mask, self.static, self.others, exec_len, in_flight, overloaded,
+                               has_task, size_bytes, cycles, deadline_s, self.queue_scale, self.task_scale)
+        return obs, mask
 
     def _probed_blocks(self, out, node, has, size_bytes, cycles, deadline_s, exec_backlog_s,
                        send_backlog_s, overloaded) -> None:

@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from o2o.core.decpomdp import (
-    OBS_LAYOUT_V2,
     OBS_LAYOUT_VERSION,
     REWARD_CREDITS,
     Observer,
@@ -74,14 +73,16 @@ class OffloadVecEnv:
         B, N = e.B, e.N
         t = min(e.t, e.T - 1)
         has = e.ep.has_task[:, e.t, :] if e.t < e.T else np.zeros((B, N), dtype=bool)
+        if self.observer.obs_layout == OBS_LAYOUT_VERSION:  # one compiled call for all nodes
+            return self.observer.observe_episodes(
+                state.exec_len, state.in_flight, state.overloaded, has, e.ep.size_bytes[:, t],
+                e.ep.cycles[:, t], e.ep.deadline_s[:, t])
         node = self._nodes.get(B)
         if node is None:
             node = self._nodes[B] = np.tile(np.arange(N), B)
         overloaded = state.overloaded.repeat(N, axis=0)  # (B*N, N): every peer's flag
-        probed = None
-        if self.observer.obs_layout == OBS_LAYOUT_V2:  # every node sees every node's answer
-            probed = (np.repeat(state.exec_backlog_s, N, axis=0),
-                      state.send_backlog_s.reshape(B * N, N), overloaded)
+        # Layout v2: every node sees every node's answer.
+        probed = (np.repeat(state.exec_backlog_s, N, axis=0), state.send_backlog_s.reshape(B * N, N), overloaded)
         obs = self.observer.observe(
             node, state.exec_len.reshape(-1), state.in_flight.reshape(B * N, N), has.reshape(-1),
             e.ep.size_bytes[:, t].reshape(-1), e.ep.cycles[:, t].reshape(-1),

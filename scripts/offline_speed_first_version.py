@@ -5,7 +5,8 @@ runs from a checkout of that commit:
     git worktree add ../o2o-first 33ed739
     cd ../o2o-first && PYTHONPATH=src ../o2o/.venv/bin/python ../o2o/scripts/offline_speed_first_version.py
 
-Per CPU second, one torch thread, paper-sim, network seed 0, the best of several timings after
+Per CPU second, one torch thread, paper-sim, network seed 0, the best of several timings (3 for
+the learner, 7 for the env, as `o2o bench learn` takes them) after
 a warm-up: offline gradient steps of Algorithm 1 (discrete SAC + CQL + V) at batch 512 on 10
 RATC episodes (300 steps); online episodes of Algorithm 2 (2 batches of collection + update,
 and collection alone); node-slots of the vector env stepped with uniform valid actions, one
@@ -72,5 +73,5 @@ for batch in (1, 64):
                 _, mask, _, done, _ = env.step(actions)
 
     run()
-    rate = episodes * batch * scenario.slots * network.n / best_of(run, 3)
+    rate = episodes * batch * scenario.slots * network.n / best_of(run, 7)
     print(f"first version, env node-slots/s, batch {batch}: {rate:,.0f}")

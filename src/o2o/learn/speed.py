@@ -7,7 +7,8 @@
 * environment node-slots per second of ``OffloadVecEnv`` stepped with a uniform choice among
   the available actions, one episode at a time (batch 1) and 64 at a time.
 
-Each figure is the best of ``repeats`` timed runs after a warm-up. Times are the process's CPU
+Each figure is the best of ``repeats`` timed runs after a warm-up (3 for the learner, 7 for
+the env, whose runs are short). Times are the process's CPU
 seconds (``time.process_time``): with one thread that is the wall-clock time of an idle
 machine, and it stays close to it when other work shares the cores.
 """
@@ -73,7 +74,7 @@ def online_episodes_per_s(scenario: Scenario, network: Network, settings: Learne
 
 
 def env_node_slots_per_s(scenario: Scenario, network: Network, batch: int, obs_layout: str,
-                         repeats: int = 3) -> float:
+                         repeats: int = 7) -> float:
     """``OffloadVecEnv`` node-slots per second at ``batch`` episodes per step."""
     env = OffloadVecEnv(scenario, network, obs_layout=obs_layout)
     rng = np.random.default_rng(0)

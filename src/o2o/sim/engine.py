@@ -149,6 +149,12 @@ class Engine:
         self.reward = np.zeros((B, T))
         self.reward_by_decision = np.zeros((B, T))
         self.done = False
+        # The arrays one slot updates in place, in the order ``step_slot`` takes them.
+        self._state = (self.link_free, self.cpu_free, self.dest, self.outcome, self.end_s, self.tx_start_s,
+                       self.tx_s, self.exec_arrive_s, self.pending_arrival_s, self.exec_start_s, self.exec_s,
+                       self.due_s, self.reward, self.reward_by_decision, self._sums_i, self._sums_f, self._ev_i,
+                       self._ev_f, self._ev_in_flight, self.in_flight, self._ev_send_c, self.send_c,
+                       self._ev_send_k, self.send_k)
 
     @property
     def now_s(self) -> float:
@@ -174,13 +180,8 @@ class Engine:
         if self._check_actions(self.ep.has_task[:, t, :], actions, self.N, False):
             j = actions[self.ep.has_task[:, t, :]]
             raise ValueError(f"destinations must lie in [0, {self.N}); got {j.min()}..{j.max()}")
-        self.done = self._step_slot(
-            t, actions, self.slot_s, self.horizon, self.ring, *self._constants, self.link_free,
-            self.cpu_free, self.dest, self.outcome, self.end_s, self.tx_start_s, self.tx_s,
-            self.exec_arrive_s, self.pending_arrival_s, self.exec_start_s, self.exec_s, self.due_s,
-            self.reward, self.reward_by_decision, self._sums_i, self._sums_f, self._ev_i, self._ev_f,
-            self._ev_in_flight, self.in_flight, self._ev_send_c, self.send_c, self._ev_send_k,
-            self.send_k)
+        self.done = self._step_slot(t, actions, self.slot_s, self.horizon, self.ring, *self._constants,
+                                    *self._state)
         self.t = t + 1
         return self.reward[:, t].copy()
 

@@ -10,7 +10,9 @@ Adam and the target update. It leaves out part of the real step's work (the mini
 the actor restricted to rows with a task, the exact CQL and actor gradients), so the real fused
 step could only be slower. It is timed round by round against the project's step
 (``DiscreteSACCQL.update``, on 10 RATC episodes), in CPU seconds: the ratio is what fusing
-could add to the speed-up over the first version that ``docs/learner.md`` reports.
+could add to the speed-up over the first version that ``docs/learner.md`` reports. Last, it
+profiles 200 of the project's steps and prints the share of the matrix products (``mm``,
+``addmm``, ``bmm``, ``baddbmm``) in them.
 """
 
 import time
@@ -115,3 +117,16 @@ for r in range(3):
     fused = timed(lambda n: [step() for _ in range(n)], 300)
     print(f"round {r}: the project's step {cur:.0f} steps/s, fused (upper bound) {fused:.0f} steps/s, "
           f"ratio {fused / cur:.2f}")
+
+# Where the project's step spends its time: the matrix products' share, from the profiler.
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+
+MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
+with profile(activities=[ProfilerActivity.CPU]) as prof:
+    for b in batches[:200]:
+        algo.update(b)
+events = prof.key_averages()
+total_us = sum(e.self_cpu_time_total for e in events)
+matmul_us = sum(e.self_cpu_time_total for e in events if e.key in MATMULS)
+print(f"the project's step under the profiler: {total_us / 200 / 1e3:.2f} ms, of which matrix products "
+      f"{matmul_us / 200 / 1e3:.2f} ms ({100 * matmul_us / total_us:.0f}%)")

@@ -212,3 +212,53 @@ def test_hadolint_does_find_problems(tmp_path):
     got = subprocess.run([hadolint(), "--no-color", str(bad)], capture_output=True, text=True)
     assert got.returncode != 0 and "DL3007" in got.stdout and "DL3003" in got.stdout
 
+
+
+def _node_stage_requirements() -> set[str]:
+    """The distributions the node image's stage installs by name (its pip lines)."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    stage = text.split("AS node", 1)[1].split("\nFROM ", 1)[0]
+    return {re.split(r"[<>=\[ ]", spec, maxsplit=1)[0].lower().replace("_", "-")
+            for spec in re.findall(r'"([A-Za-z0-9_.\-]+[^"]*)"', stage)}
+
+
+def _with_dependencies(names: set[str]) -> set[str]:
+    """``names`` and every distribution they require, as installed here."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            reqs = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        for req in reqs:
+            if "extra ==" in req:
+                continue
+            todo.append(re.split(r"[<>=!~;\[ (]", req, maxsplit=1)[0].lower().replace("_", "-"))
+    return seen
+
+
+# Imported here only because they are installed: each importer falls back without them.
+OPTIONAL_IMPORTS = {"scipy": "numba's optional extensions", "charset-normalizer": "numpy.f2py",
+                    "setuptools": "the virtual environment's distutils hook"}
+
+
+def test_the_node_image_installs_everything_a_node_imports():
+    """The node stage installs its dependencies by hand (no PyTorch, no database driver): every
+    third-party package a node process imports, the `drl` rule's observation (numba) included,
+    must be among them or their dependencies."""
+    code = ("import sys, o2o.testbed.node.cli, o2o.testbed.node.edge, o2o.schedulers.drl, "
+            "o2o.core.observe_loops; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    from importlib.metadata import packages_distributions
+
+    dists = packages_distributions()
+    imported = {d.lower().replace("_", "-") for m in out.split() for d in dists.get(m, [])} - {"o2o"}
+    installed = _with_dependencies(_node_stage_requirements()) | set(OPTIONAL_IMPORTS)
+    assert "numba" in imported and "torch" not in imported
+    assert imported <= installed, f"the node image lacks {sorted(imported - installed)}"

@@ -11,6 +11,11 @@ wherever the order changes a result (the +/- events of the observable sums that 
 same boundary are added in the order the array code adds them), so the outcomes, times and
 everything a node observes are the same to the bit as before (``tests/sim/test_kernel.py``
 runs both on the same episodes).
+
+numba caches the compiled loops next to this file, keyed on this file alone: after a change to
+``o2o/core/outcomes.py`` (the rules and SLOT_TOL compiled in here), delete this folder's
+``__pycache__/kernel.*.nb*`` files (``tests/sim/test_kernel.py`` would catch a stale cache: its
+reference reads ``outcomes.py`` directly).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from o2o.core.outcomes import (
 # The drop and failure rules, written once in o2o.core.outcomes, compiled for scalars here.
 _misses_deadline = njit(cache=True, inline="always")(misses_deadline)
 _fails_during = njit(cache=True, inline="always")(fails_during)
+
 
 @njit(cache=True, inline="always")
 def _boundary(t_s: float, slot_s: float) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -367,8 +368,6 @@ def test_a_testbed_sweep_trains_and_evaluates_every_method_on_node_processes(tmp
 def test_every_shipped_figure_plans_and_weighs_its_units(plan):
     """Each shipped spec's plans build, and every unit gets a positive estimated cost (a size a
     plan leaves out, as the full plans leave out offline_steps, is the settings' own)."""
-    import math
-
     from o2o.experiments.specs import FIGURES
     from o2o.experiments.sweep_job import unit_weight
 

@@ -24,7 +24,6 @@ future failures.
 from __future__ import annotations
 
 import math
-from functools import cached_property
 
 import numpy as np
 
@@ -39,55 +38,12 @@ from o2o.core.outcomes import (
     SLOT_TOL,
     SUCCESS,
     TRANS_FAIL,
-    fails_during,
-    misses_deadline,
 )
 from o2o.core.scenario import Scenario
-
-
-class NodeState:
-    """What every node could observe at the current slot boundary, (B, N) unless noted.
-    The backlogs in seconds are computed on first use."""
-
-    def __init__(self, engine: "ReferenceEngine"):
-        self._engine = engine
-        self.now_s = engine.now_s
-        self.exec_len = engine.exec_len        # tasks in the execution queue, running one included
-        self.exec_wait = engine.exec_wait      # tasks waiting in the execution queue
-        self.in_flight = engine.in_flight      # (B, N, N) [j, i]: tasks queued or on the wire i -> j
-
-    @cached_property
-    def overloaded(self) -> np.ndarray:
-        """The 1-bit probe answer: more tasks wait than the node's overload threshold."""
-        return self.exec_wait > self._engine.net.overload_threshold[None, :]
-
-    @cached_property
-    def exec_backlog_s(self) -> np.ndarray:
-        """Remaining nominal work in the execution queue, seconds."""
-        e = self._engine
-        return np.maximum(e.backlog_c - e.backlog_k * self.now_s, 0.0)
-
-    @cached_property
-    def send_backlog_s(self) -> np.ndarray:
-        """(B, N, N) [i, j]: remaining nominal transmission work on link i -> j, seconds."""
-        e = self._engine
-        return np.maximum(e.send_c - e.send_k * self.now_s, 0.0)
-
-
-def settle_stage(ready_s, free_s, stage_s, also_s, due_s, fail_after_s):
-    """One FIFO stage (a send queue or an execution queue) for tasks reaching its head.
-
-    A task ready at ``ready_s`` starts when the resource is free (``free_s``); it is dropped
-    there if ``start + stage + also > due`` (``also``: the execution still ahead of a
-    transmission, 0 for execution) (the drop rule), fails after ``fail_after_s`` if that falls
-    inside the stage (paper eqs. 3-5), and otherwise ends after the stage. A dropped task uses no
-    resource time. Returns (start, end, dropped, failed); ``end`` is when the resource is free.
-    """
-    start = np.maximum(ready_s, free_s)
-    dropped = misses_deadline(start, stage_s, also_s, due_s)
-    failed = ~dropped & fails_during(fail_after_s, stage_s)
-    end = np.where(dropped, start, start + np.where(failed, fail_after_s, stage_s))
-    return start, end, dropped, failed
+from o2o.sim.engine import (  # shared: what a node reads, the stage rule
+    NodeState,
+    settle_stage,
+)
 
 
 class ReferenceEngine:

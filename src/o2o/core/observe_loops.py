@@ -11,13 +11,17 @@ from __future__ import annotations
 
 from numba import njit, types
 
+
 # Every input is read only (any layout, writeable or not); what the callers pass is converted to
 # these types, so the loops are compiled once, when this module is first imported (a testbed
 # node imports it while it prepares, never in the middle of a decision).
-_IN = {dt: {dims: types.Array(getattr(types, dt), dims, "A", readonly=True) for dims in (1, 2, 3)}
-       for dt in ("float64", "int64", "boolean")}
-_F1, _F2, _I1, _I2, _I3, _B1, _B2 = (_IN["float64"][1], _IN["float64"][2], _IN["int64"][1], _IN["int64"][2],
-                                     _IN["int64"][3], _IN["boolean"][1], _IN["boolean"][2])
+def _ro(dtype, ndim: int) -> types.Array:
+    return types.Array(dtype, ndim, "A", readonly=True)
+
+
+_F1, _F2 = _ro(types.float64, 1), _ro(types.float64, 2)
+_I1, _I2, _I3 = _ro(types.int64, 1), _ro(types.int64, 2), _ro(types.int64, 3)
+_B1, _B2 = _ro(types.boolean, 1), _ro(types.boolean, 2)
 
 
 @njit(inline="always")

@@ -8,9 +8,9 @@
   the available actions, one episode at a time (batch 1) and 64 at a time.
 
 Each figure is the best of ``repeats`` timed runs after a warm-up (3 for the learner, 7 for
-the env, whose runs are short). Times are the process's CPU
-seconds (``time.process_time``): with one thread that is the wall-clock time of an idle
-machine, and it stays close to it when other work shares the cores.
+the env, whose runs are short). Times are the process's CPU seconds (``time.process_time``):
+with one thread that is the wall-clock time of an idle machine, and it stays close to it when
+other work shares the cores.
 """
 
 from __future__ import annotations

@@ -173,13 +173,19 @@ class Engine:
         """
         if self.done:
             raise RuntimeError("the episodes are over; call reset() or build a new engine")
-        t = self.t
         actions = np.ascontiguousarray(actions, dtype=np.int64)
         if actions.shape != (self.B, self.N):
             raise ValueError(f"actions must have shape {(self.B, self.N)}, got {actions.shape}")
-        if self._check_actions(self.ep.has_task[:, t, :], actions, self.N, False):
-            j = actions[self.ep.has_task[:, t, :]]
+        has = self.ep.has_task[:, self.t, :]
+        if self._check_actions(has, actions, self.N, False):
+            j = actions[has]
             raise ValueError(f"destinations must lie in [0, {self.N}); got {j.min()}..{j.max()}")
+        return self._settle(actions)
+
+    def _settle(self, actions: np.ndarray) -> np.ndarray:
+        """``step`` once its checks have passed (``actions``: (B, N) int64, C order); the vector
+        env checks them itself, more strictly, and calls this."""
+        t = self.t
         self.done = self._step_slot(t, actions, self.slot_s, self.horizon, self.ring, *self._constants,
                                     *self._state)
         self.t = t + 1

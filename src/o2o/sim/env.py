@@ -99,13 +99,13 @@ class OffloadVecEnv:
         actions = np.ascontiguousarray(actions, dtype=np.int64)
         if actions.shape != (e.B, e.N):
             raise ValueError(f"actions must have shape {(e.B, e.N)}, got {actions.shape}")
-        bad = self._check_actions(e.ep.has_task[:, e.t, :], actions, e.N, True)
+        bad = e._check_actions(e.ep.has_task[:, e.t, :], actions, e.N, True)
         if bad == 1:
             raise ValueError(f"a node with a task must choose a destination in 0..{e.N - 1}")
         if bad == 2:
             raise ValueError(f"a node without a task must take the no-task action {e.N}")
         t = e.t
-        slot_reward = e.step(actions)  # the engine reads the actions of the nodes with a task
+        slot_reward = e._settle(actions)  # checked above (the engine's checks and more)
         obs, mask = self._observe()
         done = np.full(e.B, e.done)
         info: dict[str, Any] = {"slot": t}

@@ -59,8 +59,8 @@ def _end(b, t, i, outcome_code, when, outcome, end_s, reward, reward_by_decision
 
 
 @njit(cache=True)
-def _send(b, t, now, actions, ep_has, ep_size, ep_tx_clock, link_rate, inv_beta, slot_s, ring, T, track,
-          link_free, dest, outcome, end_s, tx_start_s, tx_s, exec_arrive_s, pending_arrival_s, exec_s,
+def _send(b, t, now, actions, ep_has, ep_size, ep_tx_clock, link_rate, inv_beta, slot_s, ring, T,
+          link_free, outcome, end_s, tx_start_s, tx_s, exec_arrive_s, pending_arrival_s, exec_s,
           due_s, reward, reward_by_decision, ev_in_flight, ev_send_c, ev_send_k):
     """Local tasks join their own execution queue now; the others join send queue i -> j,
     settled at once since the link is FIFO and one task per node arrives per slot."""
@@ -94,8 +94,6 @@ def _send(b, t, now, actions, ep_has, ep_size, ep_tx_clock, link_rate, inv_beta,
         else:
             exec_arrive_s[b, t, i] = end
             pending_arrival_s[b, t, i] = end
-        if not track:
-            continue
         # What the nodes observe: in_flight (receiver-major), and the send backlog, waiting
         # (the full s / r_ij) then on the wire. One task per (i, j): no two events collide.
         k_start, k_end = _boundary(start, slot_s), _boundary(end, slot_s)
@@ -111,6 +109,20 @@ def _send(b, t, now, actions, ep_has, ep_size, ep_tx_clock, link_rate, inv_beta,
             ev_send_c[k_end % ring, b, i, j] -= start + tx
             ev_send_k[k0 % ring, b, i, j] += 1.0
             ev_send_k[k_end % ring, b, i, j] -= 1.0
+
+
+@njit(cache=True, inline="always")
+def _queue_events(ev, b, j, k0, k1, value, ring):
+    """+value at boundary k0 and -value at k1 of node j's sum, for each task of its queue that
+    spans a boundary (k1 > k0), in FIFO order: all + events first, then all - events, as the
+    array code added them (two tasks' events may land on the same boundary, and float sums
+    depend on the order)."""
+    for a in range(k0.shape[0]):
+        if k1[a] > k0[a]:
+            ev[k0[a] % ring, b, j] += value[a]
+    for a in range(k0.shape[0]):
+        if k1[a] > k0[a]:
+            ev[k1[a] % ring, b, j] -= value[a]
 
 
 @njit(cache=True)
@@ -150,8 +162,12 @@ def _execute_window(b, window, t_now, horizon, slot_s, ring, T, track, ep_exec_c
             q_j[c + 1], q_ts[c + 1], q_i[c + 1], q_when[c + 1] = q_j[c], q_ts[c], q_i[c], q_when[c]
             c -= 1
         q_j[c + 1], q_ts[c + 1], q_i[c + 1], q_when[c + 1] = j, ts, i, when
-    start = np.empty(count)
-    end = np.empty(count)
+    # Per arrival: the boundaries of its events (arrival and start from the next boundary on)
+    # and the values they add: the full c / F_j while waiting, start + c / F_j while running.
+    k_when, k_start = np.empty(count, np.int64), np.empty(count, np.int64)
+    k_run, k_end = np.empty(count, np.int64), np.empty(count, np.int64)
+    stage_q, run_c = np.empty(count), np.empty(count)
+    ones_i, ones_f = np.ones(count, np.int64), np.ones(count)
     head = 0
     while head < count:  # one destination queue at a time
         j = q_j[head]
@@ -172,50 +188,18 @@ def _execute_window(b, window, t_now, horizon, slot_s, ring, T, track, ep_exec_c
             else:
                 e = s + stage
             cpu_free[b, j] = e
-            start[a], end[a] = s, e
             exec_start_s[b, ts, i] = s
+            k_when[a], k_start[a] = max(_boundary(when, slot_s), t_now + 1), _boundary(s, slot_s)
+            k_run[a], k_end[a] = max(k_start[a], t_now + 1), _boundary(e, slot_s)
+            stage_q[a], run_c[a] = stage, s + stage
             _end(b, ts, i, DROP if dropped else (EXEC_FAIL if failed else SUCCESS), e, outcome,
                  end_s, reward, reward_by_decision, slot_s, T)
-        if track:
-            # The queue's events in FIFO order, each sum's + events before its - events, as
-            # the array code adds them (events of one queue may land on the same boundary).
-            for a in range(head, tail):
-                k0, k1 = max(_boundary(q_when[a], slot_s), t_now + 1), _boundary(end[a], slot_s)
-                if k1 > k0:
-                    ev_exec_len[k0 % ring, b, j] += 1
-            for a in range(head, tail):
-                k0, k1 = max(_boundary(q_when[a], slot_s), t_now + 1), _boundary(end[a], slot_s)
-                if k1 > k0:
-                    ev_exec_len[k1 % ring, b, j] -= 1
-            for a in range(head, tail):
-                k0, k1 = max(_boundary(q_when[a], slot_s), t_now + 1), _boundary(start[a], slot_s)
-                if k1 > k0:
-                    ev_exec_wait[k0 % ring, b, j] += 1
-                    ev_exec_wait[k1 % ring, b, j] -= 1
-            for a in range(head, tail):  # waiting: the full c / F_j
-                k0, k1 = max(_boundary(q_when[a], slot_s), t_now + 1), _boundary(start[a], slot_s)
-                if k1 > k0:
-                    ev_backlog_c[k0 % ring, b, j] += exec_s[b, q_ts[a], q_i[a]]
-            for a in range(head, tail):
-                k0, k1 = max(_boundary(q_when[a], slot_s), t_now + 1), _boundary(start[a], slot_s)
-                if k1 > k0:
-                    ev_backlog_c[k1 % ring, b, j] -= exec_s[b, q_ts[a], q_i[a]]
-            for a in range(head, tail):  # running
-                k0, k1 = max(_boundary(start[a], slot_s), t_now + 1), _boundary(end[a], slot_s)
-                if k1 > k0:
-                    ev_backlog_c[k0 % ring, b, j] += start[a] + exec_s[b, q_ts[a], q_i[a]]
-            for a in range(head, tail):
-                k0, k1 = max(_boundary(start[a], slot_s), t_now + 1), _boundary(end[a], slot_s)
-                if k1 > k0:
-                    ev_backlog_c[k1 % ring, b, j] -= start[a] + exec_s[b, q_ts[a], q_i[a]]
-            for a in range(head, tail):
-                k0, k1 = max(_boundary(start[a], slot_s), t_now + 1), _boundary(end[a], slot_s)
-                if k1 > k0:
-                    ev_backlog_k[k0 % ring, b, j] += 1.0
-            for a in range(head, tail):
-                k0, k1 = max(_boundary(start[a], slot_s), t_now + 1), _boundary(end[a], slot_s)
-                if k1 > k0:
-                    ev_backlog_k[k1 % ring, b, j] -= 1.0
+        if track:  # what the node observes: counts and backlog, waiting then running
+            _queue_events(ev_exec_len, b, j, k_when[head:tail], k_end[head:tail], ones_i, ring)
+            _queue_events(ev_exec_wait, b, j, k_when[head:tail], k_start[head:tail], ones_i, ring)
+            _queue_events(ev_backlog_c, b, j, k_when[head:tail], k_start[head:tail], stage_q[head:tail], ring)
+            _queue_events(ev_backlog_c, b, j, k_run[head:tail], k_end[head:tail], run_c[head:tail], ring)
+            _queue_events(ev_backlog_k, b, j, k_run[head:tail], k_end[head:tail], ones_f, ring)
         head = tail
 
 
@@ -256,8 +240,8 @@ def step_slot(t, actions, slot_s, horizon, ring, ep_has, ep_size, ep_cycles, ep_
                 j = actions[b, i]
                 dest[b, t, i] = j
                 exec_s[b, t, i] = ep_cycles[b, t, i] / capacity_hz[j]
-        _send(b, t, now, actions, ep_has, ep_size, ep_tx_clock, link_rate, inv_beta, slot_s, ring, T, True,
-              link_free, dest, outcome, end_s, tx_start_s, tx_s, exec_arrive_s, pending_arrival_s, exec_s,
+        _send(b, t, now, actions, ep_has, ep_size, ep_tx_clock, link_rate, inv_beta, slot_s, ring, T,
+              link_free, outcome, end_s, tx_start_s, tx_s, exec_arrive_s, pending_arrival_s, exec_s,
               due_s, reward, reward_by_decision, ev_in_flight, ev_send_c, ev_send_k)
         _execute_window(b, t, t, horizon, slot_s, ring, T, True, ep_exec_clock, inv_alpha, cpu_free, dest,
                         outcome, end_s, exec_arrive_s, pending_arrival_s, exec_start_s, exec_s, due_s, reward,

@@ -108,4 +108,10 @@ def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
     rungs = json.loads(capsys.readouterr().out)
     assert [r["rung"] for r in rungs] == ["paper", "+ spread logs (project)"]
     assert rungs[0]["settings"]["preset"] == "paper" and rungs[1]["settings"]["log_heuristic"] == "spread"
-    assert "| paper |" in (abl / "ablation.md").read_text()
+    table = (abl / "ablation.md").read_text()
+    assert "| paper |" in table and "probes/task" in table
+    # Rung 0 (paper) observes v1: the peers' 1-bit flags; rung 7 (project) v2: full answers.
+    assert [(r["probes_per_task"], r["probes_note"]) for r in rungs] == [(3, "1-bit overload flags"), (3, "full answers")]
+    report = json.loads((abl / "ablation.json").read_text())
+    assert set(report["heuristics"]) == {"ratc", "spread", "slack-reliable", "central"}
+    assert set(report["tuned"]) == {"spread", "slack-reliable"} and report["heuristic_probes"]["central"] == "full"

@@ -96,13 +96,14 @@ def test_summary_over_seeds_keeps_the_raw_counts_and_renders():
     assert m["above_from_episode_per_seed"] == {"spread": [4, 2]} and m["above_from_all"] == {"spread": 4}
     assert m["dip"] == -0.03125 and m["start"] == 0.6875
     assert block["mean"]["online-only"]["above_from_all"] == {"spread": None}
-    assert block["mean"]["reference_success_rate"] == {"spread": 23 / 40}
+    assert block["mean"]["references"] == {"spread": {"success_rate": 23 / 40, "start": 0.5, "lowest": 0.375,
+                                                      "dip": -0.125, "final": 0.75}}
     assert block["episodes"] == 5 and block["tasks_per_seed"] == [40, 40]
     assert resummarize(block) == block
     text = deployment_section(block)
     assert "| O2O-DRL | 0.8000 | 0.6875 | 0.6562 (3 2) | -0.0312 | -9.0 (-1 -17) | 4 (4 2) |" in text
     assert "| online-only | 0.2500 | 0.0625 | 0.0625 (2 2) | +0.0000 | +13.0 (+13 +13) | never (never never) |" in text
-    assert "| spread (same episodes) | 0.5750 |" in text
+    assert "| spread (same episodes) | 0.5750 | 0.5000 | 0.3750 (3 3) | -0.1250 | | |" in text
     # A reference on other episodes (other tasks) is refused.
     with pytest.raises(ValueError, match="spread did not run on the same online episodes"):
         seed_record(0, learners, {"spread": {"tasks": [7] * 5, "success": REFERENCE}})

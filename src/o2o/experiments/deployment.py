@@ -108,15 +108,22 @@ def above_from(success: Sequence[int], reference: Sequence[int], window: int) ->
     return int(below[-1] + 1 + window) if below.size else window
 
 
+def trajectory(success: Sequence[int], tasks: Sequence[int], window: int) -> dict[str, Any]:
+    """The success rate over all the episodes, the start, lowest point and dip, and the last
+    window's rate (``final``) of one scheduler's run of episodes."""
+    s, n = _counts(success, "success"), _counts(tasks, "tasks")
+    if s.size != n.size or np.any(s > n) or np.any(s < 0):
+        raise ValueError("success and tasks must be per-episode counts with 0 <= success <= tasks")
+    return {"success_rate": float(s.sum() / max(n.sum(), 1)), **dip(s, n, window),
+            "final": float(moving_rate(s, n, window)[-1])}
+
+
 def deployment_numbers(success: Sequence[int], tasks: Sequence[int],
                        references: Mapping[str, Sequence[int]], window: int) -> dict[str, Any]:
     """Every number of one learner's online phase, against each reference's per-episode
     successes on the same episodes (the logging heuristic; any other scheduler alike)."""
-    s, n = _counts(success, "success"), _counts(tasks, "tasks")
-    if s.size != n.size or np.any(s > n) or np.any(s < 0):
-        raise ValueError("success and tasks must be per-episode counts with 0 <= success <= tasks")
-    out: dict[str, Any] = {"success_rate": float(s.sum() / max(n.sum(), 1)), **dip(s, n, window),
-                           "final": float(moving_rate(s, n, window)[-1])}
+    s = _counts(success, "success")
+    out: dict[str, Any] = trajectory(s, tasks, window)
     out["regret_tasks"] = {name: regret(s, r) for name, r in references.items()}
     out["above_from_episode"] = {name: above_from(s, r, window) for name, r in references.items()}
     return out
@@ -147,20 +154,21 @@ def summarize_deployment(records: list[dict[str, Any]], learners: Sequence[str],
                          references: Sequence[str], window: int) -> dict[str, Any]:
     """``results.json`` -> ``deployment``: the raw records (``seed_record``) with each
     learner's numbers per training seed, and their means over the seeds. ``above_from_all``
-    is the latest episode over the seeds (None when a seed never stays above)."""
+    is the latest episode over the seeds (None when a seed never stays above). Each
+    reference's own trajectory is there too: its dip, a policy that does not learn, is the
+    size of a dip that chance alone makes."""
     per_seed = []
+    shape = ("success_rate", "start", "lowest", "dip", "final")
     for rec in records:
         refs = {name: rec["success"][name] for name in references}
-        row = {**rec, "reference_success_rate": {
-            name: float(np.sum(r) / max(np.sum(rec["tasks"]), 1)) for name, r in refs.items()}}
+        row = {**rec, "references": {name: trajectory(r, rec["tasks"], window) for name, r in refs.items()}}
         for name in learners:
             row[name] = deployment_numbers(rec["success"][name], rec["tasks"], refs, window)
         per_seed.append(row)
     mean: dict[str, Any] = {}
     for name in learners:
         numbers = [row[name] for row in per_seed]
-        m = {k: float(np.mean([x[k] for x in numbers]))
-             for k in ("success_rate", "start", "lowest", "dip", "final")}
+        m = {k: float(np.mean([x[k] for x in numbers])) for k in shape}
         m["regret_tasks"] = {r: float(np.mean([x["regret_tasks"][r] for x in numbers])) for r in references}
         m["regret_tasks_per_seed"] = {r: [x["regret_tasks"][r] for x in numbers] for r in references}
         m["above_from_episode_per_seed"] = {r: [x["above_from_episode"][r] for x in numbers]
@@ -168,8 +176,8 @@ def summarize_deployment(records: list[dict[str, Any]], learners: Sequence[str],
         m["above_from_all"] = {r: (None if None in m["above_from_episode_per_seed"][r]
                                    else max(m["above_from_episode_per_seed"][r])) for r in references}
         mean[name] = m
-    mean["reference_success_rate"] = {
-        r: float(np.mean([row["reference_success_rate"][r] for row in per_seed])) for r in references}
+    mean["references"] = {r: {k: float(np.mean([row["references"][r][k] for row in per_seed])) for k in shape}
+                          for r in references}
     return {"window_episodes": window, "episodes": len(records[0]["tasks"]) if records else 0,
             "tasks_per_seed": [int(np.sum(rec["tasks"])) for rec in records],
             "learners": list(learners), "references": list(references),
@@ -186,6 +194,12 @@ def _episode(e: int | None) -> str:
     return "never" if e is None else str(e)
 
 
+def _trajectory_cells(m: dict[str, Any], per_seed: list[dict[str, Any]]) -> list[str]:
+    lows = " ".join(str(x["lowest_episode"]) for x in per_seed)
+    return [f"{m['success_rate']:.4f}", f"{m['start']:.4f}", f"{m['lowest']:.4f} ({lows})",
+            f"{m['dip']:+.4f}"]
+
+
 def deployment_section(block: dict[str, Any]) -> str:
     """The results.md section: one row per learner and reference, means over the seeds."""
     w, refs = block["window_episodes"], block["references"]
@@ -198,24 +212,24 @@ def deployment_section(block: dict[str, Any]) -> str:
     rows = []
     for name in block["learners"]:
         m = block["mean"][name]
-        lows = " ".join(str(row[name]["lowest_episode"]) for row in block["per_seed"])
-        cells = [f"{m['success_rate']:.4f}", f"{m['start']:.4f}", f"{m['lowest']:.4f} ({lows})",
-                 f"{m['dip']:+.4f}"]
+        cells = _trajectory_cells(m, [row[name] for row in block["per_seed"]])
         for r in refs:
             per = " ".join(f"{x:+d}" for x in m["regret_tasks_per_seed"][r])
             firsts = " ".join(_episode(x) for x in m["above_from_episode_per_seed"][r])
             cells += [f"{m['regret_tasks'][r]:+.1f} ({per})", f"{_episode(m['above_from_all'][r])} ({firsts})"]
         rows.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
     for r in refs:
-        rows.append(f"| {r} (same episodes) | {block['mean']['reference_success_rate'][r]:.4f} |"
-                    + " |" * (3 + 2 * len(refs)))
+        cells = _trajectory_cells(block["mean"]["references"][r],
+                                  [row["references"][r] for row in block["per_seed"]])
+        rows.append(f"| {r} (same episodes) | " + " | ".join(cells) + " |" + " |" * (2 * len(refs)))
     return (f"## The cold start: the online episodes as users got them\n\n"
             f"{block['episodes']} online episodes per training seed ({tasks} tasks), mean over "
             f"{seeds} training seeds; rates over a moving window of {w} episodes; start: the "
             f"first {w} episodes; dip: lowest - start; regret: tasks the learner lost (+) or "
             f"gained (-) against the reference on the same episodes; stays above: the first "
             f"episode from which every later window is above the reference (the latest over the "
-            f"seeds).\n\n" + "\n".join(head + rows) + "\n")
+            f"seeds). The reference does not learn: its own dip is what chance alone gives."
+            f"\n\n" + "\n".join(head + rows) + "\n")
 
 
 def plot_deployment(path: Path, block: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from o2o.experiments.deployment import (
     dip,
     moving_rate,
     regret,
+    regret_peak,
     resummarize,
     seed_record,
     summarize_deployment,
@@ -39,6 +40,8 @@ def test_regret_counts_tasks_lost_and_gained():
     assert cumulative_regret(SUCCESS, REFERENCE).tolist() == [1, 2, 2, -1, -1]
     assert regret(SUCCESS, REFERENCE) == -1           # one task gained over the five episodes
     assert regret([0, 0], [3, 4]) == 7                # seven lost
+    assert regret_peak(SUCCESS, REFERENCE) == 2       # two behind after episodes 2 and 3
+    assert regret_peak([5, 5], [4, 4]) == 0           # never behind
     assert isinstance(regret(SUCCESS, REFERENCE), int)
     with pytest.raises(ValueError, match="5 learner episodes against 4"):
         regret(SUCCESS, REFERENCE[:4])
@@ -72,6 +75,7 @@ def test_above_from_matches_its_definition_on_random_counts():
         expected = next((j + w for j in range(len(above)) if all(above[j:])), None)
         assert above_from(s, r, w) == expected
         assert regret(s, r) == int(r.sum() - s.sum())
+        assert regret_peak(s, r) == max(0, max(int(r[:j].sum() - s[:j].sum()) for j in range(1, e + 1)))
         assert dip(s, np.full(e, 4), w)["dip"] <= 0
 
 
@@ -79,6 +83,7 @@ def test_numbers_of_a_learner_against_several_references():
     numbers = deployment_numbers(SUCCESS, TASKS, {"spread": REFERENCE, "generalist": [8] * 5}, 2)
     assert numbers["success_rate"] == 24 / 40 and numbers["final"] == 0.9375
     assert numbers["regret_tasks"] == {"spread": -1, "generalist": 16}
+    assert numbers["regret_peak_tasks"] == {"spread": 2, "generalist": 16}
     assert numbers["above_from_episode"] == {"spread": 4, "generalist": None}
     with pytest.raises(ValueError, match="0 <= success <= tasks"):
         deployment_numbers([9], [8], {}, 1)
@@ -93,6 +98,7 @@ def test_summary_over_seeds_keeps_the_raw_counts_and_renders():
     block = summarize_deployment(records, ["o2o-drl", "online-only"], ["spread"], 2)
     m = block["mean"]["o2o-drl"]
     assert m["regret_tasks_per_seed"] == {"spread": [-1, -17]} and m["regret_tasks"] == {"spread": -9.0}
+    assert m["regret_peak_tasks_per_seed"] == {"spread": [2, 0]}
     assert m["above_from_episode_per_seed"] == {"spread": [4, 2]} and m["above_from_all"] == {"spread": 4}
     assert m["dip"] == -0.03125 and m["start"] == 0.6875
     assert block["mean"]["online-only"]["above_from_all"] == {"spread": None}

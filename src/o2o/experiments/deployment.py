@@ -18,7 +18,8 @@ network, so it gets the same tasks (n_e equal; checked) and succeeds on r_e of t
   start (<= 0; 0 when the learner never falls below where it started).
 * **regret** against a reference = sum over e of (r_e - s_e), in tasks: positive counts the
   tasks lost by learning online instead of running the reference, negative the tasks gained;
-  its running sum over e is the cumulative regret.
+  its running sum over e is the cumulative regret, and the peak of that sum (at least 0) the
+  most tasks the learner has been behind the reference at any time.
 * **above from**: the first episode e >= W such that at e and at every later episode the
   learner's window holds more successes than the reference's window (strictly; the same tasks,
   so the same as m_e above the reference's): from there on it stays above. W when it is above
@@ -97,6 +98,12 @@ def regret(success: Sequence[int], reference: Sequence[int]) -> int:
     return int(cumulative_regret(success, reference)[-1])
 
 
+def regret_peak(success: Sequence[int], reference: Sequence[int]) -> int:
+    """The most tasks the learner has been behind the reference at any episode (the peak of
+    the cumulative regret; 0 when it was never behind)."""
+    return max(0, int(cumulative_regret(success, reference).max()))
+
+
 def above_from(success: Sequence[int], reference: Sequence[int], window: int) -> int | None:
     """The first episode e >= window from which every window ending at e or later holds more
     learner successes than reference successes; None when the last window does not."""
@@ -125,6 +132,7 @@ def deployment_numbers(success: Sequence[int], tasks: Sequence[int],
     s = _counts(success, "success")
     out: dict[str, Any] = trajectory(s, tasks, window)
     out["regret_tasks"] = {name: regret(s, r) for name, r in references.items()}
+    out["regret_peak_tasks"] = {name: regret_peak(s, r) for name, r in references.items()}
     out["above_from_episode"] = {name: above_from(s, r, window) for name, r in references.items()}
     return out
 
@@ -171,6 +179,7 @@ def summarize_deployment(records: list[dict[str, Any]], learners: Sequence[str],
         m = {k: float(np.mean([x[k] for x in numbers])) for k in shape}
         m["regret_tasks"] = {r: float(np.mean([x["regret_tasks"][r] for x in numbers])) for r in references}
         m["regret_tasks_per_seed"] = {r: [x["regret_tasks"][r] for x in numbers] for r in references}
+        m["regret_peak_tasks_per_seed"] = {r: [x["regret_peak_tasks"][r] for x in numbers] for r in references}
         m["above_from_episode_per_seed"] = {r: [x["above_from_episode"][r] for x in numbers]
                                             for r in references}
         m["above_from_all"] = {r: (None if None in m["above_from_episode_per_seed"][r]

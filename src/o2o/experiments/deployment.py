@@ -48,6 +48,7 @@ from o2o.core.scenario import Scenario
 from o2o.sim import make_scheduler
 from o2o.sim.rollout import simulate
 
+# The learners a run records online episodes of, in the order reported, with their names in print.
 LABELS = {"o2o-drl": "O2O-DRL", "online-only": "online-only"}
 
 

@@ -1,52 +1,66 @@
-"""The centralized full-information reference and the per-task success bound (yardsticks the
-paper lacks).
+"""The centralized full-information references (yardsticks the paper lacks): two greedy rules and
+the planner ``central``.
 
-``central`` is a yardstick, not a contender: one scheduler that sees every queue and every task
-in flight in the simulator, and places the tasks of a slot one node at a time (node index
-order), each with the exact predicted completion on every candidate node given everything
-already in the system (including the tasks placed before it in the same slot). A node is
-feasible when the task would finish there by its deadline without making a task already
-placed there miss its own (FIFO order is by arrival, so a later task can overtake one still
-on the wire). Of the feasible nodes it takes the most reliable (rel_ij), else the one where
-the task would finish earliest. It knows the failure clocks of the tasks already in the system,
-as the simulator does, but not those of the task it places: for that one it uses rel_ij.
+Each sees every queue and every task in flight in the simulator, and places the tasks of a slot
+one node at a time (node index order), each with the exact predicted completion on every
+candidate node given everything already in the system (including the tasks placed before it in
+the same slot). A node is feasible when the task would finish there by its deadline without
+making a task already placed there miss its own (FIFO order is by arrival, so a later task can
+overtake one still on the wire). Among the feasible nodes a rule takes the best score
 
-``bound``: max_j rel_ij * 1[T^t_ij + T^c_j <= d] bounds one task's success probability under
-any scheduler; its mean over an episode's tasks bounds the expected success rate.
+    rel_ij - weight * (finish_ij - now) / d_i
+
+(rel_ij: the task's reliability on j, paper eqs. 3-5; finish_ij: its predicted completion), and
+where no node is feasible, the one where the task would finish earliest:
+
+* ``central-reliable`` (weight 0): the most reliable feasible node;
+* ``central-earliest`` (weight inf): the feasible node where the task finishes earliest;
+* ``central``: the weight that does best on validation episodes of this scenario and network
+  (``tune_finish_weight``), out of a grid that holds both greedy rules. Neither greedy rule is
+  best everywhere: a short queue leaves room for the tasks still to come, a reliable node keeps
+  this one.
+
+They know the failure clocks of the tasks already in the system, as the simulator does, but not
+those of the task they place: for that one they use rel_ij. So they never anticipate a task's own
+failure, and the bounds of ``o2o.sim.bound`` hold for them.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from o2o.core.episodes import Episodes
 from o2o.core.network import Network
+from o2o.core.scenario import Scenario
 from o2o.sim.engine import Engine, settle_stage
 
-
-def task_success_bound(network: Network, episodes: Episodes) -> np.ndarray:
-    """(B, T, N): the bound for every task (NaN where there is no task)."""
-    n = network.n
-    tx = episodes.size_bytes[..., None] / network.link_rate_Bps[None, None]     # (B,T,N,N) i->j
-    tx = np.where(np.eye(n, dtype=bool)[None, None], 0.0, tx)
-    ex = episodes.cycles[..., None] / network.capacity_hz[None, None, None, :]
-    rel = np.exp(-network.link_fail_rate[None, None] * tx - network.node_fail_rate[None, None, None, :] * ex)
-    feasible = tx + ex <= episodes.deadline_s[..., None]
-    best = np.max(np.where(feasible, rel, 0.0), axis=-1)
-    return np.where(episodes.has_task, best, np.nan)
+#: The weights ``central`` chooses from (0: most reliable; inf: earliest finish).
+FINISH_WEIGHTS = (0.0, 0.1, 0.3, 1.0, 3.0, math.inf)
+#: Validation episodes per scenario and network on which ``central`` chooses its weight.
+TUNING_EPISODES = 10
 
 
-def episode_bound(network: Network, episodes: Episodes) -> np.ndarray:
-    """(B,): mean bound over each episode's tasks (an upper bound on its expected success rate)."""
-    per_task = task_success_bound(network, episodes)
-    tasks = episodes.has_task.sum(axis=(1, 2))
-    return np.nansum(per_task, axis=(1, 2)) / np.maximum(tasks, 1)
+class GreedyCentral:
+    """Engine-level scheduler: ``decide(engine) -> (actions (B, N), probs (B, N))``. Among the
+    feasible nodes it takes the best ``rel - finish_weight * (finish - now) / d``."""
 
+    def __init__(self, finish_weight: float, name: str | None = None):
+        if not finish_weight >= 0:
+            raise ValueError(f"finish_weight must be >= 0, got {finish_weight}")
+        self.finish_weight = float(finish_weight)
+        self.name = name or f"central(weight={finish_weight:g})"
 
-class Central:
-    """Engine-level scheduler: ``decide(engine) -> (actions (B, N), probs (B, N))``."""
-
-    name = "central"
+    def _choose(self, feasible, rel, finish, reach, now, deadline_s):
+        """(B,) the node each episode's task goes to."""
+        if math.isinf(self.finish_weight):
+            best = np.argmin(np.where(feasible, finish, np.inf), axis=1)
+        else:
+            wait = np.where(feasible, finish, now) - now
+            score = rel - self.finish_weight * wait / deadline_s[:, None]
+            best = np.argmax(np.where(feasible, score, -np.inf), axis=1)
+        earliest = np.argmin(np.where(np.isfinite(finish), finish, reach + 1e9), axis=1)
+        return np.where(feasible.any(axis=1), best, earliest)
 
     def decide(self, engine: Engine) -> tuple[np.ndarray, np.ndarray]:
         e, net = engine, engine.net
@@ -77,9 +91,7 @@ class Central:
             finish, harms = self._finish_at(e, arr, src, tt, reach, i, exec_new[:, i, :])
             finish = np.where(send_dropped, np.inf, finish)
             feasible = (finish <= due[:, i, None]) & ~harms
-            best_rel = np.argmax(np.where(feasible, rel[:, i, :], -1.0), axis=1)
-            earliest = np.argmin(np.where(np.isfinite(finish), finish, reach + 1e9), axis=1)
-            choice = np.where(feasible.any(axis=1), best_rel, earliest)
+            choice = self._choose(feasible, rel[:, i, :], finish, reach, now, e.ep.deadline_s[:, t, i])
             actions[rows, i] = choice[rows]
             # The placed task joins the pending arrivals seen by the next nodes, exactly as the
             # engine will settle its transmission.
@@ -174,3 +186,52 @@ class Central:
             harms |= valid & drop1 & ~drop0
         place(~placed)
         return finish, harms
+
+
+def central_reliable() -> GreedyCentral:
+    return GreedyCentral(0.0, "central-reliable")
+
+
+def central_earliest() -> GreedyCentral:
+    return GreedyCentral(math.inf, "central-earliest")
+
+
+def tune_finish_weight(scenario: Scenario, network: Network, episodes: int = TUNING_EPISODES,
+                       weights=FINISH_WEIGHTS) -> tuple[float, dict[float, float]]:
+    """The weight of ``weights`` whose rule has the highest mean success rate on the first
+    ``episodes`` validation episodes of this scenario and network (never the held-out ones),
+    and the mean of every weight. Ties go to the earlier weight of the grid."""
+    from o2o.core.seeds import VALIDATION
+    from o2o.sim.rollout import simulate
+
+    seeds = VALIDATION.take(episodes)
+    means = {w: float(simulate(scenario, network, seeds, GreedyCentral(w))["success_rate"].mean())
+             for w in weights}
+    best = max(weights, key=lambda w: means[w])
+    return best, means
+
+
+class Central:
+    """The planner ``central``: the greedy rule with the finish weight chosen on validation
+    episodes of the scenario and network it runs on (chosen once per pair, on first use;
+    ``chosen`` records the weight and the validation means of the grid)."""
+
+    name = "central"
+
+    def __init__(self, episodes: int = TUNING_EPISODES):
+        self.episodes = episodes
+        self._rules: dict[tuple, GreedyCentral] = {}
+        self.chosen: dict[str, object] = {}
+
+    def rule_for(self, scenario: Scenario, network: Network) -> GreedyCentral:
+        key = (scenario.model_dump_json(), network.capacity_hz.tobytes(), network.link_rate_Bps.tobytes(),
+               network.node_fail_rate.tobytes(), network.link_fail_rate.tobytes(), network.arrival_prob.tobytes())
+        if key not in self._rules:
+            weight, means = tune_finish_weight(scenario, network, self.episodes)
+            self._rules[key] = GreedyCentral(weight, f"central(weight={weight:g})")
+            self.chosen = {"finish_weight": weight, "validation_episodes": self.episodes,
+                           "validation_success_rate": {f"{w:g}": m for w, m in means.items()}}
+        return self._rules[key]
+
+    def decide(self, engine: Engine) -> tuple[np.ndarray, np.ndarray]:
+        return self.rule_for(engine.sc, engine.net).decide(engine)

@@ -8,9 +8,8 @@ import json
 
 import numpy as np
 
-from o2o.core.episodes import sample_episodes
 from o2o.core.progress import progress_bar
-from o2o.sim import episode_bound
+from o2o.sim import mean_bounds
 from o2o.sim.rollout import simulate
 
 COUNT_FIELDS = ("tasks", "success", "drop", "exec_fail", "trans_fail")
@@ -58,7 +57,19 @@ def summarize(metrics: dict[str, np.ndarray], extended: bool = False) -> dict[st
     return out
 
 
-def format_table(results: dict[str, dict], bound: float) -> str:
+def format_bounds(bounds: dict) -> list[str]:
+    """The lines of the two bounds (``bound``: the LP, contention-aware; ``bound-task``: per
+    task), under a table of success rates."""
+    lines = []
+    for name in ("bound", "bound-task"):
+        if name in bounds:
+            note = (f"  (LP on the first {bounds['bound_episodes']} episodes)"
+                    if name == "bound" and "bound_episodes" in bounds else "")
+            lines.append(f"{name:<14}{bounds[name]:>18.4f}{note}")
+    return lines
+
+
+def format_table(results: dict[str, dict], bounds: dict) -> str:
     extended = all("mean_completion_s" in r for r in results.values())
     header = f"{'scheduler':<14}{'success rate':>18}{'tasks':>9}{'success':>9}{'drop':>8}{'exec_fail':>11}{'trans_fail':>12}"
     if extended:
@@ -71,20 +82,26 @@ def format_table(results: dict[str, dict], bound: float) -> str:
         if extended:
             line += f"{r['mean_completion_s']:>14.3f}{r['cpu_utilisation']:>10.3f}"
         lines.append(line)
-    lines.append(f"{'bound':<14}{bound:>18.4f}")
+    lines += format_bounds(bounds)
+    for name, r in results.items():
+        if "tuned" in r:
+            tuned = r["tuned"]
+            lines.append(f"{name}: finish weight {tuned['finish_weight']:g}, chosen on "
+                         f"{tuned['validation_episodes']} validation episodes")
     return "\n".join(lines)
 
 
 def simulate_report(scenario, network_seed: int, seeds: list[int], results: dict[str, dict],
-                    bound: float) -> str:
+                    bounds: dict) -> str:
     """The table ``o2o simulate`` prints, with its header line."""
     return (f"scenario {scenario.name}, network seed {network_seed}, episodes {seeds[0]}..{seeds[-1]}\n"
-            + format_table(results, bound))
+            + format_table(results, bounds))
 
 
 def scheduler_results(scenario, network, schedulers: dict, seeds: list[int], *, extended: bool = True,
-                      batch_size: int = 64, progress=None) -> tuple[dict[str, dict], float]:
-    """Every scheduler on the same episodes: its row of ``o2o simulate``'s table, and the bound."""
+                      batch_size: int = 64, progress=None) -> tuple[dict[str, dict], dict]:
+    """Every scheduler on the same episodes: its row of ``o2o simulate``'s table (with the
+    planner's tuned weight, ``tuned``, for ``central``), and both bounds (``mean_bounds``)."""
     results = {}
     for name, sched in schedulers.items():
         if progress is not None:
@@ -92,8 +109,9 @@ def scheduler_results(scenario, network, schedulers: dict, seeds: list[int], *, 
         metrics = simulate(scenario, network, seeds, sched, batch_size=batch_size,
                            progress=None if progress is None else progress.update)
         results[name] = summarize(metrics, extended=extended)
-    bound = float(episode_bound(network, sample_episodes(scenario, network, seeds)).mean())
-    return results, bound
+        if getattr(sched, "chosen", None):
+            results[name]["tuned"] = sched.chosen
+    return results, mean_bounds(scenario, network, seeds)
 
 
 def compare_schedulers(scenario, network, schedulers: dict, seeds: list[int], *, network_seed: int,
@@ -102,10 +120,10 @@ def compare_schedulers(scenario, network, schedulers: dict, seeds: list[int], *,
     ``o2o simulate``; shared by ``o2o simulate`` and ``o2o evaluate``."""
     with progress_bar(total=len(schedulers) * len(seeds), desc="simulate", unit="episode",
                       disable=as_json) as bar:
-        results, bound = scheduler_results(scenario, network, schedulers, seeds,
+        results, bounds = scheduler_results(scenario, network, schedulers, seeds,
                                            extended=not as_json, batch_size=batch_size, progress=bar)
     if as_json:
-        print(json.dumps({**results, "bound": bound}))
+        print(json.dumps({**results, **bounds}))
     else:
-        print(simulate_report(scenario, network_seed, seeds, results, bound))
+        print(simulate_report(scenario, network_seed, seeds, results, bounds))
     return 0

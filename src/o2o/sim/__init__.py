@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from o2o.core.errors import UserError
 from o2o.schedulers import HEURISTICS
-from o2o.sim.bound import episode_lp_bound, episode_task_bound, task_success_bound
+from o2o.sim.bound import episode_lp_bound, episode_task_bound, mean_bounds, task_success_bound
 from o2o.sim.central import Central, GreedyCentral, central_earliest, central_reliable
 
 #: The centralized references (simulator only): the planner and its two greedy rules.
@@ -25,4 +25,4 @@ def make_scheduler(name: str):
 
 
 __all__ = ["CENTRAL", "Central", "GreedyCentral", "SCHEDULERS", "episode_lp_bound", "episode_task_bound",
-           "make_scheduler", "task_success_bound"]
+           "make_scheduler", "mean_bounds", "task_success_bound"]

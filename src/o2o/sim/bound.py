@@ -31,7 +31,7 @@ import numpy as np
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix
 
-from o2o.core.episodes import Episodes
+from o2o.core.episodes import Episodes, sample_episodes
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
 
@@ -173,3 +173,15 @@ def episode_lp_bound(scenario: Scenario, network: Network, episodes: Episodes) -
         successes, tasks = lp_bound_one(scenario, network, episodes, b)
         out[b] = successes / max(tasks, 1)
     return out
+
+
+def mean_bounds(scenario: Scenario, network: Network, seeds, lp_episodes: int | None = None) -> dict:
+    """Both bounds' means over the episodes ``seeds``: ``bound-task`` on all of them, ``bound``
+    (the LP, ~1.5 s per paper-sim episode) on the first ``lp_episodes`` (all when None);
+    ``bound_episodes`` says how many."""
+    seeds = list(seeds)
+    episodes = sample_episodes(scenario, network, seeds)
+    lp_count = len(seeds) if lp_episodes is None else min(lp_episodes, len(seeds))
+    lp = episode_lp_bound(scenario, network, episodes.select(slice(0, lp_count)))
+    return {"bound": float(lp.mean()), "bound-task": float(episode_task_bound(network, episodes).mean()),
+            "bound_episodes": lp_count}

@@ -15,10 +15,11 @@ where no node is feasible, the one where the task would finish earliest:
 
 * ``central-reliable`` (weight 0): the most reliable feasible node;
 * ``central-earliest`` (weight inf): the feasible node where the task finishes earliest;
-* ``central``: the weight that does best on validation episodes of this scenario and network
-  (``tune_finish_weight``), out of a grid that holds both greedy rules. Neither greedy rule is
-  best everywhere: a short queue leaves room for the tasks still to come, a reliable node keeps
-  this one.
+* ``central``: places a slot's tasks largest first (most cycles: they have the fewest nodes that
+  can take them in time), with the weight that does best on validation episodes of this
+  scenario and network (``tune_finish_weight``), out of a grid that holds both greedy rules.
+  Neither greedy rule is best everywhere: a short queue leaves room for the tasks still to come,
+  a reliable node keeps this one.
 
 They know the failure clocks of the tasks already in the system, as the simulator does, but not
 those of the task they place: for that one they use rel_ij. So they never anticipate a task's own
@@ -45,10 +46,11 @@ class GreedyCentral:
     """Engine-level scheduler: ``decide(engine) -> (actions (B, N), probs (B, N))``. Among the
     feasible nodes it takes the best ``rel - finish_weight * (finish - now) / d``."""
 
-    def __init__(self, finish_weight: float, name: str | None = None):
+    def __init__(self, finish_weight: float, name: str | None = None, largest_first: bool = False):
         if not finish_weight >= 0:
             raise ValueError(f"finish_weight must be >= 0, got {finish_weight}")
         self.finish_weight = float(finish_weight)
+        self.largest_first = largest_first
         self.name = name or f"central(weight={finish_weight:g})"
 
     def _choose(self, feasible, rel, finish, reach, now, deadline_s):
@@ -61,6 +63,14 @@ class GreedyCentral:
             best = np.argmax(np.where(feasible, score, -np.inf), axis=1)
         earliest = np.argmin(np.where(np.isfinite(finish), finish, reach + 1e9), axis=1)
         return np.where(feasible.any(axis=1), best, earliest)
+
+    def _placement_order(self, e: Engine) -> np.ndarray:
+        """(N, B): the order in which each episode places its slot's tasks: node index order, or
+        the largest task (most cycles) first, so that the tasks with the fewest nodes able to
+        take them choose first."""
+        if self.largest_first:
+            return np.argsort(-e.ep.cycles[:, e.t, :], axis=1, kind="stable").T
+        return np.broadcast_to(np.arange(e.N)[:, None], (e.N, e.B))
 
     def decide(self, engine: Engine) -> tuple[np.ndarray, np.ndarray]:
         e, net = engine, engine.net
@@ -79,28 +89,29 @@ class GreedyCentral:
         tx_new[:, np.arange(N), np.arange(N)] = 0.0
         rel = np.exp(-net.link_fail_rate[None] * tx_new - net.node_fail_rate[None, None, :] * exec_new)
         due = e.due_s[:, t, :]
-        for i in range(N):
-            rows = has[:, i]
+        deadline = e.ep.deadline_s[:, t, :]
+        for i in self._placement_order(e):  # (B,): the node whose task each episode places next
+            rows = has[bs, i]
             if not rows.any():
                 continue
             # Send queue i -> j: starts when the link is free, dropped if it cannot make it.
-            send_start = np.maximum(now, e.link_free[:, i, :])
-            send_start[:, i] = now
-            reach = send_start + tx_new[:, i, :]                                       # (B, j)
-            send_dropped = reach + exec_new[:, i, :] > due[:, i, None]
-            finish, harms = self._finish_at(e, arr, src, tt, reach, i, exec_new[:, i, :])
+            send_start = np.maximum(now, e.link_free[bs, i, :])
+            send_start[bs, i] = now
+            reach = send_start + tx_new[bs, i, :]                                      # (B, j)
+            send_dropped = reach + exec_new[bs, i, :] > due[bs, i, None]
+            finish, harms = self._finish_at(e, arr, src, tt, reach, i, exec_new[bs, i, :])
             finish = np.where(send_dropped, np.inf, finish)
-            feasible = (finish <= due[:, i, None]) & ~harms
-            choice = self._choose(feasible, rel[:, i, :], finish, reach, now, e.ep.deadline_s[:, t, i])
-            actions[rows, i] = choice[rows]
+            feasible = (finish <= due[bs, i, None]) & ~harms
+            choice = self._choose(feasible, rel[bs, i, :], finish, reach, now, deadline[bs, i])
+            actions[bs[rows], i[rows]] = choice[rows]
             # The placed task joins the pending arrivals seen by the next nodes, exactly as the
             # engine will settle its transmission.
             j = choice
             tx = tx_new[bs, i, j]
             remote = j != i
             start, end, dropped, failed = settle_stage(
-                now, np.where(remote, e.link_free[bs, i, j], now), tx, exec_new[bs, i, j], due[:, i],
-                np.where(remote, e.ep.tx_fail_clock[:, t, i] * e.inv_beta[i, j], np.inf))
+                now, np.where(remote, e.link_free[bs, i, j], now), tx, exec_new[bs, i, j], due[bs, i],
+                np.where(remote, e.ep.tx_fail_clock[bs, t, i] * e.inv_beta[i, j], np.inf))
             arrives = rows & ~dropped & ~failed
             arr, src, tt = self._append(arr, src, tt, arrives, j, np.where(arrives, end, np.inf), i, t)
         return actions, probs
@@ -137,7 +148,7 @@ class GreedyCentral:
         jj = j[rows]
         slot = np.argmax(~np.isfinite(arr[bs, jj]), axis=1)  # first free position
         arr[bs, jj, slot] = when[rows]
-        src[bs, jj, slot] = i
+        src[bs, jj, slot] = i[rows]
         tt[bs, jj, slot] = t
         order = np.lexsort((src, arr), axis=-1)
         return (np.take_along_axis(arr, order, -1), np.take_along_axis(src, order, -1),
@@ -172,7 +183,7 @@ class GreedyCentral:
             valid = np.isfinite(a)
             if not valid.any():
                 break
-            behind = valid & ~((a < reach) | ((a == reach) & (src[:, :, k] < i)))
+            behind = valid & ~((a < reach) | ((a == reach) & (src[:, :, k] < i[:, None])))
             place(behind & ~placed)
             ts = np.maximum(tt[:, :, k], 0)
             s = np.maximum(src[:, :, k], 0)
@@ -198,14 +209,14 @@ def central_earliest() -> GreedyCentral:
 
 def tune_finish_weight(scenario: Scenario, network: Network, episodes: int = TUNING_EPISODES,
                        weights=FINISH_WEIGHTS) -> tuple[float, dict[float, float]]:
-    """The weight of ``weights`` whose rule has the highest mean success rate on the first
+    """The weight of ``weights`` whose rule (largest task first) has the highest mean success rate on the first
     ``episodes`` validation episodes of this scenario and network (never the held-out ones),
     and the mean of every weight. Ties go to the earlier weight of the grid."""
     from o2o.core.seeds import VALIDATION
     from o2o.sim.rollout import simulate
 
     seeds = VALIDATION.take(episodes)
-    means = {w: float(simulate(scenario, network, seeds, GreedyCentral(w))["success_rate"].mean())
+    means = {w: float(simulate(scenario, network, seeds, GreedyCentral(w, largest_first=True))["success_rate"].mean())
              for w in weights}
     best = max(weights, key=lambda w: means[w])
     return best, means
@@ -228,7 +239,7 @@ class Central:
                network.node_fail_rate.tobytes(), network.link_fail_rate.tobytes(), network.arrival_prob.tobytes())
         if key not in self._rules:
             weight, means = tune_finish_weight(scenario, network, self.episodes)
-            self._rules[key] = GreedyCentral(weight, f"central(weight={weight:g})")
+            self._rules[key] = GreedyCentral(weight, f"central(weight={weight:g})", largest_first=True)
             self.chosen = {"finish_weight": weight, "validation_episodes": self.episodes,
                            "validation_success_rate": {f"{w:g}": m for w, m in means.items()}}
         return self._rules[key]

@@ -65,19 +65,19 @@ def format_bounds(bounds: dict) -> list[str]:
         if name in bounds:
             note = (f"  (LP on the first {bounds['bound_episodes']} episodes)"
                     if name == "bound" and "bound_episodes" in bounds else "")
-            lines.append(f"{name:<14}{bounds[name]:>18.4f}{note}")
+            lines.append(f"{name:<18}{bounds[name]:>18.4f}{note}")
     return lines
 
 
 def format_table(results: dict[str, dict], bounds: dict) -> str:
     extended = all("mean_completion_s" in r for r in results.values())
-    header = f"{'scheduler':<14}{'success rate':>18}{'tasks':>9}{'success':>9}{'drop':>8}{'exec_fail':>11}{'trans_fail':>12}"
+    header = f"{'scheduler':<18}{'success rate':>18}{'tasks':>9}{'success':>9}{'drop':>8}{'exec_fail':>11}{'trans_fail':>12}"
     if extended:
         header += f"{'completion_s':>14}{'cpu_util':>10}"
     lines = [header, "-" * len(header)]
     for name, r in results.items():
         rate = f"{r['success_rate']:.4f} ± {r['success_rate_std']:.4f}"
-        line = (f"{name:<14}{rate:>18}{r['tasks']:>9}{r['success']:>9}{r['drop']:>8}"
+        line = (f"{name:<18}{rate:>18}{r['tasks']:>9}{r['success']:>9}{r['drop']:>8}"
                 f"{r['exec_fail']:>11}{r['trans_fail']:>12}")
         if extended:
             line += f"{r['mean_completion_s']:>14.3f}{r['cpu_utilisation']:>10.3f}"
@@ -86,7 +86,8 @@ def format_table(results: dict[str, dict], bounds: dict) -> str:
     for name, r in results.items():
         if "tuned" in r:
             tuned = r["tuned"]
-            lines.append(f"{name}: finish weight {tuned['finish_weight']:g}, chosen on "
+            order = "largest task first" if tuned["largest_first"] else "node index order"
+            lines.append(f"{name}: finish weight {tuned['finish_weight']:g}, {order}, chosen on "
                          f"{tuned['validation_episodes']} validation episodes")
     return "\n".join(lines)
 

@@ -36,7 +36,9 @@ from o2o.logs.store import LogStore
 from o2o.sim import make_scheduler
 from o2o.sim.rollout import simulate
 
-HEURISTICS = ("random", "local", "rda", "ratc", "esf", "spread", "central")
+#: The centralized references (simulator only): the planner and its two greedy rules.
+CENTRAL_METHODS = ("central", "central-reliable", "central-earliest")
+HEURISTICS = ("random", "local", "rda", "ratc", "esf", "spread", *CENTRAL_METHODS)
 LEARNED = ("offline-only", "online-only", "o2o-drl")
 METHODS = (*HEURISTICS, *LEARNED)
 

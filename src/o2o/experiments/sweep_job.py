@@ -29,13 +29,16 @@ from o2o.experiments.cells import Unit, UnitTask, eval_seeds, run_unit, worker_i
 from o2o.experiments.executors import make_executor
 from o2o.experiments.figure_report import write_report
 from o2o.experiments.results_db import NO_SEED, ResultsDB
-from o2o.experiments.sweeps import BOUND, Sweep
+from o2o.experiments.methods import CENTRAL_METHODS
+from o2o.experiments.sweeps import BOUND, BOUND_TASK, Sweep
+from o2o.sim.central import FINISH_WEIGHTS, ORDERS, TUNING_EPISODES
 from o2o.learn.settings import learner_settings
 
 # Rough seconds per unit of work on one core of the development machine, for the progress
 # bar's estimate of the time left (it corrects itself from the measured rate as cells finish).
 SIM_NODE_SLOT_S = 1.5e-6
 CENTRAL_NODE_SLOT_S = 3e-5
+LP_NODE_SLOT_S = 7.5e-4     # the bound's LP: ~1.5 s per paper-sim episode
 LOG_NODE_SLOT_S = 3e-5
 ONLINE_NODE_SLOT_S = 2.5e-5
 OFFLINE_STEP_S = 8e-3
@@ -54,17 +57,17 @@ def plan_units(sweep: Sweep) -> list[Unit]:
     """Every unit of the sweep, each writing its cells (point x method x seed)."""
     units: list[Unit] = []
     scenario_points = sorted({p.scenario_key for p in sweep.points})
-    decentralized = [m for m in sweep.heuristics if m != "central"]
+    central = [m for m in sweep.heuristics if m in CENTRAL_METHODS]
+    decentralized = [m for m in sweep.heuristics if m not in CENTRAL_METHODS]
     for h in scenario_points:
         if sweep.testbed:
             if decentralized:
                 units.append(Unit("testbed-heuristics", h, tuple(decentralized)))
-            if "central" in sweep.methods:
-                units.append(Unit("heuristic", h, ("central",)))
+            units += [Unit("heuristic", h, (m,)) for m in central]
         else:
             units += [Unit("heuristic", h, (m,)) for m in sweep.heuristics]
         if BOUND in sweep.methods:
-            units.append(Unit("bound", h, (BOUND,)))
+            units.append(Unit("bound", h, (BOUND, BOUND_TASK)))
     if sweep.learned:
         kind = "testbed-training" if sweep.testbed else "training"
         units += [Unit(kind, p.index, sweep.learned, k) for p in sweep.points for k in range(sweep.seeds)]
@@ -78,10 +81,12 @@ def unit_weight(sweep: Sweep, unit: Unit) -> float:
     sc, plan = point.scenario, sweep.plan
     node_slots = sc.nodes * sc.slots
     if unit.kind == "heuristic":
-        per = CENTRAL_NODE_SLOT_S if unit.methods == ("central",) else SIM_NODE_SLOT_S
-        return plan.eval_episodes * node_slots * per + 0.2
+        if unit.methods[0] in CENTRAL_METHODS:  # central also runs its grid on validation episodes
+            tuning = TUNING_EPISODES * len(FINISH_WEIGHTS) * len(ORDERS) // 3 if unit.methods == ("central",) else 0
+            return (plan.eval_episodes + tuning) * node_slots * CENTRAL_NODE_SLOT_S + 0.2
+        return plan.eval_episodes * node_slots * SIM_NODE_SLOT_S + 0.2
     if unit.kind == "bound":
-        return plan.eval_episodes * node_slots * SIM_NODE_SLOT_S + 0.1
+        return plan.eval_episodes * node_slots * LP_NODE_SLOT_S + 0.1
     if unit.kind == "training":
         return (sweep.log_episodes(point) * node_slots * LOG_NODE_SLOT_S
                 + plan.offline_steps * OFFLINE_STEP_S * max(1.0, sc.nodes / 20)

@@ -32,45 +32,51 @@ import math
 
 import numpy as np
 
+from o2o.core.episodes import Episodes
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
 from o2o.sim.engine import Engine, settle_stage
 
-#: The weights ``central`` chooses from (0: most reliable; inf: earliest finish).
-FINISH_WEIGHTS = (0.0, 0.1, 0.3, 1.0, 3.0, math.inf)
-#: Validation episodes per scenario and network on which ``central`` chooses its weight.
-TUNING_EPISODES = 10
+#: The rules ``central`` chooses from: finish weights (0: most reliable; inf: earliest finish)
+#: and placement orders (False: node index order; True: largest task first).
+FINISH_WEIGHTS = (0.0, 0.1, 0.3, 1.0, math.inf)
+ORDERS = (False, True)
+#: Validation episodes per scenario and network on which ``central`` chooses its rule.
+TUNING_EPISODES = 20
 
 
 class GreedyCentral:
     """Engine-level scheduler: ``decide(engine) -> (actions (B, N), probs (B, N))``. Among the
-    feasible nodes it takes the best ``rel - finish_weight * (finish - now) / d``."""
+    feasible nodes it takes the best ``rel - finish_weight * (finish - now) / d``.
 
-    def __init__(self, finish_weight: float, name: str | None = None, largest_first: bool = False):
-        if not finish_weight >= 0:
+    ``finish_weight`` and ``largest_first`` are scalars, or arrays (B,) with one value per
+    episode of the batch (the tuning runs every rule of its grid as one batch)."""
+
+    def __init__(self, finish_weight, name: str | None = None, largest_first=False):
+        weight = np.asarray(finish_weight, dtype=np.float64)
+        if not np.all(weight >= 0):
             raise ValueError(f"finish_weight must be >= 0, got {finish_weight}")
-        self.finish_weight = float(finish_weight)
-        self.largest_first = largest_first
-        self.name = name or f"central(weight={finish_weight:g})"
+        self.finish_weight = weight
+        self.largest_first = np.asarray(largest_first, dtype=bool)
+        self.name = name or f"central(weight={finish_weight}, largest_first={largest_first})"
 
-    def _choose(self, feasible, rel, finish, reach, now, deadline_s):
-        """(B,) the node each episode's task goes to."""
-        if math.isinf(self.finish_weight):
-            best = np.argmin(np.where(feasible, finish, np.inf), axis=1)
-        else:
-            wait = np.where(feasible, finish, now) - now
-            score = rel - self.finish_weight * wait / deadline_s[:, None]
-            best = np.argmax(np.where(feasible, score, -np.inf), axis=1)
+    def _choose(self, feasible, rel, finish, reach, now, deadline_s, weight):
+        """(B,) the node each episode's task goes to (``weight``: (B,) finish weights)."""
+        earliest_feasible = np.argmin(np.where(feasible, finish, np.inf), axis=1)
+        wait = np.where(feasible, finish, now) - now
+        score = rel - np.where(np.isinf(weight), 0.0, weight)[:, None] * wait / deadline_s[:, None]
+        best = np.where(np.isinf(weight), earliest_feasible,
+                        np.argmax(np.where(feasible, score, -np.inf), axis=1))
         earliest = np.argmin(np.where(np.isfinite(finish), finish, reach + 1e9), axis=1)
         return np.where(feasible.any(axis=1), best, earliest)
 
     def _placement_order(self, e: Engine) -> np.ndarray:
         """(N, B): the order in which each episode places its slot's tasks: node index order, or
         the largest task (most cycles) first, so that the tasks with the fewest nodes able to
-        take them choose first."""
-        if self.largest_first:
-            return np.argsort(-e.ep.cycles[:, e.t, :], axis=1, kind="stable").T
-        return np.broadcast_to(np.arange(e.N)[:, None], (e.N, e.B))
+        take them in time choose first."""
+        index = np.broadcast_to(np.arange(e.N)[None, :], (e.B, e.N))
+        largest = np.argsort(-e.ep.cycles[:, e.t, :], axis=1, kind="stable")
+        return np.where(np.broadcast_to(self.largest_first, (e.B,))[:, None], largest, index).T
 
     def decide(self, engine: Engine) -> tuple[np.ndarray, np.ndarray]:
         e, net = engine, engine.net
@@ -90,6 +96,7 @@ class GreedyCentral:
         rel = np.exp(-net.link_fail_rate[None] * tx_new - net.node_fail_rate[None, None, :] * exec_new)
         due = e.due_s[:, t, :]
         deadline = e.ep.deadline_s[:, t, :]
+        weight = np.broadcast_to(self.finish_weight, (B,))
         for i in self._placement_order(e):  # (B,): the node whose task each episode places next
             rows = has[bs, i]
             if not rows.any():
@@ -102,7 +109,7 @@ class GreedyCentral:
             finish, harms = self._finish_at(e, arr, src, tt, reach, i, exec_new[bs, i, :])
             finish = np.where(send_dropped, np.inf, finish)
             feasible = (finish <= due[bs, i, None]) & ~harms
-            choice = self._choose(feasible, rel[bs, i, :], finish, reach, now, deadline[bs, i])
+            choice = self._choose(feasible, rel[bs, i, :], finish, reach, now, deadline[bs, i], weight)
             actions[bs[rows], i[rows]] = choice[rows]
             # The placed task joins the pending arrivals seen by the next nodes, exactly as the
             # engine will settle its transmission.
@@ -207,25 +214,31 @@ def central_earliest() -> GreedyCentral:
     return GreedyCentral(math.inf, "central-earliest")
 
 
-def tune_finish_weight(scenario: Scenario, network: Network, episodes: int = TUNING_EPISODES,
-                       weights=FINISH_WEIGHTS) -> tuple[float, dict[float, float]]:
-    """The weight of ``weights`` whose rule (largest task first) has the highest mean success rate on the first
-    ``episodes`` validation episodes of this scenario and network (never the held-out ones),
-    and the mean of every weight. Ties go to the earlier weight of the grid."""
+def tune_central(scenario: Scenario, network: Network, episodes: int = TUNING_EPISODES,
+                 weights=FINISH_WEIGHTS, orders=ORDERS) -> tuple[tuple[float, bool], dict]:
+    """The rule (finish weight, largest first) of the grid ``weights`` x ``orders`` with the
+    highest mean success rate on the first ``episodes`` validation episodes of this scenario and
+    network (never the held-out ones), and every rule's mean. The grid runs as one batch (every
+    rule on the same episodes); ties go to the rule listed first."""
+    from o2o.core.episodes import sample_episodes
     from o2o.core.seeds import VALIDATION
-    from o2o.sim.rollout import simulate
+    from o2o.sim.rollout import rollout
 
-    seeds = VALIDATION.take(episodes)
-    means = {w: float(simulate(scenario, network, seeds, GreedyCentral(w, largest_first=True))["success_rate"].mean())
-             for w in weights}
-    best = max(weights, key=lambda w: means[w])
+    grid = [(w, o) for o in orders for w in weights]
+    one = sample_episodes(scenario, network, VALIDATION.take(episodes))
+    batch = Episodes(**{f: np.concatenate([getattr(one, f)] * len(grid)) for f in Episodes.__dataclass_fields__})
+    rule = GreedyCentral(np.repeat([w for w, _ in grid], episodes), "central grid",
+                         np.repeat([o for _, o in grid], episodes))
+    rate = rollout(scenario, network, batch, rule).engine.metrics()["success_rate"].reshape(len(grid), episodes)
+    means = {g: float(m) for g, m in zip(grid, rate.mean(axis=1))}
+    best = max(grid, key=lambda g: means[g])
     return best, means
 
 
 class Central:
-    """The planner ``central``: the greedy rule with the finish weight chosen on validation
-    episodes of the scenario and network it runs on (chosen once per pair, on first use;
-    ``chosen`` records the weight and the validation means of the grid)."""
+    """The planner ``central``: the greedy rule (finish weight, placement order) chosen on
+    validation episodes of the scenario and network it runs on (once per pair, on first use;
+    ``chosen`` records the rule and the validation means of the grid)."""
 
     name = "central"
 
@@ -238,10 +251,12 @@ class Central:
         key = (scenario.model_dump_json(), network.capacity_hz.tobytes(), network.link_rate_Bps.tobytes(),
                network.node_fail_rate.tobytes(), network.link_fail_rate.tobytes(), network.arrival_prob.tobytes())
         if key not in self._rules:
-            weight, means = tune_finish_weight(scenario, network, self.episodes)
-            self._rules[key] = GreedyCentral(weight, f"central(weight={weight:g})", largest_first=True)
-            self.chosen = {"finish_weight": weight, "validation_episodes": self.episodes,
-                           "validation_success_rate": {f"{w:g}": m for w, m in means.items()}}
+            (weight, largest_first), means = tune_central(scenario, network, self.episodes)
+            self._rules[key] = GreedyCentral(weight, f"central(weight={weight:g})", largest_first)
+            self.chosen = {"finish_weight": weight, "largest_first": largest_first,
+                           "validation_episodes": self.episodes,
+                           "validation_success_rate": {f"weight {w:g}, {'largest first' if o else 'index order'}": m
+                                                       for (w, o), m in means.items()}}
         return self._rules[key]
 
     def decide(self, engine: Engine) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ from o2o.experiments.methods import HEURISTICS, LEARNED, METHODS, SeedResult
 
 
 def summarize_methods(heuristic_rates: dict[str, np.ndarray], learned: list[SeedResult],
-                      bound: float) -> dict[str, Any]:
+                      bound: float, bound_task: float | None = None) -> dict[str, Any]:
     """``results.json`` content: per method the mean success rate and a 95% CI.
 
     Learned methods: the rate of each evaluation episode is averaged over the training seeds,
@@ -61,6 +61,8 @@ def summarize_methods(heuristic_rates: dict[str, np.ndarray], learned: list[Seed
             method: dict(zip(("diff", "lo", "hi"), mean_ci95(per_episode["o2o-drl"] - per_episode[method])))
             for method in METHODS if method != "o2o-drl" and method in per_episode}
     results["bound"] = bound
+    if bound_task is not None:
+        results["bound-task"] = bound_task
     return results
 
 
@@ -100,6 +102,8 @@ def format_results(results: dict[str, Any]) -> str:
         lines.append(f"| {method} | {r['success_rate']:.4f} | {interval(r['ci95'])} | "
                      f"{d['diff']:+.4f} {interval(d['ci95'], '+.4f')} |")
     lines.append(f"| bound | {results['bound']:.4f} | | |")
+    if "bound-task" in results:
+        lines.append(f"| bound-task | {results['bound-task']:.4f} | | |")
     return "\n".join(lines)
 
 

@@ -162,9 +162,9 @@ def test_the_tiny_sweep_has_every_cell(tiny):
     assert report["cells_missing"] == 0 and len(report["points"]) == 2
     for point in report["points"]:
         methods = point["methods"]
-        assert set(methods) == {*HEURISTICS, *LEARNED, "bound"}
-        # The bound is on the expected rate (a lucky episode may beat it), so only its range.
-        assert 0 < methods["bound"] <= 1
+        assert set(methods) == {*HEURISTICS, *LEARNED, "bound", "bound-task"}
+        # The bounds are on the expected rate (a lucky episode may beat them), so only their range.
+        assert 0 < methods["bound"] <= methods["bound-task"] <= 1
 
 
 def _children(pid: int) -> list[int]:
@@ -349,7 +349,7 @@ def test_a_testbed_sweep_trains_and_evaluates_every_method_on_node_processes(tmp
     assert summary["cells_missing"] == 0
     report = json.loads((out / "tinybed.json").read_text())
     (point,) = report["points"]
-    assert set(point["methods"]) == {*HEURISTICS, *LEARNED, "bound"}
+    assert set(point["methods"]) == {*HEURISTICS, *LEARNED, "bound", "bound-task"}
     assert all(0 <= point["methods"][m]["success_rate"] <= 1 for m in (*HEURISTICS, *LEARNED))
     # Logs, offline training, fine-tuning and the online-only baseline all ran on the testbed,
     # from its own task log; the models were published to the unit's store.

@@ -154,6 +154,8 @@ def plot_comparison(path: Path, results: dict[str, Any]) -> None:
     colors = ["tab:gray"] * len(HEURISTICS) + ["tab:cyan", "tab:red", "tab:blue"]
     ax.bar(METHODS, means, yerr=err, color=colors, capsize=3)
     ax.axhline(results["bound"], color="black", ls="--", lw=1, label="bound")
+    if "bound-task" in results:
+        ax.axhline(results["bound-task"], color="gray", ls="--", lw=1, label="bound-task")
     lo = min(means) - 0.05
     ax.set_ylim(max(0.0, lo), 1.0)
     ax.set_ylabel("task success rate (95% CI)")

@@ -23,7 +23,7 @@ from o2o.core.errors import UserError
 from o2o.experiments.methods import HEURISTICS, LEARNED
 from o2o.experiments.results_db import NO_SEED, ResultsDB
 from o2o.experiments.sweep_job import open_results, plan_units
-from o2o.experiments.sweeps import BOUND, decentralized_heuristics, load_sweep
+from o2o.experiments.sweeps import BOUND, BOUND_TASK, decentralized_heuristics, load_sweep
 from tests.logs.test_store import postgres_url  # noqa: F401  (a fixture)
 
 TINY = """\
@@ -107,7 +107,7 @@ def test_units_cover_every_cell_once():
     keys = [k for u in plan_units(sweep) for k in u.keys()]
     assert len(keys) == len(set(keys))
     heuristic_cells = {k for k in keys if k[2] == NO_SEED}
-    assert heuristic_cells == {(0, m, NO_SEED) for m in (*HEURISTICS, BOUND)}
+    assert heuristic_cells == {(0, m, NO_SEED) for m in (*HEURISTICS, BOUND, BOUND_TASK)}
     assert {k for k in keys if k[2] != NO_SEED} == {(p, m, s) for p in range(len(sweep.points))
                                                      for m in LEARNED for s in (0, 1)}
 

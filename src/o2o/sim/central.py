@@ -2,28 +2,29 @@
 the planner ``central``.
 
 Each sees every queue and every task in flight in the simulator, and places the tasks of a slot
-one node at a time (node index order), each with the exact predicted completion on every
-candidate node given everything already in the system (including the tasks placed before it in
-the same slot). A node is feasible when the task would finish there by its deadline without
-making a task already placed there miss its own (FIFO order is by arrival, so a later task can
-overtake one still on the wire). Among the feasible nodes a rule takes the best score
+one at a time, each with the exact predicted completion on every candidate node given everything
+already in the system (including the tasks placed before it in the same slot). A node is
+feasible when the task would finish there by its deadline without making a task already placed
+there miss its own (FIFO order is by arrival, so a later task can overtake one still on the
+wire). Among the feasible nodes a rule takes the best score
 
     rel_ij - weight * (finish_ij - now) / d_i
 
 (rel_ij: the task's reliability on j, paper eqs. 3-5; finish_ij: its predicted completion), and
 where no node is feasible, the one where the task would finish earliest:
 
-* ``central-reliable`` (weight 0): the most reliable feasible node;
-* ``central-earliest`` (weight inf): the feasible node where the task finishes earliest;
-* ``central``: places a slot's tasks largest first (most cycles: they have the fewest nodes that
-  can take them in time), with the weight that does best on validation episodes of this
-  scenario and network (``tune_finish_weight``), out of a grid that holds both greedy rules.
-  Neither greedy rule is best everywhere: a short queue leaves room for the tasks still to come,
-  a reliable node keeps this one.
+* ``central-reliable`` (weight 0, node index order): the most reliable feasible node;
+* ``central-earliest`` (weight inf, node index order): the feasible node where the task
+  finishes earliest;
+* ``central``: the rule of the grid FINISH_WEIGHTS x ORDERS (node index order, or the slot's
+  largest task first: it has the fewest nodes that can take it in time) that does best on
+  validation episodes of this scenario and network (``tune_central``). The grid holds both
+  greedy rules. Neither is best everywhere: a short queue leaves room for the tasks still to
+  come, a reliable node keeps this one.
 
 They know the failure clocks of the tasks already in the system, as the simulator does, but not
 those of the task they place: for that one they use rel_ij. So they never anticipate a task's own
-failure, and the bounds of ``o2o.sim.bound`` hold for them.
+failure, and the bounds of ``o2o.sim.bound`` hold for them (docs/yardsticks.md).
 """
 
 from __future__ import annotations

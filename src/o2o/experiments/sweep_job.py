@@ -38,7 +38,7 @@ from o2o.learn.settings import learner_settings
 # bar's estimate of the time left (it corrects itself from the measured rate as cells finish).
 SIM_NODE_SLOT_S = 1.5e-6
 CENTRAL_NODE_SLOT_S = 3e-5
-LP_NODE_SLOT_S = 7.5e-4     # the bound's LP: ~1.5 s per paper-sim episode
+LP_EPISODE_S = 1.5          # the bound's LP per paper-sim episode; ~ nodes^2 x slots (10 s at 50 nodes)
 LOG_NODE_SLOT_S = 3e-5
 ONLINE_NODE_SLOT_S = 2.5e-5
 OFFLINE_STEP_S = 8e-3
@@ -86,7 +86,7 @@ def unit_weight(sweep: Sweep, unit: Unit) -> float:
             return (plan.eval_episodes + tuning) * node_slots * CENTRAL_NODE_SLOT_S + 0.2
         return plan.eval_episodes * node_slots * SIM_NODE_SLOT_S + 0.2
     if unit.kind == "bound":
-        return plan.eval_episodes * node_slots * LP_NODE_SLOT_S + 0.1
+        return plan.eval_episodes * LP_EPISODE_S * (sc.nodes / 20) ** 2 * sc.slots / 100 + 0.1
     if unit.kind == "training":
         return (sweep.log_episodes(point) * node_slots * LOG_NODE_SLOT_S
                 + plan.offline_steps * OFFLINE_STEP_S * max(1.0, sc.nodes / 20)

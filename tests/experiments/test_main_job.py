@@ -23,12 +23,13 @@ def test_run_writes_the_comparison_models_logs_and_plots(tmp_path, capsys):
     assert main(["run", *TINY, "--workers", "1", "--out", str(out), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     report = json.loads((out / "results.json").read_text())
-    assert set(printed) == {*METHODS, "bound"}
+    assert set(printed) == {*METHODS, "bound", "bound-task"}
     for method in METHODS:
         r = report[method]
         lo, hi = r["ci95"]
-        assert lo <= r["success_rate"] <= hi and 0 <= r["success_rate"] <= report["bound"] <= 1
+        assert lo <= r["success_rate"] <= hi and 0 <= r["success_rate"] <= 1
         assert printed[method]["success_rate"] == r["success_rate"]
+    assert 0 < report["bound"] <= report["bound-task"] <= 1
     for method in ("offline-only", "online-only", "o2o-drl"):
         assert len(report[method]["per_seed"]) == 2
         for seed in (0, 1):
@@ -75,7 +76,7 @@ def test_run_writes_the_comparison_models_logs_and_plots(tmp_path, capsys):
     assert np.isfinite(report["timing_s"]["total"])
     # O2O-DRL's paired differences to every other method, from the per-episode rates.
     paired = report["o2o-drl"]["paired"]
-    assert set(paired) == {m for m in report if m not in ("o2o-drl", "bound") and isinstance(report[m], dict)
+    assert set(paired) == {m for m in report if m not in ("o2o-drl", "bound", "bound-task") and isinstance(report[m], dict)
                            and "success_rate" in report[m]}
     diff = np.mean(np.array(report["o2o-drl"]["per_episode"]) - np.array(report["spread"]["per_episode"]))
     assert paired["spread"]["diff"] == diff

@@ -142,3 +142,12 @@ def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
     report = json.loads((abl / "ablation.json").read_text())
     assert set(report["heuristics"]) == {"ratc", "spread", "slack-reliable", "central"}
     assert set(report["tuned"]) == {"spread", "slack-reliable"} and report["heuristic_probes"]["central"] == "full"
+    # Each rung is also evaluated on validation episodes (where a rung may be chosen), disjoint
+    # from the held-out ones it reports, and paired against the tuned same-information rule.
+    assert not set(report["validation_seeds"]) & set(report["evaluation_seeds"])
+    assert set(report["heuristics_validation"]) == set(report["heuristics"])
+    for row in report["rungs"]:
+        assert 0 < row["o2o-drl"]["validation"] <= 1
+        rule = report["heuristics"]["slack-reliable"]
+        assert abs(row["o2o-drl"]["vs_rule"][0] - (row["o2o-drl"]["success_rate"] - rule)) < 1e-9
+    assert "O2O-DRL - slack-reliable" in table and "O2O-DRL, validation" in table

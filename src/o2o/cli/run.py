@@ -55,7 +55,8 @@ def cmd_run(args) -> int:
 
     scenario = load_scenario(args.scenario, args.overrides)
     settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit,
-                                args.obs_layout, args.log_heuristic)
+                                args.obs_layout, args.log_heuristic,
+                                options=("--set-offline", "--set-online"))
     plan = _plan(args, scenario, settings.obs_layout)
     out = Path(args.out or f"runs/{'quick' if args.quick else 'main'}")
     check_output_folder(out, "--out")

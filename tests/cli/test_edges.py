@@ -101,3 +101,196 @@ def _yaml_case(where: str, value: str, tmp_path, prelude: str = "") -> list:
     path.write_text(prelude + text)
     return ["sweep", path, "--out", tmp_path / "out"]
 
+
+
+# ------------------------------------------------------------------------------ 1. counts
+BIG = 10**12
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["simulate", *SMALL, "--episodes", BIG], "--episodes: must be at most 1,000,000"),
+    (["collect", *SMALL, "--episodes", BIG, "--db", "{tmp}/log.db"], "at most 1,000,000"),
+    (["evaluate", *SMALL, "--scheduler", "ratc", "--episodes", BIG], "at most 1,000,000"),
+    (["train", "online", *SMALL, "--from-scratch", "--episodes", BIG, "--out", "{tmp}/m"],
+     "at most 1,000,000"),
+    (["testbed", "run", "--episodes", 10**6, "--db", "{tmp}/tb.db"], "at most 10,000"),
+    (["figure", "fig5c", "--seeds", 10**8, "--out", "{tmp}/f"], "--seeds: must be at most 1,000"),
+    (["run", "--quick", "--workers", 10**6, "--out", "{tmp}/r"], "--workers: must be at most 256"),
+    (["simulate", *SMALL, "--seed", 10**30], "--seed: must be at most"),
+    (["simulate", *SMALL, "--seed", "9" * 5000], "whole number"),
+    (["train", "offline", *SMALL, "--dataset", "{tmp}/d.npz", "--out", "{tmp}/m", "--seed", 10**7],
+     "--seed: must be at most 1,000,000"),
+    (["run", "--quick", "--log-episodes", 950_000, "--out", "{tmp}/r"],
+     "--log-episodes = 950,000 is more than the 900,000"),
+])
+def test_counts_past_their_bound_are_refused_before_anything(argv, expect, tmp_path, capfd):
+    """Defect 1: `simulate --episodes 10^12` grew to 20 GB before the OOM killer; `figure
+    --seeds 10^8` hung after creating results.db."""
+    argv = [str(a).format(tmp=tmp_path) for a in argv]
+    refused(argv, capfd, tmp_path, expect=expect)
+
+
+def test_a_spec_with_a_billion_seeds_is_refused_before_its_database(tmp_path, capfd):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(tiny_spec(plans=f"{{quick: {TINY_PLAN.replace('seeds: 1', 'seeds: 1000000000')}, "
+                                    f"full: {TINY_PLAN}}}"))
+    refused(["sweep", spec, "--out", tmp_path / "out"], capfd, tmp_path,
+            expect="plans.quick.seeds = 1,000,000,000 is more than the 1,000 supported")
+
+
+def test_worker_processes_are_checked_against_memory(tmp_path, capfd, monkeypatch):
+    """Defect 1: no command checked the memory of its worker processes (300 MB each)."""
+    import o2o.core.limits as limits
+
+    monkeypatch.setattr(limits, "available_bytes", lambda: 1 * 2**30)
+    refused(["run", *SMALL, "--quick", "--seeds", "8", "--workers", "8", "--log-episodes", "1",
+             "--out", tmp_path / "r"], capfd, tmp_path, expect="8 worker processes")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(tiny_spec(sweep="{field: arrival_prob, values: [[0, 0.1], [0, 0.2], [0, 0.3], "
+                                    "[0, 0.4], [0, 0.5], [0, 0.6]]}"))
+    refused(["sweep", spec, "--workers", "8", "--out", tmp_path / "s"], capfd, tmp_path,
+            expect="worker processes")
+
+
+# ------------------------------------------------------------------------------ 3. refusals write nothing
+def test_eval_episodes_past_the_held_out_range_leave_no_database(tmp_path, capfd):
+    """Defect 3: the spec was refused after OUT/results.db was made, and the corrected spec was
+    then refused as "another sweep"."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(tiny_spec(plans=f"{{quick: {TINY_PLAN.replace('eval_episodes: 2', 'eval_episodes: 1000001')}, "
+                                    f"full: {TINY_PLAN}}}"))
+    refused(["sweep", spec, "--out", tmp_path / "out"], capfd, tmp_path,
+            expect="eval_episodes = 1,000,001 is more than the 1,000,000 supported")
+    spec.write_text(tiny_spec())
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--workers", "1", "--json"]) == 0
+
+
+def test_executor_ray_without_ray_leaves_no_database(tmp_path, capfd, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)   # as where Ray is not installed
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(tiny_spec())
+    refused(["sweep", spec, "--executor", "ray", "--out", tmp_path / "out"], capfd, tmp_path,
+            expect="--executor ray needs Ray")
+
+
+@pytest.fixture(scope="module")
+def v1_dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("v1")
+    assert main(["collect", *SMALL, "--episodes", "1", "--db", str(folder / "log.db"), "--json"]) == 0
+    assert main(["dataset", "export", "--db", str(folder / "log.db"), "--out",
+                 str(folder / "v1.npz"), "--json"]) == 0
+    return folder / "v1.npz"
+
+
+def test_train_offline_refused_for_its_data_set_leaves_no_model_folder(v1_dataset, tmp_path, capfd):
+    """Defect 3: the project's settings (scorer actor, layout v2) refused a v1 data set after
+    MODEL_DIR/logs/ was made."""
+    refused(["train", "offline", *SMALL, "--dataset", v1_dataset, "--out", tmp_path / "model",
+             "--steps", "1", "--eval-episodes", "0"], capfd, tmp_path,
+            expect="the scorer actor reads observation layout o2o-obs-v2")
+
+
+# ------------------------------------------------------------------------------ 5. --out
+@pytest.mark.parametrize("command", [
+    ["figure", "fig5a"], ["sweep", "{spec}"], ["run", *SMALL, "--quick"],
+    ["ablation", *SMALL, "--quick", "--rung", "0"],
+    ["train", "online", *SMALL, "--from-scratch", "--episodes", "1"]])
+@pytest.mark.parametrize("out, expect", [("{tmp}/" + "x" * 300, "more than the 255"),
+                                         ("/proc/o2o-test/x", "cannot be created"),
+                                         ("{tmp}/spec.yaml", "is a file, not a folder")])
+def test_an_out_that_cannot_be_created_is_refused_in_one_line(command, out, expect, tmp_path, capfd):
+    """Defect 5: a name too long, or a path under /proc, gave an OSError traceback; `--out
+    FILE` was blamed on --db."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(tiny_spec())
+    argv = [a.format(spec=spec, tmp=tmp_path) for a in [*command, "--out", out]]
+    refused(argv, capfd, tmp_path, expect=expect)
+    assert "--db" not in capfd.readouterr().err
+
+
+# ------------------------------------------------------------------------------ 4. results cells
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    """A finished tiny sweep (RATC and the bound at 2 points, 2 held-out episodes each)."""
+    folder = tmp_path_factory.mktemp("finished-sweep")
+    spec = folder / "spec.yaml"
+    spec.write_text(tiny_spec())
+    assert main(["sweep", str(spec), "--out", str(folder / "out"), "--workers", "1", "--json"]) == 0
+    return folder
+
+
+CELL_EDITS = [  # (SQL on the RATC cell of point 0, what the refusal says)
+    ("rates = '[NaN, 0.5]'", "rates holds NaN"),
+    ("rates = '[-1.6667, 0.5]'", "rates[0] is -1.6667, not a success rate in [0, 1]"),
+    ("rates = '[0.5]'", "rates holds 1 episodes, the plan 2"),
+    ("rates = '[0.5, \"0.5\"]'", "rates[1] is '0.5'"),
+    ("rates = '[0.5, true]'", "rates[1] is True"),
+    ("rates = '{\"a\": 1}'", "rates is not a list"),
+    ("rates = 'not json'", "rates is not valid JSON"),
+    ("rates = 7", "rates is not a list"),
+    ("info = '[]'", "info is not an object"),
+    ("info = '{\"curve\": [{\"episodes\": -1, \"success_rate\": 0.5}]}'", "info.curve[0].episodes"),
+    ("info = '{\"curve\": [{\"success_rate\": 2}]}'", "info.curve[0].success_rate is 2"),
+    ("info = '{\"cpu_s\": \"x\"}'", "info.cpu_s"),
+    ("point = 99", "no point 99"),
+    ("point = 'zero'", "point is 'zero'"),
+    ("method = 'best'", "unknown method 'best'"),
+    ("seed = 3", "seed 3 is not a training seed of ratc"),
+    ("seconds = -1", "seconds is -1"),
+    ("point_value = '{'", "point_value is not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("edit, expect", CELL_EDITS, ids=[e for e, _ in CELL_EDITS])
+def test_a_damaged_cell_refuses_the_database_before_the_report(edit, expect, finished_sweep,
+                                                               tmp_path, capfd):
+    """Defect 4: edited cells crashed --report with five tracebacks (a NaN rate after NAME.json
+    was rewritten), or were shown (RATC at -1.6667)."""
+    import shutil
+    import sqlite3
+
+    out = tmp_path / "out"
+    shutil.copytree(finished_sweep / "out", out)
+    with sqlite3.connect(out / "results.db") as conn:
+        conn.execute(f"UPDATE cells SET {edit} WHERE point = 0 AND method = 'ratc'")
+    conn.close()
+    err = refused(["sweep", finished_sweep / "spec.yaml", "--out", out, "--report"], capfd, tmp_path,
+                  expect=expect)
+    assert "cell (point" in err and "Nothing was written" in err
+
+
+def test_an_intact_database_redraws_the_same_report(finished_sweep, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(finished_sweep / "out", out)
+    before = (out / "tiny.json").read_text()
+    assert main(["sweep", str(finished_sweep / "spec.yaml"), "--out", str(out), "--report", "--json"]) == 0
+    assert (out / "tiny.json").read_text() == before
+
+
+# ------------------------------------------------------------------------------ 6. lax specs
+@pytest.mark.parametrize("change, expect", [
+    (dict(plans=f"{{quick: {TINY_PLAN.replace('seeds: 1', 'seeds: true')}, full: {TINY_PLAN}}}"),
+     "plans.quick.seeds: Input should be a valid integer"),
+    (dict(plans=f"{{quick: {TINY_PLAN.replace('seeds: 1', 'seeds: yes')}, full: {TINY_PLAN}}}"),
+     "plans.quick.seeds: Input should be a valid integer"),
+    (dict(plans=f"{{quick: {TINY_PLAN.replace('seeds: 1', 'seeds: ' + chr(34) + '2' + chr(34))}, "
+                f"full: {TINY_PLAN}}}"), "plans.quick.seeds: Input should be a valid integer"),
+    (dict(network_seed="true"), "network_seed: Input should be a valid integer"),
+    (dict(sweep="{field: queue_coef, values: [4, 4.0]}"), "sweep.values repeats a value"),
+    (dict(sweep="{field: cores, values: [4, [4]]}"), "is the same scenario as point 0"),
+    (dict(name=".."), "name: a letter or digit first"),
+    (dict(name=".hidden"), "name: a letter or digit first"),
+    (dict(methods="[1]"), "methods.0: Input should be a valid string"),
+    (dict(methods="ratc"), "methods must be all or a list of methods"),
+])
+def test_lax_spec_values_are_refused(change, expect, tmp_path, capfd):
+    """Defect 6: `seeds: true` ran one seed, `values: [4, 4.0]` gave two identical points,
+    `name: ..` wrote `...json`; pydantic's union members appeared in the `methods` error."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(tiny_spec(**change))
+    err = refused(["sweep", spec, "--out", tmp_path / "out"], capfd, tmp_path, expect=expect)
+    assert "list[str]" not in err and "literal" not in err.lower()

@@ -222,7 +222,7 @@ def finished_sweep(tmp_path_factory):
 
 
 CELL_EDITS = [  # (SQL on the RATC cell of point 0, what the refusal says)
-    ("rates = '[NaN, 0.5]'", "rates holds NaN"),
+    ("rates = '[NaN, 0.5]'", "rates[0] is nan, not a success rate"),
     ("rates = '[-1.6667, 0.5]'", "rates[0] is -1.6667, not a success rate in [0, 1]"),
     ("rates = '[0.5]'", "rates holds 1 episodes, the plan 2"),
     ("rates = '[0.5, \"0.5\"]'", "rates[1] is '0.5'"),
@@ -294,3 +294,101 @@ def test_lax_spec_values_are_refused(change, expect, tmp_path, capfd):
     spec.write_text(tiny_spec(**change))
     err = refused(["sweep", spec, "--out", tmp_path / "out"], capfd, tmp_path, expect=expect)
     assert "list[str]" not in err and "literal" not in err.lower()
+
+
+# ------------------------------------------------------------------------------ 7. words and effects
+def test_online_episodes_run_as_many_as_asked(tmp_path, capfd):
+    """Defect 7: `o2o run --online-episodes 4` ran 8 (whole batches of 8); results.json said 4
+    and the models' manifests 8."""
+    import json
+
+    out = tmp_path / "run"
+    assert main(["run", *SMALL, "--quick", "--seeds", "1", "--workers", "1", "--log-episodes", "1",
+                 "--offline-steps", "1", "--online-episodes", "4", "--eval-episodes", "1",
+                 "--out", str(out), "--json"]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert report["plan"]["online_episodes"] == 4
+    for method in ("o2o-drl", "online-only"):
+        manifest = json.loads((out / "models" / method / "seed0" / "manifest.json").read_text())
+        assert manifest["training"]["online_episodes"] == 4
+    assert report["curves"][0]["o2o"][-1]["episodes"] == 4
+
+
+def test_train_online_runs_a_last_smaller_batch(tmp_path, capfd):
+    import json
+
+    capfd.readouterr()
+    assert main(["train", "online", *SMALL, "--from-scratch", "--episodes", "11", "--eval-episodes",
+                 "0", "--out", str(tmp_path / "m"), "--json"]) == 0
+    assert json.loads(capfd.readouterr().out)["episodes"] == 11
+    history = [json.loads(line) for line in (tmp_path / "m" / "logs" / "metrics.jsonl").open()]
+    assert [r["episodes"] for r in history if r["phase"] == "online"] == [8, 11]
+
+
+def test_a_repeated_rung_is_refused(tmp_path, capfd):
+    refused(["ablation", *SMALL, "--quick", "--rung", "1", "--rung", "1", "--out", tmp_path / "a"],
+            capfd, tmp_path, expect="--rung repeats a rung (1 1)")
+
+
+@pytest.mark.parametrize("value, expect", [("[0]", "hidden.0: Input should be greater than or equal to 1"),
+                                           ("[100000000]", "hidden.0: Input should be less than or equal to 1024"),
+                                           ("[8, 8, 8, 8, 8, 8, 8, 8, 8]", "hidden: Tuple should have at most 8 items")])
+def test_hidden_sizes_are_bounded(value, expect, tmp_path, capfd):
+    """Defect 7: hidden=[0] was accepted, and hidden=[10^8] had no memory check."""
+    refused(["train", "online", *SMALL, "--from-scratch", "--episodes", "1", "--out", tmp_path / "m",
+             "--set-hparam", f"hidden={value}"], capfd, tmp_path, expect=f"--set-hparam: invalid "
+            f"hyper-parameter: {expect}")
+
+
+@pytest.mark.parametrize("option", ["--set-offline", "--set-online"])
+def test_a_bad_override_names_its_own_option(option, tmp_path, capfd):
+    """Defect 7: `--set-online noequals` blamed --set-hparam."""
+    refused(["run", *SMALL, "--quick", option, "noequals", "--out", tmp_path / "r"], capfd, tmp_path,
+            expect=f"{option} 'noequals' must look like key=value")
+    refused(["run", *SMALL, "--quick", option, "gamma=2", "--out", tmp_path / "r"], capfd, tmp_path,
+            expect=f"{option}: invalid hyper-parameter: gamma")
+
+
+def test_a_missing_run_folder_is_said_so(tmp_path, capfd):
+    """Defect 7: a missing --run folder was reported as "results.json is missing"."""
+    refused(["report", "--run", tmp_path / "nowhere"], capfd, tmp_path,
+            expect=f"--run {tmp_path / 'nowhere'}: no such folder")
+
+
+def test_bench_sweep_warms_up_before_the_first_timed_run(tmp_path, monkeypatch, capfd):
+    """Defect 7: `bench sweep` counted the first unit's warm-up (compiled loops, PyTorch's first
+    use) in the 1-worker run: 3.11x on 2 CPUs."""
+    import o2o.cli.figure as figure
+    import o2o.experiments.sweep_job as sweep_job
+
+    calls = []
+    real_warm_up, real_run = figure.warm_up, sweep_job.run_sweep
+
+    def warm_up(sweep, folder):
+        calls.append("warm-up")
+        real_warm_up(sweep, folder)
+        assert (folder / "cells").is_dir()   # it ran units
+
+    def run_sweep(sweep, out, **kw):
+        calls.append(f"run {kw['workers']}")
+        return real_run(sweep, out, **kw)
+
+    monkeypatch.setattr(figure, "warm_up", warm_up)
+    monkeypatch.setattr(sweep_job, "run_sweep", run_sweep)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(tiny_spec(methods="[ratc, bound, offline-only, o2o-drl]"))
+    assert main(["bench", "sweep", str(spec), "--workers", "1", "2", "--json"]) == 0
+    assert calls == ["warm-up", "run 1", "run 2"]
+
+
+@pytest.mark.parametrize("name", ["fig5a", "fig5b", "fig5c"])
+def test_figure_comments_name_the_heuristic_whose_logs_train(name):
+    """Defect 7: fig5a/b/c.yaml said the models learn from RATC's logs; they learn from the
+    learner settings' logging heuristic (spread)."""
+    from o2o.experiments.sweeps import load_sweep, shipped_spec_path
+
+    comment = "".join(line for line in shipped_spec_path(name).read_text().splitlines(True)
+                      if line.startswith("#"))
+    logging = {p.logging for p in load_sweep(name, "quick", shipped=True).points}
+    assert logging == {"spread"} and "project settings: spread" in comment
+    assert "RATC" not in comment

@@ -5,6 +5,7 @@ import json
 import numpy as np
 
 from o2o.cli.main import main
+from o2o.experiments.main_job import rebuild_report
 from o2o.experiments.methods import METHODS
 from o2o.logs.store import LogStore
 from o2o.models import load_model
@@ -68,15 +69,19 @@ def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
     tiny = [a for a in TINY if a not in ("2",)]
     tiny[tiny.index("--seeds") + 1:tiny.index("--seeds") + 1] = ["1"]
     assert main(["run", *tiny, "--workers", "1", "--out", str(out), "--json"]) == 0
-    before = json.loads((out / "results.json").read_text())
+    saved = {name: (out / name).read_bytes() for name in ("results.json", "results.md")}
+    before = json.loads(saved["results.json"])
     capsys.readouterr()
     assert main(["report", "--run", str(out), "--json"]) == 0
     paired = json.loads(capsys.readouterr().out)
-    after = json.loads((out / "results.json").read_text())
+    after = rebuild_report(out, log=lambda _msg: None)
     for method in METHODS:  # the saved models give the same numbers again
         assert after[method]["success_rate"] == before[method]["success_rate"]
-    assert paired == after["o2o-drl"]["paired"]
+    assert paired == after["o2o-drl"]["paired"] == before["o2o-drl"]["paired"]
+    # `o2o report` recomputes and prints: the run's files are as the run wrote them
+    assert {name: (out / name).read_bytes() for name in saved} == saved
     assert main(["report", "--run", str(tmp_path / "none")]) == 2
+    assert "no such folder" in capsys.readouterr().err
 
     abl = tmp_path / "ablation"
     assert main(["ablation", *tiny, "--workers", "1", "--rung", "0", "--rung", "7", "--out", str(abl),

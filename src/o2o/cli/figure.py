@@ -83,6 +83,28 @@ def _cpu_seconds() -> float:
                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
+def warm_up(sweep, folder: Path) -> None:
+    """One simulator unit of each kind the sweep runs, at the smallest sizes, untimed: what a
+    first unit pays once per process (the simulator's compiled loops loaded, PyTorch's first
+    use) is then paid before the first timed run, not inside it; the pool's workers are forked
+    from this process and start warm too."""
+    from dataclasses import fields, replace
+
+    from o2o.experiments.cells import run_unit
+    from o2o.experiments.methods import Plan
+    from o2o.experiments.sweep_job import plan_units, unit_task
+
+    if not isinstance(sweep.plan, Plan):
+        return   # a testbed sweep: its units are node processes, timed as they are
+    small = replace(sweep, plan=replace(sweep.plan, **{f.name: 1 for f in fields(Plan)}))
+    kinds: dict[str, object] = {}
+    for unit in plan_units(small):
+        if not unit.on_testbed:
+            kinds.setdefault(unit.kind, unit)
+    for unit in kinds.values():
+        run_unit(unit_task(small, unit, folder))
+
+
 def cmd_bench_sweep(args) -> int:
     """The same sweep with 1 and with 2 (or more) workers, each into a fresh temporary folder:
     the wall time of each, the speed-up, the load average, and whether the cells agree."""
@@ -107,6 +129,7 @@ def cmd_bench_sweep(args) -> int:
 
     rows, cells = [], []
     with tempfile.TemporaryDirectory(prefix="o2o-bench-sweep-") as tmp:
+        warm_up(sweep, Path(tmp) / "warm-up")
         for workers in args.workers:
             out = Path(tmp) / f"w{workers}"
             load_before = os.getloadavg()

@@ -90,6 +90,8 @@ def cmd_ablation(args) -> int:
     rungs = args.rung or None
     if rungs and any(r >= len(RUNGS) for r in rungs):
         raise UserError(f"--rung must lie in 0..{len(RUNGS) - 1}")
+    if rungs and len(set(rungs)) != len(rungs):
+        raise UserError(f"--rung repeats a rung ({' '.join(map(str, rungs))}); give each rung once")
     plan = _plan(args, scenario, OBS_LAYOUT_V2)  # the largest observation any rung uses
     out = Path(args.out or "runs/ablation")
     check_output_folder(out, "--out")

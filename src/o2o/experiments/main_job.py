@@ -134,10 +134,13 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
 def rebuild_report(out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Recompute a finished run's comparison from its saved models: every method evaluated
     again on the run's held-out episodes (deterministic: the same numbers), with the paired
-    differences of O2O-DRL to every other method. Rewrites ``results.json`` and ``results.md``."""
+    differences of O2O-DRL to every other method. Writes nothing: the run's files stay as the
+    run wrote them (the numbers are the same)."""
 
     out = Path(out)
     path = out / "results.json"
+    if not out.is_dir():
+        raise UserError(f"--run {out}: no such folder; give the folder of a finished 'o2o run'")
     if not path.exists():
         raise UserError(f"{out} holds no finished run (results.json is missing)")
     try:
@@ -158,10 +161,5 @@ def rebuild_report(out: Path, log: Callable[[str], None] = print) -> dict[str, A
     rates = heuristic_rates(scenario, network, eval_seeds)
     results = summarize_methods(rates, learned, report["bound"])
     report.update(results)
-    path.write_text(json.dumps(json_safe(report), indent=2))
-    table = format_results(results)
-    (out / "results.md").write_text(
-        f"# O2O-DRL on {scenario.name}\n\n{len(eval_seeds)} held-out episodes, {len(learned)} training "
-        f"seeds, network seed {report['network_seed']}.\n\n{table}\n")
-    log(table)
-    return report
+    log(format_results(results))
+    return json_safe(report)

@@ -103,7 +103,7 @@ def world(tmp_path_factory):
 def outcome(zygote, world, argv, *, may_run: bool = False, timeout_s: float = 60) -> dict:
     """Run ``argv`` in a child; assert the promise: a one-line refusal that wrote nothing, or
     (``may_run``) a normal run. Never a traceback, a signal, a hang or another exit code."""
-    argv = world.fill([str(a) for a in argv])
+    argv = _fill(world, argv)
     before = snapshot(world.work, world.tmp)
     got = zygote.run(argv, world.work, world.tmp, timeout_s)
     err = got.get("stderr", "")
@@ -119,6 +119,20 @@ def outcome(zygote, world, argv, *, may_run: bool = False, timeout_s: float = 60
     changed = sorted(k for k in before if after.get(k) != before[k])
     assert not added and not changed, f"{argv} wrote: added {added}, changed {changed}"
     return got
+
+
+def _fill(world, argv) -> list[str]:
+    """The ``{name}`` placeholders of the fixtures, leaving every other brace as it is (a
+    generated value may hold some)."""
+    names = {"{work}": str(world.work), "{tmp}": str(world.tmp)}
+    for path in world.work.iterdir():
+        names["{" + path.name.split(".")[0] + "}"] = str(path)
+    out = []
+    for arg in map(str, argv):
+        for key, path in names.items():
+            arg = arg.replace(key, path)
+        out.append(arg)
+    return out
 
 
 # ------------------------------------------------------------------------------ argument values
@@ -276,6 +290,8 @@ def corrupted_dataset(draw):
             "next_action_masks", "obs_layout", "reward_credit"]
     key = draw(st.sampled_from(keys))
     how = draw(st.sampled_from(["delete", "drop a row", "bad value", "wrong shape", "text"]))
+    if key in ("obs_layout", "reward_credit"):
+        how = "text"    # optional (a user's own data set may leave them out), but not any text
     row = draw(st.integers(0, 10_000))
     value = draw(st.sampled_from([np.nan, np.inf, -np.inf, -1e30, 1e30, -7, 99]))
     return key, how, row, value
@@ -301,7 +317,7 @@ def _corrupt_dataset(src: Path, dst: Path, key: str, how: str, row: int, value) 
     np.savez(dst, **data)
 
 
-@fuzz(25)
+@fuzz(15)
 @given(corruption=corrupted_dataset())
 def test_a_data_set_with_one_field_corrupted_is_refused(corruption, zygote, world):
     key, how, row, value = corruption
@@ -351,7 +367,7 @@ RESULT_COLUMNS = {"point": JSON_VALUES, "method": st.text(max_size=12), "seed": 
                   "seconds": JSON_VALUES}
 
 
-@fuzz(30)
+@fuzz(20)
 @given(column=st.sampled_from(sorted(RESULT_COLUMNS)), data=st.data())
 def test_a_results_database_with_one_cell_corrupted_is_refused_or_reported(column, data, zygote, world):
     value = data.draw(RESULT_COLUMNS[column])
@@ -383,7 +399,7 @@ TASK_COLUMNS = [("tasks", c) for c in ("slot", "source", "status", "destination"
                [("nodes", c) for c in ("cores", "capacity_hz")] + [("links", "rate_Bps")]
 
 
-@fuzz(30)
+@fuzz(15)
 @given(where=st.sampled_from(TASK_COLUMNS), value=JSON_VALUES, command=st.sampled_from(["summary", "export"]),
        data=st.data())
 def test_a_task_log_with_one_field_corrupted_is_refused_or_read(where, value, command, data, zygote, world):

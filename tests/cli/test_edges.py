@@ -392,3 +392,9 @@ def test_figure_comments_name_the_heuristic_whose_logs_train(name):
     logging = {p.logging for p in load_sweep(name, "quick", shipped=True).points}
     assert logging == {"spread"} and "project settings: spread" in comment
     assert "RATC" not in comment
+
+
+def test_testbed_online_rounds_times_episodes_are_bounded(tmp_path, capfd):
+    refused(["testbed", "o2o", "--online-rounds", "1000", "--episodes-per-round", "1000",
+             "--store", tmp_path / "store", "--db", tmp_path / "tb.db"], capfd, tmp_path,
+            expect="--online-rounds x --episodes-per-round = 1,000,000 testbed episodes")

@@ -16,7 +16,7 @@ from o2o.cli.common import COUNT, SEED, TESTBED_EPISODES, TRAINING_SEED, at_leas
 from o2o.cli.learn import add_obs_layout_arg, add_reward_credit_arg, add_settings_arg
 from o2o.core import seeds
 from o2o.core.errors import UserError
-from o2o.core.limits import check_testbed
+from o2o.core.limits import check_counts, check_testbed
 from o2o.core.network import sample_network
 from o2o.core.outputs import check_output_folder
 from o2o.core.scenario import load_scenario
@@ -325,8 +325,9 @@ def cmd_o2o(args) -> int:
     check_output_folder(args.store, "--store")
     plan = TestbedPlan(args.collect_episodes, args.offline_steps, args.online_rounds,
                        args.episodes_per_round, args.episodes)
+    check_counts(dataclasses.asdict(plan), options=True)
     settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit,
-                                args.obs_layout)
+                                args.obs_layout, options=("--set-offline", "--set-online"))
     heuristic = args.heuristic or settings.log_heuristic
     _setup_logging(args.verbose)
     say = (lambda _msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))

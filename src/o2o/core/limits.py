@@ -51,6 +51,8 @@ COUNT_LIMITS: dict[str, int] = {
     "curve_episodes": seeds.VALIDATION.stop - seeds.VALIDATION.start,
     "log_episodes": seeds.LOGS.stop - seeds.LOGS.start,
     "collect_episodes": MAX_TESTBED_EPISODES,
+    "episodes_per_round": MAX_TESTBED_EPISODES,
+    "online_rounds": MAX_TESTBED_EPISODES,
 }
 
 
@@ -68,6 +70,13 @@ def check_counts(sizes: dict[str, int], where: str = "", options: bool = False) 
             shown = "--" + name.replace("_", "-") if options else name
             raise UserError(f"{where}{shown} = {value:,} is more than the {limit:,} supported "
                             f"(docs/limits.md)")
+    rounds, per_round = sizes.get("online_rounds"), sizes.get("episodes_per_round")
+    if isinstance(rounds, int) and isinstance(per_round, int) and \
+            rounds * per_round > MAX_TESTBED_EPISODES:
+        names = ("--online-rounds", "--episodes-per-round") if options else \
+            ("online_rounds", "episodes_per_round")
+        raise UserError(f"{where}{names[0]} x {names[1]} = {rounds * per_round:,} testbed episodes, "
+                        f"more than the {MAX_TESTBED_EPISODES:,} supported (docs/limits.md)")
 
 
 def available_bytes() -> int:

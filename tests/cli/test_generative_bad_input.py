@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 import o2o
@@ -362,6 +362,15 @@ def test_a_model_folder_with_one_manifest_field_corrupted_is_refused_or_runs(dat
     outcome(zygote, world, ["evaluate", *SMALL, "--model", model, "--episodes", "1"], may_run=True)
 
 
+def _update(conn, sql: str, values) -> None:
+    """The corruption, or none where SQLite itself refuses it (a key made equal to another
+    row's, an integer past 64 bits): such a database cannot exist."""
+    try:
+        conn.execute(sql, values)
+    except (sqlite3.IntegrityError, OverflowError):
+        reject()
+
+
 RESULT_COLUMNS = {"point": JSON_VALUES, "method": st.text(max_size=12), "seed": JSON_VALUES,
                   "point_value": st.text(max_size=12), "rates": JSON_VALUES, "info": JSON_VALUES,
                   "seconds": JSON_VALUES}
@@ -380,7 +389,7 @@ def test_a_results_database_with_one_cell_corrupted_is_refused_or_reported(colum
     shutil.copytree(world.work / "sweep", out)
     with sqlite3.connect(out / "results.db") as conn:
         rowid = data.draw(st.sampled_from([r[0] for r in conn.execute("SELECT rowid FROM cells")]))
-        conn.execute(f"UPDATE cells SET {column} = ? WHERE rowid = ?", (stored, rowid))
+        _update(conn, f"UPDATE cells SET {column} = ? WHERE rowid = ?", (stored, rowid))
     conn.close()
     # the report goes to out: watched like the working folder
     before = snapshot(out)
@@ -411,7 +420,7 @@ def test_a_task_log_with_one_field_corrupted_is_refused_or_read(where, value, co
     with sqlite3.connect(log) as conn:
         rowids = [r[0] for r in conn.execute(f"SELECT rowid FROM {table}")]
         rowid = data.draw(st.sampled_from(rowids))
-        conn.execute(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", (stored, rowid))
+        _update(conn, f"UPDATE {table} SET {column} = ? WHERE rowid = ?", (stored, rowid))
     conn.close()
     try:
         if command == "summary":

@@ -26,7 +26,7 @@ from o2o.core.errors import UserError
 Hidden = tuple[int, ...]
 
 
-ActorHead = Literal["plain", "self", "scorer"]
+ActorHead = Literal["plain", "self", "scorer", "set-scorer"]
 CriticInput = Literal["own", "central"]
 
 
@@ -167,7 +167,7 @@ def learner_settings(preset: str = "project", offline: list[str] | None = None,
     off = with_overrides(OfflineSettings(**base["offline"]), offline)
     on = with_overrides(OnlineSettings(**base["online"]), online)
     for name, part in (("offline", off), ("online", on)):
-        if part.actor_head == "scorer" and layout != "o2o-obs-v2":
+        if part.actor_head in ("scorer", "set-scorer") and layout != "o2o-obs-v2":
             raise UserError(f"the scorer actor ({name}) reads observation layout o2o-obs-v2; "
                             "set --obs-layout o2o-obs-v2 or actor_head=plain")
     return LearnerSettings(preset=preset, reward_credit=credit, obs_layout=layout,

@@ -126,6 +126,9 @@ class LearnerSettings(BaseModel):
     reward_credit: RewardCredit = "slot"
     obs_layout: ObsLayout = "o2o-obs-v1"
     log_heuristic: str = "ratc"
+    log_tuned: bool = False
+    """Log the heuristic at the values ``o2o tune`` chose for the network on validation
+    episodes (where it is tunable: ``spread``, ``slack-reliable``), not at its defaults."""
     offline_steps: Annotated[int, Field(ge=1, description="offline gradient steps of a run")] = 10_000
     offline: OfflineSettings = OfflineSettings()
     online: OnlineSettings = OnlineSettings()
@@ -151,10 +154,11 @@ ONLINE_EPISODES = 400    # from the online curves: both online runs are on their
 
 def learner_settings(preset: str = "project", offline: list[str] | None = None,
                      online: list[str] | None = None, reward_credit: str | None = None,
-                     obs_layout: str | None = None, log_heuristic: str | None = None) -> LearnerSettings:
+                     obs_layout: str | None = None, log_heuristic: str | None = None,
+                     log_tuned: bool | None = None) -> LearnerSettings:
     """The settings of ``preset`` (``project`` or ``paper``), then ``key=value`` overrides of
     the offline and online settings, then the reward credit, observation layout and logging
-    heuristic if given."""
+    heuristic (and whether it runs at its tuned values) if given."""
     if preset not in PRESETS:
         raise UserError(f"unknown settings {preset!r}; choose from {', '.join(PRESETS)}")
     base = PRESETS[preset]
@@ -172,4 +176,5 @@ def learner_settings(preset: str = "project", offline: list[str] | None = None,
                             "set --obs-layout o2o-obs-v2 or actor_head=plain")
     return LearnerSettings(preset=preset, reward_credit=credit, obs_layout=layout,
                            log_heuristic=log_heuristic or base.get("log_heuristic", "ratc"),
+                           log_tuned=base.get("log_tuned", False) if log_tuned is None else log_tuned,
                            offline_steps=base["offline_steps"], offline=off, online=on)

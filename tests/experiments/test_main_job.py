@@ -23,12 +23,13 @@ def test_run_writes_the_comparison_models_logs_and_plots(tmp_path, capsys):
     assert main(["run", *TINY, "--workers", "1", "--out", str(out), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     report = json.loads((out / "results.json").read_text())
-    assert set(printed) == {*METHODS, "bound"}
+    assert set(printed) == {*METHODS, "bound", "bound-task"}
     for method in METHODS:
         r = report[method]
         lo, hi = r["ci95"]
-        assert lo <= r["success_rate"] <= hi and 0 <= r["success_rate"] <= report["bound"] <= 1
+        assert lo <= r["success_rate"] <= hi and 0 <= r["success_rate"] <= 1
         assert printed[method]["success_rate"] == r["success_rate"]
+    assert 0 < report["bound"] <= report["bound-task"] <= 1
     for method in ("offline-only", "online-only", "o2o-drl"):
         assert len(report[method]["per_seed"]) == 2
         for seed in (0, 1):
@@ -40,7 +41,30 @@ def test_run_writes_the_comparison_models_logs_and_plots(tmp_path, capsys):
         assert curve["o2o"][0]["episodes"] == 0 and curve["o2o"][-1]["episodes"] == 16
         assert curve["o2o"][0]["success_rate"] == curve["offline"][-1]["success_rate"]
     assert report["cold_start"]["o2o_first_online_episodes"] > 0
-    for name in ("results.md", "learning_curve.png", "comparison.png", "logs.db"):
+    # The cold start in numbers: every online episode of each seed, as collected, against the
+    # logging heuristic on the same episodes; regret is the sum of the per-episode differences.
+    deployment = report["deployment"]
+    assert deployment["episodes"] == 16 and deployment["window_episodes"] == 8
+    assert deployment["references"] == ["spread"] and deployment["learners"] == ["o2o-drl", "online-only"]
+    for k, row in enumerate(deployment["per_seed"]):
+        assert row["seed"] == k and row["episode_seeds"] == seeds.online(k).take(16)
+        assert len(row["tasks"]) == 16 and set(row["success"]) == {"o2o-drl", "online-only", "spread"}
+        heuristic = np.array(row["success"]["spread"])
+        for method in ("o2o-drl", "online-only"):
+            learner = np.array(row["success"][method])
+            assert len(learner) == 16 and np.all(learner <= np.array(row["tasks"]))
+            assert row[method]["regret_tasks"]["spread"] == int((heuristic - learner).sum())
+            assert row[method]["dip"] <= 0
+    # O2O-DRL's recorded episodes give its training success rate of each batch again.
+    batches = [r for r in map(json.loads, (out / "metrics" / "seed0" / "metrics.jsonl").read_text().splitlines())
+               if r["phase"] == "o2o"]
+    row = deployment["per_seed"][0]
+    rates = np.array(row["success"]["o2o-drl"]) / np.array(row["tasks"])
+    assert [b["train_success_rate"] for b in batches] == [float(rates[:8].mean()), float(rates[8:].mean())]
+    regrets = deployment["mean"]["o2o-drl"]["regret_tasks_per_seed"]["spread"]
+    assert deployment["mean"]["o2o-drl"]["regret_tasks"]["spread"] == np.mean(regrets)
+    assert "## The cold start" in (out / "results.md").read_text()
+    for name in ("results.md", "learning_curve.png", "deployment.png", "comparison.png", "logs.db"):
         assert (out / name).stat().st_size > 0
     assert (out / "metrics" / "seed0" / "metrics.jsonl").exists()
     with LogStore.open(out / "logs.db") as store:
@@ -52,7 +76,7 @@ def test_run_writes_the_comparison_models_logs_and_plots(tmp_path, capsys):
     assert np.isfinite(report["timing_s"]["total"])
     # O2O-DRL's paired differences to every other method, from the per-episode rates.
     paired = report["o2o-drl"]["paired"]
-    assert set(paired) == {m for m in report if m not in ("o2o-drl", "bound") and isinstance(report[m], dict)
+    assert set(paired) == {m for m in report if m not in ("o2o-drl", "bound", "bound-task") and isinstance(report[m], dict)
                            and "success_rate" in report[m]}
     diff = np.mean(np.array(report["o2o-drl"]["per_episode"]) - np.array(report["spread"]["per_episode"]))
     assert paired["spread"]["diff"] == diff
@@ -91,6 +115,7 @@ def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
     tiny[tiny.index("--seeds") + 1:tiny.index("--seeds") + 1] = ["1"]
     assert main(["run", *tiny, "--workers", "1", "--out", str(out), "--json"]) == 0
     before = json.loads((out / "results.json").read_text())
+    section = (out / "results.md").read_text().split("## The cold start")[1]
     capsys.readouterr()
     assert main(["report", "--run", str(out), "--json"]) == 0
     paired = json.loads(capsys.readouterr().out)
@@ -99,6 +124,8 @@ def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
         assert after[method]["success_rate"] == before[method]["success_rate"]
         assert after[method].get("probes_per_task") == before[method].get("probes_per_task")
     assert after["tuned"] == before["tuned"]
+    assert after["deployment"] == before["deployment"]  # from results.json's counts
+    assert (out / "results.md").read_text().split("## The cold start")[1] == section
     assert paired == after["o2o-drl"]["paired"]
     assert main(["report", "--run", str(tmp_path / "none")]) == 2
 
@@ -108,7 +135,22 @@ def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
     rungs = json.loads(capsys.readouterr().out)
     assert [r["rung"] for r in rungs] == ["paper", "+ spread logs (project)"]
     assert rungs[0]["settings"]["preset"] == "paper" and rungs[1]["settings"]["log_heuristic"] == "spread"
-    assert "| paper |" in (abl / "ablation.md").read_text()
+    table = (abl / "ablation.md").read_text()
+    assert "| paper |" in table and "probes/task" in table
+    # Rung 0 (paper) observes v1: the peers' 1-bit flags; rung 7 (project) v2: full answers.
+    assert [(r["probes_per_task"], r["probes_note"]) for r in rungs] == [(3, "1-bit overload flags"), (3, "full answers")]
+    report = json.loads((abl / "ablation.json").read_text())
+    assert set(report["heuristics"]) == {"ratc", "spread", "slack-reliable", "central"}
+    assert set(report["tuned"]) == {"spread", "slack-reliable"} and report["heuristic_probes"]["central"] == "full"
+    # Each rung is also evaluated on validation episodes (where a rung may be chosen), disjoint
+    # from the held-out ones it reports, and paired against the tuned same-information rule.
+    assert not set(report["validation_seeds"]) & set(report["evaluation_seeds"])
+    assert set(report["heuristics_validation"]) == set(report["heuristics"])
+    for row in report["rungs"]:
+        assert 0 < row["o2o-drl"]["validation"] <= 1
+        rule = report["heuristics"]["slack-reliable"]
+        assert abs(row["o2o-drl"]["vs_rule"][0] - (row["o2o-drl"]["success_rate"] - rule)) < 1e-9
+    assert "O2O-DRL - slack-reliable" in table and "O2O-DRL, validation" in table
 
 
 def test_the_logging_heuristic_runs_at_the_given_tuned_values(tmp_path):

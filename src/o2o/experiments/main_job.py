@@ -8,16 +8,20 @@
    the same number of environment steps).
 4. **Evaluation** of every method on the same held-out episodes, which no training phase saw:
    random, local, RDA, RATC, ESF, spread and slack-reliable (both tuned for this network on
-   validation episodes, ``o2o.experiments.tuning``, or from ``--tuned`` files), central, the
-   bound, offline-only, online-only, O2O-DRL; each with its probes per task.
+   validation episodes, ``o2o.experiments.tuning``, or from ``--tuned`` files), central and its
+   two greedy variants, both bounds, offline-only, online-only, O2O-DRL; each with its probes
+   per task.
 
 Steps 2-3 run once per training seed, the seeds in parallel worker processes (one torch thread
 each). Episode seeds of the phases never overlap (``o2o.core.seeds``): logs from ``LOGS``,
 online training from ``online(k)``, learning-curve points from ``VALIDATION``, the final
 evaluation from ``TEST``.
 
+The cold start in numbers (``o2o.experiments.deployment``): every online training episode as its
+users got it, against the logging heuristic run on the same episodes (``deployment``).
+
 Outputs in the run folder: ``results.json``, ``results.md``, ``learning_curve.png``,
-``comparison.png``, ``logs.db``, ``models/<method>/seed<k>/`` (model folders),
+``deployment.png``, ``comparison.png``, ``logs.db``, ``models/<method>/seed<k>/`` (model folders),
 ``metrics/seed<k>/`` (JSON lines and TensorBoard).
 """
 
@@ -32,13 +36,13 @@ from typing import Any, Callable
 import numpy as np
 
 from o2o.core import seeds
-from o2o.core.episodes import sample_episodes
+from o2o.core.decpomdp import probes_per_decision
 from o2o.core.errors import UserError
 from o2o.core.metrics import json_safe
 from o2o.core.network import sample_network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario, scenario_from_dict
-from o2o.core.decpomdp import probes_per_decision
+from o2o.experiments.deployment import deployment_report, deployment_section, plot_deployment, resummarize
 from o2o.experiments.methods import (
     HEURISTICS,
     LEARNED,
@@ -61,7 +65,7 @@ from o2o.experiments.tuning import check_tuned, summary, tuned_rules
 from o2o.learn.evaluate import evaluate_policy
 from o2o.learn.settings import LearnerSettings, learner_settings
 from o2o.models import load_model
-from o2o.sim import episode_bound
+from o2o.sim import mean_bounds
 
 __all__ = ["PLANS", "Plan", "rebuild_report", "run_pipeline"]
 
@@ -124,21 +128,30 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
         timing[f"{phase}_per_seed"] = float(np.mean([r.seconds[phase] for r in learned]))
     dataset_path.unlink()  # rebuilt from logs.db at any time with `o2o dataset export`
 
+    # The cold start in numbers: the logging heuristic on each seed's online episodes.
+    start = time.perf_counter()
+    deployment = deployment_report(scenario, network, learned, heuristic,
+                                   window=settings.online.episodes_per_batch)
+    timing["deployment_reference"] = time.perf_counter() - start
+
     # 4. The comparison on held-out episodes.
     start = time.perf_counter()
     eval_seeds = seeds.TEST.take(plan.eval_episodes)
     rates, probes = heuristic_rates(scenario, network, eval_seeds,
                                     params={k: v["params"] for k, v in tuning.items()})
-    bound = float(episode_bound(network, sample_episodes(scenario, network, eval_seeds)).mean())
     timing["evaluate"] = time.perf_counter() - start
+    start = time.perf_counter()
+    bounds = mean_bounds(scenario, network, eval_seeds)
+    timing["bounds"] = time.perf_counter() - start
     timing["total"] = time.perf_counter() - started
 
-    results = summarize_methods(rates, learned, bound,
-                                {**probes, **learned_probes(network.n, settings.obs_layout)})
+    results = summarize_methods(rates, learned, bounds["bound"], bounds["bound-task"],
+                                probes={**probes, **learned_probes(network.n, settings.obs_layout)})
     results["tuned"] = {k: summary(v) for k, v in tuning.items()}
     report = {
         **results,
         "cold_start": cold_start(learned),
+        "deployment": deployment,
         "timing_s": timing,
         "plan": asdict(plan),
         "scenario": scenario.model_dump(mode="json"),
@@ -152,10 +165,12 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
     table = format_results(results)
     (out / "results.md").write_text(
         f"# O2O-DRL on {scenario.name}\n\n{plan.eval_episodes} held-out episodes, {plan.seeds} "
-        f"training seeds, network seed {network_seed}.\n\n{table}\n")
+        f"training seeds, network seed {network_seed}.\n\n{table}\n\n{deployment_section(deployment)}")
     plot_learning_curve(out / "learning_curve.png", learned, results)
+    plot_deployment(out / "deployment.png", deployment)
     plot_comparison(out / "comparison.png", results)
     log(table)
+    log(deployment_section(deployment))
     log("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timing.items()))
     return report
 
@@ -188,14 +203,19 @@ def rebuild_report(out: Path, log: Callable[[str], None] = print) -> dict[str, A
     rates, probes = heuristic_rates(scenario, network, eval_seeds,
                                     params={k: v["params"] for k, v in tuned.items()})
     obs_layout = report.get("settings", {}).get("obs_layout", learner_settings("project").obs_layout)
-    results = summarize_methods(rates, learned, report["bound"],
-                                {**probes, **learned_probes(network.n, obs_layout)})
+    results = summarize_methods(rates, learned, report["bound"], report.get("bound-task"),
+                                probes={**probes, **learned_probes(network.n, obs_layout)})
     results["tuned"] = tuned
     report.update(results)
+    section = ""
+    if "deployment" in report:  # runs made before the cold start was counted have none
+        report["deployment"] = resummarize(report["deployment"])
+        section = "\n" + deployment_section(report["deployment"])
+        plot_deployment(out / "deployment.png", report["deployment"])
     path.write_text(json.dumps(json_safe(report), indent=2))
     table = format_results(results)
     (out / "results.md").write_text(
         f"# O2O-DRL on {scenario.name}\n\n{len(eval_seeds)} held-out episodes, {len(learned)} training "
-        f"seeds, network seed {report['network_seed']}.\n\n{table}\n")
+        f"seeds, network seed {report['network_seed']}.\n\n{table}\n{section}")
     log(table)
     return report

@@ -47,6 +47,8 @@ from safetensors.numpy import save as _st_save
 
 from o2o.core.decpomdp import (
     CANDIDATE_FEATURES,
+    SCORER_HEADS,
+    SET_FEATURES,
     CRITIC_INPUTS,
     OBS_LAYOUT_V2,
     OBS_LAYOUT_VERSION,
@@ -62,7 +64,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 PARTS = ("actor", "critic")
-HEADS = ("plain", "self", "scorer")  # scorer: one network per candidate (needs layout v2)
+HEADS = ("plain", "self", *SCORER_HEADS)  # scorer, set-scorer: one network per candidate (layout v2)
 _VERSION_DIR = re.compile(r"^v(\d{6})$")
 
 
@@ -150,8 +152,8 @@ def expected_shapes(nodes: int, hidden: tuple[int, ...], parts=PARTS, actor_head
     for part in parts:
         if part == "critic":
             in_dim, out_dim = critic_dim(nodes, obs_layout, critic_input), 1
-        elif actor_head == "scorer":
-            in_dim, out_dim = CANDIDATE_FEATURES, 1
+        elif actor_head in SCORER_HEADS:
+            in_dim, out_dim = SET_FEATURES if actor_head == "set-scorer" else CANDIDATE_FEATURES, 1
         else:
             in_dim, out_dim = obs_dim(nodes, obs_layout), nodes + 1 + int(actor_head == "self")
         sizes = [in_dim, *hidden, out_dim]
@@ -174,7 +176,7 @@ def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: t
     parts = tuple(p for p in PARTS if f"{p}.l0.weight" in arrays)
     if "actor" not in parts:
         raise ValueError("a model needs the actor's weights (actor.l0.weight, ...)")
-    if actor_head == "scorer" and obs_layout != OBS_LAYOUT_V2:
+    if actor_head in SCORER_HEADS and obs_layout != OBS_LAYOUT_V2:
         raise ValueError("the scorer head reads observation layout v2")
     want = expected_shapes(nodes, hidden, parts, actor_head, obs_layout, critic_input)
     if set(arrays) != set(want):
@@ -266,7 +268,7 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
     head = m.get("actor_head", "plain")
     if head not in HEADS:
         raise ModelError(f"model {url}: actor_head {head!r} is not one of {', '.join(HEADS)}")
-    if head == "scorer" and layout != OBS_LAYOUT_V2:
+    if head in SCORER_HEADS and layout != OBS_LAYOUT_V2:
         raise ModelError(f"model {url}: the scorer head needs observation layout {OBS_LAYOUT_V2}")
     critic_input = m.get("critic_input", "own")
     if critic_input not in CRITIC_INPUTS:

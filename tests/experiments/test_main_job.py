@@ -156,3 +156,24 @@ def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
         rule = report["heuristics"]["slack-reliable"]
         assert abs(row["o2o-drl"]["vs_rule"][0] - (row["o2o-drl"]["success_rate"] - rule)) < 1e-9
     assert "O2O-DRL - slack-reliable" in table and "O2O-DRL, validation" in table
+
+
+def test_the_logging_heuristic_runs_at_the_given_tuned_values(tmp_path):
+    # log_dataset with a tunable rule's values logs that rule as simulate runs it, not the
+    # defaults (the main job's log_tuned: the teacher at its values tuned on validation).
+    from o2o.experiments.methods import log_dataset
+    from o2o.learn.settings import learner_settings
+
+    sc = load_scenario("paper-sim", ["nodes=4", "slots=10"])
+    net = sample_network(sc, 0)
+    ep = seeds.LOGS.take(6)
+    params = {"local_margin": 1.0, "peer_margin": 0.3, "rel_power": 16.0, "slack_power": 2.0}
+    tuned = simulate(sc, net, ep, make_scheduler("slack-reliable", params))["success_rate"].mean()
+    default = simulate(sc, net, ep, make_scheduler("slack-reliable"))["success_rate"].mean()
+    assert tuned != default
+    for given, want in ((params, tuned), (None, default)):
+        logged = log_dataset(sc, net, "slack-reliable", 6, tmp_path / f"{want}.db", tmp_path / f"{want}.npz",
+                             network_seed=0, reward_credit="node", obs_layout="o2o-obs-v2", params=given)
+        assert logged.success_rate == want
+    assert learner_settings("project", log_tuned=True).log_tuned
+    assert not learner_settings("paper").log_tuned

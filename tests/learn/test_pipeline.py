@@ -123,7 +123,8 @@ def test_commands(data, tmp_path, capsys):
     assert main(["evaluate", "--model", str(on_dir), "--scheduler", "ratc", "--episodes", "3",
                  "--json", *SCENARIO_ARGS]) == 0
     table = json.loads(capsys.readouterr().out)
-    assert set(table) == {"drl", "ratc", "bound"} and table["drl"]["tasks"] == table["ratc"]["tasks"]
+    assert set(table) == {"drl", "ratc", "bound", "bound-task", "bound_episodes"}
+    assert table["drl"]["tasks"] == table["ratc"]["tasks"] and table["bound"] <= table["bound-task"]
     assert main(["evaluate", "--model", str(on_dir), "--episodes", "2", *SCENARIO_ARGS]) == 0
     assert "success rate" in capsys.readouterr().out
 

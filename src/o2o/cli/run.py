@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -69,7 +70,7 @@ def cmd_run(args) -> int:
     scenario = load_scenario(args.scenario, args.overrides)
     tuned = load_tuned_files(args.tuned, scenario, args.network_seed)
     settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit,
-                                args.obs_layout, args.log_heuristic,
+                                args.obs_layout, args.log_heuristic, args.log_tuned,
                                 options=("--set-offline", "--set-online"))
     plan = _plan(args, scenario, settings.obs_layout)
     out = Path(args.out or f"runs/{'quick' if args.quick else 'main'}")
@@ -152,6 +153,9 @@ def register(sub, bench) -> None:
     p.add_argument("--log-heuristic", choices=sorted(HEURISTICS), default=None,
                    help="the heuristic whose task logs offline training learns from (default: "
                         "the settings'; project: spread, paper: ratc)")
+    p.add_argument("--log-tuned", action=argparse.BooleanOptionalAction, default=None,
+                   help="run a tunable logging heuristic at the values tuned for this network on "
+                        "validation episodes (default: the settings')")
     p.add_argument("--set-offline", action="append", default=[], metavar="KEY=VALUE",
                    help="override an offline hyper-parameter (repeatable)")
     p.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE",

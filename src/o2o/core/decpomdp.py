@@ -154,6 +154,23 @@ def candidate_index(n: int) -> np.ndarray:
 
 
 CANDIDATE_FEATURES = 2 + V2_BLOCKS + 7
+# The columns of a candidate's features that differ between candidates (r_ij and the seven
+# probed blocks of j); the set scorer adds their mean and maximum over all N candidates.
+SET_POOLED = slice(1, 2 + V2_BLOCKS)
+SET_FEATURES = CANDIDATE_FEATURES + 2 * (1 + V2_BLOCKS)
+SCORER_HEADS = ("scorer", "set-scorer")
+
+
+def set_candidate_features(x: np.ndarray) -> np.ndarray:
+    """(..., N, CANDIDATE_FEATURES) candidate features -> (..., N, SET_FEATURES): each
+    candidate's own features followed by the mean and the maximum over all N candidates of the
+    per-candidate columns (``SET_POOLED``), so one candidate's score sees the whole candidate
+    set a node probed (a DeepSets pooling of what observation v2 holds, paper IV-B1/IV-B2)."""
+    pooled = x[..., SET_POOLED]
+    n = x.shape[-2]
+    mean = np.broadcast_to(pooled.mean(axis=-2, keepdims=True), pooled.shape[:-2] + (n, pooled.shape[-1]))
+    top = np.broadcast_to(pooled.max(axis=-2, keepdims=True), mean.shape)
+    return np.concatenate([x, mean, top], axis=-1).astype(x.dtype, copy=False)
 CRITIC_INPUTS = ("own", "central")
 
 

@@ -104,13 +104,16 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
     # 1. Heuristic control: the logging heuristic's task logs (RATC, as in the paper, by default).
     start = time.perf_counter()
     heuristic = settings.log_heuristic
+    log_params = tuning[heuristic]["params"] if settings.log_tuned and heuristic in tuning else None
     dataset_path = out / "dataset.npz"
     with progress_bar(total=plan.log_episodes, desc=f"{heuristic} logs", unit="episode") as bar:
         logged = log_dataset(scenario, network, heuristic, plan.log_episodes, out / "logs.db",
                              dataset_path, network_seed=network_seed,
                              reward_credit=settings.reward_credit, obs_layout=settings.obs_layout,
-                             progress=bar.update)
+                             progress=bar.update, params=log_params)
     timing["collect_logs"] = time.perf_counter() - start
+    if log_params:
+        log(f"the logging heuristic {heuristic} runs at its tuned values")
     log(f"logged {logged.episodes} {heuristic} episodes ({logged.task_rows} task rows, success rate "
         f"{logged.success_rate:.4f}) in {timing['collect_logs']:.1f} s")
 

@@ -161,12 +161,14 @@ def train_seed(job: SeedJob) -> SeedResult:
 
 def log_dataset(scenario: Scenario, network: Network, heuristic: str, episodes: int, db: str | Path,
                 dataset: str | Path, *, network_seed: int, reward_credit: str, obs_layout: str,
-                progress: Callable[[int], None] | None = None) -> CollectResult:
+                progress: Callable[[int], None] | None = None,
+                params: dict[str, float] | None = None) -> CollectResult:
     """Heuristic control (paper IV-C1): ``heuristic`` runs on the first ``episodes`` seeds of
-    ``LOGS`` and every task is logged to the task log ``db``; the offline data set is rebuilt
-    from that log alone and saved to ``dataset`` (.npz)."""
+    ``LOGS`` (with ``params``, a tunable rule's values, where given) and every task is logged
+    to the task log ``db``; the offline data set is rebuilt from that log alone and saved to
+    ``dataset`` (.npz)."""
     with LogStore.open(db, create=True) as store:
-        logged = collect(store, scenario, network, make_scheduler(heuristic), heuristic,
+        logged = collect(store, scenario, network, make_scheduler(heuristic, params), heuristic,
                          seeds.LOGS.take(episodes), network_seed=network_seed, progress=progress)
         data = build_dataset(store, [logged.run_id], reward_credit=reward_credit,
                              obs_layout=obs_layout)

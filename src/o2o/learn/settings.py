@@ -32,7 +32,7 @@ Hidden = Annotated[tuple[Annotated[int, Field(ge=1, le=MAX_HIDDEN_WIDTH)], ...],
                    Field(max_length=MAX_HIDDEN_LAYERS)]
 
 
-ActorHead = Literal["plain", "self", "scorer"]
+ActorHead = Literal["plain", "self", "scorer", "set-scorer"]
 CriticInput = Literal["own", "central"]
 
 
@@ -132,6 +132,9 @@ class LearnerSettings(BaseModel):
     reward_credit: RewardCredit = "slot"
     obs_layout: ObsLayout = "o2o-obs-v1"
     log_heuristic: str = "ratc"
+    log_tuned: bool = False
+    """Log the heuristic at the values ``o2o tune`` chose for the network on validation
+    episodes (where it is tunable: ``spread``, ``slack-reliable``), not at its defaults."""
     offline_steps: Annotated[int, Field(ge=1, description="offline gradient steps of a run")] = 10_000
     offline: OfflineSettings = OfflineSettings()
     online: OnlineSettings = OnlineSettings()
@@ -157,12 +160,13 @@ ONLINE_EPISODES = 400    # from the online curves: both online runs are on their
 
 def learner_settings(preset: str = "project", offline: list[str] | None = None,
                      online: list[str] | None = None, reward_credit: str | None = None,
-                     obs_layout: str | None = None, log_heuristic: str | None = None, *,
+                     obs_layout: str | None = None, log_heuristic: str | None = None,
+                     log_tuned: bool | None = None, *,
                      options: tuple[str, str] = ("--set-hparam", "--set-hparam")) -> LearnerSettings:
     """The settings of ``preset`` (``project`` or ``paper``), then ``key=value`` overrides of
     the offline and online settings, then the reward credit, observation layout and logging
-    heuristic if given. ``options`` name the command-line options of the offline and online
-    overrides in a refusal."""
+    heuristic (and whether it runs at its tuned values) if given. ``options`` name the
+    command-line options of the offline and online overrides in a refusal."""
     if preset not in PRESETS:
         raise UserError(f"unknown settings {preset!r}; choose from {', '.join(PRESETS)}")
     base = PRESETS[preset]
@@ -175,9 +179,10 @@ def learner_settings(preset: str = "project", offline: list[str] | None = None,
     off = with_overrides(OfflineSettings(**base["offline"]), offline, options[0])
     on = with_overrides(OnlineSettings(**base["online"]), online, options[1])
     for name, part in (("offline", off), ("online", on)):
-        if part.actor_head == "scorer" and layout != "o2o-obs-v2":
+        if part.actor_head in ("scorer", "set-scorer") and layout != "o2o-obs-v2":
             raise UserError(f"the scorer actor ({name}) reads observation layout o2o-obs-v2; "
                             "set --obs-layout o2o-obs-v2 or actor_head=plain")
     return LearnerSettings(preset=preset, reward_credit=credit, obs_layout=layout,
                            log_heuristic=log_heuristic or base.get("log_heuristic", "ratc"),
+                           log_tuned=base.get("log_tuned", False) if log_tuned is None else log_tuned,
                            offline_steps=base["offline_steps"], offline=off, online=on)

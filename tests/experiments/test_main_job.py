@@ -5,9 +5,14 @@ import json
 import numpy as np
 
 from o2o.cli.main import main
+from o2o.core import seeds
+from o2o.core.network import sample_network
+from o2o.core.scenario import load_scenario
 from o2o.experiments.methods import METHODS
 from o2o.logs.store import LogStore
 from o2o.models import load_model
+from o2o.sim import make_scheduler
+from o2o.sim.rollout import simulate
 
 TINY = ["--set", "nodes=4", "--set", "slots=10", "--seeds", "2", "--log-episodes", "4",
         "--offline-steps", "40", "--online-episodes", "16", "--eval-episodes", "3", "--quick"]
@@ -51,6 +56,23 @@ def test_run_writes_the_comparison_models_logs_and_plots(tmp_path, capsys):
                            and "success_rate" in report[m]}
     diff = np.mean(np.array(report["o2o-drl"]["per_episode"]) - np.array(report["spread"]["per_episode"]))
     assert paired["spread"]["diff"] == diff
+    # spread and slack-reliable were tuned here on validation episodes, and compared with the
+    # tuned values: the same rates again from the recorded parameters.
+    scenario = load_scenario("paper-sim", ["nodes=4", "slots=10"])
+    network = sample_network(scenario, 0)
+    assert set(report["tuned"]) == {"spread", "slack-reliable"}
+    for name, tuned in report["tuned"].items():
+        assert tuned["source"] == "auto" and all(s in seeds.VALIDATION for s in tuned["validation_seeds"])
+        assert tuned["validation_score"] >= tuned["default_score"]
+        rates = simulate(scenario, network, report["evaluation_seeds"],
+                         make_scheduler(name, tuned["params"]))["success_rate"]
+        assert rates.tolist() == report[name]["per_episode"]
+    # Probes per task beside every success rate: 0 for local, N - 1 for esf and the learned
+    # methods (observation v2 probes every peer), "full" for central.
+    assert report["local"]["probes_per_task"] == 0 and report["esf"]["probes_per_task"] == 3
+    assert report["o2o-drl"]["probes_per_task"] == 3 and report["o2o-drl"]["probes_note"] == "full answers"
+    assert report["central"]["probes_per_task"] == "full" and 0 < report["ratc"]["probes_per_task"] < 2
+    assert "probes/task" in (out / "results.md").read_text()
 
 
 def test_run_refuses_to_overwrite_a_finished_run(tmp_path, capsys):
@@ -73,8 +95,10 @@ def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
     assert main(["report", "--run", str(out), "--json"]) == 0
     paired = json.loads(capsys.readouterr().out)
     after = json.loads((out / "results.json").read_text())
-    for method in METHODS:  # the saved models give the same numbers again
+    for method in METHODS:  # the saved models (and the tuned values) give the same numbers again
         assert after[method]["success_rate"] == before[method]["success_rate"]
+        assert after[method].get("probes_per_task") == before[method].get("probes_per_task")
+    assert after["tuned"] == before["tuned"]
     assert paired == after["o2o-drl"]["paired"]
     assert main(["report", "--run", str(tmp_path / "none")]) == 2
 

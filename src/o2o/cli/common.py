@@ -9,9 +9,10 @@ import json
 import numpy as np
 
 from o2o.core.episodes import sample_episodes
+from o2o.core.metrics import format_probes
 from o2o.core.progress import progress_bar
 from o2o.sim import episode_bound
-from o2o.sim.rollout import simulate
+from o2o.sim.rollout import probes_per_task, simulate
 
 COUNT_FIELDS = ("tasks", "success", "drop", "exec_fail", "trans_fail")
 
@@ -43,13 +44,14 @@ def add_scenario_args(p: argparse.ArgumentParser, default: str = "paper-sim") ->
     p.add_argument("--network-seed", type=SEED, default=0, help="seed of the network draw (default 0)")
 
 
-def summarize(metrics: dict[str, np.ndarray], extended: bool = False) -> dict[str, float | int]:
+def summarize(metrics: dict[str, np.ndarray], extended: bool = False) -> dict[str, float | int | str]:
     """The JSON summary of ``o2o simulate``; ``extended`` adds the mean completion time of
     successful tasks and the mean CPU utilisation (shown in the table, not in the JSON)."""
     rate = metrics["success_rate"]
-    out: dict[str, float | int] = {
+    out: dict[str, float | int | str] = {
         "success_rate": float(rate.mean()),
         "success_rate_std": float(rate.std(ddof=1)) if rate.size > 1 else 0.0,
+        "probes_per_task": probes_per_task(metrics),
     }
     out.update({k: int(metrics[k].sum()) for k in COUNT_FIELDS})
     if extended:
@@ -60,18 +62,26 @@ def summarize(metrics: dict[str, np.ndarray], extended: bool = False) -> dict[st
 
 def format_table(results: dict[str, dict], bound: float) -> str:
     extended = all("mean_completion_s" in r for r in results.values())
-    header = f"{'scheduler':<14}{'success rate':>18}{'tasks':>9}{'success':>9}{'drop':>8}{'exec_fail':>11}{'trans_fail':>12}"
+    header = f"{'scheduler':<16}{'success rate':>18}{'probes/task':>13}{'tasks':>9}{'success':>9}{'drop':>8}{'exec_fail':>11}{'trans_fail':>12}"
     if extended:
         header += f"{'completion_s':>14}{'cpu_util':>10}"
     lines = [header, "-" * len(header)]
     for name, r in results.items():
         rate = f"{r['success_rate']:.4f} ± {r['success_rate_std']:.4f}"
-        line = (f"{name:<14}{rate:>18}{r['tasks']:>9}{r['success']:>9}{r['drop']:>8}"
+        line = (f"{name:<16}{rate:>18}{format_probes(r.get('probes_per_task')):>13}{r['tasks']:>9}{r['success']:>9}{r['drop']:>8}"
                 f"{r['exec_fail']:>11}{r['trans_fail']:>12}")
         if extended:
             line += f"{r['mean_completion_s']:>14.3f}{r['cpu_utilisation']:>10.3f}"
         lines.append(line)
-    lines.append(f"{'bound':<14}{bound:>18.4f}")
+    lines.append(f"{'bound':<16}{bound:>18.4f}")
+    lines.append("probes/task: probe requests to other nodes per task (a node reads its own state "
+                 "without one); full: sees every queue")
+    for name, r in results.items():
+        if r.get("params"):
+            where = (f"tuned on {len(r['tuned']['validation_seeds'])} validation episodes ({r['tuned']['source']})"
+                     if r.get("tuned") else "defaults")
+            values = ", ".join(f"{k}={v:g}" for k, v in r["params"].items())
+            lines.append(f"{name}: {values} ({where})")
     return "\n".join(lines)
 
 
@@ -83,8 +93,11 @@ def simulate_report(scenario, network_seed: int, seeds: list[int], results: dict
 
 
 def scheduler_results(scenario, network, schedulers: dict, seeds: list[int], *, extended: bool = True,
-                      batch_size: int = 64, progress=None) -> tuple[dict[str, dict], float]:
-    """Every scheduler on the same episodes: its row of ``o2o simulate``'s table, and the bound."""
+                      batch_size: int = 64, progress=None,
+                      tuned: dict[str, dict] | None = None) -> tuple[dict[str, dict], float]:
+    """Every scheduler on the same episodes: its row of ``o2o simulate``'s table, and the bound.
+    A rule with parameters also gets them (``params``) and, where they were tuned, what the
+    tuning kept (``tuned``: its record's summary)."""
     results = {}
     for name, sched in schedulers.items():
         if progress is not None:
@@ -92,18 +105,23 @@ def scheduler_results(scenario, network, schedulers: dict, seeds: list[int], *, 
         metrics = simulate(scenario, network, seeds, sched, batch_size=batch_size,
                            progress=None if progress is None else progress.update)
         results[name] = summarize(metrics, extended=extended)
+        if hasattr(sched, "params"):
+            results[name]["params"] = sched.params()
+        if tuned and name in tuned:
+            results[name]["tuned"] = tuned[name]
     bound = float(episode_bound(network, sample_episodes(scenario, network, seeds)).mean())
     return results, bound
 
 
 def compare_schedulers(scenario, network, schedulers: dict, seeds: list[int], *, network_seed: int,
-                       as_json: bool, batch_size: int = 64) -> int:
+                       as_json: bool, batch_size: int = 64, tuned: dict[str, dict] | None = None) -> int:
     """Run every scheduler on the same episodes and print the table (or the JSON object) of
     ``o2o simulate``; shared by ``o2o simulate`` and ``o2o evaluate``."""
     with progress_bar(total=len(schedulers) * len(seeds), desc="simulate", unit="episode",
                       disable=as_json) as bar:
         results, bound = scheduler_results(scenario, network, schedulers, seeds,
-                                           extended=not as_json, batch_size=batch_size, progress=bar)
+                                           extended=not as_json, batch_size=batch_size, progress=bar,
+                                           tuned=tuned)
     if as_json:
         print(json.dumps({**results, "bound": bound}))
     else:

@@ -52,15 +52,17 @@ def _plan(args, scenario, obs_layout: str):
 def cmd_run(args) -> int:
     from o2o.experiments.main_job import run_pipeline
     from o2o.experiments.methods import METHODS
+    from o2o.experiments.tuning import load_tuned_files
 
     scenario = load_scenario(args.scenario, args.overrides)
+    tuned = load_tuned_files(args.tuned, scenario, args.network_seed)
     settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit,
                                 args.obs_layout, args.log_heuristic)
     plan = _plan(args, scenario, settings.obs_layout)
     out = Path(args.out or f"runs/{'quick' if args.quick else 'main'}")
     check_output_folder(out, "--out")
     report = run_pipeline(scenario, out, plan, network_seed=args.network_seed,
-                          settings=settings, workers=args.workers,
+                          settings=settings, workers=args.workers, tuned=tuned,
                           log=(lambda _msg: None) if args.json else print)
     if args.json:
         print(json.dumps(json_safe({k: report[k] for k in [*METHODS, "bound"]})))
@@ -86,6 +88,13 @@ def cmd_ablation(args) -> int:
     if args.json:
         print(json.dumps(json_safe(report["rungs"])))
     return 0
+
+
+def add_tuned_arg(p) -> None:
+    p.add_argument("--tuned", action="append", default=[], metavar="FILE",
+                   help="a file of 'o2o tune' for this scenario and network seed: that rule is compared "
+                        "with its values (repeatable); the tunable rules without one are tuned here on "
+                        "validation episodes")
 
 
 def _plan_args(p, what: str) -> None:
@@ -132,4 +141,5 @@ def register(sub, bench) -> None:
                    help="override an offline hyper-parameter (repeatable)")
     p.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE",
                    help="override an online hyper-parameter (repeatable)")
+    add_tuned_arg(p)
     p.set_defaults(func=cmd_run)

@@ -114,6 +114,15 @@ def obs_dim(n: int, obs_layout: str = OBS_LAYOUT_VERSION) -> int:
     return 3 * n + 6 + (V2_BLOCKS * n if check_obs_layout(obs_layout) == OBS_LAYOUT_V2 else 0)
 
 
+def probes_per_decision(n: int, obs_layout: str = OBS_LAYOUT_VERSION) -> tuple[int, str]:
+    """Probe requests to other nodes that one decision from an observation of ``obs_layout``
+    implies, and what they fetch: v1 needs the N - 1 peers' 1-bit overload flags for its mask
+    (paper IV-B2), v2 every peer's full answer (capacity, alpha, backlog, flag)."""
+    if check_obs_layout(obs_layout) == OBS_LAYOUT_V2:
+        return n - 1, "full answers"
+    return n - 1, "1-bit overload flags"
+
+
 def nodes_of(dim: int, obs_layout: str = OBS_LAYOUT_VERSION) -> int | None:
     """N such that ``obs_dim(N, obs_layout) == dim`` (N >= 2), or None."""
     per = 3 + (V2_BLOCKS if check_obs_layout(obs_layout) == OBS_LAYOUT_V2 else 0)

@@ -83,3 +83,11 @@ def json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def format_probes(value: float | str | None) -> str:
+    """A probes-per-task cell of a table: two decimals, a word as it is (``full``), empty
+    where there are none (the bound)."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else f"{value:.2f}"

@@ -7,7 +7,9 @@
    offline-only (the offline actor as it is) and online-only (Algorithm 2 from random weights,
    the same number of environment steps).
 4. **Evaluation** of every method on the same held-out episodes, which no training phase saw:
-   random, local, RDA, RATC, ESF, central, the bound, offline-only, online-only, O2O-DRL.
+   random, local, RDA, RATC, ESF, spread and slack-reliable (both tuned for this network on
+   validation episodes, ``o2o.experiments.tuning``, or from ``--tuned`` files), central, the
+   bound, offline-only, online-only, O2O-DRL; each with its probes per task.
 
 Steps 2-3 run once per training seed, the seeds in parallel worker processes (one torch thread
 each). Episode seeds of the phases never overlap (``o2o.core.seeds``): logs from ``LOGS``,
@@ -36,7 +38,9 @@ from o2o.core.metrics import json_safe
 from o2o.core.network import sample_network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario, scenario_from_dict
+from o2o.core.decpomdp import probes_per_decision
 from o2o.experiments.methods import (
+    HEURISTICS,
     LEARNED,
     PLANS,
     Plan,
@@ -53,6 +57,7 @@ from o2o.experiments.report import (
     plot_learning_curve,
     summarize_methods,
 )
+from o2o.experiments.tuning import check_tuned, summary, tuned_rules
 from o2o.learn.evaluate import evaluate_policy
 from o2o.learn.settings import LearnerSettings, learner_settings
 from o2o.models import load_model
@@ -61,18 +66,36 @@ from o2o.sim import episode_bound
 __all__ = ["PLANS", "Plan", "rebuild_report", "run_pipeline"]
 
 
+def learned_probes(n: int, obs_layout: str) -> dict[str, tuple[int, str]]:
+    """The probes per task of the learned methods: those their observation layout implies."""
+    return {m: probes_per_decision(n, obs_layout) for m in LEARNED}
+
+
 def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int = 0,
                  settings: LearnerSettings | None = None, workers: int | None = None,
+                 tuned: dict[str, dict[str, Any]] | None = None,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the whole pipeline into ``out`` and return ``results.json``'s content."""
+    """Run the whole pipeline into ``out`` and return ``results.json``'s content. ``tuned``:
+    tuning records of ``--tuned`` files by rule; the other tunable rules are tuned here."""
     settings = settings or learner_settings("project")
     out = Path(out)
     if (out / "results.json").exists():
         raise UserError(f"{out} already holds a finished run; choose another --out")
+    for record in (tuned or {}).values():
+        check_tuned(record, scenario, network_seed)
     out.mkdir(parents=True, exist_ok=True)
     network = sample_network(scenario, network_seed)
     timing: dict[str, float] = {}
     started = time.perf_counter()
+
+    # 0. The compared rules' parameters, tuned for this network on validation episodes.
+    start = time.perf_counter()
+    tuning = tuned_rules(HEURISTICS, scenario, network, network_seed=network_seed, given=tuned)
+    timing["tune"] = time.perf_counter() - start
+    for name, record in tuning.items():
+        log(f"{name}: " + ", ".join(f"{k}={v:g}" for k, v in record["params"].items())
+            + f" (validation success rate {record['validation_score']:.4f}, defaults "
+            f"{record['default_score']:.4f}; {record['source']})")
 
     # 1. Heuristic control: the logging heuristic's task logs (RATC, as in the paper, by default).
     start = time.perf_counter()
@@ -101,12 +124,15 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
     # 4. The comparison on held-out episodes.
     start = time.perf_counter()
     eval_seeds = seeds.TEST.take(plan.eval_episodes)
-    rates = heuristic_rates(scenario, network, eval_seeds)
+    rates, probes = heuristic_rates(scenario, network, eval_seeds,
+                                    params={k: v["params"] for k, v in tuning.items()})
     bound = float(episode_bound(network, sample_episodes(scenario, network, eval_seeds)).mean())
     timing["evaluate"] = time.perf_counter() - start
     timing["total"] = time.perf_counter() - started
 
-    results = summarize_methods(rates, learned, bound)
+    results = summarize_methods(rates, learned, bound,
+                                {**probes, **learned_probes(network.n, settings.obs_layout)})
+    results["tuned"] = {k: summary(v) for k, v in tuning.items()}
     report = {
         **results,
         "cold_start": cold_start(learned),
@@ -155,8 +181,13 @@ def rebuild_report(out: Path, log: Callable[[str], None] = print) -> dict[str, A
                                                                    nodes=network.n),
                                     eval_seeds)["success_rate"].tolist() for m in LEARNED}
         learned.append(SeedResult(k, curve["offline"], curve["o2o"], curve["online_only"], final))
-    rates = heuristic_rates(scenario, network, eval_seeds)
-    results = summarize_methods(rates, learned, report["bound"])
+    tuned = report.get("tuned", {})
+    rates, probes = heuristic_rates(scenario, network, eval_seeds,
+                                    params={k: v["params"] for k, v in tuned.items()})
+    obs_layout = report.get("settings", {}).get("obs_layout", learner_settings("project").obs_layout)
+    results = summarize_methods(rates, learned, report["bound"],
+                                {**probes, **learned_probes(network.n, obs_layout)})
+    results["tuned"] = tuned
     report.update(results)
     path.write_text(json.dumps(json_safe(report), indent=2))
     table = format_results(results)

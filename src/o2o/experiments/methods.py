@@ -34,9 +34,9 @@ from o2o.logs.collect import CollectResult, collect
 from o2o.logs.dataset import build_dataset, load_dataset, save_dataset
 from o2o.logs.store import LogStore
 from o2o.sim import make_scheduler
-from o2o.sim.rollout import simulate
+from o2o.sim.rollout import probes_per_task, simulate
 
-HEURISTICS = ("random", "local", "rda", "ratc", "esf", "spread", "central")
+HEURISTICS = ("random", "local", "rda", "ratc", "esf", "spread", "slack-reliable", "central")
 LEARNED = ("offline-only", "online-only", "o2o-drl")
 METHODS = (*HEURISTICS, *LEARNED)
 
@@ -167,11 +167,17 @@ def log_dataset(scenario: Scenario, network: Network, heuristic: str, episodes: 
     return logged
 
 
-def heuristic_rates(scenario: Scenario, network: Network, eval_seeds: list[int],
-                    names=HEURISTICS) -> dict[str, np.ndarray]:
-    """Per-episode success rates of each heuristic (and central) on the evaluation episodes."""
-    return {name: simulate(scenario, network, eval_seeds, make_scheduler(name))["success_rate"]
-            for name in names}
+def heuristic_rates(scenario: Scenario, network: Network, eval_seeds: list[int], names=HEURISTICS,
+                    params: dict[str, dict[str, float]] | None = None
+                    ) -> tuple[dict[str, np.ndarray], dict[str, float | str]]:
+    """Per-episode success rates of each heuristic (and central) on the evaluation episodes,
+    and each one's probes per task (``o2o.sim.rollout.probes_per_task``). A tunable rule runs
+    with its ``params`` (its tuned values) where given."""
+    rates, probes = {}, {}
+    for name in names:
+        metrics = simulate(scenario, network, eval_seeds, make_scheduler(name, (params or {}).get(name)))
+        rates[name], probes[name] = metrics["success_rate"], probes_per_task(metrics)
+    return rates, probes
 
 
 def train_seeds(jobs: list[SeedJob], workers: int | None = None,

@@ -12,10 +12,13 @@ import pytest
 
 from o2o.cli.main import main
 from o2o.core.seeds import LOGS, TEST, VALIDATION
+from o2o.experiments.suite_policies import tuned_factory
+from o2o.experiments.tuning import tune_rule
 from o2o.logs.dataset import simulated_dataset
 from o2o.logs.suite import (
     MANIFEST,
     MIXTURE,
+    SAME_INFORMATION,
     Suite,
     build_suite,
     mixture_draws,
@@ -32,7 +35,7 @@ TINY = suite_spec("tiny")
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("suite")
-    build_suite(TINY, folder)
+    build_suite(TINY, folder, tuned_factory(TINY.tuned))
     return Suite(folder)
 
 
@@ -41,7 +44,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def test_two_builds_are_byte_identical(tiny, tmp_path):
-    build_suite(TINY, tmp_path)
+    build_suite(TINY, tmp_path, tuned_factory(TINY.tuned))
     first = sorted(p.name for p in tiny.folder.iterdir())
     assert first == sorted(p.name for p in tmp_path.iterdir())
     for name in first:
@@ -77,6 +80,23 @@ def test_a_behaviour_data_set_is_its_simulated_logs(tiny):
         assert cell["datasets"]["ratc"][split]["success_rate"] == pytest.approx(rate, abs=1e-12)
 
 
+def test_the_same_information_rule_is_tuned_on_validation_episodes(tiny):
+    cell = tiny.cell(0, "default")
+    scenario, network = tiny.scenario_network(cell)
+    record = tune_rule(scenario, network, SAME_INFORMATION, network_seed=0)
+    kept = cell["parameters"][SAME_INFORMATION]
+    assert kept["params"] == record["params"] and kept["validation_seeds"] == record["validation_seeds"]
+    assert all(s in VALIDATION for s in kept["validation_seeds"])
+    seeds = tiny.split_seeds("train")
+    want = simulated_dataset(scenario, network, make_scheduler(SAME_INFORMATION, record["params"]),
+                             seeds, "node", obs_layout="o2o-obs-v2")
+    got = tiny.dataset(cell, SAME_INFORMATION)
+    assert all(_same(got[k], want[k]) for k in want)
+    tuned_rate = simulate(scenario, network, tiny.split_seeds("test"),
+                          make_scheduler(SAME_INFORMATION, record["params"]))["success_rate"].mean()
+    assert cell["test_scores"][SAME_INFORMATION]["success_rate"] == pytest.approx(tuned_rate, abs=1e-12)
+
+
 def test_the_mixture_runs_each_episode_with_its_drawn_component(tiny):
     cell = tiny.cell(0, "default")
     scenario, network = tiny.scenario_network(cell)
@@ -86,9 +106,10 @@ def test_the_mixture_runs_each_episode_with_its_drawn_component(tiny):
     assert set(draws) <= set(TINY.mixture_of)
     data = tiny.dataset(cell, MIXTURE)
     rows = scenario.slots * network.n
+    params = {n: p["params"] for n, p in cell["parameters"].items()}
     for k, (seed, name) in enumerate(zip(tiny.split_seeds("train"), draws)):
-        want = simulated_dataset(scenario, network, make_scheduler(name), [seed], "node",
-                                 obs_layout="o2o-obs-v2")
+        want = simulated_dataset(scenario, network, make_scheduler(name, params.get(name)), [seed],
+                                 "node", obs_layout="o2o-obs-v2")
         for key in ("observations", "actions", "rewards", "next_observations", "action_masks",
                     "action_probs", "episode_ids"):
             assert _same(data[key][k * rows:(k + 1) * rows], want[key]), (key, k)
@@ -122,7 +143,9 @@ def test_reference_scores_and_normalisation(tiny):
     cell = tiny.cell(0, "default")
     scenario, network = tiny.scenario_network(cell)
     test, validation = tiny.split_seeds("test"), tiny.split_seeds("validation")
-    rate = lambda name, seeds: simulate(scenario, network, seeds, make_scheduler(name))["success_rate"].mean()  # noqa: E731
+    params = {n: p["params"] for n, p in cell["parameters"].items()}
+    rate = lambda name, seeds: simulate(scenario, network, seeds,  # noqa: E731
+                                        make_scheduler(name, params.get(name)))["success_rate"].mean()
     best = max(TINY.references, key=lambda n: rate(n, validation))
     refs = cell["references"]
     assert refs["expert_scheduler"] == best

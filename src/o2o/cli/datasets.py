@@ -19,6 +19,8 @@ D3RLPY_STEPS = 5000
 
 
 def cmd_dataset_build(args) -> int:
+    from o2o.experiments.suite_policies import tuned_factory
+
     spec = suite_spec(args.suite)
     check_output_folder(args.out, "--out")
     out = Path(args.out).expanduser()
@@ -33,7 +35,7 @@ def cmd_dataset_build(args) -> int:
                 bar.set_postfix_str(text)
                 bar.update(1)
 
-            manifest = build_suite(spec, out, progress=progress)
+            manifest = build_suite(spec, out, factory=tuned_factory(spec.tuned), progress=progress)
     except OSError as exc:
         raise write_error(exc, out, "--out") from None
     seconds = time.perf_counter() - start

@@ -8,7 +8,8 @@ disjoint episode splits from the named seed ranges (``o2o.core.seeds``):
 * ``train``: ``train_episodes`` seeds from LOGS, the data a learner trains on;
 * ``validation``: ``validation_episodes`` seeds from VALIDATION; the behaviours' logs of the first
   ``validation_data_episodes`` of them are stored (for model selection), and every reference
-  heuristic runs on all of them to choose the best heuristic;
+  heuristic runs on all of them to choose the best heuristic (the tuned rules, ``tuned``, are
+  tuned on validation seeds too: ``o2o tune``'s grid search);
 * ``test``: ``test_episodes`` seeds from TEST, held out: the reference scores are measured on
   them, and a trained policy is scored by running it there in the simulator.
 
@@ -71,6 +72,7 @@ class SuiteSpec:
     validation_episodes: int
     validation_data_episodes: int
     test_episodes: int
+    tuned: tuple[str, ...] = ()       # rules whose parameters are tuned per cell (validation)
     mixture_seed: int = 0
     obs_layout: str = OBS_LAYOUT_V2   # v2 holds v1 as its first 3N + 6 columns
     reward_credit: str = "node"
@@ -83,25 +85,31 @@ class SuiteSpec:
 
 
 LOADS = (Load("low", ("arrival_prob=[0, 0.6]",)), Load("default", ()))
-HEURISTIC_REFERENCES = ("random", "local", "ratc", "rda", "esf", "spread", "spread-est")
+SAME_INFORMATION = "slack-reliable"   # the same-information rule, tuned per network and load
+HEURISTIC_REFERENCES = ("random", "local", "ratc", "rda", "esf", "spread", SAME_INFORMATION)
 
 SUITES: dict[str, SuiteSpec] = {
     # About 2 minutes and ~100 MB on 2 cores (docs/datasets.md has the measured figures).
     "v1": SuiteSpec(version="v1", scenario="paper-sim", overrides=(), network_seeds=(0, 1, 2),
-                    loads=LOADS, behaviours=("random", "ratc", "spread", MIXTURE),
-                    mixture_of=("random", "ratc", "spread"), references=HEURISTIC_REFERENCES,
+                    loads=LOADS, behaviours=("random", "ratc", "spread", SAME_INFORMATION, MIXTURE),
+                    mixture_of=("random", "ratc", "spread", SAME_INFORMATION),
+                    references=HEURISTIC_REFERENCES, tuned=(SAME_INFORMATION,),
                     train_episodes=16, validation_episodes=50, validation_data_episodes=4,
                     test_episodes=100),
     # A few seconds: what the tests build.
     "tiny": SuiteSpec(version="tiny", scenario="paper-sim", overrides=("nodes=4", "slots=8"),
                       network_seeds=(0,), loads=(Load("default", ()),),
-                      behaviours=("random", "ratc", MIXTURE), mixture_of=("random", "ratc"),
-                      references=("random", "ratc", "spread"), train_episodes=4,
+                      behaviours=("random", "ratc", SAME_INFORMATION, MIXTURE),
+                      mixture_of=("random", "ratc", SAME_INFORMATION),
+                      references=("random", "ratc", "spread", SAME_INFORMATION),
+                      tuned=(SAME_INFORMATION,), train_episodes=4,
                       validation_episodes=4, validation_data_episodes=2, test_episodes=6),
 }
 
 # ``factory(name, scenario, network, network_seed) -> (scheduler, parameters)``: how a behaviour
-# or reference name becomes a scheduler; the parameters go into the manifest.
+# or reference name becomes a scheduler; the parameters go into the manifest. The suite's
+# builder (``o2o dataset build``) tunes the rules named in ``SuiteSpec.tuned`` on validation
+# episodes (``o2o.experiments.suite_policies``); ``plain_factory`` keeps every default.
 PolicyFactory = Callable[[str, Scenario, Network, int], tuple[Any, dict[str, Any]]]
 
 

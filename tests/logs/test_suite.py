@@ -181,3 +181,18 @@ def test_suite_refuses_a_folder_without_manifest_and_unknown_cells(tiny, tmp_pat
         tiny.cell(7, "default")
     with pytest.raises(UserError, match="no behaviour"):
         tiny.stored(tiny.cell(0, "default"), "esf")
+
+
+def test_unpack_writes_the_export_layout(tiny, tmp_path, capsys):
+    from o2o.logs.dataset import load_dataset
+
+    out = tmp_path / "ratc.npz"
+    assert main(["dataset", "unpack", "--suite", str(tiny.folder), "--behaviour", "ratc",
+                 "--split", "validation", "--out", str(out)]) == 0
+    want = tiny.dataset(tiny.cell(0, "default"), "ratc", "validation")
+    got = load_dataset(out)
+    assert sorted(got) == sorted(want) and all(_same(got[k], want[k]) for k in want)
+    before = out.read_bytes()
+    assert main(["dataset", "unpack", "--suite", str(tiny.folder), "--behaviour", "ratc",
+                 "--out", str(out / "in-a-file.npz")]) == 2   # a file in the way of its folder
+    assert "o2o: error:" in capsys.readouterr().err and out.read_bytes() == before

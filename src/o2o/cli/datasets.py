@@ -1,4 +1,4 @@
-"""``o2o dataset build``, ``o2o dataset bench`` and ``o2o dataset minari``: the reference
+"""``o2o dataset build``, ``unpack``, ``bench`` and ``minari``: the reference
 data-set suite (``o2o.logs.suite``) and its adapters to outside libraries."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from pathlib import Path
 
 from o2o.cli.common import COUNT, SEED
 from o2o.core.errors import UserError
-from o2o.core.outputs import check_output_folder, write_error
+from o2o.core.outputs import check_output_file, check_output_folder, write_error
 from o2o.core.progress import progress_bar
+from o2o.logs.dataset import save_dataset
 from o2o.logs.suite import MIXTURE, SPLITS, SUITES, Suite, build_suite, suite_spec
 
 # The bench's method names and default steps, without importing torch or d3rlpy here.
@@ -112,6 +113,24 @@ def cmd_dataset_minari(args) -> int:
     return 0
 
 
+def cmd_dataset_unpack(args) -> int:
+    target = args.out if str(args.out).endswith(".npz") else f"{args.out}.npz"  # as save_dataset
+    check_output_file(target, "--out")
+    suite = Suite(args.suite)
+    data = suite.dataset(suite.cell(args.network_seed, args.load), args.behaviour, args.split)
+    try:
+        path = save_dataset(data, args.out)
+    except OSError as exc:
+        raise write_error(exc, args.out, "--out") from None
+    out = {"out": str(path), "rows": int(data["actions"].shape[0]), "bytes": path.stat().st_size}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"wrote {out['rows']} transitions to {path} ({out['bytes'] / 1e6:.1f} MB), the layout "
+              "of 'o2o dataset export' ('o2o learn train offline --dataset' reads it)")
+    return 0
+
+
 def _suite_cell_args(p) -> None:
     p.add_argument("--suite", required=True, metavar="DIR", help="a built suite's folder")
     p.add_argument("--network-seed", type=SEED, default=0, help="network seed of the cell (default 0)")
@@ -143,6 +162,15 @@ def register(ds_sub) -> None:
     m.add_argument("--seed", type=SEED, default=0, help="training seed (default 0)")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=cmd_dataset_bench)
+
+    u = ds_sub.add_parser("unpack", help="write one suite data set in the layout of "
+                                         "'o2o dataset export' (.npz)")
+    _suite_cell_args(u)
+    u.add_argument("--behaviour", default="spread", help="behaviour (default spread)")
+    u.add_argument("--split", default="train", choices=SPLITS, help="split (default train)")
+    u.add_argument("--out", required=True, help="output .npz file")
+    u.add_argument("--json", action="store_true", help="print one JSON object")
+    u.set_defaults(func=cmd_dataset_unpack)
 
     x = ds_sub.add_parser("minari", help="export one suite data set as a Minari data set "
                                          "(per-node view; extra: datasets)")

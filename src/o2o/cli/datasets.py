@@ -48,11 +48,11 @@ def cmd_dataset_build(args) -> int:
         return 0
     print(f"suite {spec.version}: {len(files)} data sets, {summary['bytes'] / 1e6:.1f} MB in "
           f"{seconds:.0f} s, manifest {out / 'suite.json'}")
-    print(f"{'network':>7} {'load':<8}{'random':>8}{'expert':>8} {'(scheduler)':<13}{'central':>8}")
+    print(f"{'network':>7} {'load':<8}{'random':>8}{'expert':>8} {'(scheduler)':<17}{'central':>8}")
     for c in manifest["cells"]:
         r = c["references"]
         print(f"{c['network_seed']:>7} {c['load']:<8}{r['random']:>8.4f}{r['expert']:>8.4f} "
-              f"{'(' + r['expert_scheduler'] + ')':<13}{r['central']:>8.4f}")
+              f"{'(' + r['expert_scheduler'] + ')':<17}{r['central']:>8.4f}")
     return 0
 
 

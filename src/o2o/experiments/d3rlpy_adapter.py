@@ -25,6 +25,8 @@ read here are those of d3rlpy 2.8.1, the version the extra pins.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 from typing import Any
@@ -47,9 +49,11 @@ TARGET_UPDATE_INTERVAL = 100
 
 def d3rlpy_module():
     """d3rlpy, or a UserError that says how to install it. Its info-level log lines (one
-    block per fit) are silenced."""
+    block per fit) are silenced, and so is the notice the old ``gym`` package (which d3rlpy
+    imports for compatibility, unused here) prints on import."""
     try:
-        import d3rlpy
+        with contextlib.redirect_stderr(io.StringIO()):
+            import d3rlpy
         import structlog
     except ImportError:
         raise UserError("d3rlpy is not installed; install the extra: pip install -e '.[datasets]'") from None

@@ -48,12 +48,18 @@ def cmd_dataset_build(args) -> int:
         return 0
     print(f"suite {spec.version}: {len(files)} data sets, {summary['bytes'] / 1e6:.1f} MB in "
           f"{seconds:.0f} s, manifest {out / 'suite.json'}")
-    print(f"{'network':>7} {'load':<8}{'random':>8}{'expert':>8} {'(scheduler)':<17}{'central':>8}")
+    print(format_references(manifest))
+    return 0
+
+
+def format_references(manifest: dict) -> str:
+    """The reference scores of every cell (test split), as ``o2o dataset build`` prints them."""
+    lines = [f"{'network':>7} {'load':<8}{'random':>8}{'expert':>8} {'(scheduler)':<17}{'central':>8}"]
     for c in manifest["cells"]:
         r = c["references"]
-        print(f"{c['network_seed']:>7} {c['load']:<8}{r['random']:>8.4f}{r['expert']:>8.4f} "
-              f"{'(' + r['expert_scheduler'] + ')':<17}{r['central']:>8.4f}")
-    return 0
+        lines.append(f"{c['network_seed']:>7} {c['load']:<8}{r['random']:>8.4f}{r['expert']:>8.4f} "
+                     f"{'(' + r['expert_scheduler'] + ')':<17}{r['central']:>8.4f}")
+    return "\n".join(lines)
 
 
 def cmd_dataset_bench(args) -> int:

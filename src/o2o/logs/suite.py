@@ -29,7 +29,7 @@ same bytes (the manifest's sha256 of every file).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -76,7 +76,6 @@ class SuiteSpec:
     mixture_seed: int = 0
     obs_layout: str = OBS_LAYOUT_V2   # v2 holds v1 as its first 3N + 6 columns
     reward_credit: str = "node"
-    notes: dict[str, str] = field(default_factory=dict)
 
     def splits(self) -> dict[str, list[int]]:
         return {"train": LOGS.take(self.train_episodes),
@@ -235,7 +234,7 @@ def build_suite(spec: SuiteSpec, out: str | Path, factory: PolicyFactory = plain
         "normalised_score": "100 (score - random) / (reference - random); reference = expert "
                             "(the best heuristic on the validation split) or central; score = "
                             "mean success rate on the test split",
-        "spec": {k: v for k, v in asdict(spec).items() if k not in ("loads", "notes")},
+        "spec": {k: v for k, v in asdict(spec).items() if k != "loads"},
         "cells": cells,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")

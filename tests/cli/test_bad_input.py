@@ -85,6 +85,7 @@ BASE: dict[str, list[str]] = {
     "bench testbed": [*TESTBED_SMALL],
     "bench learn": [*SMALL, "--offline-steps", "1"],
     "report": ["--run", "{finished}"],
+    "tune": [*SMALL, "--scheduler", "spread", "--episodes", "1", "--out", "{work}/tuned.json"],
     # A sweep: the tiny spec of the fixtures (2 points of 4 nodes and 10 slots, one seed).
     "sweep": ["{tiny}", "--out", "{work}/sweep", "--workers", "1"],
     "bench sweep": ["{tiny}", "--workers", "1"],
@@ -322,7 +323,7 @@ NUMBERS = {"integer >= 1": [("0", "at least 1"), ("-5", "at least 1"), ("ten", "
            "float": [("nan", "finite"), ("inf", "finite"), ("-1", ""), ("soon", "invalid float")],
            "int": [("-1", "-1"), ("one", "invalid int")]}
 # Output options: where the command writes (a file, or a folder of files).
-OUTPUT_FILES = {("dataset export", "--out"), ("dataset unpack", "--out")}
+OUTPUT_FILES = {("dataset export", "--out"), ("dataset unpack", "--out"), ("tune", "--out")}
 OUTPUT_FOLDERS = {("dataset build", "--out"), ("train offline", "--out"), ("train online", "--out"), ("run", "--out"),
                   ("train offline", "--log-dir"), ("train online", "--log-dir"),
                   ("testbed run", "--log-dir"), ("testbed compare", "--log-dir"),
@@ -395,6 +396,13 @@ def generated_cases():
 
 HUGE = ["--set", "nodes=1024", "--set", "slots=100000"]
 HAND_WRITTEN = [
+    # Tuning sees validation episodes only; a tuned file must be one.
+    ("tune", ["--seed", "1000000"], "validation episode seeds only"),
+    ("tune", ["--seed", "0"], "validation episode seeds only"),
+    ("tune", ["--seed", "999999", "--episodes", "2"], "validation episode seeds only"),
+    *((command, ["--tuned", value], expect) for command in ("simulate", "run", "evaluate", "sweep", "figure")
+      for value, expect in (("{text}", "not a tuned file"), ("{work}/missing.json", "cannot read tuned file"),
+                            ("{foreign}", "not a tuned file"))),
     ("simulate", ["--scheduler", "best"], "unknown scheduler"),
     ("simulate", ["--batch-size", "0"], "--batch-size"),
     ("simulate", ["--seed", "-1"], "--seed"),

@@ -92,3 +92,13 @@ def test_run_refuses_a_tuned_file_of_another_network_before_writing(tuned_file, 
                  "--out", str(out)]) == 2
     assert "network seed 1" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_evaluate_takes_tuned_files_for_its_schedulers(tuned_file, capsys):
+    params = json.loads(tuned_file.read_text())["params"]
+    assert main(["evaluate", *SMALL, "--network-seed", "1", "--scheduler", "spread", "--tuned", str(tuned_file),
+                 "--episodes", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["spread"]["params"] == params
+    assert main(["evaluate", *SMALL, "--network-seed", "1", "--scheduler", "ratc", "--tuned", str(tuned_file),
+                 "--episodes", "2"]) == 2
+    assert "add --scheduler" in capsys.readouterr().err

@@ -43,7 +43,7 @@ def _check_common(args) -> None:
 
 
 def cmd_figure(args) -> int:
-    from o2o.experiments.sweeps import load_sweep
+    from o2o.experiments.sweeps import load_sweep, with_tuned
 
     _check_common(args)
     names = list(FIGURES) if args.name == "all" else [args.name]
@@ -51,7 +51,7 @@ def cmd_figure(args) -> int:
         raise UserError("--db names the database of one figure; with `all` each figure has its "
                         "own (OUT/NAME/results.db); run the figures one by one to use --db")
     # Every spec is loaded and checked before the first one runs.
-    sweeps = [load_sweep(n, args.plan, args.seeds, shipped=True) for n in names]
+    sweeps = with_tuned([load_sweep(n, args.plan, args.seeds, shipped=True) for n in names], args.tuned)
     summaries = []
     for sweep in sweeps:
         if args.name == "all":
@@ -65,10 +65,10 @@ def cmd_figure(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from o2o.experiments.sweeps import load_sweep
+    from o2o.experiments.sweeps import load_sweep, with_tuned
 
     _check_common(args)
-    sweep = load_sweep(args.spec, args.plan, args.seeds, shipped=False)
+    (sweep,) = with_tuned([load_sweep(args.spec, args.plan, args.seeds, shipped=False)], args.tuned)
     out = Path(args.out or f"runs/sweeps/{sweep.name}-{args.plan}")
     summary = _run(sweep, out, args)
     if args.json:
@@ -159,6 +159,10 @@ def _add_sweep_args(p) -> None:
     p.add_argument("--report", action="store_true",
                    help="redraw the report from the results database, computing nothing")
     p.add_argument("--json", action="store_true", help="print one JSON summary, no progress bar")
+    p.add_argument("--tuned", action="append", default=[], metavar="FILE",
+                   help="a file of 'o2o tune': its values for that rule at the points of its scenario "
+                        "and network (repeatable); elsewhere each cell tunes the rule on validation "
+                        "episodes. Part of the sweep's identity: other files, other results database")
 
 
 def register(sub, bench) -> None:

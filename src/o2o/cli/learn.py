@@ -199,15 +199,22 @@ def cmd_evaluate(args) -> int:
     if twice:
         raise UserError(f"{', '.join(twice)} would be a row of the table twice; give each --model "
                         "and --scheduler once, and --name values that differ")
+    from o2o.experiments.tuning import load_tuned_files, summary
+
+    tuned = load_tuned_files(args.tuned, scenario, args.network_seed)
+    missing = sorted(set(tuned) - set(args.scheduler or []))
+    if missing:
+        raise UserError(f"--tuned gives values for {', '.join(missing)}; add --scheduler for it")
     rules = {}
     for name in args.scheduler or []:
-        rules[name] = make_scheduler(name)
+        rules[name] = make_scheduler(name, tuned[name]["params"] if name in tuned else None)
     for name, url in zip(names, models):
         rules[name] = DRLRule.from_model(load_model(url, nodes=network.n), scenario, network)
     # The table lists the models first, then the heuristics, as they were given.
     rules = {name: rules[name] for name in names}
     return compare_schedulers(scenario, network, rules, episode_seeds,
-                              network_seed=args.network_seed, as_json=args.json)
+                              network_seed=args.network_seed, as_json=args.json,
+                              tuned={k: summary(v) for k, v in tuned.items()})
 
 
 def cmd_bench_actor(args) -> int:
@@ -329,7 +336,9 @@ def register(sub, bench) -> None:
     p.add_argument("--name", action="append", metavar="NAME",
                    help="table name for each --model, in order (at most one per --model)")
     p.add_argument("--scheduler", action="append", metavar="NAME",
-                   help="heuristics to compare with: random, local, ratc, rda, esf, spread, central")
+                   help="heuristics to compare with: random, local, ratc, rda, esf, spread, slack-reliable, central")
+    p.add_argument("--tuned", action="append", default=[], metavar="FILE",
+                   help="a file of 'o2o tune' for a --scheduler: compared with its tuned values (repeatable)")
     p.add_argument("--episodes", type=COUNT, default=10, help="episodes to run (default 10)")
     p.add_argument("--seed", type=SEED, default=seeds.TEST.start,
                    help=f"first episode seed (default {seeds.TEST.start}, the held-out range)")

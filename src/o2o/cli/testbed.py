@@ -41,7 +41,7 @@ from o2o.testbed.phase import (
 )
 
 DEFAULT_DB = "runs/testbed.db"
-SCHEDULER_CHOICES = "random, local, ratc, rda, esf, or drl (with --model)"
+SCHEDULER_CHOICES = "random, local, ratc, rda, esf, spread, slack-reliable, or drl (with --model)"
 
 
 # ------------------------------------------------------------------------------ shared

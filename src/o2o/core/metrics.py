@@ -86,8 +86,11 @@ def json_safe(value):
 
 
 def format_probes(value: float | str | None) -> str:
-    """A probes-per-task cell of a table: two decimals, a word as it is (``full``), empty
-    where there are none (the bound)."""
+    """A probes-per-task cell of a table: a measured mean with two decimals, a count (a
+    learned method's, from its observation layout) or a word (``full``) as it is, empty where
+    there are none (the bound)."""
     if value is None:
         return ""
-    return value if isinstance(value, str) else f"{value:.2f}"
+    if isinstance(value, (str, int)):
+        return str(value)
+    return f"{value:.2f}"

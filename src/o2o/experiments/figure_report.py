@@ -23,14 +23,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from o2o.core.metrics import json_safe, mean_ci95  # noqa: E402
 from o2o.experiments.methods import LEARNED, SeedResult  # noqa: E402
-from o2o.experiments.report import interval, summarize_methods  # noqa: E402
+from o2o.experiments.report import interval, probes_cell, summarize_methods  # noqa: E402
 from o2o.experiments.results_db import NO_SEED, Cell  # noqa: E402
 from o2o.experiments.sweeps import BOUND, Sweep, x_value  # noqa: E402
 
 COLORS = {"random": "tab:gray", "local": "tab:brown", "rda": "tab:orange", "ratc": "tab:green",
-          "esf": "tab:purple", "spread": "tab:olive", "offline-only": "tab:cyan",
+          "esf": "tab:purple", "spread": "tab:olive", "slack-reliable": "tab:pink", "offline-only": "tab:cyan",
           "online-only": "tab:red", "o2o-drl": "tab:blue", "central": "black", BOUND: "black"}
-EXTRA_COLORS = ["tab:pink", "gold", "teal", "navy", "maroon"]
+EXTRA_COLORS = ["gold", "teal", "navy", "maroon", "lime"]
 
 
 def _curve_key(method: str) -> str:
@@ -64,7 +64,13 @@ def summarize_sweep(sweep: Sweep, cells: list[Cell]) -> dict[str, Any]:
         expected = len(sweep.heuristics) + (BOUND in sweep.methods) + len(learned_methods) * sweep.seeds
         have = len(rates) + (bound_cell is not None) + len(learned) * len(learned_methods)
         finished, missing = finished + have, missing + expected - have
-        summary = summarize_methods(rates, learned, bound) if (rates or learned) else {"bound": bound}
+        infos = {m: by_key[(h, m, NO_SEED)].info for m in rates}
+        for m in learned_methods:
+            if learned:
+                infos[m] = by_key[(p.index, m, 0)].info
+        probes = {m: (i["probes_per_task"], i["probes_note"]) if "probes_note" in i else i["probes_per_task"]
+                  for m, i in infos.items() if "probes_per_task" in i}
+        summary = summarize_methods(rates, learned, bound, probes) if (rates or learned) else {"bound": bound}
         if bound_cell is None:
             summary.pop("bound", None)
         per_episode = {m: np.asarray(v) for m, v in rates.items()}
@@ -73,6 +79,7 @@ def summarize_sweep(sweep: Sweep, cells: list[Cell]) -> dict[str, Any]:
                 per_episode[m] = np.mean([r.final[m] for r in learned], axis=0)
         point = {"index": p.index, "value": p.value, "label": p.label, "x": x_value(p.value),
                  "logging": p.logging, "seeds": len(learned), "methods": summary,
+                 "tuned": {m: infos[m]["tuned"] for m in rates if "tuned" in infos[m]},
                  "claims": _claims(per_episode, p.logging)}
         first = by_key.get((p.index, learned_methods[0], 0)) if learned_methods else None
         if first is not None:
@@ -144,6 +151,22 @@ def format_tables(sweep: Sweep, report: dict[str, Any]) -> str:
                 row.append(f"{r['success_rate']:.4f} {interval(r['ci95'])}")
         name = f"{m} (simulator)" if sweep.testbed and m == "central" else m
         lines.append(f"| {name} | " + " | ".join(row) + " |")
+    lines += ["", "Probes per task (probe requests to other nodes; a node reads its own state without "
+              "one; full: reads every queue; learned methods: what their observation fetches):", "",
+              "| method | " + " | ".join(head[1:]) + " |", "|---" * len(head) + "|"]
+    for m in sweep.methods:
+        if m == BOUND:
+            continue
+        cells = [probes_cell(p["methods"][m]) if m in p["methods"] else "—" for p in points]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    tuned = sorted({m for p in points for m in p.get("tuned", {})})
+    if tuned:
+        lines += ["", "Tuned values of each point (on validation episodes of its scenario and network):", "",
+                  "| rule | " + " | ".join(head[1:]) + " |", "|---" * len(head) + "|"]
+        for m in tuned:
+            cells = [", ".join(f"{k}={v:g}" for k, v in p["tuned"][m]["params"].items())
+                     if m in p.get("tuned", {}) else "—" for p in points]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
     learned = [m for m in sweep.learned]
     if learned:
         lines += ["", "Learned methods over the training seeds (mean of the seeds' means, 95% interval "

@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 from o2o.core.limits import check_memory, check_testbed, dataset_bytes
 from o2o.core.progress import progress_bar
+from o2o.experiments.tuning import DEFAULT_EPISODES as TUNE_EPISODES
+from o2o.experiments.tuning import GRIDS, candidates
 from o2o.experiments.cells import Unit, UnitTask, eval_seeds, run_unit, worker_init
 from o2o.experiments.executors import make_executor
 from o2o.experiments.figure_report import write_report
@@ -79,7 +81,9 @@ def unit_weight(sweep: Sweep, unit: Unit) -> float:
     node_slots = sc.nodes * sc.slots
     if unit.kind == "heuristic":
         per = CENTRAL_NODE_SLOT_S if unit.methods == ("central",) else SIM_NODE_SLOT_S
-        return plan.eval_episodes * node_slots * per + 0.2
+        tuning = (len(candidates(unit.methods[0])) * TUNE_EPISODES * node_slots * SIM_NODE_SLOT_S
+                  if unit.methods[0] in GRIDS and sweep.tuned_for(point, unit.methods[0]) is None else 0.0)
+        return plan.eval_episodes * node_slots * per + tuning + 0.2
     if unit.kind == "bound":
         return plan.eval_episodes * node_slots * SIM_NODE_SLOT_S + 0.1
     if unit.kind == "training":
@@ -104,8 +108,10 @@ def unit_task(sweep: Sweep, unit: Unit, out: Path) -> UnitTask:
     what = unit.kind if len(unit.methods) > 1 else unit.methods[0]
     folder = out / "cells" / f"p{unit.point}-{what}{seed}"
     log_episodes = sweep.log_episodes(point) if not sweep.testbed else sweep.plan.collect_episodes
+    tuned = sweep.tuned_for(point, unit.methods[0]) if unit.kind == "heuristic" else None
     return UnitTask(unit, point.scenario, sweep.spec.network_seed, point.value, point.logging,
-                    sweep.plan, log_episodes, settings, eval_seeds(sweep.plan), str(folder))
+                    sweep.plan, log_episodes, settings, eval_seeds(sweep.plan), str(folder),
+                    None if tuned is None else {k: v for k, v in tuned.items() if k != "candidates"})
 
 
 def check_resources(sweep: Sweep, units: list[Unit], workers: int) -> None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +47,8 @@ from o2o.core.scenario import PRESETS, Scenario, load_scenario, read_yaml_file
 from o2o.experiments.methods import HEURISTICS, LEARNED, METHODS, Plan
 from o2o.experiments.specs import FIGURES, PLAN_NAMES
 from o2o.experiments.testbed_job import TestbedPlan
+from o2o.experiments.tuning import DEFAULT_EPISODES as TUNE_EPISODES
+from o2o.experiments.tuning import GRIDS, load_tuned, scenario_fingerprint
 from o2o.learn.settings import learner_settings
 
 LOGGING_FIELD = "logging"
@@ -137,6 +139,9 @@ class Sweep:
     points: list[Point]
     methods: tuple[str, ...]
     source: str                 # where the spec came from (a shipped figure or a file)
+    # Tuning records given with --tuned, by scenario fingerprint, then rule; a tunable rule
+    # without one is tuned in its cell (o2o.experiments.tuning).
+    tuned: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -166,9 +171,16 @@ class Sweep:
         with more seeds in the same database. So are the methods that ``all`` resolves to: a
         heuristic added to the project becomes missing cells, computed on the next run."""
         sizes = {k: v for k, v in asdict(self.plan).items() if k != "seeds"}
+        given = {fp: {name: r["params"] for name, r in rules.items()} for fp, rules in self.tuned.items()}
         return {"spec": self.spec.model_dump(mode="json", exclude={"plans"}), "plan": self.plan_name,
                 "sizes": sizes,
-                "scenarios": [p.scenario.model_dump(mode="json") for p in self.points]}
+                "scenarios": [p.scenario.model_dump(mode="json") for p in self.points],
+                # How the tunable rules get their values: the search, or the given files' values.
+                "tuning": {"grids": GRIDS, "episodes": TUNE_EPISODES, "given": given}}
+
+    def tuned_for(self, point: "Point", name: str) -> dict[str, Any] | None:
+        """The record given with --tuned for rule ``name`` at ``point``, or None."""
+        return self.tuned.get(scenario_fingerprint(point.scenario), {}).get(name)
 
     def spec_hash(self) -> str:
         text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
@@ -340,3 +352,34 @@ def load_sweep(figure_or_path: str, plan_name: str = "quick", seeds: int | None 
         raise AssertionError(f"shipped spec {path} is named {spec.name}")
     return build_sweep(spec, plan_name, seeds, base_dir=path.parent,
                        source=figure_or_path if shipped else str(path))
+
+
+def with_tuned(sweeps: list[Sweep], paths: list[str]) -> list[Sweep]:
+    """The sweeps with the records of ``--tuned`` files: each applies at the points of its
+    scenario and network seed; a file that fits no point of any sweep, or two files for one
+    rule and scenario, are refused."""
+    if not paths:
+        return sweeps
+    records = [load_tuned(path) for path in paths]
+    used: set[int] = set()
+    out = []
+    for sweep in sweeps:
+        tuned: dict[str, dict[str, dict[str, Any]]] = {}
+        fingerprints = {scenario_fingerprint(p.scenario) for p in sweep.points}
+        for k, record in enumerate(records):
+            fp = record["scenario_fingerprint"]
+            if fp not in fingerprints or int(record["network_seed"]) != sweep.spec.network_seed:
+                continue
+            rules = tuned.setdefault(fp, {})
+            if record["scheduler"] in rules:
+                raise UserError(f"two tuned files for {record['scheduler']} at one point of {sweep.name}: "
+                                f"{rules[record['scheduler']]['source']} and {record['source']}")
+            rules[record["scheduler"]] = record
+            used.add(k)
+        out.append(replace(sweep, tuned=tuned))
+    for k, record in enumerate(records):
+        if k not in used:
+            raise UserError(f"{record['source']} was tuned for a scenario or network seed that no point of "
+                            f"{', '.join(s.name for s in sweeps)} has; tune it with 'o2o tune' for a point's "
+                            "scenario (--scenario and --set as the spec) and the spec's network seed")
+    return out

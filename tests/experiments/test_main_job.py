@@ -40,7 +40,30 @@ def test_run_writes_the_comparison_models_logs_and_plots(tmp_path, capsys):
         assert curve["o2o"][0]["episodes"] == 0 and curve["o2o"][-1]["episodes"] == 16
         assert curve["o2o"][0]["success_rate"] == curve["offline"][-1]["success_rate"]
     assert report["cold_start"]["o2o_first_online_episodes"] > 0
-    for name in ("results.md", "learning_curve.png", "comparison.png", "logs.db"):
+    # The cold start in numbers: every online episode of each seed, as collected, against the
+    # logging heuristic on the same episodes; regret is the sum of the per-episode differences.
+    deployment = report["deployment"]
+    assert deployment["episodes"] == 16 and deployment["window_episodes"] == 8
+    assert deployment["references"] == ["spread"] and deployment["learners"] == ["o2o-drl", "online-only"]
+    for k, row in enumerate(deployment["per_seed"]):
+        assert row["seed"] == k and row["episode_seeds"] == seeds.online(k).take(16)
+        assert len(row["tasks"]) == 16 and set(row["success"]) == {"o2o-drl", "online-only", "spread"}
+        heuristic = np.array(row["success"]["spread"])
+        for method in ("o2o-drl", "online-only"):
+            learner = np.array(row["success"][method])
+            assert len(learner) == 16 and np.all(learner <= np.array(row["tasks"]))
+            assert row[method]["regret_tasks"]["spread"] == int((heuristic - learner).sum())
+            assert row[method]["dip"] <= 0
+    # O2O-DRL's recorded episodes give its training success rate of each batch again.
+    batches = [r for r in map(json.loads, (out / "metrics" / "seed0" / "metrics.jsonl").read_text().splitlines())
+               if r["phase"] == "o2o"]
+    row = deployment["per_seed"][0]
+    rates = np.array(row["success"]["o2o-drl"]) / np.array(row["tasks"])
+    assert [b["train_success_rate"] for b in batches] == [float(rates[:8].mean()), float(rates[8:].mean())]
+    regrets = deployment["mean"]["o2o-drl"]["regret_tasks_per_seed"]["spread"]
+    assert deployment["mean"]["o2o-drl"]["regret_tasks"]["spread"] == np.mean(regrets)
+    assert "## The cold start" in (out / "results.md").read_text()
+    for name in ("results.md", "learning_curve.png", "deployment.png", "comparison.png", "logs.db"):
         assert (out / name).stat().st_size > 0
     assert (out / "metrics" / "seed0" / "metrics.jsonl").exists()
     with LogStore.open(out / "logs.db") as store:
@@ -91,6 +114,7 @@ def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
     tiny[tiny.index("--seeds") + 1:tiny.index("--seeds") + 1] = ["1"]
     assert main(["run", *tiny, "--workers", "1", "--out", str(out), "--json"]) == 0
     before = json.loads((out / "results.json").read_text())
+    section = (out / "results.md").read_text().split("## The cold start")[1]
     capsys.readouterr()
     assert main(["report", "--run", str(out), "--json"]) == 0
     paired = json.loads(capsys.readouterr().out)
@@ -99,6 +123,8 @@ def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
         assert after[method]["success_rate"] == before[method]["success_rate"]
         assert after[method].get("probes_per_task") == before[method].get("probes_per_task")
     assert after["tuned"] == before["tuned"]
+    assert after["deployment"] == before["deployment"]  # from results.json's counts
+    assert (out / "results.md").read_text().split("## The cold start")[1] == section
     assert paired == after["o2o-drl"]["paired"]
     assert main(["report", "--run", str(tmp_path / "none")]) == 2
 
@@ -108,4 +134,10 @@ def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
     rungs = json.loads(capsys.readouterr().out)
     assert [r["rung"] for r in rungs] == ["paper", "+ spread logs (project)"]
     assert rungs[0]["settings"]["preset"] == "paper" and rungs[1]["settings"]["log_heuristic"] == "spread"
-    assert "| paper |" in (abl / "ablation.md").read_text()
+    table = (abl / "ablation.md").read_text()
+    assert "| paper |" in table and "probes/task" in table
+    # Rung 0 (paper) observes v1: the peers' 1-bit flags; rung 7 (project) v2: full answers.
+    assert [(r["probes_per_task"], r["probes_note"]) for r in rungs] == [(3, "1-bit overload flags"), (3, "full answers")]
+    report = json.loads((abl / "ablation.json").read_text())
+    assert set(report["heuristics"]) == {"ratc", "spread", "slack-reliable", "central"}
+    assert set(report["tuned"]) == {"spread", "slack-reliable"} and report["heuristic_probes"]["central"] == "full"

@@ -67,7 +67,7 @@ def cmd_run(args) -> int:
     if args.json:
         print(json.dumps(json_safe({k: report[k] for k in [*METHODS, "bound"]})))
     else:
-        print(f"results in {out}/ (results.json, results.md, learning_curve.png, comparison.png, "
+        print(f"results in {out}/ (results.json, results.md, learning_curve.png, deployment.png, comparison.png, "
               "models/, logs.db, metrics/)")
     return 0
 

@@ -16,8 +16,11 @@ each). Episode seeds of the phases never overlap (``o2o.core.seeds``): logs from
 online training from ``online(k)``, learning-curve points from ``VALIDATION``, the final
 evaluation from ``TEST``.
 
+The cold start in numbers (``o2o.experiments.deployment``): every online training episode as its
+users got it, against the logging heuristic run on the same episodes (``deployment``).
+
 Outputs in the run folder: ``results.json``, ``results.md``, ``learning_curve.png``,
-``comparison.png``, ``logs.db``, ``models/<method>/seed<k>/`` (model folders),
+``deployment.png``, ``comparison.png``, ``logs.db``, ``models/<method>/seed<k>/`` (model folders),
 ``metrics/seed<k>/`` (JSON lines and TensorBoard).
 """
 
@@ -32,13 +35,14 @@ from typing import Any, Callable
 import numpy as np
 
 from o2o.core import seeds
+from o2o.core.decpomdp import probes_per_decision
 from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
 from o2o.core.metrics import json_safe
 from o2o.core.network import sample_network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario, scenario_from_dict
-from o2o.core.decpomdp import probes_per_decision
+from o2o.experiments.deployment import deployment_report, deployment_section, plot_deployment, resummarize
 from o2o.experiments.methods import (
     HEURISTICS,
     LEARNED,
@@ -121,6 +125,12 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
         timing[f"{phase}_per_seed"] = float(np.mean([r.seconds[phase] for r in learned]))
     dataset_path.unlink()  # rebuilt from logs.db at any time with `o2o dataset export`
 
+    # The cold start in numbers: the logging heuristic on each seed's online episodes.
+    start = time.perf_counter()
+    deployment = deployment_report(scenario, network, learned, heuristic,
+                                   window=settings.online.episodes_per_batch)
+    timing["deployment_reference"] = time.perf_counter() - start
+
     # 4. The comparison on held-out episodes.
     start = time.perf_counter()
     eval_seeds = seeds.TEST.take(plan.eval_episodes)
@@ -136,6 +146,7 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
     report = {
         **results,
         "cold_start": cold_start(learned),
+        "deployment": deployment,
         "timing_s": timing,
         "plan": asdict(plan),
         "scenario": scenario.model_dump(mode="json"),
@@ -149,10 +160,12 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
     table = format_results(results)
     (out / "results.md").write_text(
         f"# O2O-DRL on {scenario.name}\n\n{plan.eval_episodes} held-out episodes, {plan.seeds} "
-        f"training seeds, network seed {network_seed}.\n\n{table}\n")
+        f"training seeds, network seed {network_seed}.\n\n{table}\n\n{deployment_section(deployment)}")
     plot_learning_curve(out / "learning_curve.png", learned, results)
+    plot_deployment(out / "deployment.png", deployment)
     plot_comparison(out / "comparison.png", results)
     log(table)
+    log(deployment_section(deployment))
     log("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in timing.items()))
     return report
 
@@ -189,10 +202,15 @@ def rebuild_report(out: Path, log: Callable[[str], None] = print) -> dict[str, A
                                 {**probes, **learned_probes(network.n, obs_layout)})
     results["tuned"] = tuned
     report.update(results)
+    section = ""
+    if "deployment" in report:  # runs made before the cold start was counted have none
+        report["deployment"] = resummarize(report["deployment"])
+        section = "\n" + deployment_section(report["deployment"])
+        plot_deployment(out / "deployment.png", report["deployment"])
     path.write_text(json.dumps(json_safe(report), indent=2))
     table = format_results(results)
     (out / "results.md").write_text(
         f"# O2O-DRL on {scenario.name}\n\n{len(eval_seeds)} held-out episodes, {len(learned)} training "
-        f"seeds, network seed {report['network_seed']}.\n\n{table}\n")
+        f"seeds, network seed {report['network_seed']}.\n\n{table}\n{section}")
     log(table)
     return report

@@ -24,6 +24,7 @@ import torch
 from o2o.core import seeds
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
+from o2o.experiments.deployment import online_episodes
 from o2o.learn.evaluate import evaluate_policy, make_eval_fn
 from o2o.learn.offline import train_offline
 from o2o.learn.online import train_online
@@ -77,6 +78,8 @@ class SeedResult:
     online_only_curve: list[dict[str, Any]]
     final: dict[str, list[float]]            # method -> success rate per evaluation episode
     seconds: dict[str, float] = field(default_factory=dict)
+    # method -> its online training episodes as collected: {"seeds", "tasks", "success"}
+    online_episodes: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,8 @@ def train_seed(job: SeedJob) -> SeedResult:
         final["o2o-drl"] = evaluate_policy(scenario, network, o2o.policy.actor, eval_seeds)["success_rate"].tolist()
 
         if not job.online_only:
-            return SeedResult(seed, offline_curve, o2o.curve, [], final, seconds)
+            return SeedResult(seed, offline_curve, o2o.curve, [], final, seconds,
+                              {"o2o-drl": online_episodes(o2o)})
         start = time.perf_counter()
         scratch = train_online(scenario, network, None, job.settings.online,
                                episodes=plan.online_episodes, seed=seed, eval_every=plan.online_eval_every,
@@ -149,7 +153,8 @@ def train_seed(job: SeedJob) -> SeedResult:
         seconds["online_only"] = time.perf_counter() - start
         save("online-only", scratch.policy, {"online_episodes": scratch.episodes})
         final["online-only"] = evaluate_policy(scenario, network, scratch.policy.actor, eval_seeds)["success_rate"].tolist()
-    return SeedResult(seed, offline_curve, o2o.curve, scratch.curve, final, seconds)
+    return SeedResult(seed, offline_curve, o2o.curve, scratch.curve, final, seconds,
+                      {"o2o-drl": online_episodes(o2o), "online-only": online_episodes(scratch)})
 
 
 def log_dataset(scenario: Scenario, network: Network, heuristic: str, episodes: int, db: str | Path,

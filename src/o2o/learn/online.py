@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -124,13 +124,17 @@ def critic_inputs(obs: np.ndarray, critic_input: str) -> np.ndarray:
 
 @dataclass
 class OnlineResult:
-    """The fine-tuned policy, the evaluation curve and the per-batch record."""
+    """The fine-tuned policy, the evaluation curve, the per-batch record and, per training
+    episode in the order collected, what its users got from the policy of the moment."""
 
     policy: Policy
     curve: list[dict[str, Any]]     # one point per evaluation: episodes, env_steps, success_rate...
     history: list[dict[str, Any]]   # one record per batch: training success rate, losses
     episodes: int
     seconds: float
+    episode_seeds: list[int] = field(default_factory=list)    # online(k) seeds, as collected
+    episode_tasks: list[int] = field(default_factory=list)    # tasks of each of those episodes
+    episode_success: list[int] = field(default_factory=list)  # ... and how many succeeded
 
     @property
     def critic(self) -> Critic:
@@ -291,6 +295,7 @@ class OnlinePPO:
         tracker = tracker or Tracker()
         curve: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
+        episodes_seen: dict[str, list[int]] = {"seeds": [], "tasks": [], "success": []}
         T = self.scenario.slots
         per_batch = self.s.episodes_per_batch
 
@@ -306,6 +311,9 @@ class OnlinePPO:
             while self.episodes_done < episodes:
                 seeds = online_seeds(self.seed).take(per_batch, self.episodes_done)
                 buf, metrics = self.collect(seeds)
+                episodes_seen["seeds"] += seeds
+                episodes_seen["tasks"] += metrics["tasks"].astype(int).tolist()
+                episodes_seen["success"] += metrics["success"].astype(int).tolist()
                 record = self.update(buf)
                 self.episodes_done += per_batch
                 record.update({"train_success_rate": float(metrics["success_rate"].mean()),
@@ -322,7 +330,8 @@ class OnlinePPO:
                 bar.set_postfix(post)
                 bar.update(per_batch)
         return OnlineResult(self.policy, curve, history, self.episodes_done,
-                            time.perf_counter() - start)
+                            time.perf_counter() - start, episodes_seen["seeds"],
+                            episodes_seen["tasks"], episodes_seen["success"])
 
 
 def train_online(scenario: Scenario, network: Network, policy: Policy | None = None,

@@ -104,13 +104,14 @@ class RDA(Rule):
 
 
 def _check_params(name: str, values: dict[str, float], bounds: dict[str, tuple[float, float]]) -> None:
-    """Refuse a parameter outside its range (lo exclusive when lo is 0 for a margin)."""
+    """Refuse a parameter outside its range: (lo, hi] for a margin (a fraction of the
+    deadline, so > 0), [lo, hi] for the others."""
     for key, value in values.items():
         lo, hi = bounds[key]
-        ok = np.isfinite(value) and (value > lo if key.endswith("margin") else value >= lo) and value <= hi
-        if not ok:
-            kind = "(lo, hi]" if key.endswith("margin") else "[lo, hi]"
-            raise ValueError(f"{name} {key} must lie in {kind} = [{lo}, {hi}], got {value}")
+        margin = key.endswith("margin")
+        if not (np.isfinite(value) and (value > lo if margin else value >= lo) and value <= hi):
+            span = f"({lo:g}, {hi:g}]" if margin else f"[{lo:g}, {hi:g}]"
+            raise ValueError(f"{name} {key} must lie in {span}, got {value:g}")
 
 
 class Spread(Rule):

@@ -54,7 +54,7 @@ def test_simulate_uses_a_tuned_file_and_refuses_one_for_another_network_or_scena
     assert main(["simulate", *SMALL, "--network-seed", "1", "--tuned", str(tuned_file), "--scheduler", "ratc",
                  "--episodes", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"ratc", "spread", "bound"}
+    assert set(out) == {"ratc", "spread", "bound", "bound-task", "bound_episodes"}
     assert out["spread"]["params"] == params and out["spread"]["tuned"]["params"] == params
     assert out["spread"]["tuned"]["validation_seeds"] == [900_000, 900_001, 900_002]
     for wrong in (["--network-seed", "2"], ["--network-seed", "1", "--set", "nodes=5"]):

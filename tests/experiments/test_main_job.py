@@ -23,12 +23,13 @@ def test_run_writes_the_comparison_models_logs_and_plots(tmp_path, capsys):
     assert main(["run", *TINY, "--workers", "1", "--out", str(out), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     report = json.loads((out / "results.json").read_text())
-    assert set(printed) == {*METHODS, "bound"}
+    assert set(printed) == {*METHODS, "bound", "bound-task"}
     for method in METHODS:
         r = report[method]
         lo, hi = r["ci95"]
-        assert lo <= r["success_rate"] <= hi and 0 <= r["success_rate"] <= report["bound"] <= 1
+        assert lo <= r["success_rate"] <= hi and 0 <= r["success_rate"] <= 1
         assert printed[method]["success_rate"] == r["success_rate"]
+    assert 0 < report["bound"] <= report["bound-task"] <= 1
     for method in ("offline-only", "online-only", "o2o-drl"):
         assert len(report[method]["per_seed"]) == 2
         for seed in (0, 1):
@@ -75,7 +76,7 @@ def test_run_writes_the_comparison_models_logs_and_plots(tmp_path, capsys):
     assert np.isfinite(report["timing_s"]["total"])
     # O2O-DRL's paired differences to every other method, from the per-episode rates.
     paired = report["o2o-drl"]["paired"]
-    assert set(paired) == {m for m in report if m not in ("o2o-drl", "bound") and isinstance(report[m], dict)
+    assert set(paired) == {m for m in report if m not in ("o2o-drl", "bound", "bound-task") and isinstance(report[m], dict)
                            and "success_rate" in report[m]}
     diff = np.mean(np.array(report["o2o-drl"]["per_episode"]) - np.array(report["spread"]["per_episode"]))
     assert paired["spread"]["diff"] == diff
@@ -141,3 +142,12 @@ def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
     report = json.loads((abl / "ablation.json").read_text())
     assert set(report["heuristics"]) == {"ratc", "spread", "slack-reliable", "central"}
     assert set(report["tuned"]) == {"spread", "slack-reliable"} and report["heuristic_probes"]["central"] == "full"
+    # Each rung is also evaluated on validation episodes (where a rung may be chosen), disjoint
+    # from the held-out ones it reports, and paired against the tuned same-information rule.
+    assert not set(report["validation_seeds"]) & set(report["evaluation_seeds"])
+    assert set(report["heuristics_validation"]) == set(report["heuristics"])
+    for row in report["rungs"]:
+        assert 0 < row["o2o-drl"]["validation"] <= 1
+        rule = report["heuristics"]["slack-reliable"]
+        assert abs(row["o2o-drl"]["vs_rule"][0] - (row["o2o-drl"]["success_rate"] - rule)) < 1e-9
+    assert "O2O-DRL - slack-reliable" in table and "O2O-DRL, validation" in table

@@ -23,7 +23,7 @@ from o2o.core.errors import UserError
 from o2o.experiments.methods import HEURISTICS, LEARNED
 from o2o.experiments.results_db import NO_SEED, ResultsDB
 from o2o.experiments.sweep_job import open_results, plan_units
-from o2o.experiments.sweeps import BOUND, decentralized_heuristics, load_sweep
+from o2o.experiments.sweeps import BOUND, BOUND_TASK, decentralized_heuristics, load_sweep
 from tests.logs.test_store import postgres_url  # noqa: F401  (a fixture)
 
 TINY = """\
@@ -107,7 +107,7 @@ def test_units_cover_every_cell_once():
     keys = [k for u in plan_units(sweep) for k in u.keys()]
     assert len(keys) == len(set(keys))
     heuristic_cells = {k for k in keys if k[2] == NO_SEED}
-    assert heuristic_cells == {(0, m, NO_SEED) for m in (*HEURISTICS, BOUND)}
+    assert heuristic_cells == {(0, m, NO_SEED) for m in (*HEURISTICS, BOUND, BOUND_TASK)}
     assert {k for k in keys if k[2] != NO_SEED} == {(p, m, s) for p in range(len(sweep.points))
                                                      for m in LEARNED for s in (0, 1)}
 
@@ -162,9 +162,9 @@ def test_the_tiny_sweep_has_every_cell(tiny):
     assert report["cells_missing"] == 0 and len(report["points"]) == 2
     for point in report["points"]:
         methods = point["methods"]
-        assert set(methods) == {*HEURISTICS, *LEARNED, "bound"}
-        # The bound is on the expected rate (a lucky episode may beat it), so only its range.
-        assert 0 < methods["bound"] <= 1
+        assert set(methods) == {*HEURISTICS, *LEARNED, "bound", "bound-task"}
+        # The bounds are on the expected rate (a lucky episode may beat them), so only their range.
+        assert 0 < methods["bound"] <= methods["bound-task"] <= 1
         # Every method's probes per task; the tunable rules tuned in their cells.
         assert methods["local"]["probes_per_task"] == 0 and methods["esf"]["probes_per_task"] == 3
         assert methods["central"]["probes_per_task"] == "full" and methods["o2o-drl"]["probes_per_task"] == 3
@@ -356,7 +356,7 @@ def test_a_testbed_sweep_trains_and_evaluates_every_method_on_node_processes(tmp
     assert summary["cells_missing"] == 0
     report = json.loads((out / "tinybed.json").read_text())
     (point,) = report["points"]
-    assert set(point["methods"]) == {*HEURISTICS, *LEARNED, "bound"}
+    assert set(point["methods"]) == {*HEURISTICS, *LEARNED, "bound", "bound-task"}
     assert all(0 <= point["methods"][m]["success_rate"] <= 1 for m in (*HEURISTICS, *LEARNED))
     # Logs, offline training, fine-tuning and the online-only baseline all ran on the testbed,
     # from its own task log; the models were published to the unit's store.

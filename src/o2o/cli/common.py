@@ -8,10 +8,9 @@ import json
 
 import numpy as np
 
-from o2o.core.episodes import sample_episodes
 from o2o.core.metrics import format_probes
 from o2o.core.progress import progress_bar
-from o2o.sim import episode_bound
+from o2o.sim import mean_bounds
 from o2o.sim.rollout import probes_per_task, simulate
 
 COUNT_FIELDS = ("tasks", "success", "drop", "exec_fail", "trans_fail")
@@ -60,20 +59,32 @@ def summarize(metrics: dict[str, np.ndarray], extended: bool = False) -> dict[st
     return out
 
 
-def format_table(results: dict[str, dict], bound: float) -> str:
+def format_bounds(bounds: dict) -> list[str]:
+    """The lines of the two bounds (``bound``: the LP, contention-aware; ``bound-task``: per
+    task), under a table of success rates."""
+    lines = []
+    for name in ("bound", "bound-task"):
+        if name in bounds:
+            note = (f"  (LP on the first {bounds['bound_episodes']} episodes)"
+                    if name == "bound" and "bound_episodes" in bounds else "")
+            lines.append(f"{name:<18}{bounds[name]:>18.4f}{note}")
+    return lines
+
+
+def format_table(results: dict[str, dict], bounds: dict) -> str:
     extended = all("mean_completion_s" in r for r in results.values())
-    header = f"{'scheduler':<16}{'success rate':>18}{'probes/task':>13}{'tasks':>9}{'success':>9}{'drop':>8}{'exec_fail':>11}{'trans_fail':>12}"
+    header = f"{'scheduler':<18}{'success rate':>18}{'probes/task':>13}{'tasks':>9}{'success':>9}{'drop':>8}{'exec_fail':>11}{'trans_fail':>12}"
     if extended:
         header += f"{'completion_s':>14}{'cpu_util':>10}"
     lines = [header, "-" * len(header)]
     for name, r in results.items():
         rate = f"{r['success_rate']:.4f} ± {r['success_rate_std']:.4f}"
-        line = (f"{name:<16}{rate:>18}{format_probes(r.get('probes_per_task')):>13}{r['tasks']:>9}{r['success']:>9}{r['drop']:>8}"
+        line = (f"{name:<18}{rate:>18}{format_probes(r.get('probes_per_task')):>13}{r['tasks']:>9}{r['success']:>9}{r['drop']:>8}"
                 f"{r['exec_fail']:>11}{r['trans_fail']:>12}")
         if extended:
             line += f"{r['mean_completion_s']:>14.3f}{r['cpu_utilisation']:>10.3f}"
         lines.append(line)
-    lines.append(f"{'bound':<16}{bound:>18.4f}")
+    lines += format_bounds(bounds)
     lines.append("probes/task: probe requests to other nodes per task (a node reads its own state "
                  "without one); full: sees every queue")
     for name, r in results.items():
@@ -82,22 +93,28 @@ def format_table(results: dict[str, dict], bound: float) -> str:
                      if r.get("tuned") else "defaults")
             values = ", ".join(f"{k}={v:g}" for k, v in r["params"].items())
             lines.append(f"{name}: {values} ({where})")
+        elif r.get("tuned") and "finish_weight" in r["tuned"]:
+            tuned = r["tuned"]
+            order = "largest task first" if tuned["largest_first"] else "node index order"
+            lines.append(f"{name}: finish weight {tuned['finish_weight']:g}, {order}, chosen on "
+                         f"{tuned['validation_episodes']} validation episodes")
     return "\n".join(lines)
 
 
 def simulate_report(scenario, network_seed: int, seeds: list[int], results: dict[str, dict],
-                    bound: float) -> str:
+                    bounds: dict) -> str:
     """The table ``o2o simulate`` prints, with its header line."""
     return (f"scenario {scenario.name}, network seed {network_seed}, episodes {seeds[0]}..{seeds[-1]}\n"
-            + format_table(results, bound))
+            + format_table(results, bounds))
 
 
 def scheduler_results(scenario, network, schedulers: dict, seeds: list[int], *, extended: bool = True,
                       batch_size: int = 64, progress=None,
-                      tuned: dict[str, dict] | None = None) -> tuple[dict[str, dict], float]:
-    """Every scheduler on the same episodes: its row of ``o2o simulate``'s table, and the bound.
-    A rule with parameters also gets them (``params``) and, where they were tuned, what the
-    tuning kept (``tuned``: its record's summary)."""
+                      tuned: dict[str, dict] | None = None) -> tuple[dict[str, dict], dict]:
+    """Every scheduler on the same episodes: its row of ``o2o simulate``'s table, and both bounds
+    (``mean_bounds``). A rule with parameters also gets them (``params``) and, where they were
+    tuned, what the tuning kept (``tuned``: its record's summary); ``central`` gets the rule its
+    planner chose on validation episodes (``tuned``)."""
     results = {}
     for name, sched in schedulers.items():
         if progress is not None:
@@ -109,8 +126,9 @@ def scheduler_results(scenario, network, schedulers: dict, seeds: list[int], *, 
             results[name]["params"] = sched.params()
         if tuned and name in tuned:
             results[name]["tuned"] = tuned[name]
-    bound = float(episode_bound(network, sample_episodes(scenario, network, seeds)).mean())
-    return results, bound
+        if getattr(sched, "chosen", None):
+            results[name]["tuned"] = sched.chosen
+    return results, mean_bounds(scenario, network, seeds)
 
 
 def compare_schedulers(scenario, network, schedulers: dict, seeds: list[int], *, network_seed: int,
@@ -119,11 +137,11 @@ def compare_schedulers(scenario, network, schedulers: dict, seeds: list[int], *,
     ``o2o simulate``; shared by ``o2o simulate`` and ``o2o evaluate``."""
     with progress_bar(total=len(schedulers) * len(seeds), desc="simulate", unit="episode",
                       disable=as_json) as bar:
-        results, bound = scheduler_results(scenario, network, schedulers, seeds,
-                                           extended=not as_json, batch_size=batch_size, progress=bar,
-                                           tuned=tuned)
+        results, bounds = scheduler_results(scenario, network, schedulers, seeds,
+                                            extended=not as_json, batch_size=batch_size, progress=bar,
+                                            tuned=tuned)
     if as_json:
-        print(json.dumps({**results, "bound": bound}))
+        print(json.dumps({**results, **bounds}))
     else:
-        print(simulate_report(scenario, network_seed, seeds, results, bound))
+        print(simulate_report(scenario, network_seed, seeds, results, bounds))
     return 0

@@ -65,7 +65,7 @@ def cmd_run(args) -> int:
                           settings=settings, workers=args.workers, tuned=tuned,
                           log=(lambda _msg: None) if args.json else print)
     if args.json:
-        print(json.dumps(json_safe({k: report[k] for k in [*METHODS, "bound"]})))
+        print(json.dumps(json_safe({k: report[k] for k in [*METHODS, "bound", "bound-task"] if k in report})))
     else:
         print(f"results in {out}/ (results.json, results.md, learning_curve.png, deployment.png, comparison.png, "
               "models/, logs.db, metrics/)")

@@ -27,7 +27,7 @@ from o2o.testbed.analysis import (
     bench_summary,
     compare_logs,
     comparison_lines,
-    episode_bound_mean,
+    episode_bounds_mean,
     measurement_lines,
     pacing_comparison_lines,
     simulator_logs,
@@ -161,14 +161,14 @@ def print_phase(args, setup: TestbedSetup, seeds: list[int], run: TestbedRun, he
     from o2o.cli.common import format_table, summarize
     from o2o.logs.db import describe_db
 
-    bound = episode_bound_mean(setup.scenario, setup.network, seeds)
+    bounds = episode_bounds_mean(setup.scenario, setup.network, seeds)
     summary = summarize(run.metrics(), extended=not args.json)
     if args.json:
-        print(json.dumps({args.scheduler: summary, "bound": bound}))
+        print(json.dumps({args.scheduler: summary, **bounds}))
         return 0
     if header is not None:
         print(header)
-    print(format_table({args.scheduler: summary}, bound))
+    print(format_table({args.scheduler: summary}, bounds))
     for line in measurement_lines(run.results):
         print(line)
     print(f"task log: run {run.run_id} in {describe_db(args.db)}")
@@ -207,7 +207,7 @@ def cmd_compare(args) -> int:
                     show_progress=not args.json)
     out = compare_logs(sim_logs, [r.log for r in run.results], scenario.slot_s)
     out.update({"scheduler": args.scheduler, "scenario": scenario.name, "nodes": network.n,
-                "bound": episode_bound_mean(scenario, network, seeds), "run": run.run_id,
+                **episode_bounds_mean(scenario, network, seeds), "run": run.run_id,
                 "hosts": setup.hosts, "pacing": setup.runtime.pacing})
     if args.json:
         print(json.dumps(out))
@@ -334,17 +334,17 @@ def cmd_o2o(args) -> int:
                              heuristic=heuristic, baselines=args.baseline,
                              training_seed=args.training_seed, eval_seeds=episode_seeds(args), say=say)
     scenario, network = setup.scenario, setup.network
-    bound = episode_bound_mean(scenario, network, report.eval_seeds)
+    bounds = episode_bounds_mean(scenario, network, report.eval_seeds)
     summaries = {name: summarize(run.metrics(), extended=not args.json) for name, run in report.runs.items()}
     if args.json:
-        print(json.dumps({**summaries, "bound": bound, "model_versions": report.versions,
+        print(json.dumps({**summaries, **bounds, "model_versions": report.versions,
                           "nodes_on_final_model": report.nodes_on_final_model, "store": args.store}))
         return 0
     print(f"O2O-DRL on the testbed: scenario {scenario.name}, {network.n} node processes, "
           f"{plan.collect_episodes} heuristic episodes ({heuristic}, run {report.collect_run}), "
           f"{plan.offline_steps} offline steps, {plan.online_rounds} x {plan.episodes_per_round} online "
           f"episodes; evaluation episodes {report.eval_seeds[0]}..{report.eval_seeds[-1]}")
-    print(format_table(summaries, bound))
+    print(format_table(summaries, bounds))
     final = report.versions["o2o"]
     print(f"models in {args.store}: offline-only = version {report.versions['offline']}, o2o-drl = "
           f"version {final}; nodes {report.nodes_on_final_model} ran version {final} (checksum verified)")

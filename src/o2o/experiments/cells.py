@@ -5,7 +5,8 @@ A unit writes one or more cells (point x method x seed) of the results database:
 ``heuristic``
     one heuristic (or central) at one point, on all held-out episodes: one cell.
 ``bound``
-    the bound of every held-out episode at one point: one cell.
+    both bounds of every held-out episode at one point: two cells, ``bound`` (the LP) and
+    ``bound-task``.
 ``training``
     one training seed at one point: the logging heuristic's episodes are logged to a task log,
     the data set is rebuilt from it, and ``train_seed`` (the main job's driver) trains and
@@ -44,9 +45,10 @@ from o2o.experiments.methods import (
     train_seed,
 )
 from o2o.experiments.results_db import NO_SEED, Cell
+from o2o.experiments.sweeps import BOUND_TASK
 from o2o.experiments.tuning import summary, tuned_rules
 from o2o.learn.settings import LearnerSettings
-from o2o.sim import episode_bound
+from o2o.sim import episode_lp_bound, episode_task_bound
 
 SIMULATOR_KINDS = ("heuristic", "bound", "training")
 TESTBED_KINDS = ("testbed-heuristics", "testbed-training")
@@ -149,7 +151,10 @@ def _heuristic(task: UnitTask) -> list[Cell]:
 def _bound(task: UnitTask) -> list[Cell]:
     network = sample_network(task.scenario, task.network_seed)
     episodes = sample_episodes(task.scenario, network, list(task.eval_seeds))
-    return [_cell(task, "bound", episode_bound(network, episodes))]
+    start = time.perf_counter()
+    lp = episode_lp_bound(task.scenario, network, episodes)
+    return [_cell(task, "bound", lp, {"lp_s_per_episode": (time.perf_counter() - start) / max(len(lp), 1)}),
+            _cell(task, BOUND_TASK, episode_task_bound(network, episodes))]
 
 
 def _training(task: UnitTask) -> list[Cell]:

@@ -37,7 +37,9 @@ from o2o.logs.store import LogStore
 from o2o.sim import make_scheduler
 from o2o.sim.rollout import probes_per_task, simulate
 
-HEURISTICS = ("random", "local", "rda", "ratc", "esf", "spread", "slack-reliable", "central")
+#: The centralized references (simulator only): the planner and its two greedy rules.
+CENTRAL_METHODS = ("central", "central-reliable", "central-earliest")
+HEURISTICS = ("random", "local", "rda", "ratc", "esf", "spread", "slack-reliable", *CENTRAL_METHODS)
 LEARNED = ("offline-only", "online-only", "o2o-drl")
 METHODS = (*HEURISTICS, *LEARNED)
 

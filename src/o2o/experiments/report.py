@@ -25,7 +25,8 @@ from o2o.experiments.methods import HEURISTICS, LEARNED, METHODS, SeedResult
 
 
 def summarize_methods(heuristic_rates: dict[str, np.ndarray], learned: list[SeedResult],
-                      bound: float, probes: dict[str, Any] | None = None) -> dict[str, Any]:
+                      bound: float, bound_task: float | None = None,
+                      probes: dict[str, Any] | None = None) -> dict[str, Any]:
     """``results.json`` content: per method the mean success rate and a 95% CI.
 
     Learned methods: the rate of each evaluation episode is averaged over the training seeds,
@@ -69,6 +70,8 @@ def summarize_methods(heuristic_rates: dict[str, np.ndarray], learned: list[Seed
             method: dict(zip(("diff", "lo", "hi"), mean_ci95(per_episode["o2o-drl"] - per_episode[method])))
             for method in METHODS if method != "o2o-drl" and method in per_episode}
     results["bound"] = bound
+    if bound_task is not None:
+        results["bound-task"] = bound_task
     return results
 
 
@@ -116,6 +119,8 @@ def format_results(results: dict[str, Any]) -> str:
         lines.append(f"| {method} | {r['success_rate']:.4f} | {interval(r['ci95'])} | "
                      f"{d['diff']:+.4f} {interval(d['ci95'], '+.4f')} | {probes_cell(r)} |")
     lines.append(f"| bound | {results['bound']:.4f} | | | |")
+    if "bound-task" in results:
+        lines.append(f"| bound-task | {results['bound-task']:.4f} | | | |")
     tuned = results.get("tuned") or {}
     if tuned:
         lines.append("")
@@ -175,6 +180,8 @@ def plot_comparison(path: Path, results: dict[str, Any]) -> None:
     colors = ["tab:gray"] * len(HEURISTICS) + ["tab:cyan", "tab:red", "tab:blue"]
     ax.bar(METHODS, means, yerr=err, color=colors, capsize=3)
     ax.axhline(results["bound"], color="black", ls="--", lw=1, label="bound")
+    if "bound-task" in results:
+        ax.axhline(results["bound-task"], color="gray", ls="--", lw=1, label="bound-task")
     lo = min(means) - 0.05
     ax.set_ylim(max(0.0, lo), 1.0)
     ax.set_ylabel("task success rate (95% CI)")

@@ -25,19 +25,22 @@ from typing import Any, Callable
 
 from o2o.core.limits import check_memory, check_testbed, dataset_bytes
 from o2o.core.progress import progress_bar
-from o2o.experiments.tuning import DEFAULT_EPISODES as TUNE_EPISODES
-from o2o.experiments.tuning import GRIDS, candidates
 from o2o.experiments.cells import Unit, UnitTask, eval_seeds, run_unit, worker_init
 from o2o.experiments.executors import make_executor
 from o2o.experiments.figure_report import write_report
+from o2o.experiments.methods import CENTRAL_METHODS
 from o2o.experiments.results_db import NO_SEED, ResultsDB
-from o2o.experiments.sweeps import BOUND, Sweep
+from o2o.experiments.sweeps import BOUND, BOUND_TASK, Sweep
+from o2o.experiments.tuning import DEFAULT_EPISODES as TUNE_EPISODES
+from o2o.experiments.tuning import GRIDS, candidates
 from o2o.learn.settings import learner_settings
+from o2o.sim.central import FINISH_WEIGHTS, ORDERS, TUNING_EPISODES
 
 # Rough seconds per unit of work on one core of the development machine, for the progress
 # bar's estimate of the time left (it corrects itself from the measured rate as cells finish).
 SIM_NODE_SLOT_S = 1.5e-6
 CENTRAL_NODE_SLOT_S = 3e-5
+LP_EPISODE_S = 1.5          # the bound's LP per paper-sim episode; ~ nodes^2 x slots (10 s at 50 nodes)
 LOG_NODE_SLOT_S = 3e-5
 ONLINE_NODE_SLOT_S = 2.5e-5
 OFFLINE_STEP_S = 8e-3
@@ -56,17 +59,17 @@ def plan_units(sweep: Sweep) -> list[Unit]:
     """Every unit of the sweep, each writing its cells (point x method x seed)."""
     units: list[Unit] = []
     scenario_points = sorted({p.scenario_key for p in sweep.points})
-    decentralized = [m for m in sweep.heuristics if m != "central"]
+    central = [m for m in sweep.heuristics if m in CENTRAL_METHODS]
+    decentralized = [m for m in sweep.heuristics if m not in CENTRAL_METHODS]
     for h in scenario_points:
         if sweep.testbed:
             if decentralized:
                 units.append(Unit("testbed-heuristics", h, tuple(decentralized)))
-            if "central" in sweep.methods:
-                units.append(Unit("heuristic", h, ("central",)))
+            units += [Unit("heuristic", h, (m,)) for m in central]
         else:
             units += [Unit("heuristic", h, (m,)) for m in sweep.heuristics]
         if BOUND in sweep.methods:
-            units.append(Unit("bound", h, (BOUND,)))
+            units.append(Unit("bound", h, (BOUND, BOUND_TASK)))
     if sweep.learned:
         kind = "testbed-training" if sweep.testbed else "training"
         units += [Unit(kind, p.index, sweep.learned, k) for p in sweep.points for k in range(sweep.seeds)]
@@ -80,12 +83,14 @@ def unit_weight(sweep: Sweep, unit: Unit) -> float:
     sc, plan = point.scenario, sweep.plan
     node_slots = sc.nodes * sc.slots
     if unit.kind == "heuristic":
-        per = CENTRAL_NODE_SLOT_S if unit.methods == ("central",) else SIM_NODE_SLOT_S
         tuning = (len(candidates(unit.methods[0])) * TUNE_EPISODES * node_slots * SIM_NODE_SLOT_S
                   if unit.methods[0] in GRIDS and sweep.tuned_for(point, unit.methods[0]) is None else 0.0)
-        return plan.eval_episodes * node_slots * per + tuning + 0.2
+        if unit.methods[0] in CENTRAL_METHODS:  # central also runs its grid on validation episodes
+            central_grid = TUNING_EPISODES * len(FINISH_WEIGHTS) * len(ORDERS) // 3 if unit.methods == ("central",) else 0
+            return (plan.eval_episodes + central_grid) * node_slots * CENTRAL_NODE_SLOT_S + 0.2
+        return plan.eval_episodes * node_slots * SIM_NODE_SLOT_S + tuning + 0.2
     if unit.kind == "bound":
-        return plan.eval_episodes * node_slots * SIM_NODE_SLOT_S + 0.1
+        return plan.eval_episodes * LP_EPISODE_S * (sc.nodes / 20) ** 2 * sc.slots / 100 + 0.1
     if unit.kind == "training":
         return (sweep.log_episodes(point) * node_slots * LOG_NODE_SLOT_S
                 + plan.offline_steps * OFFLINE_STEP_S * max(1.0, sc.nodes / 20)

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from o2o.core.errors import UserError
 from o2o.core.scenario import PRESETS, Scenario, load_scenario, read_yaml_file
-from o2o.experiments.methods import HEURISTICS, LEARNED, METHODS, Plan
+from o2o.experiments.methods import CENTRAL_METHODS, HEURISTICS, LEARNED, METHODS, Plan
 from o2o.experiments.specs import FIGURES, PLAN_NAMES
 from o2o.experiments.testbed_job import TestbedPlan
 from o2o.experiments.tuning import DEFAULT_EPISODES as TUNE_EPISODES
@@ -52,14 +52,15 @@ from o2o.experiments.tuning import GRIDS, load_tuned, scenario_fingerprint
 from o2o.learn.settings import learner_settings
 
 LOGGING_FIELD = "logging"
-BOUND = "bound"
+BOUND = "bound"           # the unit that writes both bounds' cells: "bound" (LP) and BOUND_TASK
+BOUND_TASK = "bound-task"
 # The nodes' count a `scale_logs_with_nodes` plan's log_episodes is written for (paper-sim).
 LOG_NODES_REFERENCE = 20
 
 
 def decentralized_heuristics() -> tuple[str, ...]:
     """The decentralized heuristics the project ships (those of the comparison, less central)."""
-    return tuple(h for h in HEURISTICS if h != "central")
+    return tuple(h for h in HEURISTICS if h not in CENTRAL_METHODS)
 
 
 def all_methods() -> tuple[str, ...]:

@@ -55,6 +55,7 @@ from o2o.core.decpomdp import (
     obs_dim,
 )
 from o2o.core.errors import UserError
+from o2o.core.scenario import MAX_NODES
 
 MODEL_FORMAT = "o2o-model"
 FORMAT_VERSION = 1
@@ -245,6 +246,7 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
                 "weights_file", "sha256"):
         if key not in m:
             raise ModelError(f"model {url}: manifest lacks {key!r}")
+    _check_manifest_types(m, url)
     layout = m["obs_layout"]
     if layout not in OBS_LAYOUTS:
         raise ModelError(f"model {url} was trained on observation layout {layout!r}, which this o2o "
@@ -304,6 +306,34 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
                          "cannot decide (retrain it)")
     return Model(manifest=m, arrays={k: v.astype(np.float32, copy=False) for k, v in arrays.items()},
                  url=url)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_manifest_types(m: dict[str, Any], url: str) -> None:
+    """Every field the loader reads has the type o2o writes (a manifest edited by hand or
+    written by something else is refused in one line, not met half-way)."""
+    checks = [
+        ("nodes", _whole(m["nodes"]) and 2 <= m["nodes"] <= MAX_NODES, f"a whole number 2..{MAX_NODES}"),
+        ("obs_dim", _whole(m["obs_dim"]), "a whole number"),
+        ("n_actions", _whole(m["n_actions"]), "a whole number"),
+        ("hidden", isinstance(m["hidden"], list) and len(m["hidden"]) <= 64
+         and all(_whole(h) and 1 <= h <= 1 << 20 for h in m["hidden"]), "a list of layer widths"),
+        ("parts", isinstance(m["parts"], list) and all(isinstance(p, str) for p in m["parts"]),
+         "a list of names"),
+        ("weights_file", isinstance(m["weights_file"], str)
+         and re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", m["weights_file"]) is not None
+         and m["weights_file"] not in (".", ".."), "a file name in the model folder"),
+        ("sha256", isinstance(m["sha256"], str), "a checksum"),
+        ("obs_layout", isinstance(m["obs_layout"], str), "a layout name"),
+    ]
+    checks += [(key, isinstance(m[key], str), "a name")
+               for key in ("activation", "actor_head", "critic_input") if key in m]
+    for key, ok, what in checks:
+        if not ok:
+            raise ModelError(f"model {url}: manifest field {key} is {m[key]!r}, not {what}")
 
 
 def _not_finite(arrays: dict[str, np.ndarray]) -> list[str]:

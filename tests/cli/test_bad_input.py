@@ -421,7 +421,7 @@ HAND_WRITTEN = [
     ("run", ["--out", "{finished}"], "already holds a finished run"),
     ("report", [], "is not the results file of a finished 'o2o run'"),
     ("report", ["--run", "{work}"], "holds no finished run"),
-    ("report", ["--run", "{work}/nowhere"], "holds no finished run"),
+    ("report", ["--run", "{work}/nowhere"], "no such folder"),
     ("ablation", ["--rung", "99"], "--rung must lie in"),
     ("testbed run", ["--scheduler", "drl"], "needs --model"),
     ("testbed run", ["--scheduler", "central"], "cannot run on the decentralized testbed"),

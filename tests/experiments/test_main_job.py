@@ -8,6 +8,7 @@ from o2o.cli.main import main
 from o2o.core import seeds
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
+from o2o.experiments.main_job import rebuild_report
 from o2o.experiments.methods import METHODS
 from o2o.logs.store import LogStore
 from o2o.models import load_model
@@ -114,20 +115,24 @@ def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
     tiny = [a for a in TINY if a not in ("2",)]
     tiny[tiny.index("--seeds") + 1:tiny.index("--seeds") + 1] = ["1"]
     assert main(["run", *tiny, "--workers", "1", "--out", str(out), "--json"]) == 0
-    before = json.loads((out / "results.json").read_text())
-    section = (out / "results.md").read_text().split("## The cold start")[1]
+    saved = {name: (out / name).read_bytes() for name in ("results.json", "results.md")}
+    before = json.loads(saved["results.json"])
     capsys.readouterr()
     assert main(["report", "--run", str(out), "--json"]) == 0
     paired = json.loads(capsys.readouterr().out)
-    after = json.loads((out / "results.json").read_text())
+    lines = []
+    after = rebuild_report(out, log=lines.append)
     for method in METHODS:  # the saved models (and the tuned values) give the same numbers again
         assert after[method]["success_rate"] == before[method]["success_rate"]
         assert after[method].get("probes_per_task") == before[method].get("probes_per_task")
     assert after["tuned"] == before["tuned"]
     assert after["deployment"] == before["deployment"]  # from results.json's counts
-    assert (out / "results.md").read_text().split("## The cold start")[1] == section
-    assert paired == after["o2o-drl"]["paired"]
+    assert lines[0].split("## The cold start")[1] == saved["results.md"].decode().split("## The cold start")[1]
+    assert paired == after["o2o-drl"]["paired"] == before["o2o-drl"]["paired"]
+    # `o2o report` recomputes and prints: the run's files are as the run wrote them
+    assert {name: (out / name).read_bytes() for name in saved} == saved
     assert main(["report", "--run", str(tmp_path / "none")]) == 2
+    assert "no such folder" in capsys.readouterr().err
 
     abl = tmp_path / "ablation"
     assert main(["ablation", *tiny, "--workers", "1", "--rung", "0", "--rung", "7", "--out", str(abl),

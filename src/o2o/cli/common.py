@@ -8,6 +8,14 @@ import json
 
 import numpy as np
 
+from o2o.core.limits import (
+    MAX_COUNT,
+    MAX_SEED,
+    MAX_TESTBED_EPISODES,
+    MAX_TRAINING_SEED,
+    MAX_TRAINING_SEEDS,
+    MAX_WORKERS,
+)
 from o2o.core.metrics import format_probes
 from o2o.core.progress import progress_bar
 from o2o.sim import mean_bounds
@@ -16,23 +24,33 @@ from o2o.sim.rollout import probes_per_task, simulate
 COUNT_FIELDS = ("tasks", "success", "drop", "exec_fail", "trans_fail")
 
 
-def at_least(minimum: int):
-    """An argparse type: a whole number >= ``minimum`` (a bad value is a one-line error)."""
+def at_least(minimum: int, maximum: int = MAX_COUNT):
+    """An argparse type: a whole number in [``minimum``, ``maximum``] (a bad value is a
+    one-line error). Every count has an upper bound (o2o.core.limits, docs/limits.md), checked
+    here, before any list is built or anything written."""
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        digits = text.strip().lstrip("+-")
+        if len(digits) > 4000 or not digits.isdigit():  # int() refuses 4300+ digits
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:40]!r}")
+        value = int(text)
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:,} (docs/limits.md), "
+                                             f"got {value:,}")
         return value
 
     parse.__name__ = f"integer >= {minimum}"
+    parse.maximum = maximum  # type: ignore[attr-defined]
     return parse
 
 
-COUNT = at_least(1)      # episodes, steps, batch sizes, repeats, workers
-SEED = at_least(0)       # episode, network and training seeds
+COUNT = at_least(1)      # episodes, steps, batch sizes, repeats: 1 .. 10^6
+SEED = at_least(0, MAX_SEED)                    # episode and network seeds
+TRAINING_SEED = at_least(0, MAX_TRAINING_SEED)  # the seed of one training run
+TRAINING_SEEDS = at_least(1, MAX_TRAINING_SEEDS)  # how many training seeds
+WORKERS = at_least(1, MAX_WORKERS)              # processes, torch threads
+TESTBED_EPISODES = at_least(1, MAX_TESTBED_EPISODES)
 
 
 def add_scenario_args(p: argparse.ArgumentParser, default: str = "paper-sim") -> None:

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from o2o.cli.common import COUNT, SEED, add_scenario_args, at_least, compare_schedulers
+from o2o.cli.common import (
+    COUNT,
+    SEED,
+    TRAINING_SEED,
+    WORKERS,
+    add_scenario_args,
+    at_least,
+    compare_schedulers,
+)
 from o2o.core import seeds
 from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
@@ -292,7 +300,7 @@ def _add_common_train(p) -> None:
     add_settings_arg(p)
     p.add_argument("--out", required=True, metavar="MODEL_DIR",
                    help="model folder to write (local path or fsspec URL, e.g. memory://m)")
-    p.add_argument("--seed", type=SEED, default=0, help="training seed (default 0)")
+    p.add_argument("--seed", type=TRAINING_SEED, default=0, help="training seed (default 0)")
     p.add_argument("--set-hparam", dest="hparams", action="append", default=[], metavar="KEY=VALUE",
                    help="override a hyper-parameter, value read as YAML (repeatable)")
     p.add_argument("--eval-episodes", type=at_least(0), default=10,
@@ -301,7 +309,7 @@ def _add_common_train(p) -> None:
                    help=f"first evaluation episode seed (default {seeds.TEST.start}, the held-out "
                         "range, which no log or training episode uses)")
     p.add_argument("--log-dir", help="metrics.jsonl and TensorBoard folder (default MODEL_DIR/logs)")
-    p.add_argument("--threads", type=COUNT, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=WORKERS, default=1, help="torch threads (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

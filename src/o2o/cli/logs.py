@@ -27,7 +27,7 @@ from o2o.logs.collect import collect
 from o2o.logs.dataset import build_dataset, save_dataset
 from o2o.logs.db import describe_db
 from o2o.logs.records import episode_logs_from_rollout
-from o2o.logs.store import LogStore
+from o2o.logs.store import LogStore, damaged_log_guard
 from o2o.sim import SCHEDULERS, make_scheduler
 
 DB_HELP = "task log: a SQLite file path (or sqlite:///PATH) or a postgresql+psycopg:// URL"
@@ -77,7 +77,7 @@ def format_summary(runs: list[dict]) -> str:
 
 
 def cmd_logs_summary(args) -> int:
-    with LogStore.open(args.db, read_only=True) as store:
+    with LogStore.open(args.db, read_only=True) as store, damaged_log_guard(describe_db(args.db)):
         runs = store.summary()
     if args.json:
         print(json.dumps({"db": describe_db(args.db), "runs": runs}))
@@ -92,7 +92,7 @@ def cmd_logs_summary(args) -> int:
 def cmd_dataset_export(args) -> int:
     target = args.out if str(args.out).endswith(".npz") else f"{args.out}.npz"  # as save_dataset
     check_output_file(target, "--out")
-    with LogStore.open(args.db, read_only=True) as store:
+    with LogStore.open(args.db, read_only=True) as store, damaged_log_guard(describe_db(args.db)):
         run_ids = args.run or None
         total = sum(len(store.episode_ids(r.id)) for r in store.runs()
                     if run_ids is None or r.id in run_ids)

@@ -12,11 +12,11 @@ import math
 import os
 import sys
 
-from o2o.cli.common import COUNT, SEED, at_least
+from o2o.cli.common import COUNT, SEED, TESTBED_EPISODES, TRAINING_SEED, at_least
 from o2o.cli.learn import add_obs_layout_arg, add_reward_credit_arg, add_settings_arg
 from o2o.core import seeds
 from o2o.core.errors import UserError
-from o2o.core.limits import check_testbed
+from o2o.core.limits import check_counts, check_testbed
 from o2o.core.network import sample_network
 from o2o.core.outputs import check_output_folder
 from o2o.core.scenario import load_scenario
@@ -51,7 +51,7 @@ def add_scenario_and_runtime_args(p: argparse.ArgumentParser) -> None:
     add_scenario_args(p, default="paper-testbed")
     p.add_argument("--nodes", type=at_least(2), default=None,
                    help="number of edge nodes (default: the scenario's; paper-testbed has 10)")
-    p.add_argument("--episodes", type=COUNT, default=5, help="episodes to run (default 5)")
+    p.add_argument("--episodes", type=TESTBED_EPISODES, default=5, help="episodes to run (default 5)")
     p.add_argument("--seed", type=SEED, default=0, help="first episode seed (default 0)")
     p.add_argument("--exec-mode", choices=["emulated", "compute"], default="emulated",
                    help="emulated: busy for c/F_j seconds (default); compute: burn real CPU work")
@@ -325,8 +325,9 @@ def cmd_o2o(args) -> int:
     check_output_folder(args.store, "--store")
     plan = TestbedPlan(args.collect_episodes, args.offline_steps, args.online_rounds,
                        args.episodes_per_round, args.episodes)
+    check_counts(dataclasses.asdict(plan), options=True)
     settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit,
-                                args.obs_layout)
+                                args.obs_layout, options=("--set-offline", "--set-online"))
     heuristic = args.heuristic or settings.log_heuristic
     _setup_logging(args.verbose)
     say = (lambda _msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -427,7 +428,7 @@ def register(sub, bench) -> None:
                     help="offline: Algorithm 1 on the runs; online: one Algorithm 2 update on episodes "
                          "run with the store's latest model")
     tr.add_argument("--steps", type=COUNT, default=5000, help="offline gradient steps (default 5000)")
-    tr.add_argument("--seed", type=SEED, default=0, help="training seed (default 0)")
+    tr.add_argument("--seed", type=TRAINING_SEED, default=0, help="training seed (default 0)")
     add_settings_arg(tr)
     add_reward_credit_arg(tr, "offline: of the data set, default the settings'; online: the model's")
     tr.add_argument("--set-hparam", action="append", default=[], metavar="KEY=VALUE",
@@ -446,13 +447,13 @@ def register(sub, bench) -> None:
     o.add_argument("--baseline", action="append", default=["rda"], metavar="NAME",
                    help="other heuristics to evaluate (default rda; repeatable)")
     o.set_defaults(seed=seeds.TEST.start)
-    o.add_argument("--collect-episodes", type=COUNT, default=20,
+    o.add_argument("--collect-episodes", type=TESTBED_EPISODES, default=20,
                    help="heuristic episodes logged for offline training (default 20)")
     o.add_argument("--offline-steps", type=COUNT, default=3000, help="offline gradient steps (default 3000)")
     o.add_argument("--online-rounds", type=at_least(0), default=5,
                    help="fine-tuning rounds, one PPO update each (default 5)")
-    o.add_argument("--episodes-per-round", type=COUNT, default=2, help="episodes per round (default 2)")
-    o.add_argument("--training-seed", type=SEED, default=0, help="training seed (default 0)")
+    o.add_argument("--episodes-per-round", type=TESTBED_EPISODES, default=2, help="episodes per round (default 2)")
+    o.add_argument("--training-seed", type=TRAINING_SEED, default=0, help="training seed (default 0)")
     o.add_argument("--store", required=True, help="a new model store folder (or fsspec URL) for this pipeline")
     o.add_argument("--db", default=DEFAULT_DB, help=f"task log (default {DEFAULT_DB})")
     add_settings_arg(o)

@@ -128,7 +128,7 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
     # The cold start in numbers: the logging heuristic on each seed's online episodes.
     start = time.perf_counter()
     deployment = deployment_report(scenario, network, learned, heuristic,
-                                   window=settings.online.episodes_per_batch)
+                                   window=min(settings.online.episodes_per_batch, plan.online_episodes))
     timing["deployment_reference"] = time.perf_counter() - start
 
     # 4. The comparison on held-out episodes.
@@ -175,10 +175,13 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
 def rebuild_report(out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Recompute a finished run's comparison from its saved models: every method evaluated
     again on the run's held-out episodes (deterministic: the same numbers), with the paired
-    differences of O2O-DRL to every other method. Rewrites ``results.json`` and ``results.md``."""
+    differences of O2O-DRL to every other method. Writes nothing: the run's files stay as the
+    run wrote them (the numbers are the same)."""
 
     out = Path(out)
     path = out / "results.json"
+    if not out.is_dir():
+        raise UserError(f"--run {out}: no such folder; give the folder of a finished 'o2o run'")
     if not path.exists():
         raise UserError(f"{out} holds no finished run (results.json is missing)")
     try:
@@ -208,11 +211,5 @@ def rebuild_report(out: Path, log: Callable[[str], None] = print) -> dict[str, A
     if "deployment" in report:  # runs made before the cold start was counted have none
         report["deployment"] = resummarize(report["deployment"])
         section = "\n" + deployment_section(report["deployment"])
-        plot_deployment(out / "deployment.png", report["deployment"])
-    path.write_text(json.dumps(json_safe(report), indent=2))
-    table = format_results(results)
-    (out / "results.md").write_text(
-        f"# O2O-DRL on {scenario.name}\n\n{len(eval_seeds)} held-out episodes, {len(learned)} training "
-        f"seeds, network seed {report['network_seed']}.\n\n{table}\n{section}")
-    log(table)
-    return report
+    log(format_results(results) + section)
+    return json_safe(report)

@@ -1,8 +1,10 @@
 """Running a sweep (``o2o figure NAME``, ``o2o sweep SPEC.yaml``): the cells of every point,
 resumable, on a local process pool or a Ray cluster, then the report.
 
-1. The results database is opened (created on the first run) and checked to belong to this
-   sweep (spec and plan) before anything is written.
+1. Everything that can be checked is checked before anything is written: the output folder,
+   the executor (Ray installed?), the memory of the workers and their data sets. Then the
+   results database is opened (created on the first run) and checked to belong to this sweep
+   (spec and plan); every cell read back is checked too (``o2o.experiments.cell_checks``).
 2. The units still to do are those with a cell missing from the database; a finished unit is
    never computed again, so a sweep stopped at any moment (Ctrl-C, a crash, kill -9) resumes
    where it stopped and ends with the same numbers as one that ran through.
@@ -23,10 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from o2o.core.limits import check_memory, check_testbed, dataset_bytes
+from o2o.core.limits import check_memory, check_testbed, check_workers, dataset_bytes
+from o2o.core.outputs import check_output_folder
 from o2o.core.progress import progress_bar
+from o2o.experiments.cell_checks import check_cells
 from o2o.experiments.cells import Unit, UnitTask, eval_seeds, run_unit, worker_init
-from o2o.experiments.executors import make_executor
+from o2o.experiments.executors import check_executor, cpu_count, make_executor
 from o2o.experiments.figure_report import write_report
 from o2o.experiments.methods import CENTRAL_METHODS
 from o2o.experiments.results_db import NO_SEED, ResultsDB
@@ -120,20 +124,34 @@ def unit_task(sweep: Sweep, unit: Unit, out: Path) -> UnitTask:
 
 
 def check_resources(sweep: Sweep, units: list[Unit], workers: int) -> None:
-    """Refuse, before anything runs, a sweep whose data sets do not fit in memory."""
-    training = [u for u in units if u.kind == "training"]
+    """Refuse, before anything runs, a sweep whose worker processes and data sets do not fit
+    in memory (``workers`` > 1: each unit in a process of its own)."""
+    sim = [u for u in units if not u.on_testbed]
+    training = [u for u in sim if u.kind == "training"]
+    data, what = 0, ""
     if training:
         layout = learner_settings(sweep.spec.settings).obs_layout
         biggest = max(training, key=lambda u: dataset_bytes(sweep.points[u.point].scenario,
                                                              sweep.log_episodes(sweep.points[u.point]),
                                                              layout))
         point = sweep.points[biggest.point]
-        need = dataset_bytes(point.scenario, sweep.log_episodes(point), layout) * min(workers, len(training))
-        check_memory(need, f"{min(workers, len(training))} training units at once (data sets of "
-                     f"{sweep.log_episodes(point)} episodes of {point.scenario.nodes} nodes)",
+        data = dataset_bytes(point.scenario, sweep.log_episodes(point), layout)
+        what = (f"data sets of {sweep.log_episodes(point)} episodes of {point.scenario.nodes} "
+                "nodes")
+        check_memory(data * min(workers, len(training)),
+                     f"{min(workers, len(training))} training units at once ({what})",
                      "use fewer --workers, or a plan with fewer log_episodes")
+    processes = min(workers, len(sim)) if workers > 1 else 0
+    if processes:
+        check_workers(processes, what or "the sweep's units", data)
     if any(u.on_testbed for u in units):
         check_testbed(max(p.scenario.nodes for p in sweep.points))
+
+
+def planned_workers(executor: str, workers: int | None) -> int:
+    """The worker processes a sweep will start on this machine (a Ray cluster reached by
+    ``--address`` has its own: counted as 1 here)."""
+    return max(1, workers or cpu_count())
 
 
 def open_results(sweep: Sweep, db: str | Path, *, create: bool) -> ResultsDB:
@@ -146,14 +164,19 @@ def run_sweep(sweep: Sweep, out: Path, *, db: str | Path | None = None, executor
               show_progress: bool = True, say: Callable[[str], None] = print) -> SweepOutcome:
     """Compute the sweep's missing cells into its results database and write its report."""
     out = Path(out)
+    check_output_folder(out, "--out")
     db = db if db is not None else out / "results.db"
+    if not report_only:
+        check_executor(executor)
+        check_resources(sweep, plan_units(sweep),
+                        1 if address else planned_workers(executor, workers))
     start = time.perf_counter()
     with open_results(sweep, db, create=not report_only) as results:
         computed = skipped = 0
         if not report_only:
             computed, skipped = _compute(sweep, out, results, executor=executor, address=address,
                                          workers=workers, show_progress=show_progress, say=say)
-        cells = results.read()
+        cells = check_cells(sweep, results.read(), results.where)
     report = write_report(sweep, cells, out)
     return SweepOutcome(report, computed, skipped, time.perf_counter() - start)
 

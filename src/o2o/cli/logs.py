@@ -1,4 +1,5 @@
-"""``o2o collect``, ``o2o logs summary``, ``o2o dataset export`` and ``o2o bench logs``."""
+"""``o2o collect``, ``o2o logs summary``, ``o2o dataset export`` and ``o2o bench logs`` (the
+data-set suite's commands are in ``o2o.cli.datasets``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 from o2o.cli.common import COUNT, SEED, add_scenario_args
+from o2o.cli.datasets import register as register_suite
 from o2o.core.decpomdp import (
     OBS_LAYOUT_V2,
     OBS_LAYOUT_VERSION,
@@ -208,6 +210,7 @@ def register(sub, bench) -> None:
     e.add_argument("--compress", action="store_true", help="write a compressed .npz")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=cmd_dataset_export)
+    register_suite(ds_sub)
 
     b = bench.add_parser("logs", help="task-log insert throughput in rows per second")
     add_scenario_args(b)

@@ -50,7 +50,8 @@ def simulate_block() -> str:
     from o2o.core.scenario import load_scenario
     from o2o.sim import make_scheduler
 
-    names = ["random", "local", "ratc", "rda", "esf", "spread", "slack-reliable", "central"]
+    names = ["random", "local", "ratc", "rda", "esf", "spread", "slack-reliable", "central",
+             "central-reliable", "central-earliest"]
     scenario = load_scenario("paper-sim")
     network = sample_network(scenario, 0)
     results, bound = scheduler_results(scenario, network, {n: make_scheduler(n) for n in names},
@@ -72,44 +73,82 @@ def _main_results() -> dict[int, dict]:
     return out
 
 
+def _pair(paired: dict, method: str) -> str:
+    d = paired[method]
+    return f"{d['diff']:+.4f} {interval((d['lo'], d['hi']), '+.4f')}"
+
+
 def main_job_block() -> str:
-    rows = ["| network seed | RATC | spread | central | O2O-DRL | O2O-DRL − RATC | O2O-DRL − spread "
-            "| share of the RATC→central gap | seeds above RATC | offline-only | online-only | time |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| network seed | RATC | spread (tuned) | slack-reliable (tuned) | central | bound | O2O-DRL "
+            "| O2O-DRL − RATC | O2O-DRL − slack-reliable | share of the RATC→central gap "
+            "| seeds above RATC / slack-reliable | offline-only | online-only | time |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s, r in _main_results().items():
         o2o, ratc, central = r["o2o-drl"], r["ratc"]["success_rate"], r["central"]["success_rate"]
-        paired = o2o["paired"]
+        rule = r["slack-reliable"]["success_rate"]
         gap = (o2o["success_rate"] - ratc) / (central - ratc)
         above = sum(x > ratc for x in o2o["per_seed"])
+        above_rule = sum(x > rule for x in o2o["per_seed"])
         rows.append(
-            f"| {s} | {ratc:.4f} | {r['spread']['success_rate']:.4f} | {central:.4f} | "
-            f"**{o2o['success_rate']:.4f}** | {paired['ratc']['diff']:+.4f} "
-            f"{interval((paired['ratc']['lo'], paired['ratc']['hi']), '+.4f')} | {paired['spread']['diff']:+.4f} "
-            f"{interval((paired['spread']['lo'], paired['spread']['hi']), '+.4f')} | {gap:.0%} | "
-            f"{above} of {len(o2o['per_seed'])} | {r['offline-only']['success_rate']:.4f} | "
+            f"| {s} | {ratc:.4f} | {r['spread']['success_rate']:.4f} | {rule:.4f} | {central:.4f} | "
+            f"{r['bound']:.4f} | **{o2o['success_rate']:.4f}** | {_pair(o2o['paired'], 'ratc')} | "
+            f"{_pair(o2o['paired'], 'slack-reliable')} | {gap:.0%} | "
+            f"{above} / {above_rule} of {len(o2o['per_seed'])} | {r['offline-only']['success_rate']:.4f} | "
             f"{r['online-only']['success_rate']:.4f} | {r['timing_s']['total'] / 60:.1f} min |")
     commands = ", ".join(f"`{MAIN_COMMAND.format(s=s)}`" for s in NETWORKS)
     return "\n".join(rows) + f"\n\n(Commands: {commands}; each run's `results.json` is kept in " \
         "`docs/results/main-netS.json`.)\n"
 
 
+def _probes(m: dict) -> str:
+    count = m.get("probes_per_task")
+    if count is None:
+        return ""
+    return count if isinstance(count, str) else f"{count:.2f}".rstrip("0").rstrip(".")
+
+
 def main_job_net_block(s: int) -> str:
     r = _main_results()[s]
-    rows = ["| method | success rate | 95% CI | vs RATC (paired) | O2O-DRL − method (paired) | per seed |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| method | success rate | 95% CI | probes/task | vs RATC (paired) | O2O-DRL − method (paired) | per seed |",
+            "|---|---|---|---|---|---|---|"]
     paired = r["o2o-drl"]["paired"]
-    for method in ("random", "local", "rda", "ratc", "esf", "spread", "central", "offline-only",
-                   "online-only", "o2o-drl"):
+    for method in ("random", "local", "rda", "ratc", "esf", "spread", "slack-reliable", "central",
+                   "central-reliable", "central-earliest", "offline-only", "online-only", "o2o-drl"):
         m = r[method]
         name = f"**{method}**" if method == "o2o-drl" else method
         vs = f"{m['vs_ratc']['diff']:+.4f} {interval(m['vs_ratc']['ci95'], '+.4f')}"
-        d = paired.get(method)
-        minus = f"{d['diff']:+.4f} {interval((d['lo'], d['hi']), '+.4f')}" if d else ""
+        minus = _pair(paired, method) if method in paired else ""
         seeds = " ".join(f"{x:.4f}" for x in m.get("per_seed", []))
-        rows.append(f"| {name} | {m['success_rate']:.4f} | {interval(m['ci95'], '.4f')} | {vs} | {minus} | {seeds} |")
-    rows.append(f"| bound | {r['bound']:.4f} | | | | |")
+        rows.append(f"| {name} | {m['success_rate']:.4f} | {interval(m['ci95'], '.4f')} | {_probes(m)} | "
+                    f"{vs} | {minus} | {seeds} |")
+    rows.append(f"| bound (LP) | {r['bound']:.4f} | | | | | |")
+    rows.append(f"| bound-task | {r['bound-task']:.4f} | | | | | |")
+    tuned = "; ".join(f"{name}: " + ", ".join(f"{k}={v:g}" for k, v in t["params"].items())
+                      for name, t in r.get("tuned", {}).items())
     minutes = r["timing_s"]["total"] / 60
-    return (f"`{MAIN_COMMAND.format(s=s)}` ({minutes:.1f} min)\n\n" + "\n".join(rows) + "\n")
+    return (f"`{MAIN_COMMAND.format(s=s)}` ({minutes:.1f} min)\n\n" + "\n".join(rows)
+            + f"\n\nTuned on validation episodes: {tuned}. probes/task: probe requests to other "
+            "nodes per task; full: central reads every queue; the learned methods' 19 are the "
+            "answers observation v2 needs from every peer.\n")
+
+
+def deployment_block() -> str:
+    """The cold start in numbers, from each run's ``deployment``."""
+    rows = ["| network seed | method | success over the online episodes | start | dip | regret vs spread, tasks (per seed) | above spread from episode (per seed) |",
+            "|---|---|---|---|---|---|---|"]
+    for s, r in _main_results().items():
+        d = r["deployment"]["mean"]
+        ref = next(iter(r["deployment"]["references"]))
+        for method, label in (("o2o-drl", "O2O-DRL"), ("online-only", "online-only")):
+            m = d[method]
+            per_seed = " ".join(f"{x:+d}" for x in m["regret_tasks_per_seed"][ref])
+            above = " ".join("never" if x is None else str(x) for x in m["above_from_episode_per_seed"][ref])
+            rows.append(f"| {s} | {label} | {m['success_rate']:.4f} | {m['start']:.4f} | {m['dip']:+.4f} | "
+                        f"{m['regret_tasks'][ref]:+.0f} ({per_seed}) | {above} |")
+        m = d["references"][ref]
+        rows.append(f"| {s} | {ref} (same episodes) | {m['success_rate']:.4f} | {m['start']:.4f} | "
+                    f"{m['dip']:+.4f} | | |")
+    return "\n".join(rows) + "\n"
 
 
 def curves_block() -> str:
@@ -210,7 +249,7 @@ def figure_rows(name: str, fig: dict) -> list[str]:
 
 
 GENERATORS = {"simulate": simulate_block, "main-job": main_job_block, "curves": curves_block,
-              "figures": figures_block,
+              "figures": figures_block, "deployment": deployment_block,
               **{f"main-job-net{s}": (lambda s=s: main_job_net_block(s)) for s in NETWORKS}}
 
 

@@ -1,0 +1,91 @@
+"""The external MARL baselines (the ``marl`` extra): the TorchRL env over the batched engine,
+the BenchMARL task, and a smoke run of each algorithm on a tiny scenario. Skipped without the
+extra."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("benchmarl")
+torch = pytest.importorskip("torch")
+
+from o2o.core import seeds  # noqa: E402
+from o2o.core.decpomdp import central_shared  # noqa: E402
+from o2o.experiments.marl.env import OffloadTorchEnv, scenario_and_network, task_config  # noqa: E402
+from o2o.experiments.marl.results import ALGORITHMS, marl_rows  # noqa: E402
+from o2o.experiments.marl.train import batch_episodes, run_marl  # noqa: E402
+from o2o.sim.env import OffloadVecEnv  # noqa: E402
+from o2o.sim.rollout import simulate  # noqa: E402
+
+TINY = ["nodes=3", "slots=5"]
+
+
+def test_torchrl_env_specs_and_lockstep_episodes():
+    from torchrl.envs.utils import check_env_specs
+
+    sc, net = scenario_and_network(task_config("paper-sim", TINY, 0))
+    env = OffloadTorchEnv(sc, net, seeds.online(2), num_envs=4)
+    check_env_specs(env)
+    env.episodes_used = 0
+    td = env.rollout(12, break_when_any_done=False)   # 2 episodes and 2 steps of a third
+    assert td.batch_size == (4, 12)
+    done = td["next", "done"][..., 0]
+    assert done[:, 4].all() and done[:, 9].all() and done.sum() == 8
+    assert env.episodes_used == 12                      # three resets of 4 episodes
+    # The first episode is seeds online(2)[0:4] of the vector env, step by step.
+    vec = OffloadVecEnv(sc, net)
+    obs, mask = vec.reset(seeds.online(2).take(4))
+    for t in range(5):
+        np.testing.assert_array_equal(td["agents", "observation"][:, t].numpy(), obs)
+        np.testing.assert_array_equal(td["agents", "action_mask"][:, t].numpy(), mask)
+        np.testing.assert_array_equal(td["state"][:, t].numpy(), central_shared(obs))
+        obs, mask, reward, _, _ = vec.step(td["agents", "action"][:, t].numpy())
+        np.testing.assert_array_equal(td["next", "reward"][:, t, 0].numpy(), reward)
+    # Random actions respect the masks (the env refuses any other).
+    taken = td["agents", "action"]
+    assert td["agents", "action_mask"].gather(-1, taken[..., None]).all()
+
+
+def test_fixed_episodes_replay_and_match_simulate():
+    """An env on a fixed list of seeds evaluates those episodes: the success rates of a rule
+    that keeps every task local equal ``simulate``'s with the ``local`` heuristic."""
+    from o2o.sim import make_scheduler
+
+    sc, net = scenario_and_network(task_config("paper-sim", TINY, 1))
+    test = seeds.TEST.take(3)
+    env = OffloadTorchEnv(sc, net, test, num_envs=3)
+
+    def local(td):
+        mask = td["agents", "action_mask"]
+        own = torch.arange(3).expand(mask.shape[:-1])
+        td["agents", "action"] = torch.where(mask[..., -1], torch.full_like(own, 3), own)
+        return td
+
+    for _ in range(2):  # every reset replays the same episodes
+        env.rollout(5, policy=local, break_when_any_done=True)
+        np.testing.assert_allclose(env.success_rates(), simulate(sc, net, test, make_scheduler("local"))["success_rate"])
+
+
+def test_batch_episodes_divide_the_budget():
+    assert batch_episodes(100, 400) == 50      # paper-sim: 5000 frames per batch, 8 batches
+    assert batch_episodes(100, 2000) == 50
+    assert batch_episodes(5, 40) == 40
+    assert batch_episodes(700, 400) == 10      # longer than BenchMARL's batch: one slot each
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_each_algorithm_trains_and_evaluates_on_the_test_episodes(algorithm, tmp_path):
+    changes = {"on_policy_n_minibatch_iters": 1, "on_policy_minibatch_size": 50,
+               "off_policy_n_optimizer_steps": 2, "off_policy_train_batch_size": 16}
+    report = run_marl(algorithm, "paper-sim", TINY, 0, tmp_path, lr_grid=(5e-4,), eval_episodes=4,
+                      validation_episodes=2, episodes=20, changes=changes, log=lambda _m: None)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["per_episode"] == report["per_episode"] and len(saved["per_episode"]) == 4
+    assert all(0.0 <= x <= 1.0 for x in saved["per_episode"])
+    assert saved["evaluation_seeds"] == seeds.TEST.take(4)
+    assert saved["budget"]["env_steps"] == 100 == saved["hyper_parameters"]["trials"][0]["frames"]
+    run = {"o2o-drl": {"per_episode": [1.0] * 4}, "evaluation_seeds": seeds.TEST.take(4),
+           "network_seed": 0, "scenario": saved["scenario"]}
+    row = marl_rows(run, [tmp_path])[f"marl-{algorithm}-x1"]
+    assert row["o2o_minus"]["diff"] == pytest.approx(1.0 - np.mean(saved["per_episode"]))

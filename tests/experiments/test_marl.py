@@ -89,3 +89,35 @@ def test_each_algorithm_trains_and_evaluates_on_the_test_episodes(algorithm, tmp
            "network_seed": 0, "scenario": saved["scenario"]}
     row = marl_rows(run, [tmp_path])[f"marl-{algorithm}-x1"]
     assert row["o2o_minus"]["diff"] == pytest.approx(1.0 - np.mean(saved["per_episode"]))
+
+
+def test_run_and_report_add_marl_rows_paired_on_the_same_episodes(tmp_path, capsys):
+    from o2o.cli.main import main
+
+    scenario = ["nodes=4", "slots=10"]
+    tiny = {"lr_grid": (5e-4,), "eval_episodes": 3, "validation_episodes": 2, "episodes": 20,
+            "changes": {"on_policy_n_minibatch_iters": 1, "on_policy_minibatch_size": 50},
+            "log": lambda _m: None}
+    run_marl("ippo", "paper-sim", scenario, 0, tmp_path / "ippo", **tiny)
+    run_marl("ippo", "paper-sim", scenario, 1, tmp_path / "other-net", **tiny)
+    args = ["run", "--set", "nodes=4", "--set", "slots=10", "--seeds", "1", "--log-episodes", "4",
+            "--offline-steps", "20", "--online-episodes", "8", "--eval-episodes", "3", "--quick",
+            "--workers", "1", "--json"]
+    # A result of another network is refused before anything is written.
+    assert main([*args, "--out", str(tmp_path / "refused"), "--marl", str(tmp_path / "other-net")]) == 2
+    assert "network seed differ" in capsys.readouterr().err and not (tmp_path / "refused").exists()
+    out = tmp_path / "run"
+    assert main([*args, "--out", str(out), "--marl", str(tmp_path / "ippo")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    row = printed["marl"]["marl-ippo-x1"]
+    saved = json.loads((out / "results.json").read_text())
+    o2o = np.array(saved["o2o-drl"]["per_episode"])
+    assert row["o2o_minus"]["diff"] == pytest.approx(np.mean(o2o - np.array(row["per_episode"])))
+    assert "marl-ippo-x1" in (out / "results.md").read_text()
+    # The report recomputes the run and keeps (or replaces) the rows.
+    assert main(["report", "--run", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["marl-ippo-x1"] == row["o2o_minus"]
+    assert "marl-ippo-x1" in (out / "results.md").read_text()
+    assert main(["report", "--run", str(out), "--marl", str(tmp_path / "other-net")]) == 2
+    assert main(["report", "--run", str(out), "--marl", str(tmp_path / "none")]) == 2
+    assert "holds no 'o2o marl' result" in capsys.readouterr().err

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "o2o.cli.run",
     "o2o.cli.testbed",
     "o2o.cli.figure",
+    "o2o.cli.marl",
 ]
 
 

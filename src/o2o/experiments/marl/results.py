@@ -76,3 +76,36 @@ def format_marl_rows(rows: dict[str, dict[str, Any]], o2o_train_s: float | None)
     if o2o_train_s is not None:
         lines.append(f"| o2o-drl (offline + online, per seed) | | | | | {o2o_train_s:.0f} |")
     return "\n".join(lines)
+
+
+def check_marl_folders(folders: list[str | Path], scenario: dict[str, Any], network_seed: int,
+                       evaluation_seeds: list[int]) -> None:
+    """Refuse, before a run starts, a folder that is no ``o2o marl`` result or was evaluated on
+    other episodes than the run will be."""
+    run = {"scenario": scenario, "network_seed": network_seed, "evaluation_seeds": evaluation_seeds,
+           "o2o-drl": {"per_episode": [0.0] * len(evaluation_seeds)}}
+    marl_rows(run, folders)
+
+
+def add_marl_rows(out: str | Path, report: dict[str, Any], folders: list[str | Path],
+                  log=print) -> dict[str, Any]:
+    """Add the ``o2o marl`` results in ``folders`` (none: the rows the run already holds) to a
+    finished run's comparison: the rows go to ``report["marl"]`` (and the run's
+    ``results.json``), their table to ``results.md``."""
+    out = Path(out)
+    if folders:
+        report["marl"] = marl_rows(report, folders)
+        (out / "results.json").write_text(json.dumps(json_safe(report), indent=2))
+    rows = report.get("marl")
+    if not rows:
+        return report
+    timing = report.get("timing_s", {})
+    o2o_s = (timing["offline_per_seed"] + timing["online_per_seed"]
+             if "offline_per_seed" in timing and "online_per_seed" in timing else None)
+    table = format_marl_rows(rows, o2o_s)
+    md = out / "results.md"
+    md.write_text(md.read_text() + "\n## External MARL baselines (BenchMARL, `o2o marl`)\n\n"
+                  "O2O-DRL's rate of each episode is its mean over the run's training seeds; each "
+                  f"external algorithm is one training seed.\n\n{table}\n")
+    log(table)
+    return report

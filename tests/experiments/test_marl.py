@@ -114,6 +114,10 @@ def test_run_and_report_add_marl_rows_paired_on_the_same_episodes(tmp_path, caps
     o2o = np.array(saved["o2o-drl"]["per_episode"])
     assert row["o2o_minus"]["diff"] == pytest.approx(np.mean(o2o - np.array(row["per_episode"])))
     assert "marl-ippo-x1" in (out / "results.md").read_text()
+    # The same rows from the run's results file alone (no models needed).
+    assert main(["marl", "compare", "--run-results", str(out / "results.json"), "--marl",
+                 str(tmp_path / "ippo"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["marl-ippo-x1"]["o2o_minus"] == row["o2o_minus"]
     # The report recomputes the run and keeps (or replaces) the rows.
     assert main(["report", "--run", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["marl-ippo-x1"] == row["o2o_minus"]

@@ -1,6 +1,7 @@
-"""``o2o marl``: an external MARL algorithm (BenchMARL's MAPPO, IPPO, QMIX or MASAC) trained on
-an o2o scenario with O2O-DRL's online budget and evaluated on ``o2o run``'s held-out episodes
-(``o2o.experiments.marl``; needs the ``marl`` extra)."""
+"""``o2o marl train``: an external MARL algorithm (BenchMARL's MAPPO, IPPO, QMIX or MASAC)
+trained on an o2o scenario with O2O-DRL's online budget and evaluated on ``o2o run``'s held-out
+episodes (``o2o.experiments.marl``; needs the ``marl`` extra). ``o2o marl compare``: their rows
+beside O2O-DRL's from a run's ``results.json`` (no extra needed)."""
 
 from __future__ import annotations
 
@@ -51,10 +52,44 @@ def cmd_marl(args) -> int:
     return 0
 
 
+def cmd_marl_compare(args) -> int:
+    from o2o.experiments.marl.results import format_marl_rows, marl_rows
+
+    path = Path(args.run_results)
+    try:
+        run = json.loads(path.read_text())
+        timing = run.get("timing_s", {})
+        o2o_s = timing.get("offline_per_seed", 0.0) + timing.get("online_per_seed", 0.0) or None
+        o2o = run["o2o-drl"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{path} is not the results file of a finished 'o2o run' ({exc})") from None
+    rows = marl_rows(run, args.marl)
+    if args.json:
+        print(json.dumps(json_safe(rows)))
+        return 0
+    print(f"O2O-DRL: success rate {o2o['success_rate']:.4f} [{o2o['ci95'][0]:.4f}, {o2o['ci95'][1]:.4f}] "
+          f"on {len(run['evaluation_seeds'])} held-out episodes ({path})")
+    print(format_marl_rows(rows, o2o_s))
+    return 0
+
+
 def register(sub, bench) -> None:
-    p = sub.add_parser("marl", help="train BenchMARL's MAPPO, IPPO, QMIX or MASAC on a scenario with "
-                       "O2O-DRL's online budget; evaluate it on the held-out episodes of 'o2o run' "
-                       "(needs the marl extra)")
+    m = sub.add_parser("marl", help="external MARL baselines (BenchMARL): train one, compare them "
+                       "with O2O-DRL")
+    msub = m.add_subparsers(dest="marl", metavar="ACTION")
+    msub.required = True
+    c = msub.add_parser("compare", help="the 'o2o marl train' results beside O2O-DRL's, paired per "
+                        "episode, from a finished run's results.json")
+    c.add_argument("--run-results", required=True, metavar="RESULTS_JSON",
+                   help="results.json of 'o2o run' (e.g. docs/results/main-net0.json)")
+    c.add_argument("--marl", action="append", required=True, metavar="DIR",
+                   help="an 'o2o marl train' --out folder (repeatable)")
+    c.add_argument("--json", action="store_true", help="print the rows as JSON")
+    c.set_defaults(func=cmd_marl_compare)
+
+    p = msub.add_parser("train", help="train BenchMARL's MAPPO, IPPO, QMIX or MASAC on a scenario with "
+                        "O2O-DRL's online budget; evaluate it on the held-out episodes of 'o2o run' "
+                        "(needs the marl extra)")
     p.add_argument("--algorithm", required=True, choices=ALGORITHMS, help="BenchMARL's algorithm")
     add_scenario_args(p)
     p.add_argument("--budget-x", type=COUNT, default=1,

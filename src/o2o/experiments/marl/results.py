@@ -60,7 +60,9 @@ def marl_rows(run: dict[str, Any], folders: list[str | Path]) -> dict[str, dict[
         rows[name] = {"success_rate": mean, "ci95": [lo, hi], "episodes": int(x.size),
                       "per_episode": x.tolist(), "o2o_minus": {"diff": d, "lo": dlo, "hi": dhi},
                       "train_s": r["wall_s"]["train_chosen"], "env_steps": r["budget"]["env_steps"],
-                      "lr": r["hyper_parameters"]["lr"], "folder": str(folder)}
+                      "lr": r["hyper_parameters"]["lr"],
+                      "evaluation": r["hyper_parameters"].get("evaluation", "deterministic"),
+                      "folder": str(folder)}
     return rows
 
 
@@ -70,7 +72,7 @@ def format_marl_rows(rows: dict[str, dict[str, Any]], o2o_train_s: float | None)
              "|---|---|---|---|---|---|"]
     for name, r in rows.items():
         p = r["o2o_minus"]
-        lines.append(f"| {name} (lr {r['lr']:g}) | {r['env_steps']} | {r['success_rate']:.4f} | "
+        lines.append(f"| {name} (lr {r['lr']:g}, {r.get('evaluation', 'deterministic')}) | {r['env_steps']} | {r['success_rate']:.4f} | "
                      f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}] | {p['diff']:+.4f} "
                      f"[{p['lo']:+.4f}, {p['hi']:+.4f}] | {r['train_s']:.0f} |")
     if o2o_train_s is not None:

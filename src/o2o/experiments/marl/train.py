@@ -12,13 +12,16 @@ Hyper-parameters. BenchMARL's defaults (its ``conf/`` YAML files: experiment, al
 model), except: frames per batch rounded down from its default (6000) to whole episodes of the
 10 parallel envs that also divide the budget (5000 on paper-sim), the replay memory no larger
 than the budget (it never overflows either way), and no logger, checkpoint or in-training
-evaluation. The one tuning: the learning rate, among ``LR_GRID`` (BenchMARL's default first),
-chosen on VALIDATION episodes; the chosen model is then evaluated on the TEST episodes.
+evaluation. The one tuning, on VALIDATION episodes: the learning rate among ``LR_GRID``
+(BenchMARL's default first) and how the policy acts when evaluated, BenchMARL's
+``evaluation_deterministic_actions`` True (its default: each node's most likely allowed action)
+or False (actions sampled from the policy, as O2O-DRL's ``drl`` rule does; epsilon-greedy with
+the final epsilon for QMIX). Only the chosen pair is evaluated on the TEST episodes.
 
-Evaluation: each node runs the trained policy on its own observation and mask, with BenchMARL's
-evaluation default (deterministic actions: the most likely action), on the episodes of
-``o2o.core.seeds.TEST`` in the same simulator, so the success rate of every episode pairs with
-O2O-DRL's on the same episode.
+Evaluation: each node runs the trained policy on its own observation and mask, on the episodes
+of ``o2o.core.seeds.TEST`` in the same simulator, so the success rate of every episode pairs
+with O2O-DRL's on the same episode. Sampled actions come from torch's generator seeded with
+the training seed.
 """
 
 from __future__ import annotations
@@ -100,10 +103,17 @@ def train(algorithm: str, task_cfg: dict, training_seed: int, frames: int, batch
     return experiment, time.perf_counter() - start
 
 
-def evaluate(experiment: Experiment, scenario: Scenario, network: Network, episode_seeds) -> np.ndarray:
-    """Per-episode success rates of the trained policy on ``episode_seeds`` (one batch)."""
+EVAL_MODES = {"deterministic": ExplorationType.DETERMINISTIC, "sampled": ExplorationType.RANDOM}
+
+
+def evaluate(experiment: Experiment, scenario: Scenario, network: Network, episode_seeds,
+             mode: str = "deterministic", seed: int = 0) -> np.ndarray:
+    """Per-episode success rates of the trained policy on ``episode_seeds`` (one batch), with
+    actions by ``mode`` (``EVAL_MODES``); sampled actions from torch's generator seeded
+    with ``seed``."""
     env = OffloadTorchEnv(scenario, network, list(episode_seeds), len(episode_seeds))
-    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+    torch.manual_seed(seed)
+    with torch.no_grad(), set_exploration_type(EVAL_MODES[mode]):
         env.rollout(max_steps=scenario.slots, policy=experiment.policy, break_when_any_done=True)
     return env.success_rates()
 
@@ -113,9 +123,9 @@ def run_marl(algorithm: str, scenario_name: str, overrides: list[str], network_s
              validation_episodes: int = 20, episodes: int | None = None,
              changes: dict[str, Any] | None = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train ``algorithm`` once per learning rate of ``lr_grid``, keep the one best on
-    ``validation_episodes`` VALIDATION episodes, evaluate it on ``eval_episodes`` TEST episodes
-    and write ``out/results.json``. ``episodes`` overrides the budget (tests); ``changes``
+    """Train ``algorithm`` once per learning rate of ``lr_grid``, keep the learning rate and
+    evaluation mode best on ``validation_episodes`` VALIDATION episodes, evaluate that on
+    ``eval_episodes`` TEST episodes and write ``out/results.json``. ``episodes`` overrides the budget (tests); ``changes``
     overrides experiment settings (tests)."""
     torch.set_num_threads(1)
     task_cfg = task_config(scenario_name, overrides, network_seed)
@@ -126,20 +136,24 @@ def run_marl(algorithm: str, scenario_name: str, overrides: list[str], network_s
     val_seeds = seeds.VALIDATION.take(validation_episodes)
     test_seeds = seeds.TEST.take(eval_episodes)
     trials: list[dict[str, Any]] = []
-    best: tuple[float, Experiment] | None = None
+    experiments: list[Experiment] = []
     for lr in lr_grid:
         experiment, seconds = train(algorithm, task_cfg, training_seed, frames, batch_frames, lr,
                                     out / "benchmarl" / f"lr{lr:g}", changes)
-        val = evaluate(experiment, scenario, network, val_seeds)
-        trials.append({"lr": lr, "validation_success_rate": float(val.mean()), "train_s": seconds,
+        val = {mode: float(evaluate(experiment, scenario, network, val_seeds, mode, training_seed).mean())
+               for mode in EVAL_MODES}
+        trials.append({"lr": lr, "validation_success_rate": val, "train_s": seconds,
                        "frames": int(experiment.total_frames)})
-        log(f"{algorithm} lr {lr:g}: validation success rate {val.mean():.4f} ({seconds:.0f} s, "
-            f"{experiment.total_frames} frames)")
-        if best is None or val.mean() > best[0]:
-            best = (float(val.mean()), experiment)
-    chosen = max(trials, key=lambda t: t["validation_success_rate"])  # first of equals: the default
+        experiments.append(experiment)
+        log(f"{algorithm} lr {lr:g}: validation success rate " +
+            ", ".join(f"{m} {v:.4f}" for m, v in val.items()) +
+            f" ({seconds:.0f} s, {experiment.total_frames} frames)")
+    # The best (learning rate, mode) on validation; the first of equals (BenchMARL's defaults).
+    k, mode = max(((k, m) for k in range(len(trials)) for m in EVAL_MODES),
+                  key=lambda km: trials[km[0]]["validation_success_rate"][km[1]])
+    chosen = trials[k]
     start = time.perf_counter()
-    rates = evaluate(best[1], scenario, network, test_seeds)
+    rates = evaluate(experiments[k], scenario, network, test_seeds, mode, training_seed)
     report = {
         "method": f"marl-{algorithm}", "algorithm": algorithm, "library": "benchmarl 1.5.2",
         "scenario": scenario.model_dump(mode="json"), "overrides": list(overrides),
@@ -147,16 +161,17 @@ def run_marl(algorithm: str, scenario_name: str, overrides: list[str], network_s
         "budget": {"budget_x": int(budget_x), "episodes": n_episodes, "env_steps": frames,
                    "env_step": "one slot of one episode: every node decides (BenchMARL's frame)"},
         "hyper_parameters": {"benchmarl_defaults": True, "lr_grid": list(lr_grid), "lr": chosen["lr"],
+                             "evaluation": mode,
                              "frames_per_batch": batch_frames, "n_envs": N_ENVS,
                              "changes": dict(changes or {}), "trials": trials,
                              "validation_seeds": val_seeds},
         "evaluation_seeds": test_seeds,
-        "evaluation": "deterministic actions (BenchMARL's evaluation default)",
+        "evaluation": f"{mode} actions (chosen on validation)",
         "per_episode": rates.tolist(), "success_rate": float(rates.mean()),
         "wall_s": {"train_chosen": chosen["train_s"], "train_all": sum(t["train_s"] for t in trials),
                    "evaluate": time.perf_counter() - start},
     }
     write_results(out, report)
     log(f"{algorithm}: TEST success rate {rates.mean():.4f} over {len(test_seeds)} episodes "
-        f"(lr {chosen['lr']:g})")
+        f"(lr {chosen['lr']:g}, {mode} actions)")
     return report

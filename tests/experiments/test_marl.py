@@ -125,3 +125,20 @@ def test_run_and_report_add_marl_rows_paired_on_the_same_episodes(tmp_path, caps
     assert main(["report", "--run", str(out), "--marl", str(tmp_path / "other-net")]) == 2
     assert main(["report", "--run", str(out), "--marl", str(tmp_path / "none")]) == 2
     assert "holds no 'o2o marl' result" in capsys.readouterr().err
+
+
+def test_marl_train_command_gives_o2o_drls_budget(tmp_path, capsys):
+    """``o2o marl train`` at --budget-x 1: Plan.online_episodes (400) episodes of T slots."""
+    from o2o.cli.main import main
+    from o2o.experiments.methods import Plan
+
+    out = tmp_path / "ippo"
+    assert main(["marl", "train", "--algorithm", "ippo", "--set", "nodes=3", "--set", "slots=2",
+                 "--lr-grid", "0.0005", "--eval-episodes", "2", "--validation-episodes", "1",
+                 "--out", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["budget"]["env_steps"] == Plan().online_episodes * 2 == 800
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["hyper_parameters"]["trials"][0]["frames"] == 800
+    assert saved["hyper_parameters"]["evaluation"] in ("deterministic", "sampled")
+    assert main(["marl", "train", "--algorithm", "ippo", "--out", str(out)]) == 2  # finished

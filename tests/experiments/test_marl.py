@@ -67,6 +67,32 @@ def test_fixed_episodes_replay_and_match_simulate():
         np.testing.assert_allclose(env.success_rates(), simulate(sc, net, test, make_scheduler("local"))["success_rate"])
 
 
+def test_refused_actions_are_replaced_and_counted():
+    """A node with a task that chooses N (no task) keeps its task; a node without a task takes
+    N whatever it chose. Always choosing N is then the ``local`` heuristic, and the count of
+    replaced actions is the number of tasks."""
+    from o2o.core.episodes import sample_episodes
+    from o2o.sim import make_scheduler
+
+    sc, net = scenario_and_network(task_config("paper-sim", TINY, 1))
+    test = seeds.TEST.take(3)
+    env = OffloadTorchEnv(sc, net, test, num_envs=3)
+
+    def always(action):
+        def policy(td):
+            td["agents", "action"] = torch.full(td["agents", "action_mask"].shape[:-1], action)
+            return td
+        return policy
+
+    env.rollout(5, policy=always(3), break_when_any_done=True)
+    tasks = int(sample_episodes(sc, net, test).has_task.sum())
+    assert env.replaced_actions == tasks and env.node_slots == 3 * 5 * 3
+    np.testing.assert_allclose(env.success_rates(), simulate(sc, net, test, make_scheduler("local"))["success_rate"])
+    env.replaced_actions = 0
+    env.rollout(5, policy=always(0), break_when_any_done=True)  # node 0 itself, or no task
+    assert env.replaced_actions == 3 * 5 * 3 - tasks
+
+
 def test_batch_episodes_divide_the_budget():
     assert batch_episodes(100, 400) == 50      # paper-sim: 5000 frames per batch, 8 batches
     assert batch_episodes(100, 2000) == 50

@@ -8,6 +8,12 @@ queue l_k and its task's s, c, d, what O2O-DRL's centralized critic reads,
 ``o2o.core.decpomdp.central_shared``), the team reward of the slot (``slot`` credit, paper IV-B)
 and ``done``. One environment step is one slot of the B episodes: every node decides at once.
 
+Actions the vector env refuses are replaced, and counted (``replaced_actions`` of
+``node_slots``): a node without a task takes the no-task action N whatever it chose (it has
+nothing to place), and a node with a task that chose N keeps the task (executes it itself).
+The mask forbids both, so only an algorithm that can sample a masked action reaches this
+(BenchMARL's MASAC: its masked logits are -18, not minus infinity).
+
 The B episodes run in lockstep (T slots each) and end together, so a reset always restarts all
 of them. Each reset draws the next B episode seeds of its source: a ``SeedRange`` read in order
 (training: ``o2o.core.seeds.online(k)``, the episodes O2O-DRL's training seed k sees, in the
@@ -47,6 +53,7 @@ class OffloadTorchEnv(EnvBase):
         self.vec = OffloadVecEnv(scenario, network, reward_credit="slot")
         self.scenario, self.network = scenario, network
         self.episodes, self.episodes_used = episodes, 0
+        self.replaced_actions, self.node_slots = 0, 0
         self.agent_names = [f"node_{i}" for i in range(network.n)]
         B, N, D = num_envs, network.n, self.vec.obs_dim
         flag = lambda *shape: Categorical(n=2, shape=torch.Size(shape), dtype=torch.bool, device=device)  # noqa: E731
@@ -97,8 +104,17 @@ class OffloadTorchEnv(EnvBase):
         td.update({"done": false, "terminated": false.clone(), "truncated": false.clone()})
         return td
 
+    def _legal(self, actions: np.ndarray) -> np.ndarray:
+        """The actions with the two refused kinds replaced (module docstring), counted."""
+        e, n = self.vec.engine, self.network.n
+        has = e.ep.has_task[:, e.t, :]
+        legal = np.where(has, np.where(actions == n, np.arange(n)[None], actions), n)
+        self.replaced_actions += int((legal != actions).sum())
+        self.node_slots += int(actions.size)
+        return legal
+
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        actions = tensordict.get((GROUP, "action")).cpu().numpy()
+        actions = self._legal(tensordict.get((GROUP, "action")).cpu().numpy())
         obs, mask, reward, done, _ = self.vec.step(actions)
         td = self._observation(obs, mask)
         ended = torch.from_numpy(done[:, None].copy()).to(self.device)

@@ -107,15 +107,23 @@ EVAL_MODES = {"deterministic": ExplorationType.DETERMINISTIC, "sampled": Explora
 
 
 def evaluate(experiment: Experiment, scenario: Scenario, network: Network, episode_seeds,
-             mode: str = "deterministic", seed: int = 0) -> np.ndarray:
+             mode: str = "deterministic", seed: int = 0) -> tuple[np.ndarray, float]:
     """Per-episode success rates of the trained policy on ``episode_seeds`` (one batch), with
-    actions by ``mode`` (``EVAL_MODES``); sampled actions from torch's generator seeded
-    with ``seed``."""
+    actions by ``mode`` (``EVAL_MODES``; sampled actions from torch's generator seeded with
+    ``seed``), and the fraction of node-slots whose action the env had to replace."""
     env = OffloadTorchEnv(scenario, network, list(episode_seeds), len(episode_seeds))
     torch.manual_seed(seed)
     with torch.no_grad(), set_exploration_type(EVAL_MODES[mode]):
         env.rollout(max_steps=scenario.slots, policy=experiment.policy, break_when_any_done=True)
-    return env.success_rates()
+    return env.success_rates(), env.replaced_actions / max(env.node_slots, 1)
+
+
+def replaced_in_training(experiment: Experiment) -> float | None:
+    """The fraction of node-slots whose action the training env replaced, if it can be reached."""
+    env = getattr(getattr(experiment, "collector", None), "env", None)
+    while env is not None and not isinstance(env, OffloadTorchEnv):
+        env = getattr(env, "base_env", None)
+    return env.replaced_actions / max(env.node_slots, 1) if env is not None else None
 
 
 def run_marl(algorithm: str, scenario_name: str, overrides: list[str], network_seed: int, out: Path, *,
@@ -140,10 +148,11 @@ def run_marl(algorithm: str, scenario_name: str, overrides: list[str], network_s
     for lr in lr_grid:
         experiment, seconds = train(algorithm, task_cfg, training_seed, frames, batch_frames, lr,
                                     out / "benchmarl" / f"lr{lr:g}", changes)
-        val = {mode: float(evaluate(experiment, scenario, network, val_seeds, mode, training_seed).mean())
+        val = {mode: float(evaluate(experiment, scenario, network, val_seeds, mode, training_seed)[0].mean())
                for mode in EVAL_MODES}
         trials.append({"lr": lr, "validation_success_rate": val, "train_s": seconds,
-                       "frames": int(experiment.total_frames)})
+                       "frames": int(experiment.total_frames),
+                       "replaced_actions_training": replaced_in_training(experiment)})
         experiments.append(experiment)
         log(f"{algorithm} lr {lr:g}: validation success rate " +
             ", ".join(f"{m} {v:.4f}" for m, v in val.items()) +
@@ -153,7 +162,7 @@ def run_marl(algorithm: str, scenario_name: str, overrides: list[str], network_s
                   key=lambda km: trials[km[0]]["validation_success_rate"][km[1]])
     chosen = trials[k]
     start = time.perf_counter()
-    rates = evaluate(experiments[k], scenario, network, test_seeds, mode, training_seed)
+    rates, replaced = evaluate(experiments[k], scenario, network, test_seeds, mode, training_seed)
     report = {
         "method": f"marl-{algorithm}", "algorithm": algorithm, "library": "benchmarl 1.5.2",
         "scenario": scenario.model_dump(mode="json"), "overrides": list(overrides),
@@ -168,6 +177,7 @@ def run_marl(algorithm: str, scenario_name: str, overrides: list[str], network_s
         "evaluation_seeds": test_seeds,
         "evaluation": f"{mode} actions (chosen on validation)",
         "per_episode": rates.tolist(), "success_rate": float(rates.mean()),
+        "replaced_actions": replaced,  # node-slots whose refused action the env replaced
         "wall_s": {"train_chosen": chosen["train_s"], "train_all": sum(t["train_s"] for t in trials),
                    "evaluate": time.perf_counter() - start},
     }

@@ -110,7 +110,11 @@ def test_each_algorithm_trains_and_evaluates_on_the_test_episodes(algorithm, tmp
     assert saved["per_episode"] == report["per_episode"] and len(saved["per_episode"]) == 4
     assert all(0.0 <= x <= 1.0 for x in saved["per_episode"])
     assert saved["evaluation_seeds"] == seeds.TEST.take(4)
-    assert saved["budget"]["env_steps"] == 100 == saved["hyper_parameters"]["trials"][0]["frames"]
+    trial = saved["hyper_parameters"]["trials"][0]
+    assert saved["budget"]["env_steps"] == 100 == trial["frames"]
+    assert 0.0 <= trial["replaced_actions_training"] <= 1.0 and 0.0 <= saved["replaced_actions"] <= 1.0
+    if algorithm != "masac":  # masked with minus infinity: never a refused action
+        assert trial["replaced_actions_training"] == 0.0 == saved["replaced_actions"]
     run = {"o2o-drl": {"per_episode": [1.0] * 4}, "evaluation_seeds": seeds.TEST.take(4),
            "network_seed": 0, "scenario": saved["scenario"]}
     row = marl_rows(run, [tmp_path])[f"marl-{algorithm}-x1"]

@@ -163,7 +163,13 @@ class OffloadTaskClass(TaskClass):
                     device) -> Callable[[], EnvBase]:
         scenario, network = scenario_and_network(self.config)
         episodes = seed_ranges.online(seed or 0)
-        return lambda: OffloadTorchEnv(scenario, network, episodes, num_envs, device=str(device))
+        made = self.__dict__.setdefault("envs", [])  # every env made, to read its counters
+
+        def make() -> OffloadTorchEnv:
+            made.append(OffloadTorchEnv(scenario, network, episodes, num_envs, device=str(device)))
+            return made[-1]
+
+        return make
 
     def supports_continuous_actions(self) -> bool:
         return False

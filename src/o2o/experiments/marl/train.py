@@ -118,12 +118,11 @@ def evaluate(experiment: Experiment, scenario: Scenario, network: Network, episo
     return env.success_rates(), env.replaced_actions / max(env.node_slots, 1)
 
 
-def replaced_in_training(experiment: Experiment) -> float | None:
-    """The fraction of node-slots whose action the training env replaced, if it can be reached."""
-    env = getattr(getattr(experiment, "collector", None), "env", None)
-    while env is not None and not isinstance(env, OffloadTorchEnv):
-        env = getattr(env, "base_env", None)
-    return env.replaced_actions / max(env.node_slots, 1) if env is not None else None
+def replaced_in_training(experiment: Experiment) -> float:
+    """The fraction of node-slots whose action the training envs replaced (BenchMARL's own
+    evaluation env, never stepped here, adds nothing)."""
+    envs = getattr(experiment.task, "envs", [])
+    return sum(e.replaced_actions for e in envs) / max(sum(e.node_slots for e in envs), 1)
 
 
 def run_marl(algorithm: str, scenario_name: str, overrides: list[str], network_seed: int, out: Path, *,

@@ -117,7 +117,7 @@ def test_each_algorithm_trains_and_evaluates_on_the_test_episodes(algorithm, tmp
         assert trial["replaced_actions_training"] == 0.0 == saved["replaced_actions"]
     run = {"o2o-drl": {"per_episode": [1.0] * 4}, "evaluation_seeds": seeds.TEST.take(4),
            "network_seed": 0, "scenario": saved["scenario"]}
-    row = marl_rows(run, [tmp_path])[f"marl-{algorithm}-x1"]
+    row = marl_rows(run, [tmp_path])[f"marl-{algorithm}-x1-lr0.0005"]
     assert row["o2o_minus"]["diff"] == pytest.approx(1.0 - np.mean(saved["per_episode"]))
 
 
@@ -139,19 +139,19 @@ def test_run_and_report_add_marl_rows_paired_on_the_same_episodes(tmp_path, caps
     out = tmp_path / "run"
     assert main([*args, "--out", str(out), "--marl", str(tmp_path / "ippo")]) == 0
     printed = json.loads(capsys.readouterr().out)
-    row = printed["marl"]["marl-ippo-x1"]
+    row = printed["marl"]["marl-ippo-x1-lr0.0005"]
     saved = json.loads((out / "results.json").read_text())
     o2o = np.array(saved["o2o-drl"]["per_episode"])
     assert row["o2o_minus"]["diff"] == pytest.approx(np.mean(o2o - np.array(row["per_episode"])))
-    assert "marl-ippo-x1" in (out / "results.md").read_text()
+    assert "marl-ippo-x1-lr0.0005" in (out / "results.md").read_text()
     # The same rows from the run's results file alone (no models needed).
     assert main(["marl", "compare", "--run-results", str(out / "results.json"), "--marl",
                  str(tmp_path / "ippo"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["marl-ippo-x1"]["o2o_minus"] == row["o2o_minus"]
+    assert json.loads(capsys.readouterr().out)["marl-ippo-x1-lr0.0005"]["o2o_minus"] == row["o2o_minus"]
     # The report recomputes the run and keeps (or replaces) the rows.
     assert main(["report", "--run", str(out), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["marl-ippo-x1"] == row["o2o_minus"]
-    assert "marl-ippo-x1" in (out / "results.md").read_text()
+    assert json.loads(capsys.readouterr().out)["marl-ippo-x1-lr0.0005"] == row["o2o_minus"]
+    assert "marl-ippo-x1-lr0.0005" in (out / "results.md").read_text()
     assert main(["report", "--run", str(out), "--marl", str(tmp_path / "other-net")]) == 2
     assert main(["report", "--run", str(out), "--marl", str(tmp_path / "none")]) == 2
     assert "holds no 'o2o marl' result" in capsys.readouterr().err

@@ -47,7 +47,7 @@ def marl_rows(run: dict[str, Any], folders: list[str | Path]) -> dict[str, dict[
     o2o = np.asarray(run["o2o-drl"]["per_episode"])
     for folder in folders:
         r = load_results(folder)
-        name = f"{r['method']}-x{r['budget']['budget_x']}"
+        name = f"{r['method']}-x{r['budget']['budget_x']}-lr{r['hyper_parameters']['lr']:g}"
         for key in ("evaluation_seeds", "network_seed", "scenario"):
             if r[key] != run[key]:
                 raise UserError(f"{folder}: its {key.replace('_', ' ')} differ from the run's; "
@@ -72,7 +72,7 @@ def format_marl_rows(rows: dict[str, dict[str, Any]], o2o_train_s: float | None)
              "|---|---|---|---|---|---|"]
     for name, r in rows.items():
         p = r["o2o_minus"]
-        lines.append(f"| {name} (lr {r['lr']:g}, {r.get('evaluation', 'deterministic')}) | {r['env_steps']} | {r['success_rate']:.4f} | "
+        lines.append(f"| {name} ({r.get('evaluation', 'deterministic')}) | {r['env_steps']} | {r['success_rate']:.4f} | "
                      f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}] | {p['diff']:+.4f} "
                      f"[{p['lo']:+.4f}, {p['hi']:+.4f}] | {r['train_s']:.0f} |")
     if o2o_train_s is not None:

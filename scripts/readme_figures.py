@@ -50,7 +50,7 @@ def simulate_block() -> str:
     from o2o.core.scenario import load_scenario
     from o2o.sim import make_scheduler
 
-    names = ["random", "local", "ratc", "rda", "esf", "spread", "central"]
+    names = ["random", "local", "ratc", "rda", "esf", "spread", "slack-reliable", "central"]
     scenario = load_scenario("paper-sim")
     network = sample_network(scenario, 0)
     results, bound = scheduler_results(scenario, network, {n: make_scheduler(n) for n in names},

@@ -266,3 +266,39 @@ def test_v2_scorer_and_central_critic_round_trip_and_v1_models_still_load(tmp_pa
     (old / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ModelError, match="does not build"):
         load_model(str(old))
+
+
+def test_set_scorer_pools_the_candidates_by_hand_and_round_trips(tmp_path):
+    from o2o.core.decpomdp import (CANDIDATE_FEATURES, OBS_LAYOUT_V2, SET_FEATURES,
+                                   set_candidate_features, obs_dim)
+
+    # Two candidates, 16 features each: column 0 (is-itself) and the own/task columns 9..15 are
+    # copied; columns 1..8 get their mean and max over the two candidates appended.
+    x = np.zeros((1, 2, CANDIDATE_FEATURES), np.float32)
+    x[0, 0, :9] = [1, 0.5, 2, 0, 1, 3, 0, 0.25, 1]
+    x[0, 1, :9] = [0, 1.5, 4, 2, 1, 1, 0, 0.75, 0]
+    x[0, :, 9:] = 7
+    out = set_candidate_features(x)
+    assert out.shape == (1, 2, SET_FEATURES) == (1, 2, 32)
+    np.testing.assert_array_equal(out[0, :, :16], x[0])
+    for j in range(2):
+        np.testing.assert_array_equal(out[0, j, 16:24], [1.0, 3, 1, 1, 2, 0, 0.5, 0.5])
+        np.testing.assert_array_equal(out[0, j, 24:], [1.5, 4, 2, 1, 3, 0, 0.75, 1])
+    # The torch head builds the same input, and the numpy actor of a saved model gives the
+    # torch actor's probabilities.
+    d2 = obs_dim(N, OBS_LAYOUT_V2)
+    torch.manual_seed(2)
+    actor = Actor(d2, N + 1, (32, 32), head="set-scorer")
+    rng = np.random.default_rng(1)
+    obs = rng.random((16, d2)).astype(np.float32)
+    obs[:, :N] = np.eye(N)[rng.integers(0, N, 16)]
+    mask = rng.random((16, N + 1)) < 0.6
+    mask[:, 0] = True
+    with torch.no_grad():
+        x_torch = actor.head_input(torch.from_numpy(obs)).numpy()
+        want = actor.probs(torch.from_numpy(obs), torch.from_numpy(mask)).numpy()
+    np.testing.assert_allclose(x_torch, set_candidate_features(obs[:, actor.index.numpy()]), atol=1e-6)
+    manifest = Policy(actor, None, "node").save(str(tmp_path / "set"))
+    assert manifest["actor_head"] == "set-scorer"
+    model = load_model(str(tmp_path / "set"), nodes=N)
+    np.testing.assert_allclose(NumpyActor.from_model(model).probs(obs, mask), want, atol=1e-6)

@@ -47,6 +47,8 @@ from safetensors.numpy import save as _st_save
 
 from o2o.core.decpomdp import (
     CANDIDATE_FEATURES,
+    SCORER_HEADS,
+    SET_FEATURES,
     CRITIC_INPUTS,
     OBS_LAYOUT_V2,
     OBS_LAYOUT_VERSION,
@@ -55,13 +57,14 @@ from o2o.core.decpomdp import (
     obs_dim,
 )
 from o2o.core.errors import UserError
+from o2o.core.scenario import MAX_NODES
 
 MODEL_FORMAT = "o2o-model"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 PARTS = ("actor", "critic")
-HEADS = ("plain", "self", "scorer")  # scorer: one network per candidate (needs layout v2)
+HEADS = ("plain", "self", *SCORER_HEADS)  # scorer, set-scorer: one network per candidate (layout v2)
 _VERSION_DIR = re.compile(r"^v(\d{6})$")
 
 
@@ -149,8 +152,8 @@ def expected_shapes(nodes: int, hidden: tuple[int, ...], parts=PARTS, actor_head
     for part in parts:
         if part == "critic":
             in_dim, out_dim = critic_dim(nodes, obs_layout, critic_input), 1
-        elif actor_head == "scorer":
-            in_dim, out_dim = CANDIDATE_FEATURES, 1
+        elif actor_head in SCORER_HEADS:
+            in_dim, out_dim = SET_FEATURES if actor_head == "set-scorer" else CANDIDATE_FEATURES, 1
         else:
             in_dim, out_dim = obs_dim(nodes, obs_layout), nodes + 1 + int(actor_head == "self")
         sizes = [in_dim, *hidden, out_dim]
@@ -173,7 +176,7 @@ def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: t
     parts = tuple(p for p in PARTS if f"{p}.l0.weight" in arrays)
     if "actor" not in parts:
         raise ValueError("a model needs the actor's weights (actor.l0.weight, ...)")
-    if actor_head == "scorer" and obs_layout != OBS_LAYOUT_V2:
+    if actor_head in SCORER_HEADS and obs_layout != OBS_LAYOUT_V2:
         raise ValueError("the scorer head reads observation layout v2")
     want = expected_shapes(nodes, hidden, parts, actor_head, obs_layout, critic_input)
     if set(arrays) != set(want):
@@ -245,6 +248,7 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
                 "weights_file", "sha256"):
         if key not in m:
             raise ModelError(f"model {url}: manifest lacks {key!r}")
+    _check_manifest_types(m, url)
     layout = m["obs_layout"]
     if layout not in OBS_LAYOUTS:
         raise ModelError(f"model {url} was trained on observation layout {layout!r}, which this o2o "
@@ -264,7 +268,7 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
     head = m.get("actor_head", "plain")
     if head not in HEADS:
         raise ModelError(f"model {url}: actor_head {head!r} is not one of {', '.join(HEADS)}")
-    if head == "scorer" and layout != OBS_LAYOUT_V2:
+    if head in SCORER_HEADS and layout != OBS_LAYOUT_V2:
         raise ModelError(f"model {url}: the scorer head needs observation layout {OBS_LAYOUT_V2}")
     critic_input = m.get("critic_input", "own")
     if critic_input not in CRITIC_INPUTS:
@@ -304,6 +308,34 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
                          "cannot decide (retrain it)")
     return Model(manifest=m, arrays={k: v.astype(np.float32, copy=False) for k, v in arrays.items()},
                  url=url)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_manifest_types(m: dict[str, Any], url: str) -> None:
+    """Every field the loader reads has the type o2o writes (a manifest edited by hand or
+    written by something else is refused in one line, not met half-way)."""
+    checks = [
+        ("nodes", _whole(m["nodes"]) and 2 <= m["nodes"] <= MAX_NODES, f"a whole number 2..{MAX_NODES}"),
+        ("obs_dim", _whole(m["obs_dim"]), "a whole number"),
+        ("n_actions", _whole(m["n_actions"]), "a whole number"),
+        ("hidden", isinstance(m["hidden"], list) and len(m["hidden"]) <= 64
+         and all(_whole(h) and 1 <= h <= 1 << 20 for h in m["hidden"]), "a list of layer widths"),
+        ("parts", isinstance(m["parts"], list) and all(isinstance(p, str) for p in m["parts"]),
+         "a list of names"),
+        ("weights_file", isinstance(m["weights_file"], str)
+         and re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", m["weights_file"]) is not None
+         and m["weights_file"] not in (".", ".."), "a file name in the model folder"),
+        ("sha256", isinstance(m["sha256"], str), "a checksum"),
+        ("obs_layout", isinstance(m["obs_layout"], str), "a layout name"),
+    ]
+    checks += [(key, isinstance(m[key], str), "a name")
+               for key in ("activation", "actor_head", "critic_input") if key in m]
+    for key, ok, what in checks:
+        if not ok:
+            raise ModelError(f"model {url}: manifest field {key} is {m[key]!r}, not {what}")
 
 
 def _not_finite(arrays: dict[str, np.ndarray]) -> list[str]:

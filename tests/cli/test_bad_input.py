@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from o2o.cli.main import build_parser, main
 from o2o.logs.schema import SCHEMA_VERSION
+from o2o.logs.suite import build_suite, suite_spec
 from o2o.models import WEIGHTS, expected_shapes, save_model
 from o2o.testbed import wire
 
@@ -57,6 +58,11 @@ BASE: dict[str, list[str]] = {
     "collect": [*SMALL, "--episodes", "1", "--db", "{work}/new.db"],
     "logs summary": ["--db", "{log}"],
     "dataset export": ["--db", "{log}", "--out", "{work}/out.npz"],
+    "dataset build": ["--suite", "tiny", "--out", "{work}/newsuite"],
+    "dataset unpack": ["--suite", "{suite}", "--behaviour", "ratc", "--out", "{work}/u.npz"],
+    "dataset bench": ["--suite", "{suite}", "--behaviour", "ratc", "--method", "discrete_bc",
+                      "--steps", "1"],
+    "dataset minari": ["--suite", "{suite}", "--behaviour", "ratc", "--dataset-id", "o2o/x/y-v0"],
     "train offline": [*SMALL, "--dataset", "{dataset}", "--out", "{work}/model", "--steps", "1",
                       "--eval-episodes", "0"],
     "train online": [*SMALL, "--model", "{model}", "--episodes", "1", "--out", "{work}/model",
@@ -79,6 +85,7 @@ BASE: dict[str, list[str]] = {
     "bench testbed": [*TESTBED_SMALL],
     "bench learn": [*SMALL, "--offline-steps", "1"],
     "report": ["--run", "{finished}"],
+    "tune": [*SMALL, "--scheduler", "spread", "--episodes", "1", "--out", "{work}/tuned.json"],
     "marl compare": ["--run-results", "{finished}/results.json", "--marl", "{work}/nomarl"],
     "marl train": [*SMALL, "--algorithm", "mappo", "--out", "{work}/marl", "--lr-grid", "0.0005",
              "--eval-episodes", "1", "--validation-episodes", "1"],
@@ -119,7 +126,7 @@ FIXTURES = ("log.db", "text.txt", "foreign.db", "empty.db", "future.db", "datase
             "three.npz", "folder.npz", "model", "nanmodel", "threemodel", "badmanifest",
             "emptystore", "goodstore", "nanstore", "threestore", "badstore", "token", "emptytoken", "latin1.yaml", "broken.yaml", "list.yaml",
             "infscenario.yaml", "nanscenario.yaml", "outside.yaml", "blank.yaml", "finished",
-            "tiny.yaml", "nomethods.yaml", "badfield.yaml")
+            "tiny.yaml", "nomethods.yaml", "badfield.yaml", "suite")
 assert len({name.split(".")[0] for name in FIXTURES}) == len(FIXTURES)
 
 
@@ -210,6 +217,7 @@ def _build_world(root: Path) -> World:
     (work / "badfield.yaml").write_text(TINY_SWEEP.replace("field: arrival_prob", "field: colour"))
     (work / "finished").mkdir()
     (work / "finished" / "results.json").write_text("{}")
+    build_suite(suite_spec("tiny"), work / "suite")
     return World(work, tmp)
 
 
@@ -318,8 +326,8 @@ NUMBERS = {"integer >= 1": [("0", "at least 1"), ("-5", "at least 1"), ("ten", "
            "float": [("nan", "finite"), ("inf", "finite"), ("-1", ""), ("soon", "invalid float")],
            "int": [("-1", "-1"), ("one", "invalid int")]}
 # Output options: where the command writes (a file, or a folder of files).
-OUTPUT_FILES = {("dataset export", "--out")}
-OUTPUT_FOLDERS = {("train offline", "--out"), ("train online", "--out"), ("run", "--out"),
+OUTPUT_FILES = {("dataset export", "--out"), ("dataset unpack", "--out"), ("tune", "--out")}
+OUTPUT_FOLDERS = {("dataset build", "--out"), ("train offline", "--out"), ("train online", "--out"), ("run", "--out"),
                   ("train offline", "--log-dir"), ("train online", "--log-dir"),
                   ("testbed run", "--log-dir"), ("testbed compare", "--log-dir"),
                   ("testbed controller", "--log-dir"), ("testbed o2o", "--log-dir"),
@@ -391,6 +399,13 @@ def generated_cases():
 
 HUGE = ["--set", "nodes=1024", "--set", "slots=100000"]
 HAND_WRITTEN = [
+    # Tuning sees validation episodes only; a tuned file must be one.
+    ("tune", ["--seed", "1000000"], "validation episode seeds only"),
+    ("tune", ["--seed", "0"], "validation episode seeds only"),
+    ("tune", ["--seed", "999999", "--episodes", "2"], "validation episode seeds only"),
+    *((command, ["--tuned", value], expect) for command in ("simulate", "run", "evaluate", "sweep", "figure")
+      for value, expect in (("{text}", "not a tuned file"), ("{work}/missing.json", "cannot read tuned file"),
+                            ("{foreign}", "not a tuned file"))),
     ("simulate", ["--scheduler", "best"], "unknown scheduler"),
     ("simulate", ["--batch-size", "0"], "--batch-size"),
     ("simulate", ["--seed", "-1"], "--seed"),
@@ -409,7 +424,7 @@ HAND_WRITTEN = [
     ("run", ["--out", "{finished}"], "already holds a finished run"),
     ("report", [], "is not the results file of a finished 'o2o run'"),
     ("report", ["--run", "{work}"], "holds no finished run"),
-    ("report", ["--run", "{work}/nowhere"], "holds no finished run"),
+    ("report", ["--run", "{work}/nowhere"], "no such folder"),
     ("ablation", ["--rung", "99"], "--rung must lie in"),
     ("run", ["--marl", "{work}/nowhere"], "holds no 'o2o marl' result"),
     ("report", ["--marl", "{work}"], "holds no 'o2o marl' result"),
@@ -456,6 +471,14 @@ HAND_WRITTEN = [
         ("bench sim", ["--batch", "1024"]), ("bench logs", ["--episodes", "64"]), ("run", []),
         ("evaluate", ["--episodes", "64"]), ("train online", []),
         ("train offline", ["--eval-episodes", "64"]))),
+    ("dataset build", ["--out", "{suite}"], "not empty"),
+    *((command, more, expect) for command in ("dataset unpack", "dataset bench", "dataset minari")
+      for more, expect in ((["--suite", "{work}/missing"], "not a data-set suite"),
+                           (["--suite", "{text}"], "not a data-set suite"),
+                           (["--behaviour", "esf"], "no behaviour 'esf'"),
+                           (["--load", "heavy"], "no network seed 0 at load 'heavy'"),
+                           (["--network-seed", "5"], "no network seed 5"))),
+    ("dataset bench", ["--method", "dqn"], "unknown method 'dqn'"),
     ("train online", ["--set-hparam", "entropy_coef=.inf"], "entropy_coef"),
     ("train offline", ["--set-hparam", "lr=.nan"], "lr"),
 ]

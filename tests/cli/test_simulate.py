@@ -12,19 +12,26 @@ def test_simulate_json_has_every_scheduler_and_the_bound(capsys):
                "--scheduler", "central", "--episodes", "3", "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"ratc", "central", "bound"}
+    assert set(out) == {"ratc", "central", "bound", "bound-task", "bound_episodes"}
+    assert out["bound_episodes"] == 3
     for name in ("ratc", "central"):
         r = out[name]
-        assert set(r) == {"success_rate", "success_rate_std", "tasks", "success", "drop", "exec_fail", "trans_fail"}
+        fields = {"success_rate", "success_rate_std", "probes_per_task", "tasks", "success", "drop",
+                  "exec_fail", "trans_fail"}
+        assert set(r) == (fields | {"tuned"} if name == "central" else fields)
         assert r["success"] + r["drop"] + r["exec_fail"] + r["trans_fail"] == r["tasks"]
-        assert 0 <= r["success_rate"] <= out["bound"] <= 1
+        assert 0 <= r["success_rate"] <= out["bound"] <= out["bound-task"] <= 1
+    assert out["central"]["tuned"]["validation_episodes"] == 20
+    # RATC probes two nodes, itself sometimes one of them; central reads every queue.
+    assert 1 < out["ratc"]["probes_per_task"] < 2 and out["central"]["probes_per_task"] == "full"
 
 
 def test_simulate_table(capsys):
     assert main(["simulate", "--set", "nodes=4", "--set", "slots=10", "--episodes", "2",
                  "--scheduler", "local"]) == 0
     out = capsys.readouterr().out
-    assert "local" in out and "bound" in out and "success rate" in out
+    assert "local" in out and "bound" in out and "bound-task" in out and "success rate" in out
+    assert "probes/task" in out
 
 
 def test_bad_input_exits_2_with_a_message(capsys):

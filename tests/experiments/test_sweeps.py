@@ -23,7 +23,7 @@ from o2o.core.errors import UserError
 from o2o.experiments.methods import HEURISTICS, LEARNED
 from o2o.experiments.results_db import NO_SEED, ResultsDB
 from o2o.experiments.sweep_job import open_results, plan_units
-from o2o.experiments.sweeps import BOUND, decentralized_heuristics, load_sweep
+from o2o.experiments.sweeps import BOUND, BOUND_TASK, decentralized_heuristics, load_sweep
 from tests.logs.test_store import postgres_url  # noqa: F401  (a fixture)
 
 TINY = """\
@@ -107,7 +107,7 @@ def test_units_cover_every_cell_once():
     keys = [k for u in plan_units(sweep) for k in u.keys()]
     assert len(keys) == len(set(keys))
     heuristic_cells = {k for k in keys if k[2] == NO_SEED}
-    assert heuristic_cells == {(0, m, NO_SEED) for m in (*HEURISTICS, BOUND)}
+    assert heuristic_cells == {(0, m, NO_SEED) for m in (*HEURISTICS, BOUND, BOUND_TASK)}
     assert {k for k in keys if k[2] != NO_SEED} == {(p, m, s) for p in range(len(sweep.points))
                                                      for m in LEARNED for s in (0, 1)}
 
@@ -162,9 +162,16 @@ def test_the_tiny_sweep_has_every_cell(tiny):
     assert report["cells_missing"] == 0 and len(report["points"]) == 2
     for point in report["points"]:
         methods = point["methods"]
-        assert set(methods) == {*HEURISTICS, *LEARNED, "bound"}
-        # The bound is on the expected rate (a lucky episode may beat it), so only its range.
-        assert 0 < methods["bound"] <= 1
+        assert set(methods) == {*HEURISTICS, *LEARNED, "bound", "bound-task"}
+        # The bounds are on the expected rate (a lucky episode may beat them), so only their range.
+        assert 0 < methods["bound"] <= methods["bound-task"] <= 1
+        # Every method's probes per task; the tunable rules tuned in their cells.
+        assert methods["local"]["probes_per_task"] == 0 and methods["esf"]["probes_per_task"] == 3
+        assert methods["central"]["probes_per_task"] == "full" and methods["o2o-drl"]["probes_per_task"] == 3
+        assert set(point["tuned"]) == {"spread", "slack-reliable"}
+        assert all(t["source"] == "auto" for t in point["tuned"].values())
+    table = (root / "one-worker" / "tiny.md").read_text()
+    assert "Probes per task" in table and "Tuned values" in table
 
 
 def _children(pid: int) -> list[int]:
@@ -349,7 +356,7 @@ def test_a_testbed_sweep_trains_and_evaluates_every_method_on_node_processes(tmp
     assert summary["cells_missing"] == 0
     report = json.loads((out / "tinybed.json").read_text())
     (point,) = report["points"]
-    assert set(point["methods"]) == {*HEURISTICS, *LEARNED, "bound"}
+    assert set(point["methods"]) == {*HEURISTICS, *LEARNED, "bound", "bound-task"}
     assert all(0 <= point["methods"][m]["success_rate"] <= 1 for m in (*HEURISTICS, *LEARNED))
     # Logs, offline training, fine-tuning and the online-only baseline all ran on the testbed,
     # from its own task log; the models were published to the unit's store.
@@ -375,3 +382,31 @@ def test_every_shipped_figure_plans_and_weighs_its_units(plan):
         sweep = load_sweep(name, plan, shipped=True)
         weights = [unit_weight(sweep, u) for u in plan_units(sweep)]
         assert weights and all(math.isfinite(w) and w > 0 for w in weights), name
+
+
+def test_a_tuned_file_applies_at_its_point_and_changes_the_sweeps_identity(tmp_path, capsys):
+    from o2o.experiments.cells import run_unit
+    from o2o.experiments.sweep_job import unit_task
+    from o2o.experiments.sweeps import with_tuned
+
+    spec = write(tmp_path / "tiny.yaml", TINY)
+    tuned = tmp_path / "spread.json"
+    assert main(["tune", "--scheduler", "spread", "--set", "nodes=4", "--set", "slots=10",
+                 "--set", "arrival_prob=[0, 0.5]", "--episodes", "2", "--out", str(tuned)]) == 0
+    plain = load_sweep(str(spec), "quick", shipped=False)
+    (sweep,) = with_tuned([plain], [str(tuned)])
+    assert sweep.tuned_for(sweep.points[0], "spread")["source"] == str(tuned)
+    assert sweep.tuned_for(sweep.points[1], "spread") is None
+    assert sweep.spec_hash() != plain.spec_hash()
+    params = json.loads(tuned.read_text())["params"]
+    units = [u for u in plan_units(sweep) if u.kind == "heuristic" and u.methods == ("spread",)]
+    infos = {u.point: run_unit(unit_task(sweep, u, tmp_path / "out")).pop().info for u in units}
+    assert infos[0]["tuned"]["params"] == params and infos[0]["tuned"]["source"] == str(tuned)
+    assert infos[1]["tuned"]["source"] == "auto" and infos[1]["probes_per_task"] == 3
+    # A file of another network seed fits no point: refused in one line.
+    other = tmp_path / "other.json"
+    assert main(["tune", "--scheduler", "spread", "--set", "nodes=4", "--set", "slots=10",
+                 "--network-seed", "5", "--episodes", "2", "--out", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "never"), "--tuned", str(other)]) == 2
+    assert "no point" in capsys.readouterr().err and not (tmp_path / "never").exists()

@@ -8,8 +8,10 @@ import torch
 
 from o2o.cli.main import main
 from o2o.core.errors import UserError
+from o2o.core.metrics import success_rate
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
+from o2o.core.seeds import online as online_seeds
 from o2o.learn.evaluate import make_eval_fn
 from o2o.learn.offline import train_offline
 from o2o.learn.online import train_online
@@ -81,6 +83,13 @@ def test_offline_then_online_is_deterministic_and_runs(data, tmp_path):
         assert torch.equal(a, b)
     assert not all(torch.equal(a, b) for a, b in zip(_weights(r1.policy.actor), _weights(runs[0].policy.actor)))
     assert len(runs[0].history) == 2 and "ppo_objective" in runs[0].history[0]
+    # Every training episode is recorded as collected: its online(5) seed, tasks and successes,
+    # which give each batch's training success rate again.
+    res = runs[0]
+    assert res.episode_seeds == online_seeds(5).take(8)
+    assert len(res.episode_tasks) == len(res.episode_success) == 8 and runs[1].episode_success == res.episode_success
+    rates = success_rate(res.episode_success, res.episode_tasks)
+    assert [float(rates[i:i + 4].mean()) for i in (0, 4)] == [h["train_success_rate"] for h in res.history]
     scratch = train_online(SC, NET, None, online, episodes=4, seed=5, show_progress=False)
     assert scratch.episodes == 4
 
@@ -114,7 +123,8 @@ def test_commands(data, tmp_path, capsys):
     assert main(["evaluate", "--model", str(on_dir), "--scheduler", "ratc", "--episodes", "3",
                  "--json", *SCENARIO_ARGS]) == 0
     table = json.loads(capsys.readouterr().out)
-    assert set(table) == {"drl", "ratc", "bound"} and table["drl"]["tasks"] == table["ratc"]["tasks"]
+    assert set(table) == {"drl", "ratc", "bound", "bound-task", "bound_episodes"}
+    assert table["drl"]["tasks"] == table["ratc"]["tasks"] and table["bound"] <= table["bound-task"]
     assert main(["evaluate", "--model", str(on_dir), "--episodes", "2", *SCENARIO_ARGS]) == 0
     assert "success rate" in capsys.readouterr().out
 

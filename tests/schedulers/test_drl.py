@@ -28,7 +28,7 @@ def rule(seed=0, self_head=False, layout=OBS_LAYOUT_VERSION, head=None):
 
 
 @pytest.mark.parametrize("layout,head", [(OBS_LAYOUT_VERSION, "plain"), (OBS_LAYOUT_V2, "plain"),
-                                         (OBS_LAYOUT_V2, "scorer")])
+                                         (OBS_LAYOUT_V2, "scorer"), (OBS_LAYOUT_V2, "set-scorer")])
 def test_rule_builds_the_env_observation_and_mask(layout, head):
     # The drl rule builds its observation from NodeView + ProbeAnswers (what a testbed node has
     # after its probes); the env from the engine's arrays: the same, for v1 and v2.

@@ -8,7 +8,7 @@ from o2o.core.network import sample_network
 from o2o.core.outcomes import DROP, EXEC_FAIL, TRANS_FAIL
 from o2o.core.scenario import load_scenario
 from o2o.schedulers.heuristics import Rule
-from o2o.sim import SCHEDULERS, episode_bound, make_scheduler
+from o2o.sim import SCHEDULERS, episode_task_bound, make_scheduler
 from o2o.sim.rollout import rollout, simulate
 
 
@@ -88,7 +88,7 @@ def test_bound_is_above_every_scheduler_on_average(overrides):
     sc = load_scenario("paper-sim", ["slots=50", *overrides])
     net = sample_network(sc, 0)
     seeds = range(8)
-    bound = episode_bound(net, sample_episodes(sc, net, seeds)).mean()
+    bound = episode_task_bound(net, sample_episodes(sc, net, seeds)).mean()
     assert 0 < bound <= 1
     for name in SCHEDULERS:
         rate = simulate(sc, net, seeds, make_scheduler(name))["success_rate"].mean()
@@ -102,4 +102,4 @@ def test_bound_of_one_task_by_hand():
     net = hand_network([1e9, 4e9], 1e6, alpha=[0.2, 0.05], beta=[[0, 0.1], [0, 0]])
     ep = hand_episode(1, 2, {(0, 0): (1e6, 2e9, 1.5)})
     # Local: 2 s > 1.5 s, infeasible. Remote: 1 s + 0.5 s <= 1.5 s, rel = exp(-0.1 - 0.025).
-    assert episode_bound(net, ep)[0] == pytest.approx(np.exp(-0.125))
+    assert episode_task_bound(net, ep)[0] == pytest.approx(np.exp(-0.125))

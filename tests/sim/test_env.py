@@ -19,7 +19,7 @@ def play(env, seeds, scheduler="ratc"):
     obs, mask = env.reset(seeds)
     rule = make_scheduler(scheduler)
     while True:
-        actions, _ = rule_actions(env.engine, rule) if scheduler != "central" else rule.decide(env.engine)
+        actions, _ = rule.decide(env.engine) if hasattr(rule, "decide") else rule_actions(env.engine, rule)
         nobs, nmask, reward, done, info = env.step(actions)
         yield obs, mask, actions, reward, done, info
         obs, mask = nobs, nmask

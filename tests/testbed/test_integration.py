@@ -115,6 +115,22 @@ def test_runs_the_simulators_episodes_and_logs_every_row(setup, tmp_path):
     assert ratio.min() > 0.95 and np.median(ratio) < 1.2   # 0.95: clock offsets of ~0.1 ms on 5 ms transfers
 
 
+def test_slack_reliable_runs_on_the_nodes_with_real_probes_of_every_peer(setup, tmp_path):
+    scenario, network, h = setup
+    with LogStore.open(tmp_path / "tb.db", create=True) as store:
+        run = h.call(run_phase(h.tb, store, scenario, network, "slack-reliable", [13],
+                               network_seed=3, phase="test"))
+        (log,) = [log for _, log in store.read_episodes(run.run_id)]
+    assert not (log.outcome == PENDING).any() and run.results[0].gave_up == 0
+    # Every deciding node probed every peer (real requests) and logged their backlogs, and
+    # every task's action probability was logged (the rule samples).
+    assert log.has_probed_backlogs
+    has = np.asarray(log.has_task, dtype=bool)
+    assert np.all((log.action_prob[has] > 0) & (log.action_prob[has] <= 1))
+    got = compare_logs(sim_logs(scenario, network, [13], "slack-reliable"), [log], scenario.slot_s)
+    assert got["same_outcome"] >= 0.85, got
+
+
 async def rogue(host, port, what):
     """Send one kind of bad input to a node's port; return what the connection saw."""
     reader, writer = await asyncio.open_connection(host, port)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from o2o.cli.common import COUNT
+from o2o.cli.common import TRAINING_SEEDS, WORKERS
 from o2o.core.errors import UserError
 from o2o.core.metrics import json_safe
 from o2o.experiments.specs import FIGURES, PLAN_NAMES
@@ -43,7 +43,7 @@ def _check_common(args) -> None:
 
 
 def cmd_figure(args) -> int:
-    from o2o.experiments.sweeps import load_sweep
+    from o2o.experiments.sweeps import load_sweep, with_tuned
 
     _check_common(args)
     names = list(FIGURES) if args.name == "all" else [args.name]
@@ -51,7 +51,7 @@ def cmd_figure(args) -> int:
         raise UserError("--db names the database of one figure; with `all` each figure has its "
                         "own (OUT/NAME/results.db); run the figures one by one to use --db")
     # Every spec is loaded and checked before the first one runs.
-    sweeps = [load_sweep(n, args.plan, args.seeds, shipped=True) for n in names]
+    sweeps = with_tuned([load_sweep(n, args.plan, args.seeds, shipped=True) for n in names], args.tuned)
     summaries = []
     for sweep in sweeps:
         if args.name == "all":
@@ -65,10 +65,10 @@ def cmd_figure(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from o2o.experiments.sweeps import load_sweep
+    from o2o.experiments.sweeps import load_sweep, with_tuned
 
     _check_common(args)
-    sweep = load_sweep(args.spec, args.plan, args.seeds, shipped=False)
+    (sweep,) = with_tuned([load_sweep(args.spec, args.plan, args.seeds, shipped=False)], args.tuned)
     out = Path(args.out or f"runs/sweeps/{sweep.name}-{args.plan}")
     summary = _run(sweep, out, args)
     if args.json:
@@ -83,6 +83,28 @@ def _cpu_seconds() -> float:
                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
+def warm_up(sweep, folder: Path) -> None:
+    """One simulator unit of each kind the sweep runs, at the smallest sizes, untimed: what a
+    first unit pays once per process (the simulator's compiled loops loaded, PyTorch's first
+    use) is then paid before the first timed run, not inside it; the pool's workers are forked
+    from this process and start warm too."""
+    from dataclasses import fields, replace
+
+    from o2o.experiments.cells import run_unit
+    from o2o.experiments.methods import Plan
+    from o2o.experiments.sweep_job import plan_units, unit_task
+
+    if not isinstance(sweep.plan, Plan):
+        return   # a testbed sweep: its units are node processes, timed as they are
+    small = replace(sweep, plan=replace(sweep.plan, **{f.name: 1 for f in fields(Plan)}))
+    kinds: dict[str, object] = {}
+    for unit in plan_units(small):
+        if not unit.on_testbed:
+            kinds.setdefault(unit.kind, unit)
+    for unit in kinds.values():
+        run_unit(unit_task(small, unit, folder))
+
+
 def cmd_bench_sweep(args) -> int:
     """The same sweep with 1 and with 2 (or more) workers, each into a fresh temporary folder:
     the wall time of each, the speed-up, the load average, and whether the cells agree."""
@@ -90,6 +112,7 @@ def cmd_bench_sweep(args) -> int:
     import tempfile
     import time
 
+    from o2o.experiments.cell_checks import check_cells
     from o2o.experiments.sweep_job import open_results, run_sweep
     from o2o.experiments.sweeps import load_sweep
 
@@ -106,6 +129,7 @@ def cmd_bench_sweep(args) -> int:
 
     rows, cells = [], []
     with tempfile.TemporaryDirectory(prefix="o2o-bench-sweep-") as tmp:
+        warm_up(sweep, Path(tmp) / "warm-up")
         for workers in args.workers:
             out = Path(tmp) / f"w{workers}"
             load_before = os.getloadavg()
@@ -120,7 +144,8 @@ def cmd_bench_sweep(args) -> int:
                          "load_before": [round(x, 2) for x in load_before],
                          "load_after": [round(x, 2) for x in os.getloadavg()]})
             with open_results(sweep, out / "results.db", create=False) as results:
-                cells.append({c.key: c.rates for c in results.read()})
+                cells.append({c.key: c.rates for c in check_cells(sweep, results.read(),
+                                                                  results.where)})
     base = rows[0]["seconds"]
     for row in rows:
         row["speedup"] = round(base / row["seconds"], 2)
@@ -144,7 +169,7 @@ def _add_sweep_args(p) -> None:
     p.add_argument("--plan", choices=PLAN_NAMES, default="quick",
                    help="quick: a first look (minutes); full: the figure's documented sizes, "
                         "3 training seeds (default quick)")
-    p.add_argument("--seeds", type=COUNT, default=None,
+    p.add_argument("--seeds", type=TRAINING_SEEDS, default=None,
                    help="training seeds (default: the plan's); more seeds later extend the same database")
     p.add_argument("--out", default=None, help="output folder (default runs/figures/NAME-PLAN)")
     p.add_argument("--db", default=None,
@@ -154,11 +179,15 @@ def _add_sweep_args(p) -> None:
     p.add_argument("--address", default=None,
                    help="Ray cluster to use (e.g. auto or HOST:6379; default: start a local one "
                         "for the run)")
-    p.add_argument("--workers", type=COUNT, default=None,
+    p.add_argument("--workers", type=WORKERS, default=None,
                    help="parallel units (default: one per core; Ray: the cluster's CPUs)")
     p.add_argument("--report", action="store_true",
                    help="redraw the report from the results database, computing nothing")
     p.add_argument("--json", action="store_true", help="print one JSON summary, no progress bar")
+    p.add_argument("--tuned", action="append", default=[], metavar="FILE",
+                   help="a file of 'o2o tune': its values for that rule at the points of its scenario "
+                        "and network (repeatable); elsewhere each cell tunes the rule on validation "
+                        "episodes. Part of the sweep's identity: other files, other results database")
 
 
 def register(sub, bench) -> None:
@@ -177,8 +206,8 @@ def register(sub, bench) -> None:
     b = bench.add_parser("sweep", help="a sweep's wall time with 1 and 2 workers (speed-up)")
     b.add_argument("target", help=f"a figure ({', '.join(FIGURES)}) or a sweep spec file")
     b.add_argument("--plan", choices=PLAN_NAMES, default="quick", help="plan (default quick)")
-    b.add_argument("--seeds", type=COUNT, default=None, help="training seeds (default: the plan's)")
-    b.add_argument("--workers", type=COUNT, nargs="+", default=[1, 2],
+    b.add_argument("--seeds", type=TRAINING_SEEDS, default=None, help="training seeds (default: the plan's)")
+    b.add_argument("--workers", type=WORKERS, nargs="+", default=[1, 2],
                    help="worker counts to time, the first is the reference (default 1 2)")
     b.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local: a process pool on this machine (default); ray: one Ray task per unit")

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from o2o.cli.common import COUNT, SEED, add_scenario_args, at_least, compare_schedulers
+from o2o.cli.common import (
+    COUNT,
+    SEED,
+    TRAINING_SEED,
+    WORKERS,
+    add_scenario_args,
+    at_least,
+    compare_schedulers,
+)
 from o2o.core import seeds
 from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
@@ -199,15 +207,22 @@ def cmd_evaluate(args) -> int:
     if twice:
         raise UserError(f"{', '.join(twice)} would be a row of the table twice; give each --model "
                         "and --scheduler once, and --name values that differ")
+    from o2o.experiments.tuning import load_tuned_files, summary
+
+    tuned = load_tuned_files(args.tuned, scenario, args.network_seed)
+    missing = sorted(set(tuned) - set(args.scheduler or []))
+    if missing:
+        raise UserError(f"--tuned gives values for {', '.join(missing)}; add --scheduler for it")
     rules = {}
     for name in args.scheduler or []:
-        rules[name] = make_scheduler(name)
+        rules[name] = make_scheduler(name, tuned[name]["params"] if name in tuned else None)
     for name, url in zip(names, models):
         rules[name] = DRLRule.from_model(load_model(url, nodes=network.n), scenario, network)
     # The table lists the models first, then the heuristics, as they were given.
     rules = {name: rules[name] for name in names}
     return compare_schedulers(scenario, network, rules, episode_seeds,
-                              network_seed=args.network_seed, as_json=args.json)
+                              network_seed=args.network_seed, as_json=args.json,
+                              tuned={k: summary(v) for k, v in tuned.items()})
 
 
 def cmd_bench_actor(args) -> int:
@@ -285,7 +300,7 @@ def _add_common_train(p) -> None:
     add_settings_arg(p)
     p.add_argument("--out", required=True, metavar="MODEL_DIR",
                    help="model folder to write (local path or fsspec URL, e.g. memory://m)")
-    p.add_argument("--seed", type=SEED, default=0, help="training seed (default 0)")
+    p.add_argument("--seed", type=TRAINING_SEED, default=0, help="training seed (default 0)")
     p.add_argument("--set-hparam", dest="hparams", action="append", default=[], metavar="KEY=VALUE",
                    help="override a hyper-parameter, value read as YAML (repeatable)")
     p.add_argument("--eval-episodes", type=at_least(0), default=10,
@@ -294,7 +309,7 @@ def _add_common_train(p) -> None:
                    help=f"first evaluation episode seed (default {seeds.TEST.start}, the held-out "
                         "range, which no log or training episode uses)")
     p.add_argument("--log-dir", help="metrics.jsonl and TensorBoard folder (default MODEL_DIR/logs)")
-    p.add_argument("--threads", type=COUNT, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=WORKERS, default=1, help="torch threads (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -329,7 +344,9 @@ def register(sub, bench) -> None:
     p.add_argument("--name", action="append", metavar="NAME",
                    help="table name for each --model, in order (at most one per --model)")
     p.add_argument("--scheduler", action="append", metavar="NAME",
-                   help="heuristics to compare with: random, local, ratc, rda, esf, spread, central")
+                   help="heuristics to compare with: random, local, ratc, rda, esf, spread, slack-reliable, central")
+    p.add_argument("--tuned", action="append", default=[], metavar="FILE",
+                   help="a file of 'o2o tune' for a --scheduler: compared with its tuned values (repeatable)")
     p.add_argument("--episodes", type=COUNT, default=10, help="episodes to run (default 10)")
     p.add_argument("--seed", type=SEED, default=seeds.TEST.start,
                    help=f"first episode seed (default {seeds.TEST.start}, the held-out range)")

@@ -1,4 +1,5 @@
-"""``o2o collect``, ``o2o logs summary``, ``o2o dataset export`` and ``o2o bench logs``."""
+"""``o2o collect``, ``o2o logs summary``, ``o2o dataset export`` and ``o2o bench logs`` (the
+data-set suite's commands are in ``o2o.cli.datasets``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 from o2o.cli.common import COUNT, SEED, add_scenario_args
+from o2o.cli.datasets import register as register_suite
 from o2o.core.decpomdp import (
     OBS_LAYOUT_V2,
     OBS_LAYOUT_VERSION,
@@ -25,7 +27,7 @@ from o2o.logs.collect import collect
 from o2o.logs.dataset import build_dataset, save_dataset
 from o2o.logs.db import describe_db
 from o2o.logs.records import episode_logs_from_rollout
-from o2o.logs.store import LogStore
+from o2o.logs.store import LogStore, damaged_log_guard
 from o2o.sim import SCHEDULERS, make_scheduler
 
 DB_HELP = "task log: a SQLite file path (or sqlite:///PATH) or a postgresql+psycopg:// URL"
@@ -75,7 +77,7 @@ def format_summary(runs: list[dict]) -> str:
 
 
 def cmd_logs_summary(args) -> int:
-    with LogStore.open(args.db, read_only=True) as store:
+    with LogStore.open(args.db, read_only=True) as store, damaged_log_guard(describe_db(args.db)):
         runs = store.summary()
     if args.json:
         print(json.dumps({"db": describe_db(args.db), "runs": runs}))
@@ -90,7 +92,7 @@ def cmd_logs_summary(args) -> int:
 def cmd_dataset_export(args) -> int:
     target = args.out if str(args.out).endswith(".npz") else f"{args.out}.npz"  # as save_dataset
     check_output_file(target, "--out")
-    with LogStore.open(args.db, read_only=True) as store:
+    with LogStore.open(args.db, read_only=True) as store, damaged_log_guard(describe_db(args.db)):
         run_ids = args.run or None
         total = sum(len(store.episode_ids(r.id)) for r in store.runs()
                     if run_ids is None or r.id in run_ids)
@@ -208,6 +210,7 @@ def register(sub, bench) -> None:
     e.add_argument("--compress", action="store_true", help="write a compressed .npz")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=cmd_dataset_export)
+    register_suite(ds_sub)
 
     b = bench.add_parser("logs", help="task-log insert throughput in rows per second")
     add_scenario_args(b)

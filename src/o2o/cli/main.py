@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "o2o.cli.logs",
     "o2o.cli.learn",
     "o2o.cli.run",
+    "o2o.cli.tune",
     "o2o.cli.testbed",
     "o2o.cli.figure",
     "o2o.cli.marl",

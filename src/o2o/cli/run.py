@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 
-from o2o.cli.common import COUNT, add_scenario_args, at_least
+from o2o.cli.common import COUNT, TRAINING_SEEDS, WORKERS, add_scenario_args, at_least
 from o2o.cli.learn import add_obs_layout_arg, add_reward_credit_arg, add_settings_arg
 from o2o.core.decpomdp import OBS_LAYOUT_V2
 from o2o.core.errors import UserError
-from o2o.core.limits import check_memory, check_simulation, dataset_bytes
+from o2o.core.limits import (
+    check_counts,
+    check_memory,
+    check_simulation,
+    check_workers,
+    dataset_bytes,
+)
 from o2o.core.metrics import json_safe
 from o2o.core.outputs import check_output_folder
 from o2o.core.scenario import load_scenario
+from o2o.experiments.executors import cpu_count
 from o2o.learn.settings import learner_settings
 from o2o.logs.collect import LOG_BATCH_EPISODES
 from o2o.schedulers import HEURISTICS
@@ -58,20 +67,27 @@ def _plan(args, scenario, obs_layout: str):
                                                 "online_episodes", "eval_episodes")
                if getattr(args, k) is not None}
     plan = PLANS["quick" if args.quick else "full"].scaled(**changes)
+    check_counts(asdict(plan), options=True)
     check_simulation(scenario, LOG_BATCH_EPISODES)
-    check_memory(dataset_bytes(scenario, plan.log_episodes, obs_layout) * (1 + min(plan.seeds, args.workers or 2)),
-                 f"a data set of {plan.log_episodes} logged episodes of {scenario.nodes} nodes",
-                 "use fewer --log-episodes, fewer nodes or slots, or fewer --workers")
+    data = dataset_bytes(scenario, plan.log_episodes, obs_layout)
+    check_memory(data, f"a data set of {plan.log_episodes} logged episodes of {scenario.nodes} nodes",
+                 "use fewer --log-episodes, fewer nodes or slots")
+    workers = min(plan.seeds, args.workers or cpu_count())
+    check_workers(workers, f"training seeds, each loading a data set of {data / 2**30:.1f} GiB",
+                  data_bytes=data)
     return plan
 
 
 def cmd_run(args) -> int:
     from o2o.experiments.main_job import run_pipeline
     from o2o.experiments.methods import METHODS
+    from o2o.experiments.tuning import load_tuned_files
 
     scenario = load_scenario(args.scenario, args.overrides)
+    tuned = load_tuned_files(args.tuned, scenario, args.network_seed)
     settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit,
-                                args.obs_layout, args.log_heuristic)
+                                args.obs_layout, args.log_heuristic, args.log_tuned,
+                                options=("--set-offline", "--set-online"))
     plan = _plan(args, scenario, settings.obs_layout)
     out = Path(args.out or f"runs/{'quick' if args.quick else 'main'}")
     check_output_folder(out, "--out")
@@ -83,15 +99,16 @@ def cmd_run(args) -> int:
                            TEST.take(plan.eval_episodes))
     log = (lambda _msg: None) if args.json else print
     report = run_pipeline(scenario, out, plan, network_seed=args.network_seed,
-                          settings=settings, workers=args.workers, log=log)
+                          settings=settings, workers=args.workers, tuned=tuned, log=log)
     if args.marl:
         from o2o.experiments.marl.results import add_marl_rows
 
         report = add_marl_rows(out, report, args.marl, log=log)
     if args.json:
-        print(json.dumps(json_safe({k: report[k] for k in [*METHODS, "bound", "marl"] if k in report})))
+        print(json.dumps(json_safe({k: report[k] for k in [*METHODS, "bound", "bound-task", "marl"]
+                                    if k in report})))
     else:
-        print(f"results in {out}/ (results.json, results.md, learning_curve.png, comparison.png, "
+        print(f"results in {out}/ (results.json, results.md, learning_curve.png, deployment.png, comparison.png, "
               "models/, logs.db, metrics/)")
     return 0
 
@@ -103,6 +120,8 @@ def cmd_ablation(args) -> int:
     rungs = args.rung or None
     if rungs and any(r >= len(RUNGS) for r in rungs):
         raise UserError(f"--rung must lie in 0..{len(RUNGS) - 1}")
+    if rungs and len(set(rungs)) != len(rungs):
+        raise UserError(f"--rung repeats a rung ({' '.join(map(str, rungs))}); give each rung once")
     plan = _plan(args, scenario, OBS_LAYOUT_V2)  # the largest observation any rung uses
     out = Path(args.out or "runs/ablation")
     check_output_folder(out, "--out")
@@ -114,10 +133,17 @@ def cmd_ablation(args) -> int:
     return 0
 
 
+def add_tuned_arg(p) -> None:
+    p.add_argument("--tuned", action="append", default=[], metavar="FILE",
+                   help="a file of 'o2o tune' for this scenario and network seed: that rule is compared "
+                        "with its values (repeatable); the tunable rules without one are tuned here on "
+                        "validation episodes")
+
+
 def _plan_args(p, what: str) -> None:
     p.add_argument("--quick", action="store_true", help=f"a small {what} for a first look")
-    p.add_argument("--seeds", type=COUNT, help="training seeds (full: 3)")
-    p.add_argument("--workers", type=COUNT, help="parallel training processes (default: CPU count)")
+    p.add_argument("--seeds", type=TRAINING_SEEDS, help="training seeds (full: 3)")
+    p.add_argument("--workers", type=WORKERS, help="parallel training processes (default: CPU count)")
     p.add_argument("--log-episodes", type=COUNT, help="heuristic episodes logged for offline training")
     p.add_argument("--offline-steps", type=COUNT, help="gradient steps of offline training")
     p.add_argument("--online-episodes", type=COUNT, help="episodes of online fine-tuning (and online-only)")
@@ -161,9 +187,13 @@ def register(sub, bench) -> None:
     p.add_argument("--log-heuristic", choices=sorted(HEURISTICS), default=None,
                    help="the heuristic whose task logs offline training learns from (default: "
                         "the settings'; project: spread, paper: ratc)")
+    p.add_argument("--log-tuned", action=argparse.BooleanOptionalAction, default=None,
+                   help="run a tunable logging heuristic at the values tuned for this network on "
+                        "validation episodes (default: the settings')")
     p.add_argument("--set-offline", action="append", default=[], metavar="KEY=VALUE",
                    help="override an offline hyper-parameter (repeatable)")
     p.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE",
                    help="override an online hyper-parameter (repeatable)")
+    add_tuned_arg(p)
     _marl_arg(p)
     p.set_defaults(func=cmd_run)

@@ -17,11 +17,17 @@ from o2o.sim.rollout import rollout
 def cmd_simulate(args) -> int:
     scenario = load_scenario(args.scenario, args.overrides)
     check_simulation(scenario, min(args.batch_size, args.episodes))
+    from o2o.experiments.tuning import load_tuned_files, summary
+
+    tuned = load_tuned_files(args.tuned, scenario, args.network_seed)
+    names = list(dict.fromkeys([*(args.scheduler or ([] if tuned else ["ratc"])), *tuned]))
+    schedulers = {name: make_scheduler(name, tuned[name]["params"] if name in tuned else None)
+                  for name in names}
     network = sample_network(scenario, args.network_seed)
-    schedulers = {name: make_scheduler(name) for name in args.scheduler or ["ratc"]}
     seeds = [args.seed + k for k in range(args.episodes)]
     return compare_schedulers(scenario, network, schedulers, seeds, network_seed=args.network_seed,
-                              as_json=args.json, batch_size=args.batch_size)
+                              as_json=args.json, batch_size=args.batch_size,
+                              tuned={k: summary(v) for k, v in tuned.items()})
 
 
 def measure_throughput(scenario, network, scheduler, batch: int, repeats: int) -> float:
@@ -58,7 +64,11 @@ def register(sub, bench) -> None:
     p = sub.add_parser("simulate", help="run schedulers on the same simulated episodes and compare")
     add_scenario_args(p)
     p.add_argument("--scheduler", action="append", metavar="NAME",
-                   help="random, local, ratc, rda, esf, spread, central (repeatable; default ratc)")
+                   help="random, local, ratc, rda, esf, spread, slack-reliable, central (repeatable; "
+                        "default ratc)")
+    p.add_argument("--tuned", action="append", default=[], metavar="FILE",
+                   help="a file of 'o2o tune': its rule runs with the tuned parameters (repeatable; "
+                        "refused if made for another scenario or network seed)")
     p.add_argument("--episodes", type=COUNT, default=10, help="episodes to run (default 10)")
     p.add_argument("--seed", type=SEED, default=0, help="first episode seed (default 0)")
     p.add_argument("--batch-size", type=COUNT, default=64,

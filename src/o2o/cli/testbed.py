@@ -12,11 +12,11 @@ import math
 import os
 import sys
 
-from o2o.cli.common import COUNT, SEED, at_least
+from o2o.cli.common import COUNT, SEED, TESTBED_EPISODES, TRAINING_SEED, at_least
 from o2o.cli.learn import add_obs_layout_arg, add_reward_credit_arg, add_settings_arg
 from o2o.core import seeds
 from o2o.core.errors import UserError
-from o2o.core.limits import check_testbed
+from o2o.core.limits import check_counts, check_testbed
 from o2o.core.network import sample_network
 from o2o.core.outputs import check_output_folder
 from o2o.core.scenario import load_scenario
@@ -27,7 +27,7 @@ from o2o.testbed.analysis import (
     bench_summary,
     compare_logs,
     comparison_lines,
-    episode_bound_mean,
+    episode_bounds_mean,
     measurement_lines,
     pacing_comparison_lines,
     simulator_logs,
@@ -41,7 +41,7 @@ from o2o.testbed.phase import (
 )
 
 DEFAULT_DB = "runs/testbed.db"
-SCHEDULER_CHOICES = "random, local, ratc, rda, esf, or drl (with --model)"
+SCHEDULER_CHOICES = "random, local, ratc, rda, esf, spread, slack-reliable, or drl (with --model)"
 
 
 # ------------------------------------------------------------------------------ shared
@@ -51,7 +51,7 @@ def add_scenario_and_runtime_args(p: argparse.ArgumentParser) -> None:
     add_scenario_args(p, default="paper-testbed")
     p.add_argument("--nodes", type=at_least(2), default=None,
                    help="number of edge nodes (default: the scenario's; paper-testbed has 10)")
-    p.add_argument("--episodes", type=COUNT, default=5, help="episodes to run (default 5)")
+    p.add_argument("--episodes", type=TESTBED_EPISODES, default=5, help="episodes to run (default 5)")
     p.add_argument("--seed", type=SEED, default=0, help="first episode seed (default 0)")
     p.add_argument("--exec-mode", choices=["emulated", "compute"], default="emulated",
                    help="emulated: busy for c/F_j seconds (default); compute: burn real CPU work")
@@ -161,14 +161,14 @@ def print_phase(args, setup: TestbedSetup, seeds: list[int], run: TestbedRun, he
     from o2o.cli.common import format_table, summarize
     from o2o.logs.db import describe_db
 
-    bound = episode_bound_mean(setup.scenario, setup.network, seeds)
+    bounds = episode_bounds_mean(setup.scenario, setup.network, seeds)
     summary = summarize(run.metrics(), extended=not args.json)
     if args.json:
-        print(json.dumps({args.scheduler: summary, "bound": bound}))
+        print(json.dumps({args.scheduler: summary, **bounds}))
         return 0
     if header is not None:
         print(header)
-    print(format_table({args.scheduler: summary}, bound))
+    print(format_table({args.scheduler: summary}, bounds))
     for line in measurement_lines(run.results):
         print(line)
     print(f"task log: run {run.run_id} in {describe_db(args.db)}")
@@ -207,7 +207,7 @@ def cmd_compare(args) -> int:
                     show_progress=not args.json)
     out = compare_logs(sim_logs, [r.log for r in run.results], scenario.slot_s)
     out.update({"scheduler": args.scheduler, "scenario": scenario.name, "nodes": network.n,
-                "bound": episode_bound_mean(scenario, network, seeds), "run": run.run_id,
+                **episode_bounds_mean(scenario, network, seeds), "run": run.run_id,
                 "hosts": setup.hosts, "pacing": setup.runtime.pacing})
     if args.json:
         print(json.dumps(out))
@@ -325,8 +325,9 @@ def cmd_o2o(args) -> int:
     check_output_folder(args.store, "--store")
     plan = TestbedPlan(args.collect_episodes, args.offline_steps, args.online_rounds,
                        args.episodes_per_round, args.episodes)
+    check_counts(dataclasses.asdict(plan), options=True)
     settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit,
-                                args.obs_layout)
+                                args.obs_layout, options=("--set-offline", "--set-online"))
     heuristic = args.heuristic or settings.log_heuristic
     _setup_logging(args.verbose)
     say = (lambda _msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -334,17 +335,17 @@ def cmd_o2o(args) -> int:
                              heuristic=heuristic, baselines=args.baseline,
                              training_seed=args.training_seed, eval_seeds=episode_seeds(args), say=say)
     scenario, network = setup.scenario, setup.network
-    bound = episode_bound_mean(scenario, network, report.eval_seeds)
+    bounds = episode_bounds_mean(scenario, network, report.eval_seeds)
     summaries = {name: summarize(run.metrics(), extended=not args.json) for name, run in report.runs.items()}
     if args.json:
-        print(json.dumps({**summaries, "bound": bound, "model_versions": report.versions,
+        print(json.dumps({**summaries, **bounds, "model_versions": report.versions,
                           "nodes_on_final_model": report.nodes_on_final_model, "store": args.store}))
         return 0
     print(f"O2O-DRL on the testbed: scenario {scenario.name}, {network.n} node processes, "
           f"{plan.collect_episodes} heuristic episodes ({heuristic}, run {report.collect_run}), "
           f"{plan.offline_steps} offline steps, {plan.online_rounds} x {plan.episodes_per_round} online "
           f"episodes; evaluation episodes {report.eval_seeds[0]}..{report.eval_seeds[-1]}")
-    print(format_table(summaries, bound))
+    print(format_table(summaries, bounds))
     final = report.versions["o2o"]
     print(f"models in {args.store}: offline-only = version {report.versions['offline']}, o2o-drl = "
           f"version {final}; nodes {report.nodes_on_final_model} ran version {final} (checksum verified)")
@@ -427,7 +428,7 @@ def register(sub, bench) -> None:
                     help="offline: Algorithm 1 on the runs; online: one Algorithm 2 update on episodes "
                          "run with the store's latest model")
     tr.add_argument("--steps", type=COUNT, default=5000, help="offline gradient steps (default 5000)")
-    tr.add_argument("--seed", type=SEED, default=0, help="training seed (default 0)")
+    tr.add_argument("--seed", type=TRAINING_SEED, default=0, help="training seed (default 0)")
     add_settings_arg(tr)
     add_reward_credit_arg(tr, "offline: of the data set, default the settings'; online: the model's")
     tr.add_argument("--set-hparam", action="append", default=[], metavar="KEY=VALUE",
@@ -446,13 +447,13 @@ def register(sub, bench) -> None:
     o.add_argument("--baseline", action="append", default=["rda"], metavar="NAME",
                    help="other heuristics to evaluate (default rda; repeatable)")
     o.set_defaults(seed=seeds.TEST.start)
-    o.add_argument("--collect-episodes", type=COUNT, default=20,
+    o.add_argument("--collect-episodes", type=TESTBED_EPISODES, default=20,
                    help="heuristic episodes logged for offline training (default 20)")
     o.add_argument("--offline-steps", type=COUNT, default=3000, help="offline gradient steps (default 3000)")
     o.add_argument("--online-rounds", type=at_least(0), default=5,
                    help="fine-tuning rounds, one PPO update each (default 5)")
-    o.add_argument("--episodes-per-round", type=COUNT, default=2, help="episodes per round (default 2)")
-    o.add_argument("--training-seed", type=SEED, default=0, help="training seed (default 0)")
+    o.add_argument("--episodes-per-round", type=TESTBED_EPISODES, default=2, help="episodes per round (default 2)")
+    o.add_argument("--training-seed", type=TRAINING_SEED, default=0, help="training seed (default 0)")
     o.add_argument("--store", required=True, help="a new model store folder (or fsspec URL) for this pipeline")
     o.add_argument("--db", default=DEFAULT_DB, help=f"task log (default {DEFAULT_DB})")
     add_settings_arg(o)

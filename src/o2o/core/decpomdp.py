@@ -114,6 +114,15 @@ def obs_dim(n: int, obs_layout: str = OBS_LAYOUT_VERSION) -> int:
     return 3 * n + 6 + (V2_BLOCKS * n if check_obs_layout(obs_layout) == OBS_LAYOUT_V2 else 0)
 
 
+def probes_per_decision(n: int, obs_layout: str = OBS_LAYOUT_VERSION) -> tuple[int, str]:
+    """Probe requests to other nodes that one decision from an observation of ``obs_layout``
+    implies, and what they fetch: v1 needs the N - 1 peers' 1-bit overload flags for its mask
+    (paper IV-B2), v2 every peer's full answer (capacity, alpha, backlog, flag)."""
+    if check_obs_layout(obs_layout) == OBS_LAYOUT_V2:
+        return n - 1, "full answers"
+    return n - 1, "1-bit overload flags"
+
+
 def nodes_of(dim: int, obs_layout: str = OBS_LAYOUT_VERSION) -> int | None:
     """N such that ``obs_dim(N, obs_layout) == dim`` (N >= 2), or None."""
     per = 3 + (V2_BLOCKS if check_obs_layout(obs_layout) == OBS_LAYOUT_V2 else 0)
@@ -145,6 +154,23 @@ def candidate_index(n: int) -> np.ndarray:
 
 
 CANDIDATE_FEATURES = 2 + V2_BLOCKS + 7
+# The columns of a candidate's features that differ between candidates (r_ij and the seven
+# probed blocks of j); the set scorer adds their mean and maximum over all N candidates.
+SET_POOLED = slice(1, 2 + V2_BLOCKS)
+SET_FEATURES = CANDIDATE_FEATURES + 2 * (1 + V2_BLOCKS)
+SCORER_HEADS = ("scorer", "set-scorer")
+
+
+def set_candidate_features(x: np.ndarray) -> np.ndarray:
+    """(..., N, CANDIDATE_FEATURES) candidate features -> (..., N, SET_FEATURES): each
+    candidate's own features followed by the mean and the maximum over all N candidates of the
+    per-candidate columns (``SET_POOLED``), so one candidate's score sees the whole candidate
+    set a node probed (a DeepSets pooling of what observation v2 holds, paper IV-B1/IV-B2)."""
+    pooled = x[..., SET_POOLED]
+    n = x.shape[-2]
+    mean = np.broadcast_to(pooled.mean(axis=-2, keepdims=True), pooled.shape[:-2] + (n, pooled.shape[-1]))
+    top = np.broadcast_to(pooled.max(axis=-2, keepdims=True), mean.shape)
+    return np.concatenate([x, mean, top], axis=-1).astype(x.dtype, copy=False)
 CRITIC_INPUTS = ("own", "central")
 
 

@@ -83,3 +83,14 @@ def json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def format_probes(value: float | str | None) -> str:
+    """A probes-per-task cell of a table: a measured mean with two decimals, a count (a
+    learned method's, from its observation layout) or a word (``full``) as it is, empty where
+    there are none (the bound)."""
+    if value is None:
+        return ""
+    if isinstance(value, (str, int)):
+        return str(value)
+    return f"{value:.2f}"

@@ -2,12 +2,16 @@
 changes nothing (no folder is made to find out).
 
 Only local paths are checked; a URL (``memory://``, ``s3://``, ...) is left to its filesystem.
+A local path is checked by what the file system says: every name no longer than it allows, the
+nearest existing folder a folder, writable, and a folder can be made in it (a folder made and
+removed at once: ``/proc`` or ``/sys`` say yes to the permission check and no to that).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import tempfile
 from pathlib import Path
 
 from o2o.core.errors import UserError
@@ -26,13 +30,41 @@ def _nearest_existing(path: Path) -> Path:
 
 def _refuse_unwritable_folder(path: Path, option: str, folder: Path | None = None) -> None:
     """The nearest existing folder of ``folder`` (default ``path``) must be a folder this
-    process can write in."""
-    base = _nearest_existing(path if folder is None else folder)
-    if not base.is_dir():
-        raise UserError(f"{option} {path}: {base} is a file, not a folder; choose another {option}")
-    if not os.access(base, os.W_OK | os.X_OK):
-        reason = "a read-only file system" if _read_only_fs(base) else "not writable by this user"
-        raise UserError(f"{option} {path}: cannot write in {base} ({reason}); choose another {option}")
+    process can write in, and every name below it short enough."""
+    try:
+        _check_names(path, option)
+        base = _nearest_existing(path if folder is None else folder)
+        if not base.is_dir():
+            raise UserError(f"{option} {path}: {base} is a file, not a folder; choose another {option}")
+        if not os.access(base, os.W_OK | os.X_OK):
+            reason = "a read-only file system" if _read_only_fs(base) else "not writable by this user"
+            raise UserError(f"{option} {path}: cannot write in {base} ({reason}); choose another {option}")
+        probe = tempfile.mkdtemp(prefix=".o2o-write-check-", dir=base)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise UserError(f"{option} {_short(path)}: cannot be created ({exc.strerror or exc}); "
+                        f"choose another {option}") from None
+
+
+def _short(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 120 else text[:60] + "..." + text[-40:]
+
+
+def _check_names(path: Path, option: str) -> None:
+    """Each name at most NAME_MAX characters, the whole path at most PATH_MAX (as bytes)."""
+    try:
+        name_max = os.pathconf("/", "PC_NAME_MAX")
+        path_max = os.pathconf("/", "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    longest = max((len(os.fsencode(p)) for p in path.parts), default=0)
+    if longest > name_max:
+        raise UserError(f"{option} {_short(path)}: a name of {longest} bytes, more than the "
+                        f"{name_max} this file system allows; choose another {option}")
+    if len(os.fsencode(str(path.absolute()))) >= path_max:
+        raise UserError(f"{option} {_short(path)}: the path is longer than the {path_max} bytes "
+                        f"this system allows; choose another {option}")
 
 
 def _read_only_fs(folder: Path) -> bool:
@@ -48,11 +80,11 @@ def check_output_file(target: str | Path, option: str) -> None:
     if _is_url(target):
         return
     path = Path(target).expanduser()
+    _refuse_unwritable_folder(path, option, path.parent)
     if path.is_dir():
         raise UserError(f"{option} {path} is a folder; give a file name")
     if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"{option} {path} exists and is not writable; choose another {option}")
-    _refuse_unwritable_folder(path, option, path.parent)
 
 
 def check_output_folder(target: str | Path | None, option: str) -> None:
@@ -61,9 +93,9 @@ def check_output_folder(target: str | Path | None, option: str) -> None:
     if target is None or _is_url(target):
         return
     path = Path(target).expanduser()
+    _refuse_unwritable_folder(path, option)
     if path.exists() and not path.is_dir():
         raise UserError(f"{option} {path} is a file, not a folder; choose another {option}")
-    _refuse_unwritable_folder(path, option)
 
 
 def write_error(exc: OSError, target: str | Path, option: str) -> UserError:

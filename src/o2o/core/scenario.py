@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from o2o.core.errors import UserError
+from o2o.core.yaml_input import MAX_FILE_CHARS, MAX_VALUE_CHARS, YamlInputError, parse_yaml
 
 
 class ScenarioError(UserError, ValueError):
@@ -182,9 +182,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     key, raw = text.split("=", 1)
     key = key.strip()
     try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"override {key}: value {raw!r} is not valid YAML ({exc})") from None
+        value = parse_yaml(raw, f"override {key}", max_chars=MAX_VALUE_CHARS)
+    except YamlInputError as exc:
+        raise ScenarioError(str(exc)) from None
     return key, value
 
 
@@ -198,18 +198,16 @@ def scenario_from_dict(data: dict[str, Any]) -> Scenario:
 def read_yaml_file(path: Path, what: str) -> Any:
     """The YAML document in ``path``, or a one-line ScenarioError (the file and the line)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as fh:
+            text = fh.read(MAX_FILE_CHARS + 1)  # a longer file is refused unread
     except UnicodeDecodeError:
         raise ScenarioError(f"{what} {path} is not UTF-8 text; save it as UTF-8 YAML") from None
     except OSError as exc:
         raise ScenarioError(f"cannot read {what} {path}: {exc.strerror}") from None
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ScenarioError(f"{what} {path}{where}: not valid YAML ({problem})") from None
+        return parse_yaml(text, f"{what} {path}")
+    except YamlInputError as exc:
+        raise ScenarioError(str(exc)) from None
 
 
 def load_scenario(source: str | Path = "paper-sim", overrides: list[str] | None = None) -> Scenario:

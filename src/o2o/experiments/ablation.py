@@ -3,7 +3,8 @@
 The task logs of each logging heuristic (RATC, spread) are collected once; then each rung of
 the ladder below trains offline-only and O2O-DRL (offline, then online fine-tuning) for every
 training seed and evaluates them on the same held-out episodes (``TEST``), next to RATC,
-``spread`` and the centralized reference. Each rung adds one change to the rung above it:
+``spread`` and ``slack-reliable`` (both tuned for the network on validation episodes) and the
+centralized reference, each method with its probes per task. Each rung adds one change to the rung above it:
 
 =========================  ==================================================================
 rung                       settings
@@ -33,12 +34,16 @@ from typing import Any, Callable
 import numpy as np
 
 from o2o.core import seeds
+from o2o.core.decpomdp import probes_per_decision
 from o2o.core.errors import UserError
-from o2o.core.metrics import mean_ci95
+from o2o.core.metrics import format_probes, mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario
 from o2o.experiments.methods import Plan, SeedJob, heuristic_rates, train_seeds
+from o2o.experiments.tuning import summary, tuned_rules
+from o2o.learn.evaluate import evaluate_policy
+from o2o.learn.policy import Policy
 from o2o.learn.settings import LearnerSettings, learner_settings
 from o2o.logs.collect import collect
 from o2o.logs.dataset import build_dataset, save_dataset
@@ -62,7 +67,7 @@ RUNGS: list[tuple[str, str, str | None, str | None, str | None, list[str], list[
     ("+ central critic", "project", None, None, None, ["critic_input=central"],
      ["critic_input=central"]),
 ]
-COMPARED = ("ratc", "spread", "central")
+COMPARED = ("ratc", "spread", "slack-reliable", "central")   # spread and slack-reliable tuned
 
 
 def rung_settings(rung) -> LearnerSettings:
@@ -98,8 +103,13 @@ def run_ablation(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
                 save_dataset(build_dataset(store, [runs[heuristic]], s.reward_credit,
                                            obs_layout=s.obs_layout), path)
                 datasets[key] = str(path)
-    heuristics = heuristic_rates(scenario, network, eval_seeds, COMPARED)
-    ratc = heuristics["ratc"]
+    tuning = tuned_rules(COMPARED, scenario, network, network_seed=network_seed)
+    heuristics, probes = heuristic_rates(scenario, network, eval_seeds, COMPARED,
+                                         params={k: v["params"] for k, v in tuning.items()})
+    ratc, rule = heuristics["ratc"], heuristics["slack-reliable"]
+    validation_seeds = seeds.VALIDATION.take(plan.eval_episodes)
+    validation = heuristic_rates(scenario, network, validation_seeds, COMPARED,
+                                 params={k: v["params"] for k, v in tuning.items()})[0]
     rows: list[dict[str, Any]] = []
     for k in chosen:
         label = RUNGS[k][0]
@@ -111,20 +121,32 @@ def run_ablation(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
                 for seed in range(plan.seeds)]
         start = time.perf_counter()
         learned = train_seeds(jobs, workers)
+        count, what = probes_per_decision(network.n, s.obs_layout)
         row: dict[str, Any] = {"rung": label, "seconds": time.perf_counter() - start,
-                               "settings": s.model_dump(mode="json")}
+                               "settings": s.model_dump(mode="json"),
+                               "probes_per_task": count, "probes_note": what}
         for method in ("offline-only", "o2o-drl"):
             per_seed = np.array([r.final[method] for r in learned])   # (seeds, episodes)
             episode_mean = per_seed.mean(axis=0)
             mean, lo, hi = mean_ci95(episode_mean)
             d, dlo, dhi = mean_ci95(episode_mean - ratc)
             row[method] = {"success_rate": mean, "ci95": [lo, hi], "vs_ratc": [d, dlo, dhi],
-                           "per_seed": per_seed.mean(axis=1).tolist()}
+                           "vs_rule": list(mean_ci95(episode_mean - rule)),
+                           "per_seed": per_seed.mean(axis=1).tolist(),
+                           # The same models on validation episodes: what a choice between the
+                           # rungs may be made on (the held-out columns are for reporting).
+                           "validation": float(np.mean([
+                               evaluate_policy(scenario, network, Policy.load(
+                                   str(folder / "models" / method / f"seed{r.seed}"))[0].actor,
+                                   validation_seeds)["success_rate"].mean() for r in learned]))}
         rows.append(row)
         log(f"{label}: offline-only {row['offline-only']['success_rate']:.4f}, O2O-DRL "
             f"{row['o2o-drl']['success_rate']:.4f} ({row['o2o-drl']['vs_ratc'][0]:+.4f} vs RATC)")
     report = {"network_seed": network_seed, "plan": plan.__dict__, "evaluation_seeds": eval_seeds,
               "heuristics": {k: float(np.mean(v)) for k, v in heuristics.items()},
+              "validation_seeds": validation_seeds,
+              "heuristics_validation": {k: float(np.mean(v)) for k, v in validation.items()},
+              "heuristic_probes": probes, "tuned": {k: summary(v) for k, v in tuning.items()},
               "rungs": rows, "seconds": time.perf_counter() - started}
     (out / "ablation.json").write_text(json.dumps(report, indent=2))
     table = format_ablation(report)
@@ -137,15 +159,33 @@ def run_ablation(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
 
 def format_ablation(report: dict[str, Any]) -> str:
     h = report["heuristics"]
-    lines = [f"RATC {h['ratc']:.4f}, spread {h['spread']:.4f}, central {h['central']:.4f} "
-             f"(network seed {report['network_seed']}, {len(report['evaluation_seeds'])} held-out "
-             f"episodes, {report['plan']['seeds']} training seeds)", "",
-             "| rung | offline-only | O2O-DRL | O2O-DRL - RATC (paired, 95% CI) | share of the RATC-central gap |",
-             "|---|---|---|---|---|"]
+    probes = report.get("heuristic_probes", {})
+    tuned = report.get("tuned", {})
+
+    def method(name: str) -> str:
+        extra = [f"{format_probes(probes[name])} probes/task"] if name in probes else []
+        if name in tuned:
+            extra.append("tuned: " + ", ".join(f"{k}={v:g}" for k, v in tuned[name]["params"].items()))
+        return f"{name} {h[name]:.4f}" + (f" ({'; '.join(extra)})" if extra else "")
+
+    hv = report.get("heuristics_validation", {})
+    lines = [", ".join(method(name) for name in h)
+             + f" (network seed {report['network_seed']}, {len(report['evaluation_seeds'])} held-out "
+             f"episodes, {report['plan']['seeds']} training seeds)", ""]
+    if hv:
+        lines += ["On the validation episodes (where a rung may be chosen): "
+                  + ", ".join(f"{name} {rate:.4f}" for name, rate in hv.items()), ""]
+    lines += ["| rung | O2O-DRL, validation | offline-only | O2O-DRL | O2O-DRL - RATC (paired, 95% CI) "
+              "| O2O-DRL - slack-reliable (paired, 95% CI) | share of the RATC-central gap | probes/task |",
+              "|---|---|---|---|---|---|---|---|"]
     gap = h["central"] - h["ratc"]
     for row in report["rungs"]:
         o, f = row["o2o-drl"], row["offline-only"]
         d = o["vs_ratc"]
-        lines.append(f"| {row['rung']} | {f['success_rate']:.4f} | {o['success_rate']:.4f} | "
-                     f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}] | {d[0] / gap:.0%} |")
+        r = o.get("vs_rule")
+        vs_rule = f"{r[0]:+.4f} [{r[1]:+.4f}, {r[2]:+.4f}]" if r else ""
+        val = f"{o['validation']:.4f}" if "validation" in o else ""
+        count = f"{row['probes_per_task']} ({row['probes_note']})" if "probes_per_task" in row else ""
+        lines.append(f"| {row['rung']} | {val} | {f['success_rate']:.4f} | {o['success_rate']:.4f} | "
+                     f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}] | {vs_rule} | {d[0] / gap:.0%} | {count} |")
     return "\n".join(lines)

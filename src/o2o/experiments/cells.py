@@ -5,7 +5,8 @@ A unit writes one or more cells (point x method x seed) of the results database:
 ``heuristic``
     one heuristic (or central) at one point, on all held-out episodes: one cell.
 ``bound``
-    the bound of every held-out episode at one point: one cell.
+    both bounds of every held-out episode at one point: two cells, ``bound`` (the LP) and
+    ``bound-task``.
 ``training``
     one training seed at one point: the logging heuristic's episodes are logged to a task log,
     the data set is rebuilt from it, and ``train_seed`` (the main job's driver) trains and
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from o2o.core import seeds
+from o2o.core.decpomdp import probes_per_decision
 from o2o.core.episodes import sample_episodes
 from o2o.core.network import sample_network
 from o2o.core.scenario import Scenario
@@ -43,8 +45,10 @@ from o2o.experiments.methods import (
     train_seed,
 )
 from o2o.experiments.results_db import NO_SEED, Cell
+from o2o.experiments.sweeps import BOUND_TASK
+from o2o.experiments.tuning import summary, tuned_rules
 from o2o.learn.settings import LearnerSettings
-from o2o.sim import episode_bound
+from o2o.sim import episode_lp_bound, episode_task_bound
 
 SIMULATOR_KINDS = ("heuristic", "bound", "training")
 TESTBED_KINDS = ("testbed-heuristics", "testbed-training")
@@ -86,6 +90,7 @@ class UnitTask:
     settings: LearnerSettings
     eval_seeds: tuple[int, ...]
     folder: str                # the unit's own folder (models, metrics); emptied first
+    tuned: dict[str, Any] | None = None   # a heuristic unit's rule: the --tuned record given
 
 
 def run_unit(task: UnitTask) -> list[Cell]:
@@ -128,16 +133,28 @@ def _fresh_folder(task: UnitTask) -> Path:
 
 
 def _heuristic(task: UnitTask) -> list[Cell]:
+    """One heuristic on the held-out episodes; a tunable rule first gets its values for this
+    point and network (the given record, or tuned here on validation episodes: deterministic,
+    so a resumed or remote unit finds the same), kept in the cell's info."""
     network = sample_network(task.scenario, task.network_seed)
     (name,) = task.unit.methods
-    rates = heuristic_rates(task.scenario, network, list(task.eval_seeds), names=(name,))[name]
-    return [_cell(task, name, rates)]
+    tuning = tuned_rules((name,), task.scenario, network, network_seed=task.network_seed,
+                         given={name: task.tuned} if task.tuned else None)
+    rates, probes = heuristic_rates(task.scenario, network, list(task.eval_seeds), names=(name,),
+                                    params={k: v["params"] for k, v in tuning.items()})
+    info: dict[str, Any] = {"probes_per_task": probes[name]}
+    if name in tuning:
+        info["tuned"] = summary(tuning[name])
+    return [_cell(task, name, rates[name], info)]
 
 
 def _bound(task: UnitTask) -> list[Cell]:
     network = sample_network(task.scenario, task.network_seed)
     episodes = sample_episodes(task.scenario, network, list(task.eval_seeds))
-    return [_cell(task, "bound", episode_bound(network, episodes))]
+    start = time.perf_counter()
+    lp = episode_lp_bound(task.scenario, network, episodes)
+    return [_cell(task, "bound", lp, {"lp_s_per_episode": (time.perf_counter() - start) / max(len(lp), 1)}),
+            _cell(task, BOUND_TASK, episode_task_bound(network, episodes))]
 
 
 def _training(task: UnitTask) -> list[Cell]:
@@ -163,7 +180,9 @@ def _training(task: UnitTask) -> list[Cell]:
             "success_rate": logged.success_rate}
     curves = {"offline-only": result.offline_curve, "o2o-drl": result.o2o_curve,
               "online-only": result.online_only_curve}
-    return [_cell(task, m, result.final[m], {"curve": curves[m], "seconds": seconds, "logs": logs})
+    count, what = probes_per_decision(network.n, task.settings.obs_layout)
+    return [_cell(task, m, result.final[m], {"curve": curves[m], "seconds": seconds, "logs": logs,
+                                             "probes_per_task": count, "probes_note": what})
             for m in task.unit.methods]
 
 

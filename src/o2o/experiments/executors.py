@@ -115,6 +115,18 @@ class RayExecutor:
             self.ray.shutdown()
 
 
+def check_executor(name: str) -> None:
+    """Refuse, before anything is written, an executor that cannot run here."""
+    if name == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserError("--executor ray needs Ray, an optional extra: "
+                            "pip install 'o2o[ray]' (or use --executor local)") from None
+    elif name != "local":
+        raise UserError(f"unknown executor {name!r}; choose local or ray")
+
+
 def make_executor(name: str, *, workers: int | None, address: str | None,
                   initializer: Callable[[], None] | None = None):
     if name == "local":

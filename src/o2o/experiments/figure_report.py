@@ -22,15 +22,15 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from o2o.core.metrics import json_safe, mean_ci95  # noqa: E402
-from o2o.experiments.methods import LEARNED, SeedResult  # noqa: E402
-from o2o.experiments.report import interval, summarize_methods  # noqa: E402
+from o2o.experiments.methods import CENTRAL_METHODS, LEARNED, SeedResult  # noqa: E402
+from o2o.experiments.report import interval, probes_cell, summarize_methods  # noqa: E402
 from o2o.experiments.results_db import NO_SEED, Cell  # noqa: E402
-from o2o.experiments.sweeps import BOUND, Sweep, x_value  # noqa: E402
+from o2o.experiments.sweeps import BOUND, BOUND_TASK, Sweep, x_value  # noqa: E402
 
 COLORS = {"random": "tab:gray", "local": "tab:brown", "rda": "tab:orange", "ratc": "tab:green",
-          "esf": "tab:purple", "spread": "tab:olive", "offline-only": "tab:cyan",
+          "esf": "tab:purple", "spread": "tab:olive", "slack-reliable": "tab:pink", "offline-only": "tab:cyan",
           "online-only": "tab:red", "o2o-drl": "tab:blue", "central": "black", BOUND: "black"}
-EXTRA_COLORS = ["tab:pink", "gold", "teal", "navy", "maroon"]
+EXTRA_COLORS = ["gold", "teal", "navy", "maroon", "lime"]
 
 
 def _curve_key(method: str) -> str:
@@ -64,15 +64,25 @@ def summarize_sweep(sweep: Sweep, cells: list[Cell]) -> dict[str, Any]:
         expected = len(sweep.heuristics) + (BOUND in sweep.methods) + len(learned_methods) * sweep.seeds
         have = len(rates) + (bound_cell is not None) + len(learned) * len(learned_methods)
         finished, missing = finished + have, missing + expected - have
-        summary = summarize_methods(rates, learned, bound) if (rates or learned) else {"bound": bound}
+        infos = {m: by_key[(h, m, NO_SEED)].info for m in rates}
+        for m in learned_methods:
+            if learned:
+                infos[m] = by_key[(p.index, m, 0)].info
+        probes = {m: (i["probes_per_task"], i["probes_note"]) if "probes_note" in i else i["probes_per_task"]
+                  for m, i in infos.items() if "probes_per_task" in i}
+        summary = summarize_methods(rates, learned, bound, probes=probes) if (rates or learned) else {"bound": bound}
         if bound_cell is None:
             summary.pop("bound", None)
+        task_cell = by_key.get((h, BOUND_TASK, NO_SEED))
+        if task_cell is not None:
+            summary[BOUND_TASK] = float(np.mean(task_cell.rates))
         per_episode = {m: np.asarray(v) for m, v in rates.items()}
         for m in learned_methods:
             if learned:
                 per_episode[m] = np.mean([r.final[m] for r in learned], axis=0)
         point = {"index": p.index, "value": p.value, "label": p.label, "x": x_value(p.value),
                  "logging": p.logging, "seeds": len(learned), "methods": summary,
+                 "tuned": {m: infos[m]["tuned"] for m in rates if "tuned" in infos[m]},
                  "claims": _claims(per_episode, p.logging)}
         first = by_key.get((p.index, learned_methods[0], 0)) if learned_methods else None
         if first is not None:
@@ -96,7 +106,7 @@ def _claims(per_episode: dict[str, np.ndarray], logging: str) -> dict[str, Any]:
     """Which method is best here, and O2O-DRL against the best other decentralized method
     and against RATC (paired over the episodes)."""
     out: dict[str, Any] = {}
-    decentralized = {m: v for m, v in per_episode.items() if m not in ("central", BOUND)}
+    decentralized = {m: v for m, v in per_episode.items() if m not in (*CENTRAL_METHODS, BOUND, BOUND_TASK)}
     if not decentralized:
         return out
     means = {m: float(v.mean()) for m, v in decentralized.items()}
@@ -136,14 +146,31 @@ def format_tables(sweep: Sweep, report: dict[str, Any]) -> str:
         for p in points:
             r = p["methods"].get(m)
             if m == BOUND:
-                row.append(f"{p['methods']['bound']:.4f}" if isinstance(p["methods"].get("bound"), float)
-                           and np.isfinite(p["methods"]["bound"]) else "—")
+                row.append(" / ".join(f"{p['methods'][b]:.4f}" if isinstance(p["methods"].get(b), float)
+                                      and np.isfinite(p["methods"][b]) else "—" for b in (BOUND, BOUND_TASK)))
             elif r is None:
                 row.append("—")
             else:
                 row.append(f"{r['success_rate']:.4f} {interval(r['ci95'])}")
-        name = f"{m} (simulator)" if sweep.testbed and m == "central" else m
+        name = f"{m} (simulator)" if sweep.testbed and m in CENTRAL_METHODS else m
+        name = "bound / bound-task" if m == BOUND else name
         lines.append(f"| {name} | " + " | ".join(row) + " |")
+    lines += ["", "Probes per task (probe requests to other nodes; a node reads its own state without "
+              "one; full: reads every queue; learned methods: what their observation fetches):", "",
+              "| method | " + " | ".join(head[1:]) + " |", "|---" * len(head) + "|"]
+    for m in sweep.methods:
+        if m == BOUND:
+            continue
+        cells = [probes_cell(p["methods"][m]) if m in p["methods"] else "—" for p in points]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    tuned = sorted({m for p in points for m in p.get("tuned", {})})
+    if tuned:
+        lines += ["", "Tuned values of each point (on validation episodes of its scenario and network):", "",
+                  "| rule | " + " | ".join(head[1:]) + " |", "|---" * len(head) + "|"]
+        for m in tuned:
+            cells = [", ".join(f"{k}={v:g}" for k, v in p["tuned"][m]["params"].items())
+                     if m in p.get("tuned", {}) else "—" for p in points]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
     learned = [m for m in sweep.learned]
     if learned:
         lines += ["", "Learned methods over the training seeds (mean of the seeds' means, 95% interval "
@@ -185,6 +212,8 @@ def plot_lines(path: Path, sweep: Sweep, report: dict[str, Any]) -> None:
         if m == BOUND:
             ys = [p["methods"].get("bound", np.nan) for p in points]
             ax.plot(xs, ys, color="black", ls="--", lw=1.2, label="bound")
+            ys = [p["methods"].get(BOUND_TASK, np.nan) for p in points]
+            ax.plot(xs, ys, color="gray", ls="--", lw=1.0, label=BOUND_TASK)
             continue
         got = [(x, p["methods"][m]) for x, p in zip(xs, points) if m in p["methods"]]
         if not got:
@@ -194,8 +223,8 @@ def plot_lines(path: Path, sweep: Sweep, report: dict[str, Any]) -> None:
         lo = np.array([g[1]["ci95"][0] if g[1]["ci95"][0] is not None else np.nan for g in got], dtype=float)
         hi = np.array([g[1]["ci95"][1] if g[1]["ci95"][1] is not None else np.nan for g in got], dtype=float)
         learned = m in LEARNED
-        label = f"{m} (simulator)" if sweep.testbed and m == "central" else m
-        style = {"ls": ":", "lw": 1.5} if m == "central" else {"lw": 2.2 if learned else 1.3}
+        label = f"{m} (simulator)" if sweep.testbed and m in CENTRAL_METHODS else m
+        style = {"ls": ":", "lw": 1.5} if m in CENTRAL_METHODS else {"lw": 2.2 if learned else 1.3}
         ax.plot(x, y, color=_color(m, k), marker="o" if learned else ".", label=label, **style)
         ax.fill_between(x, lo, hi, color=_color(m, k), alpha=0.15 if learned else 0.08, lw=0)
     ax.set_xticks(xs, [p["label"] for p in points], rotation=20 if len(points[0]["label"]) > 6 else 0)

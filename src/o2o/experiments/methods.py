@@ -24,6 +24,7 @@ import torch
 from o2o.core import seeds
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
+from o2o.experiments.deployment import online_episodes
 from o2o.learn.evaluate import evaluate_policy, make_eval_fn
 from o2o.learn.offline import train_offline
 from o2o.learn.online import train_online
@@ -34,9 +35,11 @@ from o2o.logs.collect import CollectResult, collect
 from o2o.logs.dataset import build_dataset, load_dataset, save_dataset
 from o2o.logs.store import LogStore
 from o2o.sim import make_scheduler
-from o2o.sim.rollout import simulate
+from o2o.sim.rollout import probes_per_task, simulate
 
-HEURISTICS = ("random", "local", "rda", "ratc", "esf", "spread", "central")
+#: The centralized references (simulator only): the planner and its two greedy rules.
+CENTRAL_METHODS = ("central", "central-reliable", "central-earliest")
+HEURISTICS = ("random", "local", "rda", "ratc", "esf", "spread", "slack-reliable", *CENTRAL_METHODS)
 LEARNED = ("offline-only", "online-only", "o2o-drl")
 METHODS = (*HEURISTICS, *LEARNED)
 
@@ -77,6 +80,8 @@ class SeedResult:
     online_only_curve: list[dict[str, Any]]
     final: dict[str, list[float]]            # method -> success rate per evaluation episode
     seconds: dict[str, float] = field(default_factory=dict)
+    # method -> its online training episodes as collected: {"seeds", "tasks", "success"}
+    online_episodes: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,8 @@ def train_seed(job: SeedJob) -> SeedResult:
         final["o2o-drl"] = evaluate_policy(scenario, network, o2o.policy.actor, eval_seeds)["success_rate"].tolist()
 
         if not job.online_only:
-            return SeedResult(seed, offline_curve, o2o.curve, [], final, seconds)
+            return SeedResult(seed, offline_curve, o2o.curve, [], final, seconds,
+                              {"o2o-drl": online_episodes(o2o)})
         start = time.perf_counter()
         scratch = train_online(scenario, network, None, job.settings.online,
                                episodes=plan.online_episodes, seed=seed, eval_every=plan.online_eval_every,
@@ -149,17 +155,20 @@ def train_seed(job: SeedJob) -> SeedResult:
         seconds["online_only"] = time.perf_counter() - start
         save("online-only", scratch.policy, {"online_episodes": scratch.episodes})
         final["online-only"] = evaluate_policy(scenario, network, scratch.policy.actor, eval_seeds)["success_rate"].tolist()
-    return SeedResult(seed, offline_curve, o2o.curve, scratch.curve, final, seconds)
+    return SeedResult(seed, offline_curve, o2o.curve, scratch.curve, final, seconds,
+                      {"o2o-drl": online_episodes(o2o), "online-only": online_episodes(scratch)})
 
 
 def log_dataset(scenario: Scenario, network: Network, heuristic: str, episodes: int, db: str | Path,
                 dataset: str | Path, *, network_seed: int, reward_credit: str, obs_layout: str,
-                progress: Callable[[int], None] | None = None) -> CollectResult:
+                progress: Callable[[int], None] | None = None,
+                params: dict[str, float] | None = None) -> CollectResult:
     """Heuristic control (paper IV-C1): ``heuristic`` runs on the first ``episodes`` seeds of
-    ``LOGS`` and every task is logged to the task log ``db``; the offline data set is rebuilt
-    from that log alone and saved to ``dataset`` (.npz)."""
+    ``LOGS`` (with ``params``, a tunable rule's values, where given) and every task is logged
+    to the task log ``db``; the offline data set is rebuilt from that log alone and saved to
+    ``dataset`` (.npz)."""
     with LogStore.open(db, create=True) as store:
-        logged = collect(store, scenario, network, make_scheduler(heuristic), heuristic,
+        logged = collect(store, scenario, network, make_scheduler(heuristic, params), heuristic,
                          seeds.LOGS.take(episodes), network_seed=network_seed, progress=progress)
         data = build_dataset(store, [logged.run_id], reward_credit=reward_credit,
                              obs_layout=obs_layout)
@@ -167,11 +176,17 @@ def log_dataset(scenario: Scenario, network: Network, heuristic: str, episodes: 
     return logged
 
 
-def heuristic_rates(scenario: Scenario, network: Network, eval_seeds: list[int],
-                    names=HEURISTICS) -> dict[str, np.ndarray]:
-    """Per-episode success rates of each heuristic (and central) on the evaluation episodes."""
-    return {name: simulate(scenario, network, eval_seeds, make_scheduler(name))["success_rate"]
-            for name in names}
+def heuristic_rates(scenario: Scenario, network: Network, eval_seeds: list[int], names=HEURISTICS,
+                    params: dict[str, dict[str, float]] | None = None
+                    ) -> tuple[dict[str, np.ndarray], dict[str, float | str]]:
+    """Per-episode success rates of each heuristic (and central) on the evaluation episodes,
+    and each one's probes per task (``o2o.sim.rollout.probes_per_task``). A tunable rule runs
+    with its ``params`` (its tuned values) where given."""
+    rates, probes = {}, {}
+    for name in names:
+        metrics = simulate(scenario, network, eval_seeds, make_scheduler(name, (params or {}).get(name)))
+        rates[name], probes[name] = metrics["success_rate"], probes_per_task(metrics)
+    return rates, probes
 
 
 def train_seeds(jobs: list[SeedJob], workers: int | None = None,

@@ -20,12 +20,13 @@ import numpy as np
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from o2o.core.metrics import mean_ci95
+from o2o.core.metrics import format_probes, mean_ci95
 from o2o.experiments.methods import HEURISTICS, LEARNED, METHODS, SeedResult
 
 
 def summarize_methods(heuristic_rates: dict[str, np.ndarray], learned: list[SeedResult],
-                      bound: float) -> dict[str, Any]:
+                      bound: float, bound_task: float | None = None,
+                      probes: dict[str, Any] | None = None) -> dict[str, Any]:
     """``results.json`` content: per method the mean success rate and a 95% CI.
 
     Learned methods: the rate of each evaluation episode is averaged over the training seeds,
@@ -33,7 +34,9 @@ def summarize_methods(heuristic_rates: dict[str, np.ndarray], learned: list[Seed
     method is measured on the same episodes; ``per_seed`` and ``ci95_seeds`` (over the seed
     means) show the spread between training seeds. ``vs_ratc``: the paired difference per
     episode against RATC with its CI. A method given in neither argument (a sweep that asks
-    for fewer) is left out; ``vs_ratc`` needs RATC."""
+    for fewer) is left out; ``vs_ratc`` needs RATC. ``probes``: each method's probes per task
+    (``probes_per_task``: a number, or ``full`` for central; a learned method's come with
+    ``probes_note``, what its observation layout fetches)."""
     per_episode: dict[str, np.ndarray] = {k: np.asarray(v) for k, v in heuristic_rates.items()}
     per_seed: dict[str, list[float]] = {}
     for method in LEARNED:
@@ -47,6 +50,12 @@ def summarize_methods(heuristic_rates: dict[str, np.ndarray], learned: list[Seed
         x = per_episode[method]
         mean, lo, hi = mean_ci95(x)
         entry: dict[str, Any] = {"success_rate": mean, "ci95": [lo, hi], "episodes": int(x.size)}
+        if probes and method in probes:
+            count = probes[method]
+            if isinstance(count, tuple):    # a learned method: (count, what it fetches)
+                entry.update(probes_per_task=count[0], probes_note=count[1])
+            else:
+                entry["probes_per_task"] = count
         if method in per_seed:
             _, slo, shi = mean_ci95(per_seed[method])
             entry.update(per_seed=per_seed[method], ci95_seeds=[slo, shi])
@@ -61,6 +70,8 @@ def summarize_methods(heuristic_rates: dict[str, np.ndarray], learned: list[Seed
             method: dict(zip(("diff", "lo", "hi"), mean_ci95(per_episode["o2o-drl"] - per_episode[method])))
             for method in METHODS if method != "o2o-drl" and method in per_episode}
     results["bound"] = bound
+    if bound_task is not None:
+        results["bound-task"] = bound_task
     return results
 
 
@@ -92,14 +103,33 @@ def interval(ci, fmt: str = ".4f") -> str:
     return f"[{lo:{fmt}}, {hi:{fmt}}]"
 
 
+def probes_cell(entry: dict[str, Any]) -> str:
+    """The probes-per-task cell of a method (with what a learned method's probes fetch)."""
+    cell = format_probes(entry.get("probes_per_task"))
+    return f"{cell} ({entry['probes_note']})" if cell and entry.get("probes_note") else cell
+
+
 def format_results(results: dict[str, Any]) -> str:
-    lines = ["| method | success rate | 95% CI | vs RATC (paired) |", "|---|---|---|---|"]
+    lines = ["| method | success rate | 95% CI | vs RATC (paired) | probes/task |", "|---|---|---|---|---|"]
     for method in METHODS:
+        if method not in results:
+            continue
         r = results[method]
         d = r["vs_ratc"]
         lines.append(f"| {method} | {r['success_rate']:.4f} | {interval(r['ci95'])} | "
-                     f"{d['diff']:+.4f} {interval(d['ci95'], '+.4f')} |")
-    lines.append(f"| bound | {results['bound']:.4f} | | |")
+                     f"{d['diff']:+.4f} {interval(d['ci95'], '+.4f')} | {probes_cell(r)} |")
+    lines.append(f"| bound | {results['bound']:.4f} | | | |")
+    if "bound-task" in results:
+        lines.append(f"| bound-task | {results['bound-task']:.4f} | | | |")
+    tuned = results.get("tuned") or {}
+    if tuned:
+        lines.append("")
+        lines.append("probes/task: probe requests to other nodes per task (a node reads its own state "
+                     "without one); full: reads every queue. Tuned rules (on validation episodes):")
+        for name, t in tuned.items():
+            values = ", ".join(f"{k}={v:g}" for k, v in t["params"].items())
+            lines.append(f"- {name}: {values} (validation {t['validation_score']:.4f}; defaults "
+                         f"{t['default_score']:.4f}; {t['source']})")
     return "\n".join(lines)
 
 
@@ -121,7 +151,7 @@ def plot_learning_curve(path: Path, learned: list[SeedResult], results: dict[str
     band(ax_on, [r.o2o_curve for r in learned], "episodes", "O2O-DRL (online fine-tuning)", "tab:blue")
     band(ax_on, [r.online_only_curve for r in learned], "episodes", "online-only", "tab:red")
     styles = {"ratc": "tab:green", "rda": "tab:orange", "esf": "tab:purple", "spread": "tab:olive",
-              "random": "tab:gray",
+              "slack-reliable": "tab:pink", "random": "tab:gray",
               "local": "tab:brown", "central": "black"}
     for ax in (ax_off, ax_on):
         for name, color in styles.items():
@@ -150,6 +180,8 @@ def plot_comparison(path: Path, results: dict[str, Any]) -> None:
     colors = ["tab:gray"] * len(HEURISTICS) + ["tab:cyan", "tab:red", "tab:blue"]
     ax.bar(METHODS, means, yerr=err, color=colors, capsize=3)
     ax.axhline(results["bound"], color="black", ls="--", lw=1, label="bound")
+    if "bound-task" in results:
+        ax.axhline(results["bound-task"], color="gray", ls="--", lw=1, label="bound-task")
     lo = min(means) - 0.05
     ax.set_ylim(max(0.0, lo), 1.0)
     ax.set_ylabel("task success rate (95% CI)")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -242,8 +243,52 @@ class ResultsDB:
             conn.execute(insert(cells), rows)
 
     def read(self) -> list[Cell]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(cells).order_by(cells.c.point, cells.c.method,
-                                                       cells.c.seed)).all()
-        return [Cell(r.point, r.method, r.seed, json.loads(r.point_value), json.loads(r.rates),
-                     json.loads(r.info), r.seconds) for r in rows]
+        """Every cell; a column that is not what o2o writes (JSON that does not parse, NaN, a
+        key that is not a whole number) refuses the database in one line naming the cell.
+        ``o2o.experiments.cell_checks`` checks what the cells hold against their sweep."""
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(cells)).all()
+        except (DBAPIError, ValueError, TypeError) as exc:  # a column of the wrong type
+            raise UserError(f"results database {self.where}: cannot read its cells "
+                            f"({str(exc).splitlines()[0][:200]}); it is damaged. Nothing was "
+                            "written") from None
+        out = []
+        for r in rows:
+            try:
+                for key in ("point", "seed"):
+                    if not isinstance(getattr(r, key), int):
+                        raise DamagedCell(f"{key} is {getattr(r, key)!r}, not a whole number")
+                if not isinstance(r.method, str):
+                    raise DamagedCell(f"method is {r.method!r}, not a name")
+                if not isinstance(r.seconds, (int, float)) or not math.isfinite(r.seconds):
+                    raise DamagedCell(f"seconds is {r.seconds!r}, not a time")
+                out.append(Cell(r.point, r.method, r.seed, _json_column(r.point_value, "point_value"),
+                                _json_column(r.rates, "rates"), _json_column(r.info, "info"),
+                                float(r.seconds)))
+            except DamagedCell as exc:
+                raise damaged(self.where, r.point, r.method, r.seed, str(exc)) from None
+        return sorted(out, key=lambda c: (c.point, c.method, c.seed))
+
+
+class DamagedCell(Exception):
+    """What is wrong with one cell read back (``damaged`` names the cell and the database)."""
+
+
+def damaged(where: str, point: Any, method: Any, seed: Any, what: str) -> UserError:
+    return UserError(f"results database {where}: cell (point {point!r}, method {method!r}, seed "
+                     f"{seed!r}): {what}; the database was changed by something other than o2o: "
+                     "delete that row (or the database) and run the sweep again. Nothing was written")
+
+
+def _json_column(text: Any, column: str) -> Any:
+    """A JSON column of a cell (``info`` may hold NaN where a metric had none, as o2o writes
+    it; the success rates are checked to be rates by ``o2o.experiments.cell_checks``)."""
+    if not isinstance(text, str):
+        raise DamagedCell(f"{column} is {type(text).__name__}, not JSON text")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DamagedCell(f"{column} is not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise DamagedCell(f"{column} is nested too deeply") from None

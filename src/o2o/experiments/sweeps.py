@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -43,29 +43,35 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from o2o.core.errors import UserError
+from o2o.core.limits import MAX_SEED, check_counts
 from o2o.core.scenario import PRESETS, Scenario, load_scenario, read_yaml_file
-from o2o.experiments.methods import HEURISTICS, LEARNED, METHODS, Plan
+from o2o.experiments.methods import CENTRAL_METHODS, HEURISTICS, LEARNED, METHODS, Plan
 from o2o.experiments.specs import FIGURES, PLAN_NAMES
 from o2o.experiments.testbed_job import TestbedPlan
+from o2o.experiments.tuning import DEFAULT_EPISODES as TUNE_EPISODES
+from o2o.experiments.tuning import GRIDS, load_tuned, scenario_fingerprint
 from o2o.learn.settings import learner_settings
 
 LOGGING_FIELD = "logging"
-BOUND = "bound"
+BOUND = "bound"           # the unit that writes both bounds' cells: "bound" (LP) and BOUND_TASK
+BOUND_TASK = "bound-task"
 # The nodes' count a `scale_logs_with_nodes` plan's log_episodes is written for (paper-sim).
 LOG_NODES_REFERENCE = 20
 
 
 def decentralized_heuristics() -> tuple[str, ...]:
     """The decentralized heuristics the project ships (those of the comparison, less central)."""
-    return tuple(h for h in HEURISTICS if h != "central")
+    return tuple(h for h in HEURISTICS if h not in CENTRAL_METHODS)
 
 
 def all_methods() -> tuple[str, ...]:
     return (*METHODS, BOUND)
 
 
+# Strict: a spec's numbers and flags are taken as written (`seeds: true` or `seeds: "2"` is
+# refused, not read as 1 or 2).
 class SweepAxis(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     field: str
     values: list[Any] | Literal["all"]
@@ -75,17 +81,19 @@ class SweepAxis(BaseModel):
 class SweepSpec(BaseModel):
     """A sweep: every method at every value of one field, on the same held-out episodes."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # The name makes file names (NAME.json, NAME.png): a letter or digit first, so never `.`,
+    # `..` or a hidden file.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     title: str = ""
     where: Literal["simulator", "testbed"] = "simulator"
     scenario: str = "paper-sim"
     set: dict[str, Any] = Field(default_factory=dict)
-    network_seed: int = Field(default=0, ge=0)
+    network_seed: int = Field(default=0, ge=0, le=MAX_SEED)
     logging: str | None = None   # None: the learner settings' logging heuristic
     sweep: SweepAxis
-    methods: list[str] | Literal["all"] = "all"
+    methods: list[str] | str = "all"   # a list, or "all" (checked by _methods)
     settings: Literal["project", "paper"] = "project"
     plot: Literal["lines", "bars"] = "lines"
     scale_logs_with_nodes: bool = False
@@ -137,6 +145,9 @@ class Sweep:
     points: list[Point]
     methods: tuple[str, ...]
     source: str                 # where the spec came from (a shipped figure or a file)
+    # Tuning records given with --tuned, by scenario fingerprint, then rule; a tunable rule
+    # without one is tuned in its cell (o2o.experiments.tuning).
+    tuned: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -166,9 +177,16 @@ class Sweep:
         with more seeds in the same database. So are the methods that ``all`` resolves to: a
         heuristic added to the project becomes missing cells, computed on the next run."""
         sizes = {k: v for k, v in asdict(self.plan).items() if k != "seeds"}
+        given = {fp: {name: r["params"] for name, r in rules.items()} for fp, rules in self.tuned.items()}
         return {"spec": self.spec.model_dump(mode="json", exclude={"plans"}), "plan": self.plan_name,
                 "sizes": sizes,
-                "scenarios": [p.scenario.model_dump(mode="json") for p in self.points]}
+                "scenarios": [p.scenario.model_dump(mode="json") for p in self.points],
+                # How the tunable rules get their values: the search, or the given files' values.
+                "tuning": {"grids": GRIDS, "episodes": TUNE_EPISODES, "given": given}}
+
+    def tuned_for(self, point: "Point", name: str) -> dict[str, Any] | None:
+        """The record given with --tuned for rule ``name`` at ``point``, or None."""
+        return self.tuned.get(scenario_fingerprint(point.scenario), {}).get(name)
 
     def spec_hash(self) -> str:
         text = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
@@ -191,6 +209,17 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def _canonical(value: Any) -> Any:
+    """A value as the scenario reads it: whole and decimal numbers alike (4 and 4.0)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    return value
+
+
 def x_value(value: Any) -> float | None:
     """Where a point sits on the x-axis: a number, or the upper end of a range (the paper's
     "maximum task size"); None for a name (fig4's heuristics)."""
@@ -203,15 +232,33 @@ def x_value(value: Any) -> float | None:
     return None
 
 
+_TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "tuple"}
+
+
+def _user_loc(loc: tuple) -> str:
+    """Where in the spec, without pydantic's names of the union members it tried
+    (``methods.list[str].0`` is ``methods.0``)."""
+    kept = [str(p) for p in loc
+            if not (isinstance(p, str) and (p in _TYPE_NAMES or "[" in p or "-" in p))]
+    return ".".join(kept) or "spec"
+
+
 def _format_errors(err: ValidationError, where: str) -> str:
-    parts = []
+    """One line: the first problem of each place (a union's members each report one)."""
+    parts: dict[str, str] = {}
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "spec"
+        loc = _user_loc(e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
-        parts.append(f"{loc}: {msg}")
-    return f"sweep spec {where}: " + "; ".join(parts)
+        if e["type"] == "string_pattern_mismatch" and loc == "name":
+            msg = ("a letter or digit first, then letters, digits, _ . or -, at most 64 "
+                   f"characters; got {e['input']!r}")
+        parts.setdefault(loc, msg)
+    # A union's outer member reports the whole value: keep the inner, more precise place.
+    parts = {loc: msg for loc, msg in parts.items()
+             if not any(other.startswith(loc + ".") for other in parts)}
+    return f"sweep spec {where}: " + "; ".join(f"{loc}: {msg}" for loc, msg in parts.items())
 
 
 def shipped_spec_path(name: str) -> Path:
@@ -251,6 +298,7 @@ def _plan(spec: SweepSpec, plan_name: str, seeds: int | None, where: str) -> Pla
     if low:
         raise UserError(f"sweep spec {where}: plans.{plan_name}: sizes must be whole numbers >= 1, "
                         f"got {low}")
+    check_counts(sizes, f"sweep spec {where}: plans.{plan_name}.")
     plan = replace(base, **sizes)
     if isinstance(plan, Plan) and plan.offline_steps is None:  # left out: the settings' own
         plan = replace(plan, offline_steps=learner_settings(spec.settings).offline_steps)
@@ -259,6 +307,9 @@ def _plan(spec: SweepSpec, plan_name: str, seeds: int | None, where: str) -> Pla
 
 def _methods(spec: SweepSpec, where: str) -> tuple[str, ...]:
     known = all_methods()
+    if isinstance(spec.methods, str) and spec.methods != "all":
+        raise UserError(f"sweep spec {where}: methods must be all or a list of methods "
+                        f"({', '.join(known)}), got {spec.methods!r}")
     if spec.methods == "all":
         chosen = known
     else:
@@ -292,8 +343,9 @@ def _points(spec: SweepSpec, base_dir: Path, where: str) -> list[Point]:
         known = sorted(k for k in Scenario.model_fields if k != "name")
         raise UserError(f"sweep spec {where}: sweep.field {axis.field!r} is not a scenario field nor "
                         f"{LOGGING_FIELD!r} (fields: {', '.join(known)})")
-    if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
-        raise UserError(f"sweep spec {where}: sweep.values repeats a value")
+    if len({json.dumps(_canonical(v), sort_keys=True) for v in values}) != len(values):
+        raise UserError(f"sweep spec {where}: sweep.values repeats a value (4 and 4.0 are one "
+                        "value)")
     if "name" in spec.set or axis.field in spec.set:
         raise UserError(f"sweep spec {where}: set must not fix name nor the swept field")
     source = spec.scenario
@@ -318,6 +370,9 @@ def _points(spec: SweepSpec, base_dir: Path, where: str) -> list[Point]:
         _check_logging(logging, where)
         key = scenario.model_dump_json()
         scenario_key = seen.setdefault(key, k)
+        if scenario_key != k and axis.field != LOGGING_FIELD:
+            raise UserError(f"sweep spec {where}: sweep.values: point {k} ({format_value(value)}) "
+                            f"is the same scenario as point {scenario_key}; give each value once")
         points.append(Point(k, value, scenario, logging, scenario_key))
     return points
 
@@ -328,7 +383,12 @@ def build_sweep(spec: SweepSpec, plan_name: str = "quick", seeds: int | None = N
     plan = _plan(spec, plan_name, seeds, where)
     methods = _methods(spec, where)
     points = _points(spec, base_dir, where)
-    return Sweep(spec, plan_name, plan, points, methods, source or spec.name)
+    sweep = Sweep(spec, plan_name, plan, points, methods, source or spec.name)
+    if not sweep.testbed:   # scaled with the nodes, a point may log more than the plan says
+        for p in points:
+            check_counts({"log_episodes": sweep.log_episodes(p)},
+                         f"sweep spec {where}: point {p.index} ({p.label}): ")
+    return sweep
 
 
 def load_sweep(figure_or_path: str, plan_name: str = "quick", seeds: int | None = None, *,
@@ -340,3 +400,34 @@ def load_sweep(figure_or_path: str, plan_name: str = "quick", seeds: int | None 
         raise AssertionError(f"shipped spec {path} is named {spec.name}")
     return build_sweep(spec, plan_name, seeds, base_dir=path.parent,
                        source=figure_or_path if shipped else str(path))
+
+
+def with_tuned(sweeps: list[Sweep], paths: list[str]) -> list[Sweep]:
+    """The sweeps with the records of ``--tuned`` files: each applies at the points of its
+    scenario and network seed; a file that fits no point of any sweep, or two files for one
+    rule and scenario, are refused."""
+    if not paths:
+        return sweeps
+    records = [load_tuned(path) for path in paths]
+    used: set[int] = set()
+    out = []
+    for sweep in sweeps:
+        tuned: dict[str, dict[str, dict[str, Any]]] = {}
+        fingerprints = {scenario_fingerprint(p.scenario) for p in sweep.points}
+        for k, record in enumerate(records):
+            fp = record["scenario_fingerprint"]
+            if fp not in fingerprints or int(record["network_seed"]) != sweep.spec.network_seed:
+                continue
+            rules = tuned.setdefault(fp, {})
+            if record["scheduler"] in rules:
+                raise UserError(f"two tuned files for {record['scheduler']} at one point of {sweep.name}: "
+                                f"{rules[record['scheduler']]['source']} and {record['source']}")
+            rules[record["scheduler"]] = record
+            used.add(k)
+        out.append(replace(sweep, tuned=tuned))
+    for k, record in enumerate(records):
+        if k not in used:
+            raise UserError(f"{record['source']} was tuned for a scenario or network seed that no point of "
+                            f"{', '.join(s.name for s in sweeps)} has; tune it with 'o2o tune' for a point's "
+                            "scenario (--scenario and --set as the spec) and the spec's network seed")
+    return out

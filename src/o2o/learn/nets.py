@@ -22,6 +22,9 @@ from torch.nn import functional as F
 
 from o2o.core.decpomdp import (
     CANDIDATE_FEATURES,
+    SCORER_HEADS,
+    SET_FEATURES,
+    SET_POOLED,
     OBS_LAYOUT_V2,
     OBS_LAYOUT_VERSION,
     candidate_index,
@@ -168,7 +171,7 @@ def add_self_head(out: torch.Tensor, obs: torch.Tensor, n_actions: int) -> torch
     return logits + own
 
 
-HEADS = ("plain", "self", "scorer")
+HEADS = ("plain", "self", *SCORER_HEADS)
 
 
 class Actor(nn.Module):
@@ -179,7 +182,9 @@ class Actor(nn.Module):
     once for all nodes), ``scorer`` (observation layout v2: one MLP scores each candidate
     destination j from its features, ``candidate_index``; the no-task action has logit 0). The
     scorer is the same function of a candidate's features for every node and destination, so
-    what it learns about one destination applies to all."""
+    what it learns about one destination applies to all. ``set-scorer``: the scorer reading,
+    besides a candidate's features, their mean and maximum over all candidates
+    (``set_candidate_features``), so each score sees the whole set the node probed."""
 
     def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64),
                  self_head: bool = False, head: str | None = None):
@@ -189,10 +194,11 @@ class Actor(nn.Module):
         if self.head not in HEADS:
             raise ValueError(f"actor head must be one of {HEADS}, got {self.head!r}")
         self.self_head = self.head == "self"
-        if self.head == "scorer":
+        if self.head in SCORER_HEADS:
             self.register_buffer("index", torch.from_numpy(candidate_index(n_actions - 1)),
                                  persistent=False)
-            self.net = MLP(CANDIDATE_FEATURES, self.hidden, 1)
+            self.net = MLP(SET_FEATURES if self.head == "set-scorer" else CANDIDATE_FEATURES,
+                           self.hidden, 1)
         else:
             self.net = MLP(obs_dim, self.hidden, n_actions + int(self.self_head))
 
@@ -205,11 +211,17 @@ class Actor(nn.Module):
         """What the MLP reads: the observation, or for the scorer each candidate's features,
         (M, N, CANDIDATE_FEATURES). It depends on the data only, so a learner may gather it
         once for many steps."""
+        if self.head == "set-scorer":
+            x = obs[:, self.index]
+            pooled = x[..., SET_POOLED]
+            n = x.shape[-2]
+            return torch.cat([x, pooled.mean(dim=-2, keepdim=True).expand(-1, n, -1),
+                              pooled.amax(dim=-2, keepdim=True).expand(-1, n, -1)], dim=-1)
         return obs[:, self.index] if self.head == "scorer" else obs
 
     def logits_from(self, x: torch.Tensor) -> torch.Tensor:
         """The logits from ``head_input(obs)``."""
-        if self.head == "scorer":
+        if self.head in SCORER_HEADS:
             scores = self.net(x).squeeze(-1)                            # (M, N)
             return torch.cat([scores, torch.zeros_like(scores[:, :1])], dim=1)
         out = self.net(x)

@@ -461,7 +461,7 @@ def train_offline(dataset: dict[str, np.ndarray], settings: OfflineSettings | No
     Same data, settings, seed and steps give the same weights (one torch thread)."""
     settings = settings or OfflineSettings()
     data = check_dataset(dataset)
-    if settings.actor_head == "scorer" and dataset_obs_layout(data) != OBS_LAYOUT_V2:
+    if settings.actor_head in ("scorer", "set-scorer") and dataset_obs_layout(data) != OBS_LAYOUT_V2:
         raise UserError(f"the scorer actor reads observation layout {OBS_LAYOUT_V2}, but the data "
                         f"set has {dataset_obs_layout(data)}: export it with --obs-layout "
                         f"{OBS_LAYOUT_V2}, or train with --set-hparam actor_head=plain")

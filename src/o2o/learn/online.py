@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -124,13 +124,17 @@ def critic_inputs(obs: np.ndarray, critic_input: str) -> np.ndarray:
 
 @dataclass
 class OnlineResult:
-    """The fine-tuned policy, the evaluation curve and the per-batch record."""
+    """The fine-tuned policy, the evaluation curve, the per-batch record and, per training
+    episode in the order collected, what its users got from the policy of the moment."""
 
     policy: Policy
     curve: list[dict[str, Any]]     # one point per evaluation: episodes, env_steps, success_rate...
     history: list[dict[str, Any]]   # one record per batch: training success rate, losses
     episodes: int
     seconds: float
+    episode_seeds: list[int] = field(default_factory=list)    # online(k) seeds, as collected
+    episode_tasks: list[int] = field(default_factory=list)    # tasks of each of those episodes
+    episode_success: list[int] = field(default_factory=list)  # ... and how many succeeded
 
     @property
     def critic(self) -> Critic:
@@ -284,13 +288,15 @@ class OnlinePPO:
               eval_fn: Callable[[Actor], dict[str, Any]] | None = None,
               tracker: Tracker | None = None, show_progress: bool = True,
               desc: str = "online") -> OnlineResult:
-        """Run Algorithm 2 for ``episodes`` episodes (rounded up to whole batches). With
+        """Run Algorithm 2 for exactly ``episodes`` episodes: batches of ``episodes_per_batch``,
+        the last one smaller when ``episodes`` is not a multiple of it. With
         ``eval_fn``, evaluate before the first update (episodes = 0), then every ``eval_every``
         episodes and at the end."""
         start = time.perf_counter()
         tracker = tracker or Tracker()
         curve: list[dict[str, Any]] = []
         history: list[dict[str, Any]] = []
+        episodes_seen: dict[str, list[int]] = {"seeds": [], "tasks": [], "success": []}
         T = self.scenario.slots
         per_batch = self.s.episodes_per_batch
 
@@ -304,10 +310,14 @@ class OnlinePPO:
         next_eval = eval_every if eval_every > 0 else None
         with progress_bar(total=episodes, desc=desc, unit="episode", disable=not show_progress) as bar:
             while self.episodes_done < episodes:
-                seeds = online_seeds(self.seed).take(per_batch, self.episodes_done)
+                batch = min(per_batch, episodes - self.episodes_done)
+                seeds = online_seeds(self.seed).take(batch, self.episodes_done)
                 buf, metrics = self.collect(seeds)
+                episodes_seen["seeds"] += seeds
+                episodes_seen["tasks"] += metrics["tasks"].astype(int).tolist()
+                episodes_seen["success"] += metrics["success"].astype(int).tolist()
                 record = self.update(buf)
-                self.episodes_done += per_batch
+                self.episodes_done += batch
                 record.update({"train_success_rate": float(metrics["success_rate"].mean()),
                                "episodes": self.episodes_done, "elapsed_s": time.perf_counter() - start})
                 history.append(tracker.log(desc, self.episodes_done, record))
@@ -320,9 +330,10 @@ class OnlinePPO:
                 if "success_rate" in last_eval:
                     post["eval"] = f"{last_eval['success_rate']:.3f}"
                 bar.set_postfix(post)
-                bar.update(per_batch)
+                bar.update(batch)
         return OnlineResult(self.policy, curve, history, self.episodes_done,
-                            time.perf_counter() - start)
+                            time.perf_counter() - start, episodes_seen["seeds"],
+                            episodes_seen["tasks"], episodes_seen["success"])
 
 
 def train_online(scenario: Scenario, network: Network, policy: Policy | None = None,

@@ -18,15 +18,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from o2o.core.errors import UserError
+from o2o.core.yaml_input import MAX_VALUE_CHARS, parse_yaml
 
-Hidden = tuple[int, ...]
+# Hidden layer widths: at most MAX_HIDDEN_LAYERS layers of 1 .. MAX_HIDDEN_WIDTH units, so the
+# largest network (8 x 1024^2 weights, about 34 MB as float32, a few times that with the
+# critics, targets and Adam's moments) fits on any machine that runs the simulator.
+MAX_HIDDEN_WIDTH = 1024
+MAX_HIDDEN_LAYERS = 8
+Hidden = Annotated[tuple[Annotated[int, Field(ge=1, le=MAX_HIDDEN_WIDTH)], ...],
+                   Field(max_length=MAX_HIDDEN_LAYERS)]
 
 
-ActorHead = Literal["plain", "self", "scorer"]
+ActorHead = Literal["plain", "self", "scorer", "set-scorer"]
 CriticInput = Literal["own", "central"]
 
 
@@ -82,16 +88,18 @@ class OnlineSettings(BaseModel):
     critic_input: CriticInput = "own"
 
 
-def with_overrides(settings: BaseModel, pairs: list[str] | None) -> BaseModel:
+def with_overrides(settings: BaseModel, pairs: list[str] | None,
+                   option: str = "--set-hparam") -> BaseModel:
     """A copy of ``settings`` with ``key=value`` overrides (value read as YAML), validated.
 
-    Raises ``UserError`` naming the key and the accepted keys when a pair is not valid."""
+    Raises ``UserError`` naming ``option``, the key and the accepted keys when a pair is not
+    valid."""
     if not pairs:
         return settings
     data: dict[str, Any] = settings.model_dump()
     for text in pairs:
         if "=" not in text:
-            raise UserError(f"--set-hparam {text!r} must look like key=value, e.g. cql_weight=0.5")
+            raise UserError(f"{option} {text!r} must look like key=value, e.g. cql_weight=0.5")
         key, raw = (s.strip() for s in text.split("=", 1))
         if key == "reward_credit":
             raise UserError("reward_credit is not a hyper-parameter of one algorithm; set it with "
@@ -99,15 +107,13 @@ def with_overrides(settings: BaseModel, pairs: list[str] | None) -> BaseModel:
         if key not in type(settings).model_fields:
             known = ", ".join(sorted(type(settings).model_fields))
             raise UserError(f"unknown hyper-parameter {key!r} for {type(settings).__name__}; known: {known}")
-        try:
-            data[key] = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise UserError(f"hyper-parameter {key}: value {raw!r} is not valid YAML ({exc})") from None
+        data[key] = parse_yaml(raw, f"{option} {key}", max_chars=MAX_VALUE_CHARS)
     try:
         return type(settings).model_validate(data)
     except ValidationError as err:
-        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise UserError(f"invalid hyper-parameter: {msgs}") from None
+        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                         for e in err.errors())
+        raise UserError(f"{option}: invalid hyper-parameter: {msgs}") from None
 
 
 RewardCredit = Literal["slot", "decision", "node"]
@@ -126,6 +132,9 @@ class LearnerSettings(BaseModel):
     reward_credit: RewardCredit = "slot"
     obs_layout: ObsLayout = "o2o-obs-v1"
     log_heuristic: str = "ratc"
+    log_tuned: bool = False
+    """Log the heuristic at the values ``o2o tune`` chose for the network on validation
+    episodes (where it is tunable: ``spread``, ``slack-reliable``), not at its defaults."""
     offline_steps: Annotated[int, Field(ge=1, description="offline gradient steps of a run")] = 10_000
     offline: OfflineSettings = OfflineSettings()
     online: OnlineSettings = OnlineSettings()
@@ -151,10 +160,13 @@ ONLINE_EPISODES = 400    # from the online curves: both online runs are on their
 
 def learner_settings(preset: str = "project", offline: list[str] | None = None,
                      online: list[str] | None = None, reward_credit: str | None = None,
-                     obs_layout: str | None = None, log_heuristic: str | None = None) -> LearnerSettings:
+                     obs_layout: str | None = None, log_heuristic: str | None = None,
+                     log_tuned: bool | None = None, *,
+                     options: tuple[str, str] = ("--set-hparam", "--set-hparam")) -> LearnerSettings:
     """The settings of ``preset`` (``project`` or ``paper``), then ``key=value`` overrides of
     the offline and online settings, then the reward credit, observation layout and logging
-    heuristic if given."""
+    heuristic (and whether it runs at its tuned values) if given. ``options`` name the
+    command-line options of the offline and online overrides in a refusal."""
     if preset not in PRESETS:
         raise UserError(f"unknown settings {preset!r}; choose from {', '.join(PRESETS)}")
     base = PRESETS[preset]
@@ -164,12 +176,13 @@ def learner_settings(preset: str = "project", offline: list[str] | None = None,
     layout = obs_layout or base["obs_layout"]
     if layout not in ("o2o-obs-v1", "o2o-obs-v2"):
         raise UserError(f"observation layout must be o2o-obs-v1 or o2o-obs-v2, got {layout!r}")
-    off = with_overrides(OfflineSettings(**base["offline"]), offline)
-    on = with_overrides(OnlineSettings(**base["online"]), online)
+    off = with_overrides(OfflineSettings(**base["offline"]), offline, options[0])
+    on = with_overrides(OnlineSettings(**base["online"]), online, options[1])
     for name, part in (("offline", off), ("online", on)):
-        if part.actor_head == "scorer" and layout != "o2o-obs-v2":
+        if part.actor_head in ("scorer", "set-scorer") and layout != "o2o-obs-v2":
             raise UserError(f"the scorer actor ({name}) reads observation layout o2o-obs-v2; "
                             "set --obs-layout o2o-obs-v2 or actor_head=plain")
     return LearnerSettings(preset=preset, reward_credit=credit, obs_layout=layout,
                            log_heuristic=log_heuristic or base.get("log_heuristic", "ratc"),
+                           log_tuned=base.get("log_tuned", False) if log_tuned is None else log_tuned,
                            offline_steps=base["offline_steps"], offline=off, online=on)

@@ -3,7 +3,8 @@
 Every record is ``{"phase": ..., "step": ..., "time_s": ..., <metric>: <number>, ...}``; the
 same numbers go to TensorBoard as ``{phase}/{metric}`` at ``step``. A tracker without a folder
 only keeps the records in memory (``records``), which is what the tests and the pipeline's
-curves read.
+curves read. The folder is made with the first record, so a run refused before it trains
+(a data set that does not fit its settings, ...) leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ class Tracker:
         self._start = time.perf_counter()
         self._file = None
         self._tb = None
-        if folder is not None:
-            folder = Path(folder)
-            folder.mkdir(parents=True, exist_ok=True)
-            self._file = open(folder / "metrics.jsonl", "a", encoding="utf-8")
-            if tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
+        self._folder = None if folder is None else Path(folder)
+        self._tensorboard = tensorboard
 
-                self._tb = SummaryWriter(log_dir=str(folder / "tensorboard"))
+    def _open(self) -> None:
+        folder, self._folder = self._folder, None
+        folder.mkdir(parents=True, exist_ok=True)
+        self._file = open(folder / "metrics.jsonl", "a", encoding="utf-8")
+        if self._tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(folder / "tensorboard"))
 
     def log(self, phase: str, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
         record = {"phase": phase, "step": int(step),
@@ -38,6 +42,8 @@ class Tracker:
         for k, v in metrics.items():
             record[k] = _plain(v)
         self.records.append(record)
+        if self._folder is not None:
+            self._open()
         if self._file is not None:
             self._file.write(json.dumps(json_safe(record)) + "\n")
             self._file.flush()

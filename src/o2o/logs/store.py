@@ -20,6 +20,8 @@ Typical use, for the simulator (``o2o collect``) or the testbed controller::
 from __future__ import annotations
 
 import json
+import struct
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -308,6 +310,22 @@ class LogStore:
                 "success_rate_std": float(rate.std(ddof=1)) if rate.size > 1 else 0.0,
             })
         return out
+
+
+@contextmanager
+def damaged_log_guard(where: str) -> Iterator[None]:
+    """Reading a task log whose rows are not what o2o writes (a value of the wrong type, out
+    of its range, a row missing: edited by hand, or written by something else) refuses it in
+    one line instead of failing half-way with a traceback."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (TypeError, ValueError, IndexError, KeyError, OverflowError, AttributeError,
+            struct.error) as exc:
+        what = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise UserError(f"task log {where} is damaged: a row holds what o2o does not write "
+                        f"({type(exc).__name__}: {what}); nothing was written") from None
 
 
 def _utc(when: datetime | None) -> datetime | None:

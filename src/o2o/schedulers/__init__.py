@@ -13,21 +13,38 @@ from o2o.schedulers.heuristics import (
     LocalRule,
     RandomRule,
     Rule,
+    SlackReliable,
     Spread,
-    SpreadEst,
 )
 
 HEURISTICS: dict[str, type[Rule]] = {
     "random": RandomRule, "local": LocalRule, "ratc": RATC, "rda": RDA, "esf": ESF,
-    "spread": Spread, "spread-est": SpreadEst,
+    "spread": Spread, "slack-reliable": SlackReliable,
 }
 
 
-def make_rule(name: str) -> Rule:
-    """A decentralized heuristic by name."""
+# The rules with parameters that ``o2o tune`` chooses per network and scenario.
+TUNABLE: dict[str, type[Spread]] = {"spread": Spread, "slack-reliable": SlackReliable}
+
+
+def make_rule(name: str, params: dict[str, float] | None = None) -> Rule:
+    """A decentralized heuristic by name, with ``params`` (a tunable rule's; defaults where
+    None). A bad name or parameter is a user error."""
     if name not in HEURISTICS:
         raise UserError(f"unknown heuristic {name!r}; choose from {', '.join(HEURISTICS)}")
-    return HEURISTICS[name]()
+    if not params:
+        return HEURISTICS[name]()
+    if name not in TUNABLE:
+        raise UserError(f"heuristic {name!r} has no parameters (tunable: {', '.join(TUNABLE)})")
+    unknown = sorted(set(params) - set(TUNABLE[name].PARAMS))
+    if unknown:
+        raise UserError(f"{name} has no parameter {', '.join(unknown)}; its parameters: "
+                        f"{', '.join(TUNABLE[name].PARAMS)}")
+    try:
+        return TUNABLE[name](**{k: float(v) for k, v in params.items()})
+    except (TypeError, ValueError) as exc:
+        raise UserError(str(exc)) from None
 
 
-__all__ = ["ESF", "HEURISTICS", "LocalRule", "RATC", "RDA", "RandomRule", "Rule", "Spread", "SpreadEst", "make_rule"]
+__all__ = ["ESF", "HEURISTICS", "LocalRule", "RATC", "RDA", "RandomRule", "Rule", "SlackReliable", "Spread", "TUNABLE",
+           "make_rule"]

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from o2o.core.decpomdp import (
+    SCORER_HEADS,
+    set_candidate_features,
     OBS_LAYOUT_V2,
     OBS_LAYOUT_VERSION,
     Observer,
@@ -48,7 +50,9 @@ class NumpyActor:
     """pi_theta(a | o) from a model's actor weights, in numpy. Heads (``o2o.learn.nets``):
     ``plain`` and ``self`` map the observation to N+1 logits; ``scorer`` applies one MLP to the
     features of each candidate destination j (``candidate_index``: the columns of observation
-    v2 that describe j) and gives the no-task action the logit 0."""
+    v2 that describe j) and gives the no-task action the logit 0; ``set-scorer`` does the same
+    with each candidate's features followed by their mean and maximum over the candidates
+    (``set_candidate_features``)."""
 
     def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], self_head: bool = False,
                  head: str | None = None, nodes: int | None = None,
@@ -58,7 +62,7 @@ class NumpyActor:
         self.head = head or ("self" if self_head else "plain")
         self.self_head = self.head == "self"
         self.obs_layout = obs_layout
-        if self.head == "scorer":
+        if self.head in SCORER_HEADS:
             if nodes is None:
                 raise ValueError("a scorer actor needs the number of nodes")
             self.index = candidate_index(nodes)
@@ -85,8 +89,11 @@ class NumpyActor:
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float32)
-        if self.head == "scorer":
-            scores = self._mlp(obs[:, self.index])[..., 0]            # (M, N)
+        if self.head in SCORER_HEADS:
+            x = obs[:, self.index]
+            if self.head == "set-scorer":
+                x = set_candidate_features(x)
+            scores = self._mlp(x)[..., 0]                              # (M, N)
             return np.concatenate([scores, np.zeros_like(scores[:, :1])], axis=1)
         x = self._mlp(obs)
         if self.self_head:

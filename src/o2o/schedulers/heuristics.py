@@ -103,17 +103,28 @@ class RDA(Rule):
         return np.where(self._stay(view), view.node.astype(np.int64), offload)
 
 
+def _check_params(name: str, values: dict[str, float], bounds: dict[str, tuple[float, float]]) -> None:
+    """Refuse a parameter outside its range: (lo, hi] for a margin (a fraction of the
+    deadline, so > 0), [lo, hi] for the others."""
+    for key, value in values.items():
+        lo, hi = bounds[key]
+        margin = key.endswith("margin")
+        if not (np.isfinite(value) and (value > lo if margin else value >= lo) and value <= hi):
+            span = f"({lo:g}, {hi:g}]" if margin else f"[{lo:g}, {hi:g}]"
+            raise ValueError(f"{name} {key} must lie in {span}, got {value:g}")
+
+
 class Spread(Rule):
     """Capacity-proportional spreading with a local shortcut, from what a node knows at its
     decision (paper IV-B: its own queue, the task, its links, the peers' capacities and 1-bit
     overload flags):
 
     * keep the task local when the own execution backlog plus the task's execution time is
-      within ``margin`` of the deadline;
+      within ``local_margin`` of the deadline;
     * otherwise send it to a node j drawn with probability proportional to F_j among the nodes
       that are not overloaded (itself always allowed) and where the task's nominal time
-      ``T^t_ij + T^c_j`` (queues ignored) is within ``margin`` of the deadline; when no node is,
-      among all allowed nodes.
+      ``T^t_ij + T^c_j`` (queues ignored) is within ``peer_margin`` of the deadline; when no
+      node is, among all allowed nodes.
 
     Drawing (rather than taking the best node) keeps the nodes of one slot, which decide at
     once without seeing each other's choices, from all sending to the same fast node. It probes
@@ -121,12 +132,17 @@ class Spread(Rule):
 
     name = "spread"
     reads = frozenset({"link_rate_Bps"})
-    queues = False  # feasibility by the nominal time (queues ignored)
+    # Tunable parameters (o2o tune) with their defaults and ranges.
+    PARAMS = {"local_margin": 0.7, "peer_margin": 0.7}
+    BOUNDS = {"local_margin": (0.0, 10.0), "peer_margin": (0.0, 10.0)}
 
-    def __init__(self, margin: float = 0.7):
-        if not margin > 0:
-            raise ValueError(f"spread margin must be > 0, got {margin}")
-        self.margin = float(margin)
+    def __init__(self, local_margin: float = 0.7, peer_margin: float = 0.7):
+        values = {"local_margin": float(local_margin), "peer_margin": float(peer_margin)}
+        _check_params(self.name, values, self.BOUNDS)
+        self.local_margin, self.peer_margin = values["local_margin"], values["peer_margin"]
+
+    def params(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in self.PARAMS}
 
     def probe_targets(self, view):
         return np.ones((view.m, view.n), dtype=bool)
@@ -136,20 +152,16 @@ class Spread(Rule):
         rows = np.arange(view.m)
         allowed = ~np.asarray(probes.overloaded, dtype=bool)
         allowed[rows, view.node] = True
-        if self.queues:
-            every = np.broadcast_to(np.arange(view.n), (view.m, view.n))
-            nominal_s, _ = estimate(view, probes, every)
-        else:
-            tx_s = view.size_bytes[:, None] / view.link_rate_Bps
-            tx_s[rows, view.node] = 0.0
-            nominal_s = tx_s + view.cycles[:, None] / probes.capacity_hz
-        budget_s = self.margin * view.deadline_s
-        weight = probes.capacity_hz * allowed * (nominal_s <= budget_s[:, None])
+        tx_s = view.size_bytes[:, None] / view.link_rate_Bps
+        tx_s[rows, view.node] = 0.0
+        nominal_s = tx_s + view.cycles[:, None] / probes.capacity_hz
+        peer_budget_s = self.peer_margin * view.deadline_s
+        weight = probes.capacity_hz * allowed * (nominal_s <= peer_budget_s[:, None])
         none = weight.sum(axis=1) == 0
         weight[none] = probes.capacity_hz[none] * allowed[none]
         probs = weight / weight.sum(axis=1, keepdims=True)
         own_s = probes.exec_backlog_s[rows, view.node] + view.cycles / probes.capacity_hz[rows, view.node]
-        local = own_s <= budget_s
+        local = own_s <= self.local_margin * view.deadline_s
         probs[local] = 0.0
         probs[rows[local], view.node[local]] = 1.0
         return probs
@@ -165,14 +177,58 @@ class Spread(Rule):
         return self._last[1][np.arange(view.m), np.asarray(actions, dtype=np.int64)]
 
 
-class SpreadEst(Spread):
-    """``spread`` with feasibility judged by the estimated completion est_ij (paper eqs. 4-5),
-    i.e. with the probed backlogs and its own send backlogs: what a node knows with the
-    probes of observation v2. A yardstick for the learned policies on layout v2."""
+class SlackReliable(Spread):
+    """Slack-and-reliability sampling: the same information as observation v2 (paper IV-B with
+    the probes of every node): the queue-aware estimated completion est_ij and reliability
+    rel_ij of the task on every candidate (paper eqs. 4-5), the candidates' overload flags, its
+    own backlog and its send backlogs.
 
-    name = "spread-est"
+    * keep the task local when its own estimate est_ii is within ``local_margin`` of the
+      deadline d;
+    * otherwise draw a node among the feasible ones: not overloaded (itself always allowed) and
+      est_ij within ``peer_margin`` of d, with probability proportional to
+      ``rel_ij ** rel_power * (slack_ij / d) ** slack_power``, slack_ij = d - est_ij;
+    * when no node is feasible, take the allowed node with the earliest estimate.
+
+    The name says what it weighs: slack (time left before the deadline) and reliability. It
+    probes every node (N - 1 requests per task, like ``esf``)."""
+
+    name = "slack-reliable"
     reads = frozenset({"link_rate_Bps", "link_fail_rate", "send_backlog_s"})
-    queues = True
+    PARAMS = {"local_margin": 0.7, "peer_margin": 0.9, "rel_power": 1.0, "slack_power": 1.0}
+    BOUNDS = {"local_margin": (0.0, 1.0), "peer_margin": (0.0, 1.0), "rel_power": (0.0, 1000.0),
+              "slack_power": (0.0, 1000.0)}
+
+    def __init__(self, local_margin: float = 0.7, peer_margin: float = 0.9, rel_power: float = 1.0,
+                 slack_power: float = 1.0):
+        values = {"local_margin": float(local_margin), "peer_margin": float(peer_margin),
+                  "rel_power": float(rel_power), "slack_power": float(slack_power)}
+        _check_params(self.name, values, self.BOUNDS)
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    def probabilities(self, view: NodeView, probes: ProbeAnswers) -> np.ndarray:
+        """(M, N) probability of each destination."""
+        rows = np.arange(view.m)
+        every = np.broadcast_to(np.arange(view.n), (view.m, view.n))
+        est_s, rel = estimate(view, probes, every)
+        d = view.deadline_s[:, None]
+        allowed = ~np.asarray(probes.overloaded, dtype=bool)
+        allowed[rows, view.node] = True
+        feasible = allowed & (est_s <= self.peer_margin * d)
+        slack = np.clip((d - est_s) / d, 0.0, 1.0)
+        weight = np.where(feasible, np.power(rel, self.rel_power) * np.power(slack, self.slack_power), 0.0)
+        total = weight.sum(axis=1, keepdims=True)
+        probs = np.divide(weight, total, out=np.zeros_like(weight), where=total > 0)
+        none = total[:, 0] <= 0
+        if none.any():
+            earliest = np.argmin(np.where(allowed, est_s, np.inf), axis=1)
+            probs[none] = 0.0
+            probs[rows[none], earliest[none]] = 1.0
+        local = est_s[rows, view.node] <= self.local_margin * view.deadline_s
+        probs[local] = 0.0
+        probs[rows[local], view.node[local]] = 1.0
+        return probs
 
 
 class ESF(Rule):

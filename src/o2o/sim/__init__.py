@@ -1,24 +1,29 @@
-"""The simulator: the exact batched engine, the centralized reference and the bound, the views a
-rule decides from, rollouts, and the training environments."""
+"""The simulator: the exact batched engine, the centralized references and the bounds, the views
+a rule decides from, rollouts, and the training environments."""
 
 from __future__ import annotations
 
 from o2o.core.errors import UserError
-from o2o.schedulers import HEURISTICS
-from o2o.sim.central import Central, episode_bound, task_success_bound
+from o2o.schedulers import HEURISTICS, make_rule
+from o2o.sim.bound import episode_lp_bound, episode_task_bound, mean_bounds, task_success_bound
+from o2o.sim.central import Central, GreedyCentral, central_earliest, central_reliable
 
-SCHEDULERS = [*HEURISTICS, "central"]
+#: The centralized references (simulator only): the planner and its two greedy rules.
+CENTRAL = {"central": Central, "central-reliable": central_reliable, "central-earliest": central_earliest}
+SCHEDULERS = [*HEURISTICS, *CENTRAL]
 
 
-def make_scheduler(name: str):
-    """A scheduler the simulator runs by name: a decentralized rule or the centralized
-    reference ``central``."""
+def make_scheduler(name: str, params: dict[str, float] | None = None):
+    """A scheduler the simulator runs by name: a decentralized rule (with ``params``, a tunable
+    rule's parameters) or one of the centralized references (``central``, ``central-reliable``,
+    ``central-earliest``)."""
     if name in HEURISTICS:
-        return HEURISTICS[name]()
-    if name == "central":
-        return Central()
+        return make_rule(name, params)
+    if name in CENTRAL:
+        return CENTRAL[name]()
     raise UserError(f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)} "
                     "(or 'drl' with a model)")
 
 
-__all__ = ["Central", "SCHEDULERS", "episode_bound", "make_scheduler", "task_success_bound"]
+__all__ = ["CENTRAL", "Central", "GreedyCentral", "SCHEDULERS", "episode_lp_bound", "episode_task_bound",
+           "make_scheduler", "mean_bounds", "task_success_bound"]

@@ -1,52 +1,83 @@
-"""The centralized full-information reference and the per-task success bound (yardsticks the
-paper lacks).
+"""The centralized full-information references (yardsticks the paper lacks): two greedy rules and
+the planner ``central``.
 
-``central`` is a yardstick, not a contender: one scheduler that sees every queue and every task
-in flight in the simulator, and places the tasks of a slot one node at a time (node index
-order), each with the exact predicted completion on every candidate node given everything
+Each sees every queue and every task in flight in the simulator, and places the tasks of a slot
+one at a time, each with the exact predicted completion on every candidate node given everything
 already in the system (including the tasks placed before it in the same slot). A node is
-feasible when the task would finish there by its deadline without making a task already
-placed there miss its own (FIFO order is by arrival, so a later task can overtake one still
-on the wire). Of the feasible nodes it takes the most reliable (rel_ij), else the one where
-the task would finish earliest. It knows the failure clocks of the tasks already in the system,
-as the simulator does, but not those of the task it places: for that one it uses rel_ij.
+feasible when the task would finish there by its deadline without making a task already placed
+there miss its own (FIFO order is by arrival, so a later task can overtake one still on the
+wire). Among the feasible nodes a rule takes the best score
 
-``bound``: max_j rel_ij * 1[T^t_ij + T^c_j <= d] bounds one task's success probability under
-any scheduler; its mean over an episode's tasks bounds the expected success rate.
+    rel_ij - weight * (finish_ij - now) / d_i
+
+(rel_ij: the task's reliability on j, paper eqs. 3-5; finish_ij: its predicted completion), and
+where no node is feasible, the one where the task would finish earliest:
+
+* ``central-reliable`` (weight 0, node index order): the most reliable feasible node;
+* ``central-earliest`` (weight inf, node index order): the feasible node where the task
+  finishes earliest;
+* ``central``: the rule of the grid FINISH_WEIGHTS x ORDERS (node index order, or the slot's
+  largest task first: it has the fewest nodes that can take it in time) that does best on
+  validation episodes of this scenario and network (``tune_central``). The grid holds both
+  greedy rules. Neither is best everywhere: a short queue leaves room for the tasks still to
+  come, a reliable node keeps this one.
+
+They know the failure clocks of the tasks already in the system, as the simulator does, but not
+those of the task they place: for that one they use rel_ij. So they never anticipate a task's own
+failure, and the bounds of ``o2o.sim.bound`` hold for them (docs/yardsticks.md).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from o2o.core.episodes import Episodes
 from o2o.core.network import Network
+from o2o.core.scenario import Scenario
 from o2o.sim.engine import Engine, settle_stage
 
-
-def task_success_bound(network: Network, episodes: Episodes) -> np.ndarray:
-    """(B, T, N): the bound for every task (NaN where there is no task)."""
-    n = network.n
-    tx = episodes.size_bytes[..., None] / network.link_rate_Bps[None, None]     # (B,T,N,N) i->j
-    tx = np.where(np.eye(n, dtype=bool)[None, None], 0.0, tx)
-    ex = episodes.cycles[..., None] / network.capacity_hz[None, None, None, :]
-    rel = np.exp(-network.link_fail_rate[None, None] * tx - network.node_fail_rate[None, None, None, :] * ex)
-    feasible = tx + ex <= episodes.deadline_s[..., None]
-    best = np.max(np.where(feasible, rel, 0.0), axis=-1)
-    return np.where(episodes.has_task, best, np.nan)
+#: The rules ``central`` chooses from: finish weights (0: most reliable; inf: earliest finish)
+#: and placement orders (False: node index order; True: largest task first).
+FINISH_WEIGHTS = (0.0, 0.1, 0.3, 1.0, math.inf)
+ORDERS = (False, True)
+#: Validation episodes per scenario and network on which ``central`` chooses its rule.
+TUNING_EPISODES = 20
 
 
-def episode_bound(network: Network, episodes: Episodes) -> np.ndarray:
-    """(B,): mean bound over each episode's tasks (an upper bound on its expected success rate)."""
-    per_task = task_success_bound(network, episodes)
-    tasks = episodes.has_task.sum(axis=(1, 2))
-    return np.nansum(per_task, axis=(1, 2)) / np.maximum(tasks, 1)
+class GreedyCentral:
+    """Engine-level scheduler: ``decide(engine) -> (actions (B, N), probs (B, N))``. Among the
+    feasible nodes it takes the best ``rel - finish_weight * (finish - now) / d``.
 
+    ``finish_weight`` and ``largest_first`` are scalars, or arrays (B,) with one value per
+    episode of the batch (the tuning runs every rule of its grid as one batch)."""
 
-class Central:
-    """Engine-level scheduler: ``decide(engine) -> (actions (B, N), probs (B, N))``."""
+    def __init__(self, finish_weight, name: str | None = None, largest_first=False):
+        weight = np.asarray(finish_weight, dtype=np.float64)
+        if not np.all(weight >= 0):
+            raise ValueError(f"finish_weight must be >= 0, got {finish_weight}")
+        self.finish_weight = weight
+        self.largest_first = np.asarray(largest_first, dtype=bool)
+        self.name = name or f"central(weight={finish_weight}, largest_first={largest_first})"
 
-    name = "central"
+    def _choose(self, feasible, rel, finish, reach, now, deadline_s, weight):
+        """(B,) the node each episode's task goes to (``weight``: (B,) finish weights)."""
+        earliest_feasible = np.argmin(np.where(feasible, finish, np.inf), axis=1)
+        wait = np.where(feasible, finish, now) - now
+        score = rel - np.where(np.isinf(weight), 0.0, weight)[:, None] * wait / deadline_s[:, None]
+        best = np.where(np.isinf(weight), earliest_feasible,
+                        np.argmax(np.where(feasible, score, -np.inf), axis=1))
+        earliest = np.argmin(np.where(np.isfinite(finish), finish, reach + 1e9), axis=1)
+        return np.where(feasible.any(axis=1), best, earliest)
+
+    def _placement_order(self, e: Engine) -> np.ndarray:
+        """(N, B): the order in which each episode places its slot's tasks: node index order, or
+        the largest task (most cycles) first, so that the tasks with the fewest nodes able to
+        take them in time choose first."""
+        index = np.broadcast_to(np.arange(e.N)[None, :], (e.B, e.N))
+        largest = np.argsort(-e.ep.cycles[:, e.t, :], axis=1, kind="stable")
+        return np.where(np.broadcast_to(self.largest_first, (e.B,))[:, None], largest, index).T
 
     def decide(self, engine: Engine) -> tuple[np.ndarray, np.ndarray]:
         e, net = engine, engine.net
@@ -65,30 +96,30 @@ class Central:
         tx_new[:, np.arange(N), np.arange(N)] = 0.0
         rel = np.exp(-net.link_fail_rate[None] * tx_new - net.node_fail_rate[None, None, :] * exec_new)
         due = e.due_s[:, t, :]
-        for i in range(N):
-            rows = has[:, i]
+        deadline = e.ep.deadline_s[:, t, :]
+        weight = np.broadcast_to(self.finish_weight, (B,))
+        for i in self._placement_order(e):  # (B,): the node whose task each episode places next
+            rows = has[bs, i]
             if not rows.any():
                 continue
             # Send queue i -> j: starts when the link is free, dropped if it cannot make it.
-            send_start = np.maximum(now, e.link_free[:, i, :])
-            send_start[:, i] = now
-            reach = send_start + tx_new[:, i, :]                                       # (B, j)
-            send_dropped = reach + exec_new[:, i, :] > due[:, i, None]
-            finish, harms = self._finish_at(e, arr, src, tt, reach, i, exec_new[:, i, :])
+            send_start = np.maximum(now, e.link_free[bs, i, :])
+            send_start[bs, i] = now
+            reach = send_start + tx_new[bs, i, :]                                      # (B, j)
+            send_dropped = reach + exec_new[bs, i, :] > due[bs, i, None]
+            finish, harms = self._finish_at(e, arr, src, tt, reach, i, exec_new[bs, i, :])
             finish = np.where(send_dropped, np.inf, finish)
-            feasible = (finish <= due[:, i, None]) & ~harms
-            best_rel = np.argmax(np.where(feasible, rel[:, i, :], -1.0), axis=1)
-            earliest = np.argmin(np.where(np.isfinite(finish), finish, reach + 1e9), axis=1)
-            choice = np.where(feasible.any(axis=1), best_rel, earliest)
-            actions[rows, i] = choice[rows]
+            feasible = (finish <= due[bs, i, None]) & ~harms
+            choice = self._choose(feasible, rel[bs, i, :], finish, reach, now, deadline[bs, i], weight)
+            actions[bs[rows], i[rows]] = choice[rows]
             # The placed task joins the pending arrivals seen by the next nodes, exactly as the
             # engine will settle its transmission.
             j = choice
             tx = tx_new[bs, i, j]
             remote = j != i
             start, end, dropped, failed = settle_stage(
-                now, np.where(remote, e.link_free[bs, i, j], now), tx, exec_new[bs, i, j], due[:, i],
-                np.where(remote, e.ep.tx_fail_clock[:, t, i] * e.inv_beta[i, j], np.inf))
+                now, np.where(remote, e.link_free[bs, i, j], now), tx, exec_new[bs, i, j], due[bs, i],
+                np.where(remote, e.ep.tx_fail_clock[bs, t, i] * e.inv_beta[i, j], np.inf))
             arrives = rows & ~dropped & ~failed
             arr, src, tt = self._append(arr, src, tt, arrives, j, np.where(arrives, end, np.inf), i, t)
         return actions, probs
@@ -125,7 +156,7 @@ class Central:
         jj = j[rows]
         slot = np.argmax(~np.isfinite(arr[bs, jj]), axis=1)  # first free position
         arr[bs, jj, slot] = when[rows]
-        src[bs, jj, slot] = i
+        src[bs, jj, slot] = i[rows]
         tt[bs, jj, slot] = t
         order = np.lexsort((src, arr), axis=-1)
         return (np.take_along_axis(arr, order, -1), np.take_along_axis(src, order, -1),
@@ -160,7 +191,7 @@ class Central:
             valid = np.isfinite(a)
             if not valid.any():
                 break
-            behind = valid & ~((a < reach) | ((a == reach) & (src[:, :, k] < i)))
+            behind = valid & ~((a < reach) | ((a == reach) & (src[:, :, k] < i[:, None])))
             place(behind & ~placed)
             ts = np.maximum(tt[:, :, k], 0)
             s = np.maximum(src[:, :, k], 0)
@@ -174,3 +205,60 @@ class Central:
             harms |= valid & drop1 & ~drop0
         place(~placed)
         return finish, harms
+
+
+def central_reliable() -> GreedyCentral:
+    return GreedyCentral(0.0, "central-reliable")
+
+
+def central_earliest() -> GreedyCentral:
+    return GreedyCentral(math.inf, "central-earliest")
+
+
+def tune_central(scenario: Scenario, network: Network, episodes: int = TUNING_EPISODES,
+                 weights=FINISH_WEIGHTS, orders=ORDERS) -> tuple[tuple[float, bool], dict]:
+    """The rule (finish weight, largest first) of the grid ``weights`` x ``orders`` with the
+    highest mean success rate on the first ``episodes`` validation episodes of this scenario and
+    network (never the held-out ones), and every rule's mean. The grid runs as one batch (every
+    rule on the same episodes); ties go to the rule listed first."""
+    from o2o.core.episodes import sample_episodes
+    from o2o.core.seeds import VALIDATION
+    from o2o.sim.rollout import rollout
+
+    grid = [(w, o) for o in orders for w in weights]
+    one = sample_episodes(scenario, network, VALIDATION.take(episodes))
+    batch = Episodes(**{f: np.concatenate([getattr(one, f)] * len(grid)) for f in Episodes.__dataclass_fields__})
+    rule = GreedyCentral(np.repeat([w for w, _ in grid], episodes), "central grid",
+                         np.repeat([o for _, o in grid], episodes))
+    rate = rollout(scenario, network, batch, rule).engine.metrics()["success_rate"].reshape(len(grid), episodes)
+    means = {g: float(m) for g, m in zip(grid, rate.mean(axis=1))}
+    best = max(grid, key=lambda g: means[g])
+    return best, means
+
+
+class Central:
+    """The planner ``central``: the greedy rule (finish weight, placement order) chosen on
+    validation episodes of the scenario and network it runs on (once per pair, on first use;
+    ``chosen`` records the rule and the validation means of the grid)."""
+
+    name = "central"
+
+    def __init__(self, episodes: int = TUNING_EPISODES):
+        self.episodes = episodes
+        self._rules: dict[tuple, GreedyCentral] = {}
+        self.chosen: dict[str, object] = {}
+
+    def rule_for(self, scenario: Scenario, network: Network) -> GreedyCentral:
+        key = (scenario.model_dump_json(), network.capacity_hz.tobytes(), network.link_rate_Bps.tobytes(),
+               network.node_fail_rate.tobytes(), network.link_fail_rate.tobytes(), network.arrival_prob.tobytes())
+        if key not in self._rules:
+            (weight, largest_first), means = tune_central(scenario, network, self.episodes)
+            self._rules[key] = GreedyCentral(weight, f"central(weight={weight:g})", largest_first)
+            self.chosen = {"finish_weight": weight, "largest_first": largest_first,
+                           "validation_episodes": self.episodes,
+                           "validation_success_rate": {f"weight {w:g}, {'largest first' if o else 'index order'}": m
+                                                       for (w, o), m in means.items()}}
+        return self._rules[key]
+
+    def decide(self, engine: Engine) -> tuple[np.ndarray, np.ndarray]:
+        return self.rule_for(engine.sc, engine.net).decide(engine)

@@ -139,12 +139,12 @@ def pacing_comparison_lines(kernel: dict, user: dict) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ sim vs testbed
-def episode_bound_mean(scenario: Scenario, network: Network, seeds: list[int]) -> float:
-    """The mean over ``seeds`` of the simulator's per-episode upper bound on the success rate."""
-    from o2o.core.episodes import sample_episodes
-    from o2o.sim import episode_bound
+def episode_bounds_mean(scenario: Scenario, network: Network, seeds: list[int]) -> dict:
+    """The simulator's two upper bounds on the expected success rate over ``seeds``, means over
+    the episodes: ``bound`` (the contention-aware LP) and ``bound-task`` (per task)."""
+    from o2o.sim import mean_bounds
 
-    return float(episode_bound(network, sample_episodes(scenario, network, seeds)).mean())
+    return mean_bounds(scenario, network, seeds)
 
 
 def simulator_logs(scheduler: str, model: str | None, scenario: Scenario, network: Network,

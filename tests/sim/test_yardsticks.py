@@ -1,0 +1,164 @@
+"""The yardsticks: the centralized references (``central`` and its greedy variants), the
+contention-aware bound (an LP per episode) and the per-task bound, against exhaustive search over
+open-loop plans on tiny instances and against every scheduler on small random scenarios."""
+
+import math
+
+import numpy as np
+import pytest
+
+from o2o.core.episodes import sample_episodes
+from o2o.core.network import sample_network
+from o2o.core.scenario import load_scenario
+from o2o.core.seeds import VALIDATION
+from o2o.sim import SCHEDULERS, make_scheduler
+from o2o.sim.bound import episode_lp_bound, episode_task_bound, lp_bound_one, mean_bounds
+from o2o.sim.central import GreedyCentral, tune_central
+from o2o.sim.exhaustive import plan_successes, scheduler_successes, with_clocks
+from o2o.sim.rollout import rollout, simulate
+from tests.helpers import hand_episode, hand_network, hand_scenario
+
+TINY = ["nodes=3", "slots=3", "cores=[4, 8]", "complexity=[200, 800]", "deadline_s=2.0"]
+CENTRALS = ("central", "central-reliable", "central-earliest")
+
+
+def tiny_instances(overrides, count, first_seed=0, max_tasks=5):
+    scenario = load_scenario("paper-sim", TINY + overrides)
+    seed = first_seed
+    while count:
+        network = sample_network(scenario, seed)
+        episodes = sample_episodes(scenario, network, [seed])
+        seed += 1
+        if 2 <= episodes.has_task.sum() <= max_tasks:
+            count -= 1
+            yield scenario, network, episodes
+
+
+# ---------------------------------------------------------------- the greedy rules, by hand
+def test_greedy_variants_pick_the_most_reliable_or_the_earliest_feasible_node():
+    # Node 0 is fast and unreliable (1 s, alpha 0.3), node 1 slow and reliable (2 s, alpha 0);
+    # the task of node 0 (1 byte, link 1e9 B/s) meets its 4 s deadline on both.
+    sc = hand_scenario(2, 1)
+    net = hand_network([2e9, 1e9], 1e9, alpha=[0.3, 0.0])
+    ep = hand_episode(1, 2, {(0, 0): (1.0, 2e9)})
+    assert rollout(sc, net, ep, make_scheduler("central-reliable")).actions[0, 0, 0] == 1
+    assert rollout(sc, net, ep, make_scheduler("central-earliest")).actions[0, 0, 0] == 0
+    # An intermediate weight trades them: rel 0.741 vs 1.0, waits 1 s vs 2 s (of d = 4 s).
+    assert rollout(sc, net, ep, GreedyCentral(1.0)).actions[0, 0, 0] == 1    # 0.741 - 0.25 < 1 - 0.5
+    assert rollout(sc, net, ep, GreedyCentral(2.0)).actions[0, 0, 0] == 0    # 0.741 - 0.5 > 1 - 1
+
+
+def test_the_tuning_grid_runs_as_one_batch_with_the_same_results_as_rule_by_rule():
+    sc = load_scenario("paper-sim", ["nodes=4", "slots=12"])
+    net = sample_network(sc, 3)
+    best, means = tune_central(sc, net, episodes=3, weights=(0.0, 0.3, math.inf), orders=(False, True))
+    for (weight, largest_first), mean in means.items():
+        alone = simulate(sc, net, VALIDATION.take(3), GreedyCentral(weight, largest_first=largest_first))
+        assert alone["success_rate"].mean() == pytest.approx(mean, abs=1e-12)
+    assert means[best] == max(means.values())
+
+
+def test_central_records_the_rule_it_chose_on_validation_episodes():
+    sc = load_scenario("paper-sim", ["nodes=4", "slots=12"])
+    net = sample_network(sc, 3)
+    central = make_scheduler("central")
+    simulate(sc, net, [1_000_000], central)
+    chosen = central.chosen
+    assert chosen["validation_episodes"] == 20
+    best = max(chosen["validation_success_rate"].values())
+    order = "largest first" if chosen["largest_first"] else "index order"
+    assert chosen["validation_success_rate"][f"weight {chosen['finish_weight']:g}, {order}"] == best
+
+
+# ---------------------------------------------------------------- the LP bound, by hand
+@pytest.mark.parametrize("alpha, expected", [
+    (0.0, 4 / 3),                      # capacity binds: 1.5 (w_A + w_B) <= 2 s
+    (0.4, 2 * math.exp(-0.6)),         # reliability binds: w <= exp(-0.4 * 1.5) for each task
+])
+def test_lp_bound_of_two_tasks_competing_for_one_slow_node(alpha, expected):
+    # Two tasks (nodes 0 and 1, slot 0) of 1.5e9 cycles, deadline 2 s. Node 0 runs one in 1.5 s;
+    # node 1 (1 MHz) can run neither. Alone, each meets its deadline on node 0; together at most
+    # one does. bound-task counts both (times their reliability).
+    sc = hand_scenario(2, 1, deadline_s=2.0)
+    net = hand_network([1e9, 1e6], 1e12, alpha=[alpha, 0.0])
+    ep = hand_episode(1, 2, {(0, 0): (1.0, 1.5e9, 2.0), (0, 1): (1.0, 1.5e9, 2.0)})
+    successes, tasks = lp_bound_one(sc, net, ep, 0)
+    assert tasks == 2
+    assert successes == pytest.approx(expected, rel=1e-6)
+    assert episode_task_bound(net, ep)[0] == pytest.approx(math.exp(-1.5 * alpha))
+    # The episode's failure clocks never run out: the best plan gets one success.
+    _, plan = plan_successes(sc, net, ep)
+    assert plan.max() == 1
+
+
+def test_lp_bound_charges_a_busy_link():
+    # Three tasks of node 0 in slots 0-2 (slot 0.5 s) can only run on node 1 (node 0 is 1 MHz);
+    # each needs 1 s on the link 0 -> 1 (1e6 bytes at 1e6 B/s) and 0.1 s of node 1, deadline 1.6 s.
+    # Their transmission windows [a, a + 1.5] all lie in [0, 2.5] s: w0 + w1 + w2 <= 2.5. Two of
+    # them lie in a 2 s window ([0, 2], [0.5, 2.5]): w <= 1 already satisfies that; node 1's
+    # 0.1 s of work per task never binds.
+    sc = hand_scenario(2, 3, deadline_s=1.6)
+    net = hand_network([1e6, 1e9], 1e6)
+    ep = hand_episode(3, 2, {(t, 0): (1e6, 1e8, 1.6) for t in range(3)})
+    successes, _ = lp_bound_one(sc, net, ep, 0)
+    assert successes == pytest.approx(2.5, rel=1e-6)
+    assert episode_task_bound(net, ep)[0] == pytest.approx(1.0)
+    # The link sends one at a time: the third task reaches node 1 at 3 s, after its 2.6 s deadline.
+    _, plan = plan_successes(sc, net, ep)
+    assert plan.max() == 2
+
+
+# ---------------------------------------------------------------- exhaustive search
+def test_deterministic_tiny_instances_central_near_the_optimum_and_bound_above_it():
+    gaps = []
+    for sc, net, ep in tiny_instances(["node_fail_rate=[0, 0]", "link_fail_rate=[0, 0]"], 12):
+        _, successes = plan_successes(sc, net, ep)
+        optimum = successes.max()
+        lp, tasks = lp_bound_one(sc, net, ep, 0)
+        assert optimum <= lp + 1e-6 <= episode_task_bound(net, ep)[0] * tasks + 2e-6
+        for name in CENTRALS:
+            got = scheduler_successes(sc, net, ep, make_scheduler(name))[0]
+            # central's own decisions are one of the plans: it cannot beat the best one.
+            assert got <= optimum
+            if name == "central":
+                gaps.append(optimum - got)
+    # Measured (scripts/central_vs_exhaustive.py): central reaches the optimum on most instances.
+    assert np.mean(np.asarray(gaps) == 0) >= 0.75, gaps
+
+
+def test_with_failures_no_scheduler_beats_the_bound_in_expectation():
+    rng = np.random.default_rng(7)
+    draws = 128
+    for sc, net, ep in tiny_instances(["node_fail_rate=[0, 0.3]", "link_fail_rate=[0, 0.1]"], 6, first_seed=100):
+        lp, _ = lp_bound_one(sc, net, ep, 0)
+        batch = with_clocks(ep, rng, draws)
+        # The plan chosen on other draws, measured on these (no selection bias), and every central.
+        _, chosen_on = plan_successes(sc, net, with_clocks(ep, rng, draws))
+        _, successes = plan_successes(sc, net, batch)
+        samples = {"best plan": successes[np.argmax(chosen_on.mean(axis=1))]}
+        for name in CENTRALS:
+            samples[name] = scheduler_successes(sc, net, batch, make_scheduler(name))
+        for name, x in samples.items():
+            # Tolerance: 3 standard errors of the mean over the draws.
+            assert x.mean() <= lp + 3 * x.std(ddof=1) / np.sqrt(draws) + 1e-9, (name, x.mean(), lp)
+
+
+# ---------------------------------------------------------------- every scheduler, random scenarios
+@pytest.mark.parametrize("overrides", [["nodes=5"], ["nodes=4", "arrival_prob=[0, 0.6]"],
+                                       ["nodes=5", "task_size_kb=[1000, 12000]"],
+                                       ["nodes=4", "node_fail_rate=[0, 0.3]", "cores=[4, 8]"]])
+def test_no_scheduler_exceeds_the_bound_and_the_bound_is_below_bound_task(overrides):
+    sc = load_scenario("paper-sim", ["slots=30", *overrides])
+    net = sample_network(sc, 0)
+    seeds = list(range(1_000_000, 1_000_012))
+    episodes = sample_episodes(sc, net, seeds)
+    lp = episode_lp_bound(sc, net, episodes)
+    task = episode_task_bound(net, episodes)
+    assert np.all(lp <= task + 1e-9)
+    assert mean_bounds(sc, net, seeds)["bound"] == pytest.approx(lp.mean())
+    # Means over 12 episodes; a scheduler's episode rate may exceed the episode's bound by luck
+    # of its failure clocks, so the tolerance is 2 standard errors of its paired excess.
+    for name in SCHEDULERS:
+        rate = simulate(sc, net, seeds, make_scheduler(name))["success_rate"]
+        excess = rate - lp
+        assert excess.mean() <= 2 * excess.std(ddof=1) / np.sqrt(len(seeds)), (name, rate.mean(), lp.mean())

@@ -114,6 +114,44 @@ def test_pettingzoo_parallel_api():
     parallel_api_test(OffloadParallelEnv(sc, sample_network(sc, 0)), num_cycles=60)
 
 
+def test_pettingzoo_state_api():
+    # PettingZoo's state checks; its stepping one (test_state) samples actions without the
+    # action mask, which this env refuses, so the stepping is checked in the next test.
+    from pettingzoo.test.state_test import test_parallel_env, test_state_space
+    from pettingzoo.utils.conversions import parallel_to_aec
+
+    sc = load_scenario("paper-sim", ["nodes=4", "slots=15"])
+    net = sample_network(sc, 0)
+    test_state_space(parallel_to_aec(OffloadParallelEnv(sc, net)))
+    test_parallel_env(OffloadParallelEnv(sc, net))
+
+
+def test_pettingzoo_state_is_the_centralized_critics_global_state():
+    """state() is what the centralized critic of online training reads beside a node's own
+    observation (paper: centralized training, decentralized execution), on every step."""
+    from o2o.learn.online import critic_inputs
+
+    sc = load_scenario("paper-sim", ["nodes=5", "slots=12", "arrival_prob=[0.5,0.9]"])
+    pz = OffloadParallelEnv(sc, sample_network(sc, 3))
+    assert pz.state_space.shape == (4 * 5,)
+    rng = np.random.default_rng(0)
+    obs, _ = pz.reset(seed=11)
+    steps, busy_states = 0, 0
+    while True:
+        own = np.stack([obs[a]["observation"] for a in pz.possible_agents])
+        state = pz.state()
+        assert pz.state_space.contains(state)
+        critic = critic_inputs(own, "central")                     # (N, D + 4N)
+        np.testing.assert_array_equal(critic, np.concatenate([own, np.tile(state, (5, 1))], 1))
+        busy_states += bool(state.any())
+        if not pz.agents:
+            break
+        acts = {a: int(rng.choice(np.flatnonzero(obs[a]["action_mask"]))) for a in pz.agents}
+        obs, *_ = pz.step(acts)
+        steps += 1
+    assert steps == 12 and busy_states >= 6  # the state carries tasks and queues, not zeros
+
+
 def test_pettingzoo_episode_matches_vector_env():
     sc = load_scenario("paper-sim", ["nodes=4", "slots=15"])
     net = sample_network(sc, 0)
@@ -130,3 +168,11 @@ def test_pettingzoo_episode_matches_vector_env():
         assert rew["node_0"] == vr[0]
         total += rew["node_0"]
     assert all(term.values())
+
+
+def test_pettingzoo_speed_runs_whole_episodes_with_masked_choices():
+    from o2o.learn.speed import pettingzoo_node_slots_per_s
+
+    sc = load_scenario("paper-sim", ["nodes=3", "slots=4"])
+    rate = pettingzoo_node_slots_per_s(sc, sample_network(sc, 0), episodes=2, repeats=1)
+    assert np.isfinite(rate) and rate > 0  # an unmasked choice would raise in step()

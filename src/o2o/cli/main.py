@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "o2o.cli.tune",
     "o2o.cli.testbed",
     "o2o.cli.figure",
+    "o2o.cli.marl",
 ]
 
 

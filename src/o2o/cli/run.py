@@ -29,14 +29,30 @@ from o2o.schedulers import HEURISTICS
 
 def cmd_report(args) -> int:
     from o2o.experiments.main_job import rebuild_report
+    from o2o.experiments.marl.results import add_marl_rows, check_marl_folders, load_results
 
-    report = rebuild_report(Path(args.run), log=(lambda _msg: None) if args.json else print)
+    for folder in args.marl:
+        load_results(folder)
+    saved = Path(args.run) / "results.json"
+    if args.marl and saved.exists():  # a result of other episodes is refused before any rewrite
+        try:
+            run = json.loads(saved.read_text())
+            scenario, network_seed, eval_seeds = run["scenario"], run["network_seed"], run["evaluation_seeds"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{saved} is not the results file of a finished 'o2o run' ({exc!r})") from None
+        check_marl_folders(args.marl, scenario, network_seed, eval_seeds)
+    log = (lambda _msg: None) if args.json else print
+    report = rebuild_report(Path(args.run), log=log)
+    report = add_marl_rows(Path(args.run), report, args.marl, log=log)
     paired = report["o2o-drl"]["paired"]
+    marl = {method: r["o2o_minus"] for method, r in report.get("marl", {}).items()}
     if args.json:
-        print(json.dumps(json_safe(paired)))
+        print(json.dumps(json_safe({**paired, **marl})))
     else:
         print("O2O-DRL minus each method, paired per episode (95% CI):")
         for method, d in paired.items():
+            print(f"  {method:13s} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]")
+        for method, d in marl.items():
             print(f"  {method:13s} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]")
     return 0
 
@@ -75,11 +91,22 @@ def cmd_run(args) -> int:
     plan = _plan(args, scenario, settings.obs_layout)
     out = Path(args.out or f"runs/{'quick' if args.quick else 'main'}")
     check_output_folder(out, "--out")
+    if args.marl:
+        from o2o.core.seeds import TEST
+        from o2o.experiments.marl.results import check_marl_folders
+
+        check_marl_folders(args.marl, scenario.model_dump(mode="json"), args.network_seed,
+                           TEST.take(plan.eval_episodes))
+    log = (lambda _msg: None) if args.json else print
     report = run_pipeline(scenario, out, plan, network_seed=args.network_seed,
-                          settings=settings, workers=args.workers, tuned=tuned,
-                          log=(lambda _msg: None) if args.json else print)
+                          settings=settings, workers=args.workers, tuned=tuned, log=log)
+    if args.marl:
+        from o2o.experiments.marl.results import add_marl_rows
+
+        report = add_marl_rows(out, report, args.marl, log=log)
     if args.json:
-        print(json.dumps(json_safe({k: report[k] for k in [*METHODS, "bound", "bound-task"] if k in report})))
+        print(json.dumps(json_safe({k: report[k] for k in [*METHODS, "bound", "bound-task", "marl"]
+                                    if k in report})))
     else:
         print(f"results in {out}/ (results.json, results.md, learning_curve.png, deployment.png, comparison.png, "
               "models/, logs.db, metrics/)")
@@ -124,11 +151,18 @@ def _plan_args(p, what: str) -> None:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
+def _marl_arg(p) -> None:
+    p.add_argument("--marl", action="append", default=[], metavar="DIR",
+                   help="add an 'o2o marl' result (its --out folder) as a row of the comparison, "
+                        "paired with O2O-DRL on the same episodes (repeatable)")
+
+
 def register(sub, bench) -> None:
     r = sub.add_parser("report", help="recompute a finished run's comparison from its saved "
                        "models, with O2O-DRL's paired differences to every method")
     r.add_argument("--run", required=True, help="the run folder of 'o2o run'")
     r.add_argument("--json", action="store_true", help="print O2O-DRL's paired differences as JSON")
+    _marl_arg(r)
     r.set_defaults(func=cmd_report)
 
     a = sub.add_parser("ablation", help="what each change to O2O-DRL adds: offline-only and "
@@ -161,4 +195,5 @@ def register(sub, bench) -> None:
     p.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE",
                    help="override an online hyper-parameter (repeatable)")
     add_tuned_arg(p)
+    _marl_arg(p)
     p.set_defaults(func=cmd_run)

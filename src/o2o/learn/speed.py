@@ -5,7 +5,8 @@
 * online episodes per second of Algorithm 2 (collection on the vector env and the PPO update),
   from scratch with the given settings;
 * environment node-slots per second of ``OffloadVecEnv`` stepped with a uniform choice among
-  the available actions, one episode at a time (batch 1) and 64 at a time.
+  the available actions, one episode at a time (batch 1) and 64 at a time, and of the
+  PettingZoo adapter ``OffloadParallelEnv`` (one episode, dicts per agent) stepped the same way.
 
 Each figure is the best of ``repeats`` timed runs after a warm-up (3 for the learner, 7 for
 the env, whose runs are short). Times are the process's CPU seconds (``time.process_time``):
@@ -29,7 +30,7 @@ from o2o.learn.online import OnlinePPO
 from o2o.learn.settings import LearnerSettings
 from o2o.logs.dataset import simulated_dataset
 from o2o.sim import make_scheduler
-from o2o.sim.env import OffloadVecEnv
+from o2o.sim.env import OffloadParallelEnv, OffloadVecEnv
 
 
 def _best(fn, repeats: int) -> float:
@@ -93,6 +94,24 @@ def env_node_slots_per_s(scenario: Scenario, network: Network, batch: int, obs_l
     return episodes * batch * scenario.slots * n / _best(run, repeats)
 
 
+def pettingzoo_node_slots_per_s(scenario: Scenario, network: Network, episodes: int = 8,
+                                repeats: int = 7) -> float:
+    """``OffloadParallelEnv`` node-slots per second (layout v1, one episode at a time), each
+    agent choosing uniformly among its available actions."""
+    env = OffloadParallelEnv(scenario, network)
+    rng = np.random.default_rng(0)
+
+    def run():
+        for k in range(episodes):
+            obs, _ = env.reset(seed=LOGS.take(1, k)[0])
+            while env.agents:
+                acts = {a: int(rng.choice(np.flatnonzero(o["action_mask"]))) for a, o in obs.items()}
+                obs, *_ = env.step(acts)
+
+    run()  # warm-up
+    return episodes * scenario.slots * network.n / _best(run, repeats)
+
+
 def learner_speed(scenario: Scenario, network: Network, settings: dict[str, LearnerSettings],
                   offline_steps: int = 200) -> dict[str, Any]:
     """Every figure of ``o2o bench learn``, one torch thread."""
@@ -106,6 +125,7 @@ def learner_speed(scenario: Scenario, network: Network, settings: dict[str, Lear
         out["env_node_slots_per_s"] = {
             f"{layout} batch {b}": env_node_slots_per_s(scenario, network, b, layout)
             for layout in ("o2o-obs-v1", "o2o-obs-v2") for b in (1, 64)}
+        out["env_node_slots_per_s"]["o2o-obs-v1 PettingZoo"] = pettingzoo_node_slots_per_s(scenario, network)
         return out
     finally:
         torch.set_num_threads(threads)

@@ -33,6 +33,8 @@ from o2o.core.decpomdp import (
     OBS_LAYOUT_VERSION,
     REWARD_CREDITS,
     Observer,
+    central_columns,
+    central_shared,
     node_rewards,
     obs_dim,
 )
@@ -123,7 +125,13 @@ class OffloadVecEnv:
 class OffloadParallelEnv:
     """PettingZoo ``ParallelEnv`` adapter: one episode, agents ``node_0`` .. ``node_{N-1}``,
     observation ``{"observation": Box(0, 1, (3N+6,)), "action_mask": (N+1,) int8}``, every agent
-    gets the team reward. ``reset(seed=s)`` runs the episode with episode seed ``s``."""
+    gets the team reward. ``reset(seed=s)`` runs the episode with episode seed ``s``.
+
+    ``state()`` is the slot's global state, ``state_space`` Box(0, 1, (4N,)): every node's
+    execution queue l_k and its task's s, c, d (``o2o.core.decpomdp.central_shared``), the part
+    the centralized critic of online training adds to a node's own observation (centralized
+    training, decentralized execution). After the terminal step it is the state at the boundary
+    after the last slot."""
 
     metadata = {"name": "o2o_offload_v0", "render_modes": []}
 
@@ -140,7 +148,9 @@ class OffloadParallelEnv:
             "action_mask": spaces.Box(0, 1, (n + 1,), dtype=np.int8),
         })
         self._act_space = spaces.Discrete(n + 1)
+        self.state_space = spaces.Box(0.0, 1.0, (len(central_columns(n)) * n,), dtype=np.float32)
         self._next_seed = 0
+        self._obs: np.ndarray | None = None  # (N, D): the nodes' observations of the current slot
 
     def observation_space(self, agent):
         return self._obs_space
@@ -149,6 +159,7 @@ class OffloadParallelEnv:
         return self._act_space
 
     def _pack(self, obs, mask):
+        self._obs = obs[0]
         return {a: {"observation": obs[0, k], "action_mask": mask[0, k].astype(np.int8)}
                 for k, a in enumerate(self.possible_agents)}
 
@@ -172,6 +183,12 @@ class OffloadParallelEnv:
         if done[0]:
             self.agents = []
         return observations, rewards, terms, truncs, infos
+
+    def state(self) -> np.ndarray:
+        """(4N,) float32: the global state of the current slot (see the class docstring)."""
+        if self._obs is None:
+            raise RuntimeError("call reset() before state()")
+        return central_shared(self._obs)
 
     def render(self):
         return None

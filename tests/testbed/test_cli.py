@@ -98,9 +98,10 @@ def test_run_prints_the_simulators_json_and_leaves_no_process(tmp_path):
     out = json.loads(got.stdout)
     sim = json.loads(o2o("simulate", "--scenario", "paper-testbed", "--set", "nodes=3",
                          *SMALL[2:], "--episodes", "2", "--json").stdout)
-    assert set(out) == set(sim) == {"ratc", "bound"}
+    assert set(out) == set(sim) == {"ratc", "bound", "bound-task", "bound_episodes"}
     assert set(out["ratc"]) == set(sim["ratc"])
-    assert out["bound"] == pytest.approx(sim["bound"])
+    for bound in ("bound", "bound-task"):
+        assert out[bound] == pytest.approx(sim[bound])
     assert out["ratc"]["tasks"] == sim["ratc"]["tasks"]
     assert abs(out["ratc"]["success_rate"] - sim["ratc"]["success_rate"]) <= 0.1
     assert not node_pids(tag)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sqlite3
 import tempfile
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from o2o.logs.schema import SCHEMA_VERSION
 from o2o.logs.suite import build_suite, suite_spec
 from o2o.models import WEIGHTS, expected_shapes, save_model
 from o2o.testbed import wire
+from tests.cli.refusals import snapshot
 
 SMALL = ["--set", "nodes=4", "--set", "slots=10"]
 TESTBED_SMALL = ["--nodes", "2", "--set", "slots=2", "--set", "slot_s=0.05", "--set", "deadline_s=0.3",
@@ -233,20 +233,6 @@ def in_world(world, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(world.tmp))
     monkeypatch.delenv(wire.TOKEN_ENV, raising=False)
     return world
-
-
-def snapshot(*roots: Path) -> dict[str, str]:
-    """Every file (its SHA-256) and folder under ``roots``."""
-    seen = {}
-    for root in roots:
-        for folder, dirs, files in os.walk(root):
-            for name in dirs:
-                seen[os.path.join(folder, name)] = "folder"
-            for name in files:
-                path = os.path.join(folder, name)
-                with open(path, "rb") as fh:
-                    seen[path] = hashlib.sha256(fh.read()).hexdigest()
-    return seen
 
 
 def refuse(world: World, argv: list[str], capfd, expect: str = "") -> str:

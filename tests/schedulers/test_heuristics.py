@@ -1,4 +1,4 @@
-"""The decentralized rules of SPEC section 3 on hand-made views."""
+"""The decentralized rules (paper V-B) on hand-made views."""
 
 import numpy as np
 import pytest

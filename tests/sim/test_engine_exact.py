@@ -1,4 +1,4 @@
-"""Hand-checked cases of SPEC section 2 on tiny networks, computed on paper."""
+"""Hand-checked cases of the system model (paper III-A) on tiny networks, computed on paper."""
 
 import numpy as np
 import pytest

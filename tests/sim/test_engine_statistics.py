@@ -1,4 +1,4 @@
-"""Failure statistics (SPEC 2.6), determinism and the success bound."""
+"""Failure statistics (paper eqs. 3-5), determinism and the success bound."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The Dec-POMDP view (SPEC section 4): observations, masks, rewards, the vector env contract
+"""The Dec-POMDP view (paper IV-B): observations, masks, rewards, the vector env contract
 and the PettingZoo adapter."""
 
 import numpy as np

@@ -200,6 +200,31 @@ def test_a_failure_while_writing_leaves_nothing_of_the_batch(db_url, monkeypatch
             assert conn.execute(text("SELECT count(*) FROM episode_end_state")).scalar_one() == scenario.nodes
 
 
+@pytest.mark.postgres
+def test_ctrl_c_inside_a_postgres_copy_leaves_nothing_and_no_traceback(postgres_url, monkeypatch):
+    """Ctrl-C while a COPY is half sent leaves the connection inside that command, where a
+    ROLLBACK fails ("another command is already in progress"): the writer must close that
+    connection instead, so the interrupt, not a driver error, reaches the caller, the batch is
+    not written, and the run can still be marked interrupted."""
+    scenario, network, logs = _run(SMALL, [1, 2])
+
+    def copy_then_interrupt(conn, columns):
+        pgconn = conn.connection.driver_connection.pgconn
+        pgconn.send_query(b"COPY tasks (episode_id) FROM STDIN")  # the server now waits for rows
+        raise KeyboardInterrupt
+
+    with LogStore.open(postgres_url, create=True) as store:
+        with store.start_run(scenario, network, "ratc") as run:
+            run.write_episodes(logs[:1])
+        monkeypatch.setattr(store_module, "insert_tasks", copy_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            with store.start_run(scenario, network, "ratc") as broken:
+                broken.write_episodes(logs[1:])
+        assert store.run(broken.run_id).status == "interrupted"
+        assert store.episode_ids(broken.run_id) == []
+        assert len(store.episode_ids(run.run_id)) == 1
+
+
 def test_delete_run_removes_everything_of_that_run_only(db_url):
     scenario, network, logs = _run(SMALL, [1, 2])
     with LogStore.open(db_url, create=True) as store:

@@ -370,13 +370,25 @@ class RunWriter:
             log.validate()
         rows = 0
         with self.store.engine.begin() as conn:
-            for log in logs:
-                episode_id = conn.execute(insert(S.episodes).returning(S.episodes.c.id), {
-                    "run_id": self.run_id, "episode_index": int(log.episode_index),
-                    "episode_seed": int(log.episode_seed), "written_at": _now(),
-                }).scalar_one()
-                rows += insert_tasks(conn, task_columns(episode_id, log))
-                conn.execute(insert(S.episode_end_state), end_state_rows(episode_id, log))
+            try:
+                for log in logs:
+                    episode_id = conn.execute(insert(S.episodes).returning(S.episodes.c.id), {
+                        "run_id": self.run_id, "episode_index": int(log.episode_index),
+                        "episode_seed": int(log.episode_seed), "written_at": _now(),
+                    }).scalar_one()
+                    rows += insert_tasks(conn, task_columns(episode_id, log))
+                    conn.execute(insert(S.episode_end_state), end_state_rows(episode_id, log))
+            except BaseException as exc:
+                # Ctrl-C inside a PostgreSQL command (a COPY half sent): the connection is in
+                # the middle of that command and cannot roll back, so close it instead; the
+                # server then drops the transaction, and the episodes are written all or none.
+                # A SQLite call is whole when it returns (``o2o.logs.db``): roll back as usual.
+                interrupted = not isinstance(exc, Exception) or isinstance(exc.__context__, KeyboardInterrupt)
+                if interrupted and conn.dialect.name != "sqlite":
+                    conn.invalidate(exc)
+                    if isinstance(exc, Exception):  # the driver's error about the interrupted command
+                        raise KeyboardInterrupt from exc
+                raise
         self.episodes_written += len(logs)
         self.rows_written += rows
         return rows

@@ -162,3 +162,13 @@ def test_no_scheduler_exceeds_the_bound_and_the_bound_is_below_bound_task(overri
         rate = simulate(sc, net, seeds, make_scheduler(name))["success_rate"]
         excess = rate - lp
         assert excess.mean() <= 2 * excess.std(ddof=1) / np.sqrt(len(seeds)), (name, rate.mean(), lp.mean())
+
+
+def test_the_centralized_references_refuse_parameters():
+    from o2o.core.errors import UserError
+    from o2o.sim import make_scheduler
+
+    for name in ("central", "central-reliable", "central-earliest"):
+        with pytest.raises(UserError, match="takes no parameters"):
+            make_scheduler(name, {"local_margin": 0.5})
+        assert make_scheduler(name).name == name

@@ -137,6 +137,13 @@ def cmd_dataset_unpack(args) -> int:
     return 0
 
 
+def _one_data_set_args(p) -> None:
+    """The options that name one data set of a suite: its cell, behaviour and split."""
+    _suite_cell_args(p)
+    p.add_argument("--behaviour", default="spread", help="behaviour (default spread)")
+    p.add_argument("--split", default="train", choices=SPLITS, help="split (default train)")
+
+
 def _suite_cell_args(p) -> None:
     p.add_argument("--suite", required=True, metavar="DIR", help="a built suite's folder")
     p.add_argument("--network-seed", type=SEED, default=0, help="network seed of the cell (default 0)")
@@ -171,18 +178,14 @@ def register(ds_sub) -> None:
 
     u = ds_sub.add_parser("unpack", help="write one suite data set in the layout of "
                                          "'o2o dataset export' (.npz)")
-    _suite_cell_args(u)
-    u.add_argument("--behaviour", default="spread", help="behaviour (default spread)")
-    u.add_argument("--split", default="train", choices=SPLITS, help="split (default train)")
+    _one_data_set_args(u)
     u.add_argument("--out", required=True, help="output .npz file")
     u.add_argument("--json", action="store_true", help="print one JSON object")
     u.set_defaults(func=cmd_dataset_unpack)
 
     x = ds_sub.add_parser("minari", help="export one suite data set as a Minari data set "
                                          "(per-node view; extra: datasets)")
-    _suite_cell_args(x)
-    x.add_argument("--behaviour", default="spread", help="behaviour (default spread)")
-    x.add_argument("--split", default="train", choices=SPLITS, help="split (default train)")
+    _one_data_set_args(x)
     x.add_argument("--dataset-id", default=None,
                    help="Minari id (default o2o/SCENARIO-netS-LOAD/BEHAVIOUR-SPLIT-vK); written "
                         "under MINARI_DATASETS_PATH (default ~/.minari/datasets)")

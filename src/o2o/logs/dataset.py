@@ -209,21 +209,28 @@ def save_dataset(dataset: dict[str, np.ndarray], path: str | Path, compress: boo
     return path
 
 
-def load_dataset(path: str | Path, n: int | None = None) -> dict[str, np.ndarray]:
-    """Read a ``.npz`` data set (numpy only, no pickle) and check it (``check_dataset``)."""
+def read_npz(path: str | Path, what: str, missing: str, again: str) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` file at ``path`` (numpy only, no pickle). A missing file, one
+    that is not a zip archive or a damaged one is refused in one line naming ``what`` it should
+    be, with ``missing`` (how to make one) or ``again`` (what to redo)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"data set {path} does not exist; export one from task logs with "
-                        "'o2o dataset export --db ... --out ...'")
+        raise UserError(f"{what} {path} does not exist; {missing}")
     with path.open("rb") as fh:
         if fh.read(4) != ZIP_MAGIC:
-            raise UserError(f"{path} is not a .npz data set (an .npz file is a zip archive of "
-                            "numpy arrays, as 'o2o dataset export' writes)")
+            raise UserError(f"{path} is not a {what} (an .npz file is a zip archive of numpy arrays)")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
+            return {k: npz[k] for k in npz.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{path} is a damaged .npz data set ({exc}); export it again") from None
+        raise UserError(f"{path} is a damaged {what} ({exc}); {again}") from None
+
+
+def load_dataset(path: str | Path, n: int | None = None) -> dict[str, np.ndarray]:
+    """Read a ``.npz`` data set (numpy only, no pickle) and check it (``check_dataset``)."""
+    data = read_npz(path, ".npz data set",
+                    "export one from task logs with 'o2o dataset export --db ... --out ...'",
+                    "export it again")
     try:
         return check_dataset(data, n)
     except UserError as exc:

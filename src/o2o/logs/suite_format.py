@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from o2o.core.errors import UserError
-from o2o.logs.dataset import ZIP_MAGIC, check_dataset
+from o2o.logs.dataset import check_dataset, read_npz
 
 ROW_ARRAYS = ("observations", "actions", "rewards", "action_masks", "action_probs",
               "episode_ids", "node_ids", "slots")
@@ -125,18 +125,9 @@ def write_suite_file(arrays: dict[str, np.ndarray], path: Path) -> dict[str, int
 
 def read_suite_file(path: str | Path) -> dict[str, np.ndarray]:
     """The stored arrays of one suite file (numpy only, no pickle)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"suite data set {path} does not exist; build the suite with "
-                        "'o2o dataset build --suite v1 --out DIR'")
-    with path.open("rb") as fh:
-        if fh.read(4) != ZIP_MAGIC:
-            raise UserError(f"{path} is not a suite data set (.npz)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{path} is a damaged suite data set ({exc}); build the suite again") from None
+    data = read_npz(path, "suite data set",
+                    "build the suite with 'o2o dataset build --suite v1 --out DIR'",
+                    "build the suite again")
     missing = [k for k in SUITE_ARRAYS if k not in data]
     if missing:
         raise UserError(f"{path} is not a suite data set: it lacks {', '.join(missing)}")

@@ -20,6 +20,9 @@ def make_scheduler(name: str, params: dict[str, float] | None = None):
     if name in HEURISTICS:
         return make_rule(name, params)
     if name in CENTRAL:
+        if params:
+            raise UserError(f"{name} takes no parameters (got {', '.join(sorted(params))}); "
+                            "only the decentralized rules are tuned")
         return CENTRAL[name]()
     raise UserError(f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)} "
                     "(or 'drl' with a model)")

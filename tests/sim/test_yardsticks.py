@@ -2,6 +2,7 @@
 contention-aware bound (an LP per episode) and the per-task bound, against exhaustive search over
 open-loop plans on tiny instances and against every scheduler on small random scenarios."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -13,7 +14,8 @@ from o2o.core.scenario import load_scenario
 from o2o.core.seeds import VALIDATION
 from o2o.sim import SCHEDULERS, make_scheduler
 from o2o.sim.bound import episode_lp_bound, episode_task_bound, lp_bound_one, mean_bounds
-from o2o.sim.central import GreedyCentral, tune_central
+from o2o.core.outcomes import SUCCESS
+from o2o.sim.central import TIE_TASKS, Central, GreedyCentral, redraw_clocks, task_reliability
 from o2o.sim.exhaustive import plan_successes, scheduler_successes, with_clocks
 from o2o.sim.rollout import rollout, simulate
 from tests.helpers import hand_episode, hand_network, hand_scenario
@@ -48,26 +50,48 @@ def test_greedy_variants_pick_the_most_reliable_or_the_earliest_feasible_node():
     assert rollout(sc, net, ep, GreedyCentral(2.0)).actions[0, 0, 0] == 0    # 0.741 - 0.5 > 1 - 1
 
 
-def test_the_tuning_grid_runs_as_one_batch_with_the_same_results_as_rule_by_rule():
-    sc = load_scenario("paper-sim", ["nodes=4", "slots=12"])
+def test_central_runs_each_episode_with_the_rule_of_the_highest_expected_successes():
+    sc = load_scenario("paper-sim", ["nodes=4", "slots=12", "arrival_prob=[0.5, 1.0]"])
     net = sample_network(sc, 3)
-    best, means = tune_central(sc, net, episodes=3, weights=(0.0, 0.3, math.inf), orders=(False, True))
-    for (weight, largest_first), mean in means.items():
-        alone = simulate(sc, net, VALIDATION.take(3), GreedyCentral(weight, largest_first=largest_first))
-        assert alone["success_rate"].mean() == pytest.approx(mean, abs=1e-12)
-    assert means[best] == max(means.values())
+    seeds = VALIDATION.take(4)
+    central = Central(weights=(0.0, 0.3, math.inf), orders=(False, True))
+    got = simulate(sc, net, seeds, central)["success_rate"]
+    # Each rule alone, failure-free, each success weighted by its reliability: the score.
+    episodes = sample_episodes(sc, net, seeds)
+    free = dataclasses.replace(episodes, tx_fail_clock=np.full_like(episodes.tx_fail_clock, np.inf),
+                               exec_fail_clock=np.full_like(episodes.exec_fail_clock, np.inf))
+    score, real = [], []
+    for weight, largest_first in central.grid:
+        rule = GreedyCentral(weight, largest_first=largest_first)
+        engine = rollout(sc, net, free, rule).engine
+        score.append(np.where(engine.outcome == SUCCESS, task_reliability(net, free, engine.dest), 0).sum(axis=(1, 2)))
+        real.append(simulate(sc, net, seeds, GreedyCentral(weight, largest_first=largest_first))["success_rate"])
+    score, real = np.array(score), np.array(real)
+    for b in range(len(seeds)):
+        near = np.flatnonzero(score[:, b] >= score[:, b].max() - TIE_TASKS)
+        assert got[b] == pytest.approx(real[near[0], b], abs=1e-12)   # the first listed of the near-best
+    assert sum(central.chosen["rule_taken"].values()) == central.chosen["episodes"] == len(seeds)
+    # The greedy variants are listed first, so they win the near ties.
+    assert central.grid[:2] == [(0.0, False), (math.inf, False)]
 
 
-def test_central_records_the_rule_it_chose_on_validation_episodes():
+def test_redrawn_clocks_keep_the_tasks_and_are_reproducible_and_independent_of_the_real_ones():
     sc = load_scenario("paper-sim", ["nodes=4", "slots=12"])
     net = sample_network(sc, 3)
-    central = make_scheduler("central")
-    simulate(sc, net, [1_000_000], central)
-    chosen = central.chosen
-    assert chosen["validation_episodes"] == 20
-    best = max(chosen["validation_success_rate"].values())
-    order = "largest first" if chosen["largest_first"] else "index order"
-    assert chosen["validation_success_rate"][f"weight {chosen['finish_weight']:g}, {order}"] == best
+    episodes = sample_episodes(sc, net, VALIDATION.take(2))
+    a, b = redraw_clocks(episodes, 3), redraw_clocks(episodes, 3)
+    assert a.batch == 6 and np.array_equal(a.seeds, np.repeat(episodes.seeds, 3))
+    for field in ("has_task", "size_bytes", "cycles", "deadline_s"):
+        assert np.array_equal(getattr(a, field), np.repeat(getattr(episodes, field), 3, axis=0))
+    assert np.array_equal(a.exec_fail_clock, b.exec_fail_clock)
+    assert not np.isin(a.exec_fail_clock, episodes.exec_fail_clock).any()
+    assert not np.array_equal(a.tx_fail_clock[0], a.tx_fail_clock[1])
+    # Scored on redrawn clocks instead of the failure-free model: still one rule per episode.
+    central = Central(clock_draws=2, weights=(0.0, math.inf), orders=(False,))
+    simulate(sc, net, VALIDATION.take(2), central)
+    assert central.chosen["clock_draws"] == 2 and central.chosen["episodes"] == 2
+    with pytest.raises(ValueError, match="clock_draws"):
+        Central(clock_draws=-1)
 
 
 # ---------------------------------------------------------------- the LP bound, by hand

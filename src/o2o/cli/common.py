@@ -111,11 +111,11 @@ def format_table(results: dict[str, dict], bounds: dict) -> str:
                      if r.get("tuned") else "defaults")
             values = ", ".join(f"{k}={v:g}" for k, v in r["params"].items())
             lines.append(f"{name}: {values} ({where})")
-        elif r.get("tuned") and "finish_weight" in r["tuned"]:
-            tuned = r["tuned"]
-            order = "largest task first" if tuned["largest_first"] else "node index order"
-            lines.append(f"{name}: finish weight {tuned['finish_weight']:g}, {order}, chosen on "
-                         f"{tuned['validation_episodes']} validation episodes")
+        elif r.get("tuned") and "rule_taken" in r["tuned"]:
+            taken = ", ".join(f"{rule}: {n}" for rule, n in r["tuned"]["rule_taken"].items() if n)
+            lines.append(f"{name}: per episode, the greedy rule with the most expected successes on "
+                         f"{r['tuned']['clock_draws']} redrawn failure clocks; taken ({r['tuned']['episodes']} "
+                         f"episodes): {taken}")
     return "\n".join(lines)
 
 

@@ -38,7 +38,7 @@ from o2o.experiments.sweeps import BOUND, BOUND_TASK, Sweep
 from o2o.experiments.tuning import DEFAULT_EPISODES as TUNE_EPISODES
 from o2o.experiments.tuning import GRIDS, candidates
 from o2o.learn.settings import learner_settings
-from o2o.sim.central import FINISH_WEIGHTS, ORDERS, TUNING_EPISODES
+from o2o.sim.central import FINISH_WEIGHTS, ORDERS
 
 # Rough seconds per unit of work on one core of the development machine, for the progress
 # bar's estimate of the time left (it corrects itself from the measured rate as cells finish).
@@ -89,9 +89,9 @@ def unit_weight(sweep: Sweep, unit: Unit) -> float:
     if unit.kind == "heuristic":
         tuning = (len(candidates(unit.methods[0])) * TUNE_EPISODES * node_slots * SIM_NODE_SLOT_S
                   if unit.methods[0] in GRIDS and sweep.tuned_for(point, unit.methods[0]) is None else 0.0)
-        if unit.methods[0] in CENTRAL_METHODS:  # central also runs its grid on validation episodes
-            central_grid = TUNING_EPISODES * len(FINISH_WEIGHTS) * len(ORDERS) // 3 if unit.methods == ("central",) else 0
-            return (plan.eval_episodes + central_grid) * node_slots * CENTRAL_NODE_SLOT_S + 0.2
+        if unit.methods[0] in CENTRAL_METHODS:  # central also runs its grid on each episode
+            grid = len(FINISH_WEIGHTS) * len(ORDERS) if unit.methods == ("central",) else 0
+            return plan.eval_episodes * (1 + grid) * node_slots * CENTRAL_NODE_SLOT_S + 0.2
         return plan.eval_episodes * node_slots * SIM_NODE_SLOT_S + tuning + 0.2
     if unit.kind == "bound":
         return plan.eval_episodes * LP_EPISODE_S * (sc.nodes / 20) ** 2 * sc.slots / 100 + 0.1

@@ -16,19 +16,22 @@ where no node is feasible, the one where the task would finish earliest:
 * ``central-reliable`` (weight 0, node index order): the most reliable feasible node;
 * ``central-earliest`` (weight inf, node index order): the feasible node where the task
   finishes earliest;
-* ``central``: the rule of the grid FINISH_WEIGHTS x ORDERS (node index order, or the slot's
-  largest task first: it has the fewest nodes that can take it in time) that does best on
-  validation episodes of this scenario and network (``tune_central``). The grid holds both
-  greedy rules. Neither is best everywhere: a short queue leaves room for the tasks still to
-  come, a reliable node keeps this one.
+* ``central``: a planner over the grid FINISH_WEIGHTS x ORDERS of such rules (node index order,
+  or the slot's largest task first: it has the fewest nodes that can take it in time). It knows
+  the episode's arrivals in advance (a clairvoyant yardstick), and runs each episode with the
+  rule of the grid that has the most expected successes on that episode's own tasks. The grid
+  holds both greedy rules; neither is best everywhere: a short queue leaves room for the tasks
+  still to come, a reliable node keeps this one.
 
 They know the failure clocks of the tasks already in the system, as the simulator does, but not
-those of the task they place: for that one they use rel_ij. So they never anticipate a task's own
-failure, and the bounds of ``o2o.sim.bound`` hold for them (docs/yardsticks.md).
+those of the task they place: for that one they use rel_ij (and ``central`` scores its rules on
+failure-free or redrawn clocks). So they never anticipate a task's own failure, and the bounds of
+``o2o.sim.bound`` hold for them (docs/yardsticks.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -36,14 +39,17 @@ import numpy as np
 from o2o.core.episodes import Episodes
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
+from o2o.core.outcomes import SUCCESS
 from o2o.sim.engine import Engine, settle_stage
 
 #: The rules ``central`` chooses from: finish weights (0: most reliable; inf: earliest finish)
 #: and placement orders (False: node index order; True: largest task first).
 FINISH_WEIGHTS = (0.0, 0.1, 0.3, 1.0, math.inf)
 ORDERS = (False, True)
-#: Validation episodes per scenario and network on which ``central`` chooses its rule.
-TUNING_EPISODES = 20
+#: Episodes per rollout when ``central`` scores its rules (rules x episodes x draws in all).
+RULES_PER_BATCH_EPISODES = 1024
+#: Expected tasks per episode within which ``central`` counts two rules as tied.
+TIE_TASKS = 0.1
 
 
 class GreedyCentral:
@@ -215,50 +221,104 @@ def central_earliest() -> GreedyCentral:
     return GreedyCentral(math.inf, "central-earliest")
 
 
-def tune_central(scenario: Scenario, network: Network, episodes: int = TUNING_EPISODES,
-                 weights=FINISH_WEIGHTS, orders=ORDERS) -> tuple[tuple[float, bool], dict]:
-    """The rule (finish weight, largest first) of the grid ``weights`` x ``orders`` with the
-    highest mean success rate on the first ``episodes`` validation episodes of this scenario and
-    network (never the held-out ones), and every rule's mean. The grid runs as one batch (every
-    rule on the same episodes); ties go to the rule listed first."""
-    from o2o.core.episodes import sample_episodes
-    from o2o.core.seeds import VALIDATION
-    from o2o.sim.rollout import rollout
-
-    grid = [(w, o) for o in orders for w in weights]
-    one = sample_episodes(scenario, network, VALIDATION.take(episodes))
-    batch = Episodes(**{f: np.concatenate([getattr(one, f)] * len(grid)) for f in Episodes.__dataclass_fields__})
-    rule = GreedyCentral(np.repeat([w for w, _ in grid], episodes), "central grid",
-                         np.repeat([o for _, o in grid], episodes))
-    rate = rollout(scenario, network, batch, rule).engine.metrics()["success_rate"].reshape(len(grid), episodes)
-    means = {g: float(m) for g, m in zip(grid, rate.mean(axis=1))}
-    best = max(grid, key=lambda g: means[g])
-    return best, means
-
-
 class Central:
-    """The planner ``central``: the greedy rule (finish weight, placement order) chosen on
-    validation episodes of the scenario and network it runs on (once per pair, on first use;
-    ``chosen`` records the rule and the validation means of the grid)."""
+    """The planner ``central``: per episode, the greedy rule of the grid FINISH_WEIGHTS x ORDERS
+    with the most expected successes on that episode's own tasks.
+
+    It knows the episode's arrivals (a clairvoyant planner: every task, present and future), but
+    not the failure clocks. At the start of each episode it runs every rule of the grid on a copy
+    of the episode and scores it: by default (``clock_draws=0``) on a failure-free copy, each
+    success weighted by the task's reliability on the node it ran on (paper eqs. 3-5), a model
+    with no sampling noise; with ``clock_draws=k`` by the mean success rate over k copies whose
+    failure clocks are redrawn independently of the real ones (``redraw_clocks``). Rules within
+    TIE_TASKS expected tasks of the best count as tied, and the tie goes to the rule listed first
+    (the two greedy variants lead the list). The choice never reads a task's own clocks, so the
+    bounds of ``o2o.sim.bound`` hold for it. ``chosen`` records how often each rule was taken."""
 
     name = "central"
 
-    def __init__(self, episodes: int = TUNING_EPISODES):
-        self.episodes = episodes
-        self._rules: dict[tuple, GreedyCentral] = {}
+    def __init__(self, clock_draws: int = 0, weights=FINISH_WEIGHTS, orders=ORDERS):
+        if clock_draws < 0:
+            raise ValueError(f"clock_draws must be >= 0, got {clock_draws}")
+        self.clock_draws = clock_draws
+        # The two greedy variants first: they win the near ties.
+        grid = [(float(w), bool(o)) for o in orders for w in weights]
+        self.grid = sorted(grid, key=lambda g: (g != (0.0, False), g != (math.inf, False)))
+        self._rule: GreedyCentral | None = None
+        self._taken = np.zeros(len(self.grid), dtype=np.int64)
         self.chosen: dict[str, object] = {}
 
-    def rule_for(self, scenario: Scenario, network: Network) -> GreedyCentral:
-        key = (scenario.model_dump_json(), network.capacity_hz.tobytes(), network.link_rate_Bps.tobytes(),
-               network.node_fail_rate.tobytes(), network.link_fail_rate.tobytes(), network.arrival_prob.tobytes())
-        if key not in self._rules:
-            (weight, largest_first), means = tune_central(scenario, network, self.episodes)
-            self._rules[key] = GreedyCentral(weight, f"central(weight={weight:g})", largest_first)
-            self.chosen = {"finish_weight": weight, "largest_first": largest_first,
-                           "validation_episodes": self.episodes,
-                           "validation_success_rate": {f"weight {w:g}, {'largest first' if o else 'index order'}": m
-                                                       for (w, o), m in means.items()}}
-        return self._rules[key]
+    def expected_successes(self, scenario: Scenario, network: Network, episodes: Episodes) -> np.ndarray:
+        """(rules, B): each rule's score on each episode, its expected success rate: with
+        ``clock_draws`` > 0 the mean over redrawn failure clocks; with 0 the failure-free run's
+        successes, each weighted by its reliability on the node it ran on (paper eqs. 3-5)."""
+        from o2o.sim.rollout import rollout
+
+        draws = max(self.clock_draws, 1)
+        copies = redraw_clocks(episodes, self.clock_draws) if self.clock_draws else dataclasses.replace(
+            episodes, tx_fail_clock=np.full_like(episodes.tx_fail_clock, np.inf),
+            exec_fail_clock=np.full_like(episodes.exec_fail_clock, np.inf))
+        per_rule = copies.batch
+        rates = []
+        # A few rules per batch, so that memory stays near that of one rollout of the copies.
+        step = max(1, RULES_PER_BATCH_EPISODES // max(per_rule, 1))
+        for lo in range(0, len(self.grid), step):
+            part = self.grid[lo:lo + step]
+            batch = Episodes(**{f: np.concatenate([getattr(copies, f)] * len(part))
+                                for f in Episodes.__dataclass_fields__})
+            rule = GreedyCentral(np.repeat([w for w, _ in part], per_rule), "central grid",
+                                 np.repeat([o for _, o in part], per_rule))
+            engine = rollout(scenario, network, batch, rule).engine
+            if self.clock_draws:
+                rate = engine.metrics()["success_rate"]
+            else:
+                rel = task_reliability(network, batch, engine.dest)
+                won = np.where(engine.outcome == SUCCESS, rel, 0.0).sum(axis=(1, 2))
+                rate = won / np.maximum(batch.has_task.sum(axis=(1, 2)), 1)
+            rates.append(rate.reshape(len(part), episodes.batch, draws).mean(axis=2))
+        return np.concatenate(rates)
+
+    def _plan(self, engine: Engine) -> GreedyCentral:
+        rates = self.expected_successes(engine.sc, engine.net, engine.ep)
+        # Near ties (within TIE_TASKS expected tasks of the best) go to the rule listed first:
+        # the score is a model (failure-free queues), and a rule that wins by less than that
+        # wins by the model's error, not by its plan.
+        tasks = np.maximum(engine.ep.has_task.sum(axis=(1, 2)), 1)
+        best = np.argmax(rates * tasks >= (rates * tasks).max(axis=0) - TIE_TASKS, axis=0)
+        np.add.at(self._taken, best, 1)
+        weights = np.array([self.grid[g][0] for g in best])
+        orders = np.array([self.grid[g][1] for g in best])
+        self.chosen = {"clock_draws": self.clock_draws, "episodes": int(self._taken.sum()),
+                       "rule_taken": {f"weight {w:g}, {'largest first' if o else 'index order'}": int(n)
+                                      for (w, o), n in zip(self.grid, self._taken)}}
+        return GreedyCentral(weights, "central(per episode)", orders)
 
     def decide(self, engine: Engine) -> tuple[np.ndarray, np.ndarray]:
-        return self.rule_for(engine.sc, engine.net).decide(engine)
+        if engine.t == 0 or self._rule is None:
+            self._rule = self._plan(engine)
+        return self._rule.decide(engine)
+
+
+def task_reliability(network: Network, episodes: Episodes, dest: np.ndarray) -> np.ndarray:
+    """(B, T, N): each task's reliability on its destination ``dest`` (paper eqs. 3-5): no
+    failure during its transmission (none when it stays local) nor its execution."""
+    n = network.n
+    j = np.clip(dest, 0, n - 1)
+    i = np.broadcast_to(np.arange(n), dest.shape)
+    tx = np.where(j == i, 0.0, episodes.size_bytes / network.link_rate_Bps[i, j])
+    return np.exp(-network.link_fail_rate[i, j] * tx - network.node_fail_rate[j] * episodes.cycles / network.capacity_hz[j])
+
+
+def redraw_clocks(episodes: Episodes, draws: int) -> Episodes:
+    """``draws`` copies of every episode (episode-major: copy m of episode b is row b * draws + m)
+    with the same tasks and new failure clocks, drawn from (episode seed, m) alone and
+    independent of the episode's own clocks."""
+    rows = np.repeat(np.arange(episodes.batch), draws)
+    copies = episodes.select(rows)
+    tx = np.empty_like(copies.tx_fail_clock)
+    ex = np.empty_like(copies.exec_fail_clock)
+    for r, (seed, m) in enumerate(zip(copies.seeds, np.tile(np.arange(draws), episodes.batch))):
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x63656E74, int(m)]))
+        tx[r] = rng.exponential(1.0, size=tx.shape[1:])
+        ex[r] = rng.exponential(1.0, size=ex.shape[1:])
+    return dataclasses.replace(copies, tx_fail_clock=tx, exec_fail_clock=ex)

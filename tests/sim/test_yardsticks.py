@@ -146,8 +146,9 @@ def test_deterministic_tiny_instances_central_near_the_optimum_and_bound_above_i
             assert got <= optimum
             if name == "central":
                 gaps.append(optimum - got)
-    # Measured (scripts/central_vs_exhaustive.py): central reaches the optimum on most instances.
-    assert np.mean(np.asarray(gaps) == 0) >= 0.75, gaps
+    # Measured (scripts/central_vs_exhaustive.py): central reaches the optimum on all 200
+    # instances there; without failures its score is the exact success count of each rule.
+    assert np.mean(np.asarray(gaps) == 0) >= 0.9, gaps
 
 
 def test_with_failures_no_scheduler_beats_the_bound_in_expectation():

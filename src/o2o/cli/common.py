@@ -113,9 +113,10 @@ def format_table(results: dict[str, dict], bounds: dict) -> str:
             lines.append(f"{name}: {values} ({where})")
         elif r.get("tuned") and "rule_taken" in r["tuned"]:
             taken = ", ".join(f"{rule}: {n}" for rule, n in r["tuned"]["rule_taken"].items() if n)
+            draws = r["tuned"]["clock_draws"]
+            scored = f"{draws} redrawn failure clocks" if draws else "a failure-free copy, weighted by reliability"
             lines.append(f"{name}: per episode, the greedy rule with the most expected successes on "
-                         f"{r['tuned']['clock_draws']} redrawn failure clocks; taken ({r['tuned']['episodes']} "
-                         f"episodes): {taken}")
+                         f"{scored}; taken ({r['tuned']['episodes']} episodes): {taken}")
     return "\n".join(lines)
 
 

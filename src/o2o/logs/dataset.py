@@ -72,7 +72,7 @@ ROW_DTYPES: dict[str, type] = {
 }
 REQUIRED = tuple(ROW_DTYPES)[:9]
 META = ("obs_layout", "reward_credit", "feature_scales")
-ARRAYS = (*ROW_DTYPES, *META)
+ARRAYS = (*ROW_DTYPES, "obs_layout", "reward_credit")  # what every written data set holds
 EXPORT_BATCH_EPISODES = 64
 ZIP_MAGIC = b"PK\x03\x04"
 

@@ -313,3 +313,15 @@ def test_train_v3_at_one_n_then_run_it_at_another(tmp_path, capsys):
                  "--set", "slots=20", "--episodes", "8", "--eval-episodes", "0", "--nodes-range", "3", "9",
                  "--out", str(tmp_path / "v2")]) == 2
     assert "only a scorer head on layout o2o-obs-v3" in capsys.readouterr().err
+
+
+def test_learner_settings_select_v3_for_the_scorer_and_refuse_what_reads_v1_v2_columns():
+    from o2o.core.errors import UserError
+    from o2o.learn.settings import learner_settings
+
+    s = learner_settings("project", obs_layout=OBS_LAYOUT_V3)
+    assert s.obs_layout == OBS_LAYOUT_V3 and s.offline.actor_head == s.online.actor_head == "scorer"
+    with pytest.raises(UserError, match="self actor head .* one-hot"):
+        learner_settings("project", obs_layout=OBS_LAYOUT_V3, online=["actor_head=self"])
+    with pytest.raises(UserError, match="central critic"):
+        learner_settings("project", obs_layout=OBS_LAYOUT_V3, offline=["critic_input=central"])

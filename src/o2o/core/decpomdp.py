@@ -120,6 +120,8 @@ class FeatureScales(BaseModel):
     deadline_s: _Scale = 4.0                              # d
     backlog_s: _Scale = 8.0                               # execution and send backlogs
     rate_Bps: _Scale = 40.0 * BYTES_PER_MB                # r_ij
+
+
 REWARD_CREDITS = ("slot", "decision", "node")
 TEAM_CREDITS = ("slot", "decision")
 

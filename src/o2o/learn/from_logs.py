@@ -96,7 +96,7 @@ def train_offline_from_logs(store, run_ids: Sequence[int], model_store: str, *, 
 def ppo_batch_from_logs(scenario: Scenario, network: Network, logs: list[EpisodeLog], actor, critic,
                         reward_credit: str, critic_input: str = "own") -> dict[str, np.ndarray]:
     """One PPO batch D_k (the layout ``PPOUpdate.update`` takes: (T, B, N, ...)) from logs."""
-    tr = rebuild_transitions(scenario, network, logs, reward_credit, actor.obs_layout)
+    tr = rebuild_transitions(scenario, network, logs, reward_credit, actor.obs_layout, actor.feature_scales)
     E, T, N, D = tr.observations.shape
     obs = tr.observations.transpose(1, 0, 2, 3)
     mask = tr.action_masks.transpose(1, 0, 2, 3)

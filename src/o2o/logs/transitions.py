@@ -37,6 +37,7 @@ import numpy as np
 from o2o.core.decpomdp import (
     OBS_LAYOUT_VERSION,
     PROBED_LAYOUTS,
+    FeatureScales,
     Observer,
     check_reward_credit,
     obs_dim,
@@ -102,10 +103,12 @@ def boundary_observations(observer: Observer, log: EpisodeLog) -> tuple[np.ndarr
 
 def rebuild_transitions(scenario: Scenario, network: Network, logs: Sequence[EpisodeLog],
                         reward_credit: str = "slot",
-                        obs_layout: str = OBS_LAYOUT_VERSION) -> Transitions:
-    """Transitions of the logged episodes of one run (one scenario and network)."""
+                        obs_layout: str = OBS_LAYOUT_VERSION,
+                        feature_scales: FeatureScales | None = None) -> Transitions:
+    """Transitions of the logged episodes of one run (one scenario and network); layout v3 at
+    ``feature_scales`` (None: the defaults)."""
     check_reward_credit(reward_credit)
-    observer = Observer(scenario, network, obs_layout)
+    observer = Observer(scenario, network, obs_layout, feature_scales)
     e, t_slots, n = len(logs), scenario.slots, network.n
     d, a = obs_dim(n, obs_layout), n + 1
     out = Transitions(

@@ -15,12 +15,26 @@ The manifest::
      "weights_file": "model.safetensors", "sha256": "<hex of the weights file>",
      "created": "2026-01-01T00:00:00Z", "training": {...free-form: phase, seed, settings...}}
 
-``obs_layout`` is ``o2o-obs-v1`` (the paper's observation, 3N+6) or ``o2o-obs-v2`` (v1 plus
-what a node probes, 10N+6; ``o2o.core.decpomdp``); ``actor_head`` is ``plain`` (an MLP with N+1
-outputs), ``self`` (one more output added to the node's own action) or ``scorer`` (one MLP
-applied to each candidate's features, layout v2 only); ``critic_input`` is ``own`` (the node's
-observation) or ``central`` (plus the slot's global state; training only). A manifest without
-``critic_input`` (older models) reads as ``own``.
+``obs_layout`` is ``o2o-obs-v1`` (the paper's observation, 3N+6), ``o2o-obs-v2`` (v1 plus
+what a node probes, 10N+6) or ``o2o-obs-v3`` (the probed features in fixed physical scales, no
+one-hot, 7+10N; ``o2o.core.decpomdp``); ``actor_head`` is ``plain`` (an MLP with N+1 outputs),
+``self`` (one more output added to the node's own action, layouts v1 and v2) or ``scorer`` /
+``set-scorer`` (one MLP applied to each candidate's features, layouts v2 and v3);
+``critic_input`` is ``own`` (the node's observation) or ``central`` (plus the slot's global
+state; training only). A manifest without ``critic_input`` (older models) reads as ``own``.
+
+Where a model may run (fields written since layout v3; a manifest without them, an older model,
+loads as before and runs at its ``nodes`` under any scenario):
+
+* ``feature_scales`` (layout v3 only, required there): the ``FeatureScales`` its observations
+  were built with; wherever it runs, its observations are built with these, never the
+  scenario's.
+* ``nodes_range``: ``[lo, hi]``, the numbers of nodes it runs at; ``[nodes, nodes]`` unless the
+  actor's weights do not depend on N (a scorer head on layout v3). ``nodes`` stays the N of the
+  stored weights (the critic's input size depends on it, so fine-tuning runs at that N).
+* ``trained_ranges``: ``{field: [lo, hi]}``, the scenario ranges it was trained on
+  (``TRAINED_FIELDS``; ``cores`` is [min, max] of the core counts, a scalar field [x, x]). A
+  scenario whose range of a field is not inside is refused (``check_scenario_fits``).
 
 Loading checks every field against the weights and against what the caller expects (number of
 nodes, observation layout) and refuses a mismatch with a ``ModelError`` (a ``UserError``) that
@@ -50,21 +64,26 @@ from o2o.core.decpomdp import (
     SCORER_HEADS,
     SET_FEATURES,
     CRITIC_INPUTS,
-    OBS_LAYOUT_V2,
+    OBS_LAYOUT_V3,
     OBS_LAYOUT_VERSION,
     OBS_LAYOUTS,
+    PROBED_LAYOUTS,
+    FeatureScales,
     critic_dim,
     obs_dim,
 )
 from o2o.core.errors import UserError
-from o2o.core.scenario import MAX_NODES
+from o2o.core.scenario import MAX_NODES, Scenario
 
 MODEL_FORMAT = "o2o-model"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 PARTS = ("actor", "critic")
-HEADS = ("plain", "self", *SCORER_HEADS)  # scorer, set-scorer: one network per candidate (layout v2)
+HEADS = ("plain", "self", *SCORER_HEADS)  # scorer, set-scorer: one network per candidate (v2, v3)
+# The scenario fields a model records the ranges of (``trained_ranges``) and is checked against.
+TRAINED_FIELDS = ("arrival_prob", "task_size_kb", "complexity", "deadline_s", "node_fail_rate",
+                  "link_fail_rate", "link_rate_mbps", "cores", "core_hz", "slot_s", "queue_coef")
 _VERSION_DIR = re.compile(r"^v(\d{6})$")
 
 
@@ -122,6 +141,20 @@ class Model:
     def has_critic(self) -> bool:
         return "critic" in self.manifest["parts"]
 
+    @property
+    def feature_scales(self) -> FeatureScales | None:
+        """The scales its observations are built with (layout v3), None for v1 and v2."""
+        scales = self.manifest.get("feature_scales")
+        return None if scales is None else FeatureScales.model_validate(scales)
+
+    @property
+    def nodes_range(self) -> tuple[int, int]:
+        return nodes_range(self.manifest)
+
+    @property
+    def trained_ranges(self) -> dict[str, list[float]] | None:
+        return self.manifest.get("trained_ranges")
+
     def layers(self, part: str = "actor") -> list[tuple[np.ndarray, np.ndarray]]:
         """[(W, b), ...] of one part, W of shape (out, in)."""
         k, out = 0, []
@@ -129,6 +162,94 @@ class Model:
             out.append((self.arrays[f"{part}.l{k}.weight"], self.arrays[f"{part}.l{k}.bias"]))
             k += 1
         return out
+
+
+def nodes_range(manifest: dict[str, Any]) -> tuple[int, int]:
+    """The numbers of nodes a model runs at: its ``nodes_range``, or [nodes, nodes]."""
+    lo, hi = manifest.get("nodes_range") or (manifest["nodes"], manifest["nodes"])
+    return int(lo), int(hi)
+
+
+def scenario_ranges(scenario: Scenario) -> dict[str, list[float]]:
+    """``{field: [lo, hi]}`` of the ``TRAINED_FIELDS`` of a scenario (what a model trained on it
+    records as ``trained_ranges``)."""
+    out = {}
+    for field in TRAINED_FIELDS:
+        value = getattr(scenario, field)
+        if field == "cores":
+            value = (min(value), max(value))
+        lo, hi = value if isinstance(value, tuple) else (value, value)
+        out[field] = [float(lo), float(hi)]
+    return out
+
+
+def hull_ranges(a: dict[str, list[float]] | None, b: dict[str, list[float]] | None) -> dict[str, list[float]] | None:
+    """The smallest ranges holding both ``a`` and ``b`` (a model fine-tuned on ``b`` from one
+    trained on ``a`` was trained on both); a field in one only keeps its range; None if both
+    are None."""
+    if a is None or b is None:
+        return a if b is None else b
+    return {f: [min(a[f][0], b[f][0]), max(a[f][1], b[f][1])] if f in a and f in b else list((a.get(f) or b[f]))
+            for f in dict.fromkeys([*a, *b])}
+
+
+def node_range_refusal(layout: str, head: str, nodes: int, lo: Any, hi: Any) -> str | None:
+    """Why ``nodes_range`` [lo, hi] cannot be that of a model of ``nodes`` nodes (None: it can)."""
+    if not (_whole(lo) and _whole(hi) and 2 <= lo <= nodes <= hi <= MAX_NODES):
+        return f"must be [lo, hi], whole numbers with 2 <= lo <= {nodes} (nodes) <= hi <= {MAX_NODES}"
+    if (lo, hi) != (nodes, nodes) and not (layout == OBS_LAYOUT_V3 and head in SCORER_HEADS):
+        return (f"must be [{nodes}, {nodes}]: only a scorer head on layout {OBS_LAYOUT_V3} has weights "
+                f"that do not depend on N (this model: {head} head, {layout})")
+    return None
+
+
+def _ranges_refusal(ranges: Any) -> str | None:
+    """Why ``trained_ranges`` is not a valid ``{field: [lo, hi]}`` (None: it is)."""
+    if not isinstance(ranges, dict):
+        return "must be a mapping {field: [lo, hi]}"
+    for field, value in ranges.items():
+        if field not in TRAINED_FIELDS:
+            return f"names {field!r}, which is not one of {', '.join(TRAINED_FIELDS)}"
+        if not (isinstance(value, (list, tuple)) and len(value) == 2
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for x in value)
+                and value[0] <= value[1]):
+            return f"gives {field} as {value!r}, not a range [lo, hi] with lo <= hi"
+    return None
+
+
+def check_nodes(model: "Model | dict[str, Any]", nodes: int, url: str | None = None) -> None:
+    """Refuse (``ModelError``) running ``model`` (a ``Model`` or a manifest) on ``nodes`` nodes
+    when its ``nodes_range`` does not hold that number."""
+    m = model.manifest if isinstance(model, Model) else model
+    url = url or (model.url if isinstance(model, Model) else "")
+    lo, hi = nodes_range(m)
+    if lo <= nodes <= hi:
+        return
+    if lo == hi:
+        raise ModelError(f"model {url} is for {lo} nodes, but the network has {nodes}: use a model "
+                         f"trained on this scenario (or set nodes={lo})")
+    raise ModelError(f"model {url} runs on {lo} to {hi} nodes (its nodes_range), but the network has "
+                     f"{nodes}: set nodes inside [{lo}, {hi}], or use a model trained at {nodes} nodes")
+
+
+def check_scenario_fits(model: "Model | dict[str, Any]", scenario: Scenario, url: str | None = None) -> None:
+    """Refuse (``ModelError``) binding ``model`` (a ``Model`` or a manifest) to ``scenario``
+    when its number of nodes is outside the model's ``nodes_range`` or the range of one of its
+    ``trained_ranges`` fields is not inside the range the model was trained on; the message
+    names the field and both ranges. A model without ``trained_ranges`` (older manifests)
+    passes the range check. Called wherever a model is bound to a scenario: the ``drl`` rule
+    (simulate, evaluate, testbed nodes) and online fine-tuning."""
+    m = model.manifest if isinstance(model, Model) else model
+    url = url or (model.url if isinstance(model, Model) else "")
+    check_nodes(m, scenario.nodes, url)
+    have = scenario_ranges(scenario)
+    for field, (lo, hi) in (m.get("trained_ranges") or {}).items():
+        s_lo, s_hi = have[field]
+        if s_lo < lo or s_hi > hi:
+            raise ModelError(f"model {url} was trained on {field} in [{lo:g}, {hi:g}], but scenario "
+                             f"{scenario.name!r} has {field} [{s_lo:g}, {s_hi:g}], outside it: run it on "
+                             f"a scenario inside its trained ranges, or train (or fine-tune) a model on "
+                             f"this one")
 
 
 def _fs(url: str):
@@ -167,17 +288,35 @@ def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: t
                actor_head: str = "plain", obs_layout: str = OBS_LAYOUT_VERSION,
                critic_input: str = "own", version: int = 1, reward_credit: str | None = None,
                reward_stats: dict[str, float] | None = None,
-               training: dict[str, Any] | None = None) -> dict[str, Any]:
+               training: dict[str, Any] | None = None,
+               feature_scales: FeatureScales | dict[str, float] | None = None,
+               nodes_range: tuple[int, int] | list[int] | None = None,
+               trained_ranges: dict[str, list[float]] | None = None) -> dict[str, Any]:
     """Write a model folder at ``url``: the weights, then the manifest. Returns the manifest.
 
     ``reward_credit`` and ``reward_stats`` say how the rewards the model was trained on were
-    made and normalised; online fine-tuning continues with the same (None: not recorded)."""
+    made and normalised; online fine-tuning continues with the same (None: not recorded).
+    ``feature_scales`` (layout v3; default ``FeatureScales()``), ``nodes_range`` (default
+    [nodes, nodes]) and ``trained_ranges`` (default: not recorded) say where it may run."""
     hidden = tuple(int(h) for h in hidden)
     parts = tuple(p for p in PARTS if f"{p}.l0.weight" in arrays)
     if "actor" not in parts:
         raise ValueError("a model needs the actor's weights (actor.l0.weight, ...)")
-    if actor_head in SCORER_HEADS and obs_layout != OBS_LAYOUT_V2:
-        raise ValueError("the scorer head reads observation layout v2")
+    if actor_head in SCORER_HEADS and obs_layout not in PROBED_LAYOUTS:
+        raise ValueError("the scorer head reads observation layout v2 or v3")
+    if actor_head == "self" and obs_layout == OBS_LAYOUT_V3:
+        raise ValueError("the self head reads the one-hot of layouts v1 and v2")
+    scales = None
+    if obs_layout == OBS_LAYOUT_V3:
+        scales = FeatureScales.model_validate(feature_scales or {}).model_dump()
+    elif feature_scales is not None:
+        raise ValueError(f"feature scales belong to layout {OBS_LAYOUT_V3}, not {obs_layout}")
+    lo, hi = (int(nodes), int(nodes)) if nodes_range is None else tuple(nodes_range)
+    why = node_range_refusal(obs_layout, actor_head, int(nodes), lo, hi)
+    if why:
+        raise ValueError(f"nodes_range {[lo, hi]} {why}")
+    if trained_ranges is not None and _ranges_refusal(trained_ranges):
+        raise ValueError(f"trained_ranges {_ranges_refusal(trained_ranges)}")
     want = expected_shapes(nodes, hidden, parts, actor_head, obs_layout, critic_input)
     if set(arrays) != set(want):
         raise ValueError(f"weights {sorted(arrays)} do not match the layout {sorted(want)}")
@@ -195,10 +334,15 @@ def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: t
         "n_actions": int(nodes) + 1, "hidden": list(hidden), "activation": "relu",
         "actor_head": actor_head, "critic_input": critic_input, "parts": list(parts),
         "reward_credit": reward_credit, "reward_stats": reward_stats, "weights_file": WEIGHTS,
+        "nodes_range": [lo, hi],
         "sha256": hashlib.sha256(payload).hexdigest(),
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "training": training or {},
     }
+    if scales is not None:
+        manifest["feature_scales"] = scales
+    if trained_ranges is not None:
+        manifest["trained_ranges"] = {f: [float(a), float(b)] for f, (a, b) in trained_ranges.items()}
     fs, path = _fs(url)
     fs.makedirs(path, exist_ok=True)
     with fs.open(_join(path, WEIGHTS), "wb") as f:
@@ -228,10 +372,11 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
     """Load and check a model folder, or the latest version when ``url`` is a model store.
 
     Refuses (``ModelError``) a missing file, a bad checksum, an observation layout this o2o
-    does not build (or not ``obs_layout`` when given), another number of nodes than ``nodes``,
-    weights that do not fit the manifest, and a model without a critic when ``need_critic``.
-    Models of layout v1 (the paper's observation) and v2 both load; each runs on the layout it
-    was trained on."""
+    does not build (or not ``obs_layout`` when given), a number of nodes ``nodes`` outside the
+    model's ``nodes_range`` (its ``nodes`` when the manifest has none), weights that do not fit
+    the manifest, and a model without a critic (or asked for at another N than its weights')
+    when ``need_critic``. Models of layouts v1 (the paper's observation), v2 and v3 load; each
+    runs on the layout it was trained on (v3 with its own ``feature_scales``)."""
     url = str(url)
     fs, path = _fs(url)
     if not fs.exists(_join(path, MANIFEST)):
@@ -257,19 +402,41 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
         raise ModelError(f"model {url} was trained on observation layout {layout!r}, but "
                          f"{obs_layout!r} is asked for: retrain the model on that layout")
     n = int(m["nodes"])
-    if nodes is not None and n != nodes:
-        raise ModelError(f"model {url} is for {n} nodes, but the network has {nodes}: use a model "
-                         f"trained on this scenario (or set nodes={n})")
+    head = m.get("actor_head", "plain")
+    if "nodes_range" in m:
+        rng = m["nodes_range"]
+        why = (node_range_refusal(layout, head, n, *rng) if isinstance(rng, list) and len(rng) == 2
+               else "must be [lo, hi]")
+        if why:
+            raise ModelError(f"model {url}: manifest field nodes_range {rng!r} {why}")
+    if "trained_ranges" in m and _ranges_refusal(m["trained_ranges"]):
+        raise ModelError(f"model {url}: manifest field trained_ranges {_ranges_refusal(m['trained_ranges'])}")
+    if layout == OBS_LAYOUT_V3:
+        try:
+            FeatureScales.model_validate(m.get("feature_scales"))
+        except ValueError as exc:
+            raise ModelError(f"model {url}: a {OBS_LAYOUT_V3} manifest needs feature_scales, the "
+                             f"positive constants its observations are built with "
+                             f"({str(exc).splitlines()[0]}); retrain or re-export the model") from None
+    elif "feature_scales" in m:
+        raise ModelError(f"model {url}: feature_scales belong to layout {OBS_LAYOUT_V3}, not {layout}")
+    if nodes is not None:
+        check_nodes(m, nodes, url)
+        if need_critic and nodes != n:
+            raise ModelError(f"model {url}: its critic reads the observation of {n} nodes, so online "
+                             f"fine-tuning runs it at {n} nodes, not {nodes} (the actor alone runs "
+                             f"at any N in its nodes_range)")
     if m["obs_dim"] != obs_dim(n, layout) or m["n_actions"] != n + 1:
         raise ModelError(f"model {url}: manifest says obs_dim {m['obs_dim']} and "
                          f"{m['n_actions']} actions, which do not fit {n} nodes")
     if m.get("activation", "relu") != "relu":
         raise ModelError(f"model {url}: activation {m['activation']!r} is not supported (relu)")
-    head = m.get("actor_head", "plain")
     if head not in HEADS:
         raise ModelError(f"model {url}: actor_head {head!r} is not one of {', '.join(HEADS)}")
-    if head in SCORER_HEADS and layout != OBS_LAYOUT_V2:
-        raise ModelError(f"model {url}: the scorer head needs observation layout {OBS_LAYOUT_V2}")
+    if head in SCORER_HEADS and layout not in PROBED_LAYOUTS:
+        raise ModelError(f"model {url}: the scorer head needs observation layout {' or '.join(PROBED_LAYOUTS)}")
+    if head == "self" and layout == OBS_LAYOUT_V3:
+        raise ModelError(f"model {url}: the self head reads the one-hot of layouts v1 and v2, not {layout}")
     critic_input = m.get("critic_input", "own")
     if critic_input not in CRITIC_INPUTS:
         raise ModelError(f"model {url}: critic_input {critic_input!r} is not one of "

@@ -337,8 +337,9 @@ def generated_cases():
                 continue
             opt = action.option_strings[0]
             kind = _option_type(action)
+            times = action.nargs if isinstance(action.nargs, int) else 1  # e.g. --nodes-range LO HI
             for value, expect in NUMBERS.get(kind, []):
-                yield name, [opt, value], expect or opt
+                yield name, [opt, *[value] * times], expect or opt
             if action.choices:
                 yield name, [opt, "nonsense"], "invalid choice"
             if opt == "--scenario":

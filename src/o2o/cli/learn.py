@@ -34,7 +34,7 @@ from o2o.learn.evaluate import evaluate_policy, make_eval_fn
 from o2o.learn.settings import learner_settings
 from o2o.learn.tracking import Tracker
 from o2o.logs.dataset import dataset_reward_credit, load_dataset
-from o2o.models import load_model
+from o2o.models import check_scenario_fits, hull_ranges, load_model, scenario_ranges
 from o2o.schedulers.drl import DRLRule
 from o2o.sim import make_scheduler
 from o2o.sim.engine import Engine
@@ -84,11 +84,31 @@ def _check_outputs(args) -> None:
     check_output_folder(args.log_dir, "--log-dir")
 
 
-def _save_policy(policy, out: str, training: dict) -> dict:
+def _save_policy(policy, out: str, training: dict, where: dict) -> dict:
     try:
-        return policy.save(out, training=training)
+        return policy.save(out, training=training, **where)
     except OSError as exc:
         raise write_error(exc, out, "--out") from None
+
+
+def _where(args, network, base=None, trained_ranges=None) -> dict:
+    """Where the trained model may run: ``nodes_range`` (--nodes-range; default the base
+    model's, or [N, N]) and ``trained_ranges`` (the training scenario's, with the base model's).
+    A range other than [N, N] is refused before training unless the actor's weights do not
+    depend on N (a scorer head on o2o-obs-v3)."""
+    rng = args.nodes_range or (list(base.nodes_range) if base is not None else [network.n, network.n])
+    return {"nodes_range": tuple(rng), "trained_ranges": hull_ranges(
+        base.trained_ranges if base is not None else None, trained_ranges)}
+
+
+def _check_nodes_range(args, network, layout: str, head: str) -> None:
+    if not args.nodes_range:
+        return
+    from o2o.models import node_range_refusal
+
+    why = node_range_refusal(layout, head, network.n, *args.nodes_range)
+    if why:
+        raise UserError(f"--nodes-range {args.nodes_range[0]} {args.nodes_range[1]} {why}")
 
 
 def _settings(args, phase: str):
@@ -108,6 +128,9 @@ def cmd_train_offline(args) -> int:
     scenario, network = _scenario_network(args, _eval_batch(args.eval_episodes))
     settings = learner.offline
     data = load_dataset(args.dataset, n=network.n)
+    from o2o.logs.dataset import dataset_obs_layout
+
+    _check_nodes_range(args, network, dataset_obs_layout(data), settings.actor_head)
     eval_seeds = _eval_seeds(args)
     eval_fn = make_eval_fn(scenario, network, eval_seeds) if eval_seeds and settings.eval_every else None
     with Tracker(_log_dir(args, args.out)) as tracker:
@@ -120,7 +143,7 @@ def cmd_train_offline(args) -> int:
                 "scenario": scenario.name, "network_seed": args.network_seed}
     return _save_evaluate_report(args, scenario, network, result, training, eval_seeds,
                                  {"steps": result.steps, "reward_credit": dataset_reward_credit(data)},
-                                 "offline")
+                                 "offline", _where(args, network, trained_ranges=scenario_ranges(scenario)))
 
 
 def cmd_train_online(args) -> int:
@@ -136,14 +159,17 @@ def cmd_train_online(args) -> int:
     settings = learner.online
     scenario, network = _scenario_network(args, max(settings.episodes_per_batch,
                                                     _eval_batch(args.eval_episodes)))
-    policy, source = None, "scratch"
+    policy, model, source = None, None, "scratch"
     credit = args.reward_credit or (None if args.model else learner.reward_credit)
     if args.model:
         policy, model = Policy.load(args.model, nodes=network.n, need_critic=True)
+        check_scenario_fits(model, scenario)
         source = model.url
         if settings.reward_norm == "fixed" and not policy.reward_stats:
             raise UserError(f"model {args.model} carries no reward statistics; use "
                             "--set-hparam reward_norm=batch")
+    _check_nodes_range(args, network, policy.obs_layout if policy else learner.obs_layout,
+                       policy.actor.head if policy else settings.actor_head)
     eval_seeds = _eval_seeds(args)
     eval_fn = make_eval_fn(scenario, network, eval_seeds) if eval_seeds and args.eval_every else None
     with Tracker(_log_dir(args, args.out)) as tracker:
@@ -159,15 +185,15 @@ def cmd_train_online(args) -> int:
     return _save_evaluate_report(args, scenario, network, result, training, eval_seeds,
                                  {"episodes": result.episodes,
                                   "reward_credit": result.policy.reward_credit, "curve": curve},
-                                 "online")
+                                 "online", _where(args, network, model, scenario_ranges(scenario)))
 
 
 def _save_evaluate_report(args, scenario, network, result, training: dict, eval_seeds, extra: dict,
-                          phase: str) -> int:
+                          phase: str, where: dict) -> int:
     """Save the trained policy to --out, evaluate it on the evaluation episodes (if any) and
     print the outcome; shared by ``train offline`` and ``train online``."""
 
-    manifest = _save_policy(result.policy, args.out, training)
+    manifest = _save_policy(result.policy, args.out, training, where)
     out = {"model": args.out, "sha256": manifest["sha256"], **extra,
            "seconds": round(result.seconds, 2)}
     if eval_seeds:
@@ -290,9 +316,10 @@ def add_reward_credit_arg(p, what: str) -> None:
 
 
 def add_obs_layout_arg(p, what: str) -> None:
-    p.add_argument("--obs-layout", choices=["o2o-obs-v1", "o2o-obs-v2"], default=None,
-                   help=f"observation layout: the paper's (v1) or v1 plus what a node probes at "
-                        f"its decision (v2) ({what})")
+    p.add_argument("--obs-layout", choices=["o2o-obs-v1", "o2o-obs-v2", "o2o-obs-v3"], default=None,
+                   help=f"observation layout: the paper's (v1), v1 plus what a node probes at "
+                        f"its decision (v2), or the same in fixed physical scales with nothing "
+                        f"but the candidates growing with N (v3) ({what})")
 
 
 def _add_common_train(p) -> None:
@@ -310,6 +337,9 @@ def _add_common_train(p) -> None:
                         "range, which no log or training episode uses)")
     p.add_argument("--log-dir", help="metrics.jsonl and TensorBoard folder (default MODEL_DIR/logs)")
     p.add_argument("--threads", type=WORKERS, default=1, help="torch threads (default 1)")
+    p.add_argument("--nodes-range", type=at_least(2), nargs=2, metavar=("LO", "HI"), default=None,
+                   help="numbers of nodes the model may run at, recorded in its manifest (default: "
+                        "the training N; a wider range only for a scorer head on o2o-obs-v3)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -206,7 +206,9 @@ def register(sub, bench) -> None:
                         "slot, or each node's own outcome to its decision (node)")
     e.add_argument("--obs-layout", default=OBS_LAYOUT_VERSION, choices=OBS_LAYOUTS,
                    help=f"observation layout (default {OBS_LAYOUT_VERSION}, the paper's; "
-                        f"{OBS_LAYOUT_V2} adds what each node probed, for the project settings)")
+                        f"{OBS_LAYOUT_V2} adds what each node probed, for the project settings; "
+                        f"o2o-obs-v3 the same in fixed physical scales, independent of the scenario "
+                        f"and of N but for the candidate blocks)")
     e.add_argument("--compress", action="store_true", help="write a compressed .npz")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=cmd_dataset_export)

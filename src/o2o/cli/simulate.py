@@ -7,6 +7,7 @@ import time
 
 from o2o.cli.common import COUNT, SEED, add_scenario_args, compare_schedulers
 from o2o.core.episodes import sample_episodes
+from o2o.core.errors import UserError
 from o2o.core.limits import check_simulation
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
@@ -20,10 +21,21 @@ def cmd_simulate(args) -> int:
     from o2o.experiments.tuning import load_tuned_files, summary
 
     tuned = load_tuned_files(args.tuned, scenario, args.network_seed)
-    names = list(dict.fromkeys([*(args.scheduler or ([] if tuned else ["ratc"])), *tuned]))
-    schedulers = {name: make_scheduler(name, tuned[name]["params"] if name in tuned else None)
-                  for name in names}
+    asked = args.scheduler or ([] if tuned or args.model else ["ratc"])
+    if "drl" in asked and not args.model:
+        raise UserError("--scheduler drl needs --model MODEL_DIR (a model folder or store)")
+    if args.model and "drl" not in asked:
+        asked = [*asked, "drl"]
+    names = list(dict.fromkeys([*asked, *tuned]))
     network = sample_network(scenario, args.network_seed)
+    schedulers = {}
+    for name in names:
+        if name == "drl":  # the model's nodes_range and trained ranges are checked here
+            from o2o.schedulers.drl import DRLRule
+
+            schedulers[name] = DRLRule.from_model(args.model, scenario, network)
+        else:
+            schedulers[name] = make_scheduler(name, tuned[name]["params"] if name in tuned else None)
     seeds = [args.seed + k for k in range(args.episodes)]
     return compare_schedulers(scenario, network, schedulers, seeds, network_seed=args.network_seed,
                               as_json=args.json, batch_size=args.batch_size,
@@ -64,8 +76,11 @@ def register(sub, bench) -> None:
     p = sub.add_parser("simulate", help="run schedulers on the same simulated episodes and compare")
     add_scenario_args(p)
     p.add_argument("--scheduler", action="append", metavar="NAME",
-                   help="random, local, ratc, rda, esf, spread, slack-reliable, central (repeatable; "
-                        "default ratc)")
+                   help="random, local, ratc, rda, esf, spread, slack-reliable, central, drl (with "
+                        "--model) (repeatable; default ratc)")
+    p.add_argument("--model", metavar="MODEL_DIR",
+                   help="the learned model the drl scheduler runs (a model folder, store or fsspec "
+                        "URL); refused where its manifest does not allow this N or scenario")
     p.add_argument("--tuned", action="append", default=[], metavar="FILE",
                    help="a file of 'o2o tune': its rule runs with the tuned parameters (repeatable; "
                         "refused if made for another scenario or network seed)")

@@ -37,6 +37,33 @@ block  content (candidate j; the deciding node is i; blocks 1-6 are 0 without a 
 6      the overload flag of j as probed
 =====  ==============================================================================
 
+Observation layout v3 (``o2o-obs-v3``, length 7 + 10N): the same features mean the same thing
+under every scenario and every N. Every value is a physical quantity divided by a constant of
+``FeatureScales`` (fixed when the model is trained, recorded in its manifest and used again
+wherever it runs; never the scenario's maxima), clipped into [0, 1]; nothing but the candidate
+blocks grows with N (no one-hot of the node index). First the node part (7 values), then ten
+blocks of N values, block b of candidate j at ``7 + b N + j``:
+
+=============  ====================================================================
+slice          content (deciding node i)
+=============  ====================================================================
+0              lambda_i / slot_s (tasks per second) / ``arrivals_per_s``
+1              alpha_i (failures per second) / ``fail_rate_per_s``
+2              F_i (Hz) / ``capacity_hz``
+3              l_i: tasks in its execution queue / ``queue_tasks``
+4, 5, 6        s (bytes) / ``task_bytes``, c (cycles) / ``task_cycles``, d (s) / ``deadline_s``
+               (zeros when there is no task)
+block 0        1 for j = i (the node itself), else 0
+block 1        r_ij (bytes per second) / ``rate_Bps``; 0 at j = i (nothing is sent)
+blocks 2-8     the seven v2 blocks of j, F_j / ``capacity_hz`` and the backlogs in seconds /
+               ``backlog_s``; est_ij / (2 d), (T^t_ij + T^c_j) / (2 d), rel_ij and the flag as in v2
+block 9        l^r_ij: tasks in flight from j to i / ``queue_tasks`` (0 at j = i)
+=============  ====================================================================
+
+The scorer heads read, per candidate, blocks 0-8 of j and the node part (``candidate_index``), the
+same 16 features as on v2: their weights do not depend on N, so a v3 scorer model can run at any
+N its manifest allows (``o2o.models``).
+
 Actions: 0..N-1 send the task to that node, N is "no task". Mask: without a task only N; with a
 task N is masked and so is every node other than i whose overload flag is set.
 
@@ -51,7 +78,10 @@ outcome of the task node i decided at t, 0 without one; summed over the nodes it
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from o2o.core.network import BITS_PER_BYTE, BYTES_PER_KB, BYTES_PER_MB, Network
 from o2o.core.outcomes import end_slot, outcome_feedback
@@ -59,8 +89,39 @@ from o2o.core.scenario import Scenario
 
 OBS_LAYOUT_VERSION = "o2o-obs-v1"      # the paper's observation (IV-B1)
 OBS_LAYOUT_V2 = "o2o-obs-v2"           # v1 + what a node probes at its decision
-OBS_LAYOUTS = (OBS_LAYOUT_VERSION, OBS_LAYOUT_V2)
+OBS_LAYOUT_V3 = "o2o-obs-v3"           # node part + per-candidate blocks, fixed physical scales
+OBS_LAYOUTS = (OBS_LAYOUT_VERSION, OBS_LAYOUT_V2, OBS_LAYOUT_V3)
+PROBED_LAYOUTS = (OBS_LAYOUT_V2, OBS_LAYOUT_V3)  # what a node probes is part of the observation
 V2_BLOCKS = 7
+V3_NODE_FEATURES = 7                   # lambda, alpha, F, l, s, c, d
+V3_BLOCKS = 3 + V2_BLOCKS              # is-itself, r_ij, the seven v2 blocks, l^r_ij
+# (fixed columns, columns per node) of each layout: obs_dim = fixed + per_node * N.
+_LAYOUT_SIZES = {OBS_LAYOUT_VERSION: (6, 3), OBS_LAYOUT_V2: (6, 3 + V2_BLOCKS),
+                 OBS_LAYOUT_V3: (V3_NODE_FEATURES, V3_BLOCKS)}
+_Scale = Annotated[float, Field(gt=0)]
+
+
+class FeatureScales(BaseModel):
+    """The constants observation v3 divides its physical features by (then clips into [0, 1]).
+    Fixed when a model is trained and recorded in its manifest; a model's observations are
+    always built with its own scales. The defaults are the largest values of ``paper-sim`` and
+    of the sweeps of its figures 5a-c (tasks up to 12000 KB at 2400 cycles per bit, failure
+    rates up to 0.3 per second, a task per 0.5 s slot, 32 cores of 3 GHz, 40 MB/s links, 4 s
+    deadlines; queues up to the largest overload threshold, 32 / 4 * 3 tasks)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    arrivals_per_s: _Scale = 2.0                          # lambda_i / slot_s
+    fail_rate_per_s: _Scale = 0.3                         # alpha_i
+    capacity_hz: _Scale = 32 * 3e9                        # F_i, F_j
+    queue_tasks: _Scale = 24.0                            # l_i, l^r_ij
+    task_bytes: _Scale = 12_000.0 * BYTES_PER_KB          # s
+    task_cycles: _Scale = 2400.0 * 12_000.0 * BYTES_PER_KB * BITS_PER_BYTE  # c
+    deadline_s: _Scale = 4.0                              # d
+    backlog_s: _Scale = 8.0                               # execution and send backlogs
+    rate_Bps: _Scale = 40.0 * BYTES_PER_MB                # r_ij
+
+
 REWARD_CREDITS = ("slot", "decision", "node")
 TEAM_CREDITS = ("slot", "decision")
 
@@ -72,7 +133,7 @@ def check_reward_credit(reward_credit: str) -> str:
 
 
 def check_obs_layout(obs_layout: str) -> str:
-    if obs_layout not in OBS_LAYOUTS:
+    if obs_layout not in _LAYOUT_SIZES:
         raise ValueError(f"obs_layout must be one of {OBS_LAYOUTS}, got {obs_layout!r}")
     return obs_layout
 
@@ -111,22 +172,31 @@ def team_rewards(has_task, outcome, end_s, slot_s: float, reward_credit: str = "
 
 
 def obs_dim(n: int, obs_layout: str = OBS_LAYOUT_VERSION) -> int:
-    return 3 * n + 6 + (V2_BLOCKS * n if check_obs_layout(obs_layout) == OBS_LAYOUT_V2 else 0)
+    fixed, per_node = _LAYOUT_SIZES[check_obs_layout(obs_layout)]
+    return fixed + per_node * n
+
+
+def layout_of(dim: int, n: int) -> str:
+    """The observation layout whose observation of N = ``n`` nodes has ``dim`` columns."""
+    for layout in OBS_LAYOUTS:
+        if obs_dim(n, layout) == dim:
+            return layout
+    raise ValueError(f"no observation layout has {dim} columns at {n} nodes")
 
 
 def probes_per_decision(n: int, obs_layout: str = OBS_LAYOUT_VERSION) -> tuple[int, str]:
     """Probe requests to other nodes that one decision from an observation of ``obs_layout``
     implies, and what they fetch: v1 needs the N - 1 peers' 1-bit overload flags for its mask
     (paper IV-B2), v2 every peer's full answer (capacity, alpha, backlog, flag)."""
-    if check_obs_layout(obs_layout) == OBS_LAYOUT_V2:
+    if check_obs_layout(obs_layout) in PROBED_LAYOUTS:
         return n - 1, "full answers"
     return n - 1, "1-bit overload flags"
 
 
 def nodes_of(dim: int, obs_layout: str = OBS_LAYOUT_VERSION) -> int | None:
     """N such that ``obs_dim(N, obs_layout) == dim`` (N >= 2), or None."""
-    per = 3 + (V2_BLOCKS if check_obs_layout(obs_layout) == OBS_LAYOUT_V2 else 0)
-    n, rest = divmod(dim - 6, per)
+    fixed, per = _LAYOUT_SIZES[check_obs_layout(obs_layout)]
+    n, rest = divmod(dim - fixed, per)
     return n if rest == 0 and n >= 2 else None
 
 
@@ -142,11 +212,18 @@ def completion_estimate(size_bytes, cycles, rate_Bps, send_backlog_s, capacity_h
     return est, rel, tx_s + exec_s
 
 
-def candidate_index(n: int) -> np.ndarray:
-    """(N, K) column indices into an ``o2o-obs-v2`` observation: row j gathers the features of
-    candidate destination j that a per-candidate scorer reads (``learn.nets`` and the numpy
-    actor use the same indices). Columns: is-itself (the one-hot), r_ij, the seven v2 blocks of
-    j, then the deciding node's own lambda, alpha, F, l and the task's s, c, d."""
+def candidate_index(n: int, obs_layout: str = OBS_LAYOUT_V2) -> np.ndarray:
+    """(N, K) column indices into an ``o2o-obs-v2`` or ``o2o-obs-v3`` observation: row j gathers
+    the features of candidate destination j that a per-candidate scorer reads (``learn.nets``
+    and the numpy actor use the same indices). Columns: is-itself (v2: the one-hot; v3: block
+    0), r_ij, the seven v2 blocks of j, then the deciding node's own lambda, alpha, F, l and the
+    task's s, c, d. The same K = ``CANDIDATE_FEATURES`` columns, in the same order, on both."""
+    if check_obs_layout(obs_layout) == OBS_LAYOUT_V3:
+        own = list(range(V3_NODE_FEATURES))
+        blocks = [[V3_NODE_FEATURES + b * n + j for b in range(2 + V2_BLOCKS)] for j in range(n)]
+        return np.array([[*blocks[j], *own] for j in range(n)], dtype=np.int64)
+    if obs_layout != OBS_LAYOUT_V2:
+        raise ValueError(f"the scorer reads layout {OBS_LAYOUT_V2} or {OBS_LAYOUT_V3}, not {obs_layout}")
     d1 = 3 * n + 6
     own = [n, n + 1, n + 2, n + 3, 3 * n + 3, 3 * n + 4, 3 * n + 5]
     return np.array([[j, 2 * n + 3 + j, *(d1 + b * n + j for b in range(V2_BLOCKS)), *own]
@@ -185,6 +262,9 @@ def central_columns(n: int) -> np.ndarray:
 def critic_dim(n: int, obs_layout: str = OBS_LAYOUT_VERSION, critic_input: str = "own") -> int:
     if critic_input not in CRITIC_INPUTS:
         raise ValueError(f"critic_input must be one of {CRITIC_INPUTS}, got {critic_input!r}")
+    if critic_input == "central" and obs_layout == OBS_LAYOUT_V3:
+        raise ValueError(f"the central critic reads the columns of layouts {OBS_LAYOUT_VERSION} and "
+                         f"{OBS_LAYOUT_V2}, not {OBS_LAYOUT_V3}")
     return obs_dim(n, obs_layout) + (len(central_columns(n)) * n if critic_input == "central" else 0)
 
 
@@ -208,14 +288,25 @@ def _safe(x: float) -> float:
 
 
 class Observer:
-    """Builds observations and masks for one scenario and network, batched over M nodes."""
+    """Builds observations and masks for one scenario and network, batched over M nodes.
 
-    def __init__(self, scenario: Scenario, network: Network, obs_layout: str = OBS_LAYOUT_VERSION):
+    Layouts v1 and v2 scale by the scenario's maxima; v3 by ``scales`` (``FeatureScales``,
+    default: its defaults), never by the scenario's ranges. ``scales`` is refused for v1 and
+    v2, which have none."""
+
+    def __init__(self, scenario: Scenario, network: Network, obs_layout: str = OBS_LAYOUT_VERSION,
+                 scales: FeatureScales | None = None):
         n = network.n
         self.n = n
         self.obs_layout = check_obs_layout(obs_layout)
         self.dim = obs_dim(n, obs_layout)
         self.network = network
+        if obs_layout == OBS_LAYOUT_V3:
+            self._init_v3(scenario, network, scales or FeatureScales())
+            return
+        if scales is not None:
+            raise ValueError(f"feature scales belong to layout {OBS_LAYOUT_V3}, not {obs_layout}")
+        self.scales = None
         self.capacity_scale = max(scenario.cores) * scenario.core_hz
         self.backlog_scale = 2.0 * _safe(scenario.deadline_s[1])
         self.queue_scale = float(network.overload_threshold.max())
@@ -240,22 +331,65 @@ class Observer:
 
         self._fill_v1, self._fill_mask, self._fill_episodes_v1 = fill_v1, fill_mask, fill_episodes_v1
 
+    def _init_v3(self, scenario: Scenario, network: Network, scales: FeatureScales) -> None:
+        """The constant parts of observation v3, from the network's arrays and ``scales`` only
+        (``slot_s`` turns lambda into a rate per second)."""
+        n = network.n
+        self.scales = scales
+        self.capacity_scale, self.backlog_scale = scales.capacity_hz, scales.backlog_s
+        self.queue_scale = scales.queue_tasks
+        self.task_scale = np.array([scales.task_bytes, scales.task_cycles, scales.deadline_s])
+        own = np.stack([network.arrival_prob / scenario.slot_s / scales.arrivals_per_s,
+                        network.node_fail_rate / scales.fail_rate_per_s,
+                        network.capacity_hz / scales.capacity_hz], axis=1)
+        self.static = np.clip(own, 0.0, 1.0)                              # (N, 3)
+        rate = np.clip(network.link_rate_Bps / scales.rate_Bps, 0.0, 1.0)
+        np.fill_diagonal(rate, 0.0)                                       # nothing is sent to itself
+        self.rate = rate                                                  # (N, N)
+        from o2o.core.observe_loops import fill_mask
+
+        self._fill_mask = fill_mask
+
+    def _observe_v3(self, node, exec_len, recv_len, has, size_bytes, cycles, deadline_s,
+                    probed) -> np.ndarray:
+        """(M, 7 + 10N) float64: the node part, then the ten candidate blocks (module docstring);
+        blocks 2-8 are the v2 blocks (``_probed_blocks``) at the v3 scales."""
+        m, n = node.shape[0], self.n
+        clip = lambda x: np.clip(x, 0.0, 1.0)  # noqa: E731
+        obs = np.zeros((m, self.dim))
+        obs[:, :3] = self.static[node]
+        obs[:, 3] = clip(np.asarray(exec_len, dtype=np.float64) / self.queue_scale)
+        task = np.stack([size_bytes, cycles, deadline_s], axis=1)
+        obs[:, 4:7] = np.where(has[:, None], clip(np.where(has[:, None], task, 0.0) / self.task_scale), 0.0)
+        blocks = np.zeros((m, V3_BLOCKS, n))
+        itself = np.arange(n)[None] == node[:, None]
+        blocks[:, 0] = itself
+        blocks[:, 1] = self.rate[node]
+        self._probed_blocks(blocks[:, 2:2 + V2_BLOCKS], node, has, size_bytes, cycles, deadline_s, *probed)
+        recv = np.asarray(recv_len, dtype=np.float64)
+        blocks[:, 2 + V2_BLOCKS] = np.where(itself, 0.0, clip(recv / self.queue_scale))
+        obs[:, V3_NODE_FEATURES:] = blocks.reshape(m, -1)
+        return obs
+
     def observe(self, node, exec_len, recv_len, has_task, size_bytes, cycles, deadline_s,
                 probed=None) -> np.ndarray:
-        """(M, D) float32. ``recv_len`` is (M, N): tasks in flight from j to node i. For layout
-        v2, ``probed = (exec_backlog_s, send_backlog_s, overloaded)``, each (M, N): every node's
+        """(M, D) float32. ``recv_len`` is (M, N): tasks in flight from j to node i. For layouts
+        v2 and v3, ``probed = (exec_backlog_s, send_backlog_s, overloaded)``, each (M, N): every node's
         execution backlog and overload flag as node i probed them, and i's own send backlogs."""
         node = np.asarray(node, dtype=np.int64)
         m = node.shape[0]
         has = np.asarray(has_task, dtype=bool)
         size_bytes, cycles, deadline_s = (np.asarray(x, dtype=np.float64) for x in (size_bytes, cycles, deadline_s))
+        if self.obs_layout in PROBED_LAYOUTS and probed is None:
+            raise ValueError(f"observation {self.obs_layout} needs the probed backlogs and flags")
+        if self.obs_layout == OBS_LAYOUT_V3:
+            return self._observe_v3(node, exec_len, recv_len, has, size_bytes, cycles, deadline_s,
+                                    probed).astype(np.float32)
         obs = np.empty((m, self.dim))
         self._fill_v1(obs, self.static, node, np.asarray(exec_len, dtype=np.float64),
                       np.asarray(recv_len, dtype=np.float64), self.others, has, size_bytes, cycles,
                       deadline_s, self.queue_scale, self.task_scale)
         if self.obs_layout == OBS_LAYOUT_V2:
-            if probed is None:
-                raise ValueError("observation v2 needs the probed backlogs and flags")
             d1 = 3 * self.n + 6
             blocks = np.zeros((m, V2_BLOCKS, self.n))
             self._probed_blocks(blocks, node, has, size_bytes, cycles, deadline_s, *probed)
@@ -279,10 +413,11 @@ class Observer:
 
     def _probed_blocks(self, out, node, has, size_bytes, cycles, deadline_s, exec_backlog_s,
                        send_backlog_s, overloaded) -> None:
-        """Fill the seven v2 blocks, ``out`` (M, 7, N)."""
+        """Fill the seven v2 blocks, ``out`` (M, 7, N), at this observer's capacity and backlog
+        scales (v2: the scenario's; v3: ``FeatureScales``)."""
         net, n = self.network, self.n
         clip = lambda x: np.minimum(x, 1.0)  # noqa: E731  (every value here is >= 0)
-        out[:, 0] = net.capacity_hz[None] / self.capacity_scale
+        out[:, 0] = clip(net.capacity_hz[None] / self.capacity_scale)
         rows = np.nonzero(has)[0]  # a node probes when it has a task to place
         if rows.size == 0:
             return

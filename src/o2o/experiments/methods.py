@@ -34,6 +34,7 @@ from o2o.learn.tracking import Tracker
 from o2o.logs.collect import CollectResult, collect
 from o2o.logs.dataset import build_dataset, load_dataset, save_dataset
 from o2o.logs.store import LogStore
+from o2o.models import scenario_ranges
 from o2o.sim import make_scheduler
 from o2o.sim.rollout import probes_per_task, simulate
 
@@ -114,7 +115,8 @@ def train_seed(job: SeedJob) -> SeedResult:
 
     def save(method: str, policy: Policy, info: dict[str, Any]) -> None:
         policy.save(str(out / "models" / method / f"seed{seed}"),
-                    training={"method": method, "seed": seed, **info})
+                    training={"method": method, "seed": seed, **info},
+                    trained_ranges=scenario_ranges(scenario))
 
     final: dict[str, list[float]] = {}
     with Tracker(out / "metrics" / f"seed{seed}") as tracker:

@@ -32,14 +32,19 @@ def as_numpy_actor(policy) -> NumpyActor:
     if isinstance(policy, Actor):
         return NumpyActor([(layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy())
                            for layer in policy.net.linears], head=policy.head,
-                          nodes=policy.n_actions - 1, obs_layout=policy.obs_layout)
+                          nodes=policy.n_actions - 1, obs_layout=policy.obs_layout,
+                          feature_scales=policy.feature_scales)
     raise TypeError(f"cannot evaluate a {type(policy).__name__}")
 
 
 def evaluate_policy(scenario: Scenario, network: Network, policy, seeds, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Per-episode metrics (as ``simulate``) of the policy run as the ``drl`` rule."""
-    actor = as_numpy_actor(policy)
-    rule = DRLRule(actor, Observer(scenario, network, actor.obs_layout))
+    """Per-episode metrics (as ``simulate``) of the policy run as the ``drl`` rule (a ``Model``
+    is bound to the scenario as ``DRLRule.from_model`` binds it: N and trained ranges checked)."""
+    if isinstance(policy, Model):
+        rule = DRLRule.from_model(policy, scenario, network)
+    else:
+        actor = as_numpy_actor(policy)
+        rule = DRLRule(actor, Observer(scenario, network, actor.obs_layout, actor.feature_scales))
     return simulate(scenario, network, list(seeds), rule, batch_size=batch_size)
 
 

@@ -37,7 +37,7 @@ from o2o.learn.settings import OfflineSettings, OnlineSettings
 from o2o.logs.dataset import build_dataset
 from o2o.logs.records import EpisodeLog
 from o2o.logs.transitions import rebuild_transitions
-from o2o.models import ModelStore
+from o2o.models import ModelStore, check_scenario_fits, hull_ranges, scenario_ranges
 
 
 @dataclass
@@ -70,8 +70,9 @@ def read_logs(store, run_ids: Sequence[int]) -> list[EpisodeLog]:
     return [log for r in run_ids for _, log in store.read_episodes(r)]
 
 
-def publish(model_store: str, policy: Policy, training: dict) -> Published:
-    version, sha256 = policy.publish(model_store, training=training)
+def publish(model_store: str, policy: Policy, training: dict, **where) -> Published:
+    """``where``: the ``nodes_range`` and ``trained_ranges`` of the published model."""
+    version, sha256 = policy.publish(model_store, training=training, **where)
     return Published(model_store, version, sha256, training)
 
 
@@ -81,7 +82,7 @@ def train_offline_from_logs(store, run_ids: Sequence[int], model_store: str, *, 
                             obs_layout: str = OBS_LAYOUT_VERSION) -> Published:
     """Algorithm 1 on the transitions of ``run_ids`` (rewards credited by ``reward_credit``);
     publishes the policy."""
-    runs_scenario(store, run_ids)
+    scenario, _ = runs_scenario(store, run_ids)
     settings = settings or OfflineSettings()
     data = build_dataset(store, run_ids, reward_credit, obs_layout=obs_layout)
     result = train_offline(data, settings, seed=seed, steps=steps, show_progress=show_progress)
@@ -89,13 +90,13 @@ def train_offline_from_logs(store, run_ids: Sequence[int], model_store: str, *, 
     training = {"phase": "offline", "source": "testbed", "runs": list(run_ids), "steps": steps,
                 "seed": seed, "rows": int(data["actions"].shape[0]),
                 "final": {k: float(v) for k, v in last.items() if isinstance(v, (int, float))}}
-    return publish(model_store, result.policy, training)
+    return publish(model_store, result.policy, training, trained_ranges=scenario_ranges(scenario))
 
 
 def ppo_batch_from_logs(scenario: Scenario, network: Network, logs: list[EpisodeLog], actor, critic,
                         reward_credit: str, critic_input: str = "own") -> dict[str, np.ndarray]:
     """One PPO batch D_k (the layout ``PPOUpdate.update`` takes: (T, B, N, ...)) from logs."""
-    tr = rebuild_transitions(scenario, network, logs, reward_credit, actor.obs_layout)
+    tr = rebuild_transitions(scenario, network, logs, reward_credit, actor.obs_layout, actor.feature_scales)
     E, T, N, D = tr.observations.shape
     obs = tr.observations.transpose(1, 0, 2, 3)
     mask = tr.action_masks.transpose(1, 0, 2, 3)
@@ -126,6 +127,7 @@ def finetune_from_logs(store, run_ids: Sequence[int], model_store: str, *, seed:
     scenario, network = runs_scenario(store, run_ids)
     settings = settings or OnlineSettings()
     model = ModelStore(model_store).load(version, nodes=network.n, need_critic=True)
+    check_scenario_fits(model, scenario)
     policy = Policy.from_model(model)
     logs = read_logs(store, run_ids)
     if not logs:
@@ -142,4 +144,5 @@ def finetune_from_logs(store, run_ids: Sequence[int], model_store: str, *, seed:
                 "from_version": model.version, "episodes": len(logs), "seed": seed,
                 "update": {k: float(v) for k, v in stats.items()}}
     return publish(model_store, Policy(policy.actor, policy.critic, credit, policy.reward_stats),
-                   training)
+                   training, nodes_range=model.nodes_range,
+                   trained_ranges=hull_ranges(model.trained_ranges, scenario_ranges(scenario)))

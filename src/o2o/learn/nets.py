@@ -25,10 +25,10 @@ from o2o.core.decpomdp import (
     SCORER_HEADS,
     SET_FEATURES,
     SET_POOLED,
-    OBS_LAYOUT_V2,
-    OBS_LAYOUT_VERSION,
+    OBS_LAYOUT_V3,
+    FeatureScales,
     candidate_index,
-    obs_dim,
+    layout_of,
 )
 
 MASKED_LOGIT = -1e9
@@ -184,28 +184,37 @@ class Actor(nn.Module):
     scorer is the same function of a candidate's features for every node and destination, so
     what it learns about one destination applies to all. ``set-scorer``: the scorer reading,
     besides a candidate's features, their mean and maximum over all candidates
-    (``set_candidate_features``), so each score sees the whole set the node probed."""
+    (``set_candidate_features``), so each score sees the whole set the node probed.
+
+    The layout it reads follows from ``obs_dim`` (``layout_of``). On layout v3 (no one-hot) the
+    scorer's weights do not depend on N: ``actor_from_arrays`` builds the same weights for
+    another N. ``feature_scales`` (v3): the scales its observations are built with (None: the
+    defaults); the model file records them."""
 
     def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64),
-                 self_head: bool = False, head: str | None = None):
+                 self_head: bool = False, head: str | None = None,
+                 feature_scales: FeatureScales | None = None):
         super().__init__()
         self.obs_dim, self.n_actions, self.hidden = obs_dim, n_actions, tuple(hidden)
+        try:
+            self.obs_layout: str | None = layout_of(obs_dim, n_actions - 1)
+        except ValueError:  # an input size of no layout (a bare MLP actor, e.g. in tests)
+            self.obs_layout = None
         self.head = head or ("self" if self_head else "plain")
         if self.head not in HEADS:
             raise ValueError(f"actor head must be one of {HEADS}, got {self.head!r}")
         self.self_head = self.head == "self"
+        if self.self_head and self.obs_layout == OBS_LAYOUT_V3:
+            raise ValueError(f"the self head reads the one-hot of layouts v1 and v2, not {OBS_LAYOUT_V3}")
+        self.feature_scales = ((feature_scales or FeatureScales()) if self.obs_layout == OBS_LAYOUT_V3
+                               else None)
         if self.head in SCORER_HEADS:
-            self.register_buffer("index", torch.from_numpy(candidate_index(n_actions - 1)),
+            self.register_buffer("index", torch.from_numpy(candidate_index(n_actions - 1, self.obs_layout)),
                                  persistent=False)
             self.net = MLP(SET_FEATURES if self.head == "set-scorer" else CANDIDATE_FEATURES,
                            self.hidden, 1)
         else:
             self.net = MLP(obs_dim, self.hidden, n_actions + int(self.self_head))
-
-    @property
-    def obs_layout(self) -> str:
-        """The observation layout the actor reads, from its input size."""
-        return OBS_LAYOUT_VERSION if self.obs_dim == obs_dim(self.n_actions - 1) else OBS_LAYOUT_V2
 
     def head_input(self, obs: torch.Tensor) -> torch.Tensor:
         """What the MLP reads: the observation, or for the scorer each candidate's features,
@@ -349,8 +358,9 @@ def policy_arrays(actor: Actor, critic: Critic | None) -> dict[str, np.ndarray]:
 
 
 def actor_from_arrays(arrays: dict[str, np.ndarray], obs_dim: int, n_actions: int,
-                      hidden: tuple[int, ...], self_head: bool = False, head: str | None = None) -> Actor:
-    actor = Actor(obs_dim, n_actions, hidden, self_head, head)
+                      hidden: tuple[int, ...], self_head: bool = False, head: str | None = None,
+                      feature_scales: FeatureScales | None = None) -> Actor:
+    actor = Actor(obs_dim, n_actions, hidden, self_head, head, feature_scales)
     actor.net.load_arrays(arrays, "actor")
     return actor
 

@@ -45,7 +45,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from o2o.core.decpomdp import OBS_LAYOUT_V2, central_critic_input, critic_dim
+from o2o.core.decpomdp import OBS_LAYOUT_V2, OBS_LAYOUT_V3, PROBED_LAYOUTS, central_critic_input, critic_dim
 from o2o.core.errors import UserError
 from o2o.core.memory import keep_freed_memory
 from o2o.core.progress import progress_bar
@@ -61,7 +61,7 @@ from o2o.learn.nets import (
 from o2o.learn.policy import Policy
 from o2o.learn.settings import OFFLINE_STEPS, OfflineSettings
 from o2o.learn.tracking import Tracker
-from o2o.logs.dataset import check_dataset, dataset_obs_layout, dataset_reward_credit
+from o2o.logs.dataset import check_dataset, dataset_feature_scales, dataset_obs_layout, dataset_reward_credit
 
 # The data-set arrays one step of Algorithm 1 reads.
 TRAINING_ARRAYS = ("observations", "actions", "rewards", "next_observations", "terminals",
@@ -461,12 +461,14 @@ def train_offline(dataset: dict[str, np.ndarray], settings: OfflineSettings | No
     Same data, settings, seed and steps give the same weights (one torch thread)."""
     settings = settings or OfflineSettings()
     data = check_dataset(dataset)
-    if settings.actor_head in ("scorer", "set-scorer") and dataset_obs_layout(data) != OBS_LAYOUT_V2:
-        raise UserError(f"the scorer actor reads observation layout {OBS_LAYOUT_V2}, but the data "
-                        f"set has {dataset_obs_layout(data)}: export it with --obs-layout "
+    if settings.actor_head in ("scorer", "set-scorer") and dataset_obs_layout(data) not in PROBED_LAYOUTS:
+        raise UserError(f"the scorer actor reads observation layout {OBS_LAYOUT_V2} or {OBS_LAYOUT_V3}, "
+                        f"but the data set has {dataset_obs_layout(data)}: export it with --obs-layout "
                         f"{OBS_LAYOUT_V2}, or train with --set-hparam actor_head=plain")
     obs_dim_, n_actions = data["observations"].shape[1], data["action_masks"].shape[1]
     c_dim = critic_dim(n_actions - 1, dataset_obs_layout(data), settings.critic_input)
     cls = DiscreteSACCQL if settings.algorithm == "sac-cql" else AdvantageWeighted
     algo = cls(settings, obs_dim_, n_actions, seed, c_dim)
+    if algo.actor.obs_layout == OBS_LAYOUT_V3:  # the model records the scales of its data
+        algo.actor.feature_scales = dataset_feature_scales(data)
     return algo.fit(data, steps, callback=callback, tracker=tracker, show_progress=show_progress)

@@ -41,6 +41,7 @@ import torch
 
 from o2o.core.decpomdp import (
     OBS_LAYOUT_VERSION,
+    FeatureScales,
     central_critic_input,
     critic_dim,
     obs_dim,
@@ -61,11 +62,14 @@ from o2o.sim.env import OffloadVecEnv
 # ----------------------------------------------------------------------------- loss functions
 
 
-def initial_policy(n: int, settings: OnlineSettings, obs_layout: str, reward_credit: str) -> Policy:
+def initial_policy(n: int, settings: OnlineSettings, obs_layout: str, reward_credit: str,
+                   feature_scales: FeatureScales | None = None) -> Policy:
     """A randomly initialised actor and critic for ``n`` nodes (from torch's current seed):
-    where the online-only baseline starts (paper V-B)."""
+    where the online-only baseline starts (paper V-B). ``feature_scales``: layout v3's (None:
+    the defaults)."""
     c_dim = critic_dim(n, obs_layout, settings.critic_input)
-    return Policy(Actor(obs_dim(n, obs_layout), n + 1, settings.hidden, head=settings.actor_head),
+    return Policy(Actor(obs_dim(n, obs_layout), n + 1, settings.hidden, head=settings.actor_head,
+                        feature_scales=feature_scales),
                   Critic(c_dim, settings.hidden), reward_credit)
 
 
@@ -233,7 +237,9 @@ class OnlinePPO:
             credit = policy.reward_credit
         self.reward_credit = credit or "slot"
         layout = policy.obs_layout if policy is not None else obs_layout
-        self.env = OffloadVecEnv(scenario, network, reward_credit=self.reward_credit, obs_layout=layout)
+        scales = policy.actor.feature_scales if policy is not None else None
+        self.env = OffloadVecEnv(scenario, network, reward_credit=self.reward_credit, obs_layout=layout,
+                                 feature_scales=scales)
         self.scenario, self.network = scenario, network
         self.seed = int(seed)
         torch.manual_seed(seed)

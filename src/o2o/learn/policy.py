@@ -3,7 +3,8 @@
 A :class:`Policy` is what offline training hands to online fine-tuning, and what a model file
 holds: the actor pi_theta and the critic V_omega (paper IV-C), the reward credit of the data it
 was trained on and the reward statistics of that data set (fine-tuning continues with both), and
-the actor's head. The file format and its checks live in ``o2o.models`` (no PyTorch there).
+the actor's head (and, on observation v3, the feature scales its observations are built with).
+Where the saved model may run (``nodes_range``, ``trained_ranges``) is given when it is saved. The file format and its checks live in ``o2o.models`` (no PyTorch there).
 """
 
 from __future__ import annotations
@@ -46,23 +47,32 @@ class Policy:
     def _model_fields(self) -> dict[str, Any]:
         return {"nodes": self.nodes, "hidden": self.actor.hidden, "actor_head": self.actor.head,
                 "obs_layout": self.obs_layout, "critic_input": self.critic_input,
-                "reward_credit": self.reward_credit, "reward_stats": self.reward_stats}
+                "reward_credit": self.reward_credit, "reward_stats": self.reward_stats,
+                "feature_scales": self.actor.feature_scales}
 
-    def save(self, url: str, *, version: int = 1, training: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Write the policy as a model folder at ``url``; returns the manifest."""
+    def save(self, url: str, *, version: int = 1, training: dict[str, Any] | None = None,
+             nodes_range: tuple[int, int] | None = None,
+             trained_ranges: dict[str, list[float]] | None = None) -> dict[str, Any]:
+        """Write the policy as a model folder at ``url``; returns the manifest. ``nodes_range``
+        and ``trained_ranges``: where it may run (``o2o.models.save_model``)."""
         return save_model(url, policy_arrays(self.actor, self.critic), version=version,
-                          training=training, **self._model_fields())
+                          training=training, nodes_range=nodes_range, trained_ranges=trained_ranges,
+                          **self._model_fields())
 
-    def publish(self, store_url: str, *, training: dict[str, Any] | None = None) -> tuple[int, str]:
+    def publish(self, store_url: str, *, training: dict[str, Any] | None = None,
+                nodes_range: tuple[int, int] | None = None,
+                trained_ranges: dict[str, list[float]] | None = None) -> tuple[int, str]:
         """Publish the policy as the next version of a model store: (version, sha256)."""
         return ModelStore(store_url).publish(policy_arrays(self.actor, self.critic),
-                                             training=training, **self._model_fields())
+                                             training=training, nodes_range=nodes_range,
+                                             trained_ranges=trained_ranges, **self._model_fields())
 
     @classmethod
     def from_model(cls, model: Model) -> "Policy":
         n, layout = model.nodes, model.obs_layout
         d = obs_dim(n, layout)
-        actor = actor_from_arrays(model.arrays, d, n + 1, model.hidden, head=model.actor_head)
+        actor = actor_from_arrays(model.arrays, d, n + 1, model.hidden, head=model.actor_head,
+                                  feature_scales=model.feature_scales)
         critic = (critic_from_arrays(model.arrays, critic_dim(n, layout, model.critic_input), model.hidden)
                   if model.has_critic else None)
         return cls(actor, critic, model.reward_credit, model.reward_stats)

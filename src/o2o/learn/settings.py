@@ -117,7 +117,8 @@ def with_overrides(settings: BaseModel, pairs: list[str] | None,
 
 
 RewardCredit = Literal["slot", "decision", "node"]
-ObsLayout = Literal["o2o-obs-v1", "o2o-obs-v2"]
+ObsLayout = Literal["o2o-obs-v1", "o2o-obs-v2", "o2o-obs-v3"]
+OBS_LAYOUT_NAMES = ("o2o-obs-v1", "o2o-obs-v2", "o2o-obs-v3")
 
 
 class LearnerSettings(BaseModel):
@@ -174,14 +175,20 @@ def learner_settings(preset: str = "project", offline: list[str] | None = None,
     if credit not in ("slot", "decision", "node"):
         raise UserError(f"reward credit must be slot, decision or node, got {credit!r}")
     layout = obs_layout or base["obs_layout"]
-    if layout not in ("o2o-obs-v1", "o2o-obs-v2"):
-        raise UserError(f"observation layout must be o2o-obs-v1 or o2o-obs-v2, got {layout!r}")
+    if layout not in OBS_LAYOUT_NAMES:
+        raise UserError(f"observation layout must be one of {', '.join(OBS_LAYOUT_NAMES)}, got {layout!r}")
     off = with_overrides(OfflineSettings(**base["offline"]), offline, options[0])
     on = with_overrides(OnlineSettings(**base["online"]), online, options[1])
     for name, part in (("offline", off), ("online", on)):
-        if part.actor_head in ("scorer", "set-scorer") and layout != "o2o-obs-v2":
-            raise UserError(f"the scorer actor ({name}) reads observation layout o2o-obs-v2; "
-                            "set --obs-layout o2o-obs-v2 or actor_head=plain")
+        if part.actor_head in ("scorer", "set-scorer") and layout == "o2o-obs-v1":
+            raise UserError(f"the scorer actor ({name}) reads observation layout o2o-obs-v2 or "
+                            "o2o-obs-v3; set --obs-layout o2o-obs-v2 (or v3) or actor_head=plain")
+        if layout == "o2o-obs-v3" and part.actor_head == "self":
+            raise UserError(f"the self actor head ({name}) reads the node's one-hot, which "
+                            "o2o-obs-v3 does not have; use actor_head=scorer or plain")
+        if layout == "o2o-obs-v3" and part.critic_input == "central":
+            raise UserError(f"the central critic ({name}) reads columns of o2o-obs-v1 and v2; "
+                            "use critic_input=own with o2o-obs-v3")
     return LearnerSettings(preset=preset, reward_credit=credit, obs_layout=layout,
                            log_heuristic=log_heuristic or base.get("log_heuristic", "ratc"),
                            log_tuned=base.get("log_tuned", False) if log_tuned is None else log_tuned,

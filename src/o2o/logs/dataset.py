@@ -24,8 +24,10 @@ run_ids                (M,)         int64     the run's id in the database
 slots                  (M,)         int64     the slot t
 action_probs           (M,)         float32   probability the logging scheduler gave a_t^i
                                               (NaN: unknown, e.g. a deterministic rule)
-obs_layout             ()           str       observation layout (o2o-obs-v1 or o2o-obs-v2);
+obs_layout             ()           str       observation layout (o2o-obs-v1, -v2 or -v3);
                                               absent: v1
+feature_scales         ()           str       layout v3 only: the ``FeatureScales`` its
+                                              observations were built with, as JSON
 reward_credit          ()           str       how outcomes became rewards (``slot``,
                                               ``decision``, ``node``; ``o2o.core.decpomdp``)
 =====================  ===========  ========  ================================================
@@ -45,9 +47,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from o2o.core.decpomdp import (
+    OBS_LAYOUT_V3,
     OBS_LAYOUT_VERSION,
     OBS_LAYOUTS,
     REWARD_CREDITS,
+    FeatureScales,
     nodes_of,
     obs_dim,
 )
@@ -67,8 +71,8 @@ ROW_DTYPES: dict[str, type] = {
     "run_ids": np.int64, "slots": np.int64, "action_probs": np.float32,
 }
 REQUIRED = tuple(ROW_DTYPES)[:9]
-META = ("obs_layout", "reward_credit")
-ARRAYS = (*ROW_DTYPES, *META)
+META = ("obs_layout", "reward_credit", "feature_scales")
+ARRAYS = (*ROW_DTYPES, "obs_layout", "reward_credit")  # what every written data set holds
 EXPORT_BATCH_EPISODES = 64
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -126,6 +130,8 @@ def _finish(parts: dict[str, list[np.ndarray]], n: int, reward_credit: str,
             .astype(dtype, copy=False) for name, dtype in ROW_DTYPES.items()}
     data["obs_layout"] = np.array(obs_layout)
     data["reward_credit"] = np.array(reward_credit)
+    if obs_layout == OBS_LAYOUT_V3:  # built by rebuild_transitions at the default scales
+        data["feature_scales"] = np.array(FeatureScales().model_dump_json())
     return data
 
 
@@ -240,6 +246,20 @@ def load_dataset(path: str | Path, n: int | None = None) -> dict[str, np.ndarray
 def dataset_obs_layout(data: dict[str, np.ndarray]) -> str:
     """The observation layout of the data set (v1 when it does not say)."""
     return str(np.asarray(data["obs_layout"])) if "obs_layout" in data else OBS_LAYOUT_VERSION
+
+
+def dataset_feature_scales(data: dict[str, np.ndarray]) -> FeatureScales | None:
+    """The scales of a layout-v3 data set's observations (the defaults when it does not say);
+    None for layouts v1 and v2."""
+    if dataset_obs_layout(data) != OBS_LAYOUT_V3:
+        return None
+    if "feature_scales" not in data:
+        return FeatureScales()
+    try:
+        return FeatureScales.model_validate_json(str(np.asarray(data["feature_scales"])))
+    except ValueError as exc:
+        raise UserError(f"data set array feature_scales is not valid ({str(exc).splitlines()[0]}); "
+                        "export the data set again") from None
 
 
 def dataset_reward_credit(data: dict[str, np.ndarray]) -> str | None:

@@ -18,8 +18,9 @@ For every episode, node i and slot t the transition is
   in which the outcome ended (``slot``, default; outcomes after slot T-1 count in T-1) or to the
   slot of the task's decision (``decision``); or, with the ``node`` credit, r_t^i = node i's
   own task outcome at its decision slot. Not normalised.
-* With ``obs_layout="o2o-obs-v2"`` the observations also hold what each node probed (the
-  logged ``peer_backlog_s`` and ``send_backlog_s``); a log without them is refused.
+* With ``obs_layout="o2o-obs-v2"`` (or ``o2o-obs-v3``, at the default ``FeatureScales``) the
+  observations also hold what each node probed (the logged ``peer_backlog_s`` and
+  ``send_backlog_s``); a log without them is refused.
 * ``done_t`` is True at t = T-1 only.
 
 For a simulated run these equal, exactly, the transitions ``OffloadVecEnv`` produces when it is
@@ -34,8 +35,9 @@ from typing import Sequence
 import numpy as np
 
 from o2o.core.decpomdp import (
-    OBS_LAYOUT_V2,
     OBS_LAYOUT_VERSION,
+    PROBED_LAYOUTS,
+    FeatureScales,
     Observer,
     check_reward_credit,
     obs_dim,
@@ -82,10 +84,10 @@ def boundary_observations(observer: Observer, log: EpisodeLog) -> tuple[np.ndarr
     node = np.tile(np.arange(n), t_slots + 1)
     m = (t_slots + 1) * n
     probed = None
-    if observer.obs_layout == OBS_LAYOUT_V2:
+    if observer.obs_layout in PROBED_LAYOUTS:
         if not log.has_probed_backlogs:
             raise UserError(f"episode {log.episode_index} was logged without the probed backlogs "
-                            f"that observation {OBS_LAYOUT_V2} needs; export it with "
+                            f"that observation {observer.obs_layout} needs; export it with "
                             f"--obs-layout {OBS_LAYOUT_VERSION}")
         unknown = np.full((1, n, n), np.nan)  # after the last slot: no task, no probe
         backlog = np.concatenate([log.peer_backlog_s, unknown])
@@ -101,10 +103,12 @@ def boundary_observations(observer: Observer, log: EpisodeLog) -> tuple[np.ndarr
 
 def rebuild_transitions(scenario: Scenario, network: Network, logs: Sequence[EpisodeLog],
                         reward_credit: str = "slot",
-                        obs_layout: str = OBS_LAYOUT_VERSION) -> Transitions:
-    """Transitions of the logged episodes of one run (one scenario and network)."""
+                        obs_layout: str = OBS_LAYOUT_VERSION,
+                        feature_scales: FeatureScales | None = None) -> Transitions:
+    """Transitions of the logged episodes of one run (one scenario and network); layout v3 at
+    ``feature_scales`` (None: the defaults)."""
     check_reward_credit(reward_credit)
-    observer = Observer(scenario, network, obs_layout)
+    observer = Observer(scenario, network, obs_layout, feature_scales)
     e, t_slots, n = len(logs), scenario.slots, network.n
     d, a = obs_dim(n, obs_layout), n + 1
     out = Transitions(

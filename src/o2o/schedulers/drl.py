@@ -18,17 +18,19 @@ from __future__ import annotations
 import numpy as np
 
 from o2o.core.decpomdp import (
-    SCORER_HEADS,
-    set_candidate_features,
-    OBS_LAYOUT_V2,
+    OBS_LAYOUT_V3,
     OBS_LAYOUT_VERSION,
+    PROBED_LAYOUTS,
+    SCORER_HEADS,
+    FeatureScales,
     Observer,
     candidate_index,
     obs_dim,
+    set_candidate_features,
 )
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
-from o2o.models import Model, ModelError, load_model
+from o2o.models import Model, ModelError, check_nodes, check_scenario_fits, load_model
 from o2o.schedulers.base import NodeView, ProbeAnswers, sample_inverse_cdf
 from o2o.schedulers.heuristics import Rule
 
@@ -52,29 +54,37 @@ class NumpyActor:
     features of each candidate destination j (``candidate_index``: the columns of observation
     v2 that describe j) and gives the no-task action the logit 0; ``set-scorer`` does the same
     with each candidate's features followed by their mean and maximum over the candidates
-    (``set_candidate_features``)."""
+    (``set_candidate_features``). The scorers' weights do not depend on N: the same layers run
+    at any ``nodes`` (on layout v3, where nothing else in a candidate's features does either).
+    ``feature_scales``: the scales of its observations (layout v3; None: the defaults)."""
 
     def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], self_head: bool = False,
                  head: str | None = None, nodes: int | None = None,
-                 obs_layout: str = OBS_LAYOUT_VERSION):
+                 obs_layout: str = OBS_LAYOUT_VERSION, feature_scales: FeatureScales | None = None):
         self.layers = [(np.ascontiguousarray(w.T, dtype=np.float32), np.asarray(b, dtype=np.float32))
                        for w, b in layers]
         self.head = head or ("self" if self_head else "plain")
         self.self_head = self.head == "self"
         self.obs_layout = obs_layout
+        self.feature_scales = (feature_scales or FeatureScales()) if obs_layout == OBS_LAYOUT_V3 else None
         if self.head in SCORER_HEADS:
             if nodes is None:
                 raise ValueError("a scorer actor needs the number of nodes")
-            self.index = candidate_index(nodes)
+            self.index = candidate_index(nodes, obs_layout)
             self.obs_dim, self.n_actions = obs_dim(nodes, obs_layout), nodes + 1
         else:
             self.obs_dim = self.layers[0][0].shape[0]
             self.n_actions = self.layers[-1][0].shape[1] - int(self.self_head)
 
     @classmethod
-    def from_model(cls, model: Model) -> "NumpyActor":
-        return cls(model.layers("actor"), head=model.actor_head, nodes=model.nodes,
-                   obs_layout=model.obs_layout)
+    def from_model(cls, model: Model, nodes: int | None = None) -> "NumpyActor":
+        """The model's actor for ``nodes`` nodes (default: its own N; another N only inside its
+        ``nodes_range``)."""
+        if nodes is None:
+            nodes = model.nodes
+        check_nodes(model, nodes)
+        return cls(model.layers("actor"), head=model.actor_head, nodes=nodes,
+                   obs_layout=model.obs_layout, feature_scales=model.feature_scales)
 
     def _mlp(self, x: np.ndarray) -> np.ndarray:
         for k, (w, b) in enumerate(self.layers):
@@ -85,7 +95,7 @@ class NumpyActor:
 
     @classmethod
     def load(cls, url: str, nodes: int | None = None) -> "NumpyActor":
-        return cls.from_model(load_model(url, nodes=nodes))
+        return cls.from_model(load_model(url, nodes=nodes), nodes)
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float32)
@@ -120,19 +130,25 @@ class DRLRule(Rule):
                              f"which do not fit {observer.n} nodes with layout {observer.obs_layout}")
         self.actor = actor
         self.observer = observer
-        # Observation v2 also reads the own send backlogs (a node knows them).
-        self.reads = frozenset({"recv_len"} | ({"send_backlog_s"} if observer.obs_layout == OBS_LAYOUT_V2 else set()))
+        if actor.obs_layout == OBS_LAYOUT_V3 and actor.feature_scales != observer.scales:
+            raise ModelError(f"the actor reads {OBS_LAYOUT_V3} observations at its own feature scales "
+                             f"({actor.feature_scales}), the observer builds them at {observer.scales}")
+        # Observations v2 and v3 also read the own send backlogs (a node knows them).
+        self.reads = frozenset({"recv_len"} | ({"send_backlog_s"} if observer.obs_layout in PROBED_LAYOUTS else set()))
         self._last: tuple[int, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def from_model(cls, model: Model | str, scenario: Scenario, network: Network) -> "DRLRule":
-        """From a loaded ``Model`` or a model URL; the model must be for this many nodes."""
+        """From a loaded ``Model`` or a model URL, bound to ``scenario`` and its network: the
+        network's N must be in the model's ``nodes_range`` and the scenario inside its
+        ``trained_ranges`` (``check_scenario_fits``); observations are built with the model's
+        own feature scales (layout v3), never the scenario's."""
         if not isinstance(model, Model):
             model = load_model(model, nodes=network.n)
-        elif model.nodes != network.n:
-            raise ModelError(f"model {model.url} is for {model.nodes} nodes, but the network has "
-                             f"{network.n}")
-        return cls(NumpyActor.from_model(model), Observer(scenario, network, model.obs_layout))
+        check_nodes(model, network.n)
+        check_scenario_fits(model, scenario)
+        return cls(NumpyActor.from_model(model, network.n),
+                   Observer(scenario, network, model.obs_layout, model.feature_scales))
 
     def probe_targets(self, view: NodeView) -> np.ndarray:
         # Every node: its 1-bit overload flag (v1, the mask) and, for layout v2, its backlog.
@@ -142,7 +158,7 @@ class DRLRule(Rule):
         """Observations (M, D) and masks (M, N+1) of deciding nodes (all have a task)."""
         has = np.ones(view.m, dtype=bool)
         probed = None
-        if self.observer.obs_layout == OBS_LAYOUT_V2:
+        if self.observer.obs_layout in PROBED_LAYOUTS:
             probed = (probes.exec_backlog_s, view.send_backlog_s, probes.overloaded)
         obs = self.observer.observe(view.node, view.exec_len, view.recv_len, has,
                                     view.size_bytes, view.cycles, view.deadline_s, probed)

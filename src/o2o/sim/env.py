@@ -18,7 +18,8 @@ Reset contract of ``OffloadVecEnv`` (written down, as Gymnasium's vector envs do
   credit; ``step`` returns 0 under it too).
 * ``obs_layout``: ``o2o-obs-v1`` (the paper's observation, 3N+6) or ``o2o-obs-v2`` (plus what a
   node probes at its decision: every node's execution backlog and flag, its own send backlogs;
-  10N+6), built by the same ``Observer`` the ``drl`` rule and the log rebuild use.
+  10N+6) or ``o2o-obs-v3`` (the same probes in fixed physical scales, ``feature_scales``, and
+  no one-hot; 7+10N), built by the same ``Observer`` the ``drl`` rule and the log rebuild use.
 * Actions (B, N): a node with a task must choose 0..N-1 (masked choices are allowed, as a
   heuristic may make them); a node without a task must choose N.
 """
@@ -32,6 +33,7 @@ import numpy as np
 from o2o.core.decpomdp import (
     OBS_LAYOUT_VERSION,
     REWARD_CREDITS,
+    FeatureScales,
     Observer,
     central_columns,
     central_shared,
@@ -46,13 +48,13 @@ from o2o.sim.engine import Engine
 
 class OffloadVecEnv:
     def __init__(self, scenario: Scenario, network: Network, reward_credit: str = "slot",
-                 obs_layout: str = OBS_LAYOUT_VERSION):
+                 obs_layout: str = OBS_LAYOUT_VERSION, feature_scales: FeatureScales | None = None):
         if reward_credit not in REWARD_CREDITS:
             raise ValueError(f"reward_credit must be one of {REWARD_CREDITS}, got {reward_credit!r}")
         self.scenario = scenario
         self.network = network
         self.reward_credit = reward_credit
-        self.observer = Observer(scenario, network, obs_layout)
+        self.observer = Observer(scenario, network, obs_layout, feature_scales)
         self.n = network.n
         self.obs_dim = obs_dim(self.n, obs_layout)
         self.n_actions = self.n + 1
@@ -83,7 +85,7 @@ class OffloadVecEnv:
         if node is None:
             node = self._nodes[B] = np.tile(np.arange(N), B)
         overloaded = state.overloaded.repeat(N, axis=0)  # (B*N, N): every peer's flag
-        # Layout v2: every node sees every node's answer.
+        # Layouts v2 and v3: every node sees every node's answer.
         probed = (np.repeat(state.exec_backlog_s, N, axis=0), state.send_backlog_s.reshape(B * N, N), overloaded)
         obs = self.observer.observe(
             node, state.exec_len.reshape(-1), state.in_flight.reshape(B * N, N), has.reshape(-1),

@@ -55,9 +55,13 @@ class Decider:
         elif name == "drl":
             if self.model is None:
                 return f"node {index}: scheduler drl needs a model, none was announced"
+            from o2o.models import ModelError
             from o2o.schedulers.drl import DRLRule
 
-            self.rule = DRLRule.from_model(self.model, scenario, network)
+            try:  # the model's nodes_range and trained ranges are checked against the scenario
+                self.rule = DRLRule.from_model(self.model, scenario, network)
+            except ModelError as exc:
+                return f"node {index}: {exc}"
         else:
             return f"node {index}: unknown scheduler {name!r}"
         self.scheduler_name = name

@@ -62,7 +62,9 @@ block 9        l^r_ij: tasks in flight from j to i / ``queue_tasks`` (0 at j = i
 
 The scorer heads read, per candidate, blocks 0-8 of j and the node part (``candidate_index``), the
 same 16 features as on v2: their weights do not depend on N, so a v3 scorer model can run at any
-N its manifest allows (``o2o.models``).
+N its manifest allows (``o2o.models``). The pooled critic (``critic_input=pooled``) reads the
+node part and the mean and maximum over the candidates of blocks 1-9 (``pooled_critic_input``),
+so with it no weight of the model depends on N and it also trains at any N.
 
 Actions: 0..N-1 send the task to that node, N is "no task". Mask: without a task only N; with a
 task N is masked and so is every node other than i whose overload flag is set.

@@ -97,7 +97,12 @@ class Distribution:
                 raise UserError(f"{option} {u_lo:g} {u_hi:g}: the upper end of {what} must be at least "
                                 f"the scenario's lower end {base_lo:g}")
         for n in self.nodes:  # the extremes as scenarios: N, and the widest ranges, valid
-            self.scenario(n, {what: hi for what, (_, hi) in self.upper_ends.items()})
+            try:
+                self.scenario(n, {what: hi for what, (_, hi) in self.upper_ends.items()})
+            except UserError as err:
+                options = ", ".join(name(k, k) for k in ("nodes", *self.upper_ends))
+                raise UserError(f"the widest scenario drawn ({options} at their largest) is not valid: "
+                                f"{err}") from None
 
     def scenario(self, nodes: int, upper: dict[str, float]) -> Scenario:
         """The base scenario with ``nodes`` nodes and the given upper ends (refused with the

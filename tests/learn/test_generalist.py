@@ -158,6 +158,11 @@ def test_tiny_generalist_runs_at_two_n_fine_tunes_at_another_and_is_deterministi
         assert manifest["trained_ranges"][field][1] == max(r[field] for r in rounds)
     assert manifest["trained_ranges"]["complexity"] == scenario_ranges(base())["complexity"]
     assert manifest["feature_scales"] == FeatureScales().model_dump()
+    # the report says which upper ends the draws did not reach (a short run)
+    maxima = {"task_size_kb": 12000, "arrival_prob": 1.0, "node_fail_rate": 0.3}
+    assert report.get("upper_ends_not_reached", {}) == {
+        f: [manifest["trained_ranges"][f][1], hi] for f, hi in maxima.items()
+        if manifest["trained_ranges"][f][1] < hi}
 
     # It runs at two N, under a scenario inside what it was trained on ...
     inside = [x for f in ("task_size_kb", "arrival_prob", "node_fail_rate")

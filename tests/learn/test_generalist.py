@@ -13,7 +13,6 @@ from o2o.core.decpomdp import (
     OBS_LAYOUT_V3,
     POOLED_CRITIC_FEATURES,
     FeatureScales,
-    Observer,
     covering_scales,
     critic_dim,
     pooled_critic_input,
@@ -22,7 +21,7 @@ from o2o.core.errors import UserError
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
 from o2o.core.seeds import online as online_seeds
-from o2o.learn.generalist import LEVELS, Distribution, train_generalist
+from o2o.learn.generalist import LEVELS, Distribution
 from o2o.learn.nets import Critic
 from o2o.learn.online import OnlinePPO, initial_policy
 from o2o.learn.policy import Policy

@@ -20,8 +20,10 @@ what a node probes, 10N+6) or ``o2o-obs-v3`` (the probed features in fixed physi
 one-hot, 7+10N; ``o2o.core.decpomdp``); ``actor_head`` is ``plain`` (an MLP with N+1 outputs),
 ``self`` (one more output added to the node's own action, layouts v1 and v2) or ``scorer`` /
 ``set-scorer`` (one MLP applied to each candidate's features, layouts v2 and v3);
-``critic_input`` is ``own`` (the node's observation) or ``central`` (plus the slot's global
-state; training only). A manifest without ``critic_input`` (older models) reads as ``own``.
+``critic_input`` is ``own`` (the node's observation), ``central`` (plus the slot's global
+state; training only) or ``pooled`` (layout v3: the node part and the mean and maximum over the
+candidates of their blocks, ``pooled_critic_input``, whose size does not depend on N). A
+manifest without ``critic_input`` (older models) reads as ``own``.
 
 Where a model may run (fields written since layout v3; a manifest without them, an older model,
 loads as before and runs at its ``nodes`` under any scenario):
@@ -30,8 +32,9 @@ loads as before and runs at its ``nodes`` under any scenario):
   were built with; wherever it runs, its observations are built with these, never the
   scenario's.
 * ``nodes_range``: ``[lo, hi]``, the numbers of nodes it runs at; ``[nodes, nodes]`` unless the
-  actor's weights do not depend on N (a scorer head on layout v3). ``nodes`` stays the N of the
-  stored weights (the critic's input size depends on it, so fine-tuning runs at that N).
+  actor's weights do not depend on N (a scorer head on layout v3). ``nodes`` is the N the
+  weights were last trained at; with an ``own`` critic (its input size depends on N)
+  fine-tuning runs at that N, with the ``pooled`` critic at any N of ``nodes_range``.
 * ``trained_ranges``: ``{field: [lo, hi]}``, the scenario ranges it was trained on
   (``TRAINED_FIELDS``; ``cores`` is [min, max] of the core counts, a scalar field [x, x]). A
   scenario whose range of a field is not inside is refused (``check_scenario_fits``).
@@ -422,10 +425,11 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
         raise ModelError(f"model {url}: feature_scales belong to layout {OBS_LAYOUT_V3}, not {layout}")
     if nodes is not None:
         check_nodes(m, nodes, url)
-        if need_critic and nodes != n:
+        if need_critic and nodes != n and m.get("critic_input", "own") != "pooled":
             raise ModelError(f"model {url}: its critic reads the observation of {n} nodes, so online "
                              f"fine-tuning runs it at {n} nodes, not {nodes} (the actor alone runs "
-                             f"at any N in its nodes_range)")
+                             f"at any N in its nodes_range; a model with critic_input pooled "
+                             f"fine-tunes at any N there)")
     if m["obs_dim"] != obs_dim(n, layout) or m["n_actions"] != n + 1:
         raise ModelError(f"model {url}: manifest says obs_dim {m['obs_dim']} and "
                          f"{m['n_actions']} actions, which do not fit {n} nodes")
@@ -461,7 +465,10 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
     except Exception as exc:  # safetensors raises its own error types
         raise ModelError(f"model {url}: weights file is not valid safetensors ({exc})") from None
     hidden = tuple(int(h) for h in m["hidden"])
-    want = expected_shapes(n, hidden, parts, head, layout, critic_input)
+    try:
+        want = expected_shapes(n, hidden, parts, head, layout, critic_input)
+    except ValueError as exc:  # a critic input the layout does not have (pooled on v1, ...)
+        raise ModelError(f"model {url}: {exc}; retrain the model") from None
     if set(arrays) != set(want):
         raise ModelError(f"model {url}: weights {sorted(arrays)} do not match the manifest's "
                          f"layers {sorted(want)}")

@@ -7,6 +7,7 @@ without loading PyTorch.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from o2o.core.limits import check_simulation
 from o2o.core.metrics import json_safe, mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.outputs import check_output_folder, write_error
-from o2o.core.scenario import load_scenario
+from o2o.core.scenario import MAX_NODES, load_scenario
 from o2o.learn.evaluate import evaluate_policy, make_eval_fn
 from o2o.learn.settings import learner_settings
 from o2o.learn.tracking import Tracker
@@ -41,6 +42,7 @@ from o2o.sim.engine import Engine
 from o2o.sim.rollout import rule_actions
 from o2o.sim.views import node_views, probe_answers
 
+NODES = at_least(2, MAX_NODES)  # a number of nodes
 # Evaluation episodes simulated at once (the batch of ``o2o.learn.evaluate.evaluate_policy``
 # and of the table of ``o2o evaluate``).
 EVAL_BATCH_EPISODES = 64
@@ -186,6 +188,61 @@ def cmd_train_online(args) -> int:
                                  {"episodes": result.episodes,
                                   "reward_credit": result.policy.reward_credit, "curve": curve},
                                  "online", _where(args, network, model, scenario_ranges(scenario)))
+
+
+def _finite(text: str) -> float:
+    value = float(text)  # a ValueError: argparse says "invalid float value"
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+_finite.__name__ = "float"
+# The options of ``o2o train generalist`` that set a swept field's upper ends.
+UPPER_END_OPTIONS = {"task_size_kb": "--task-size-max", "arrival_prob": "--arrival-max",
+                     "node_fail_rate": "--fail-rate-max"}
+
+
+def cmd_train_generalist(args) -> int:
+    from o2o.learn.generalist import Distribution, train_generalist
+
+    _torch_threads(args.threads)
+    _check_outputs(args)
+    learner = learner_settings(args.settings, online=["critic_input=pooled", *args.hparams],
+                               reward_credit=args.reward_credit, obs_layout="o2o-obs-v3")
+    settings = learner.online
+    dist = Distribution(load_scenario(args.scenario, args.overrides), tuple(args.nodes),
+                        tuple(args.network_seeds),
+                        {what: tuple(getattr(args, opt[2:].replace("-", "_")))
+                         for what, opt in UPPER_END_OPTIONS.items()})
+    dist.check({"nodes": "--nodes", "network_seeds": "--network-seeds", **UPPER_END_OPTIONS})
+    check_simulation(dist.widest(), settings.episodes_per_batch)
+    from o2o.learn.generalist import check_generalist_settings
+
+    check_generalist_settings(settings)
+    per_round = args.episodes_per_round or settings.episodes_per_batch
+    with Tracker(_log_dir(args, args.out)) as tracker:
+        result = train_generalist(dist, settings, args.episodes, per_round, args.seed,
+                                  learner.reward_credit, tracker, show_progress=not args.json)
+    training = {"phase": "generalist", "algorithm": "PPO + GAE (Alg. 2) across networks",
+                "seed": args.seed, "episodes": result.episodes, "episodes_per_round": per_round,
+                "seconds": round(result.seconds, 2), "settings": settings.model_dump(mode="json"),
+                "scenario": dist.base.name, "nodes": list(dist.nodes),
+                "network_seeds": list(dist.network_seeds),
+                "upper_ends": {k: list(v) for k, v in dist.upper_ends.items()},
+                "rounds": result.rounds}
+    manifest = _save_policy(result.policy, args.out, training,
+                            {"nodes_range": result.nodes_range, "trained_ranges": result.trained_ranges})
+    out = {"model": args.out, "sha256": manifest["sha256"], "episodes": result.episodes,
+           "rounds": len(result.rounds), "nodes_range": list(result.nodes_range),
+           "trained_ranges": result.trained_ranges, "seconds": round(result.seconds, 2)}
+    # Upper ends the draws never reached: the model refuses scenarios beyond what it saw.
+    short = {what: [result.trained_ranges[what][1], hi] for what, (_, hi) in dist.upper_ends.items()
+             if result.trained_ranges[what][1] < hi}
+    if short:
+        out["upper_ends_not_reached"] = short
+    _report(args, out, f"generalist model written to {args.out} (training time {result.seconds:.1f} s)")
+    return 0
 
 
 def _save_evaluate_report(args, scenario, network, result, training: dict, eval_seeds, extra: dict,
@@ -367,6 +424,45 @@ def register(sub, bench) -> None:
     add_obs_layout_arg(p, "from scratch; default the settings' (project: v2, paper: v1)")
     _add_common_train(p)
     p.set_defaults(func=cmd_train_online)
+
+    from o2o.learn.generalist import NETWORK_SEEDS, NODES as GENERALIST_NODES, UPPER_ENDS
+    from o2o.learn.settings import ONLINE_EPISODES
+
+    p = tsub.add_parser("generalist", help="Algorithm 2 across networks and sizes: one o2o-obs-v3 "
+                        "scorer model with the pooled critic, for any N and scenario in its ranges")
+    p.add_argument("--scenario", default="paper-sim",
+                   help="base scenario: preset name or YAML file (default paper-sim); every field "
+                        "but N and the swept upper ends is its")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the base scenario, value read as YAML (repeatable)")
+    add_settings_arg(p)
+    p.add_argument("--out", required=True, metavar="MODEL_DIR",
+                   help="model folder to write (local path or fsspec URL, e.g. memory://m)")
+    p.add_argument("--episodes", type=COUNT, default=ONLINE_EPISODES,
+                   help=f"online training episodes in all (default {ONLINE_EPISODES})")
+    p.add_argument("--episodes-per-round", type=COUNT, default=None,
+                   help="episodes on each drawn network before the next draw (default: the "
+                        "settings' episodes_per_batch, one PPO update)")
+    p.add_argument("--nodes", type=NODES, nargs=2, metavar=("LO", "HI"), default=list(GENERALIST_NODES),
+                   help=f"N is drawn uniformly in [LO, HI] each round (default {GENERALIST_NODES[0]} "
+                        f"{GENERALIST_NODES[1]}); the model's nodes_range")
+    p.add_argument("--network-seeds", type=SEED, nargs=2, metavar=("LO", "HI"), default=list(NETWORK_SEEDS),
+                   help=f"training network seeds, drawn uniformly in [LO, HI] (default {NETWORK_SEEDS[0]} "
+                        f"{NETWORK_SEEDS[1]}; seeds below 1000 are kept for evaluation)")
+    for what, opt in UPPER_END_OPTIONS.items():
+        lo, hi = UPPER_ENDS[what]
+        p.add_argument(opt, type=_finite, nargs=2, metavar=("LO", "HI"), default=[lo, hi],
+                       help=f"the upper end of {what}'s range is drawn among 5 evenly spaced values "
+                            f"of [LO, HI] (default {lo:g} {hi:g}, the figures' points)")
+    p.add_argument("--seed", type=TRAINING_SEED, default=0,
+                   help="training seed: the draws, the initial weights and the episodes (default 0)")
+    p.add_argument("--set-hparam", dest="hparams", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an online hyper-parameter, value read as YAML (repeatable)")
+    add_reward_credit_arg(p, "default: the settings' (project: node, paper: slot)")
+    p.add_argument("--log-dir", help="metrics.jsonl and TensorBoard folder (default MODEL_DIR/logs)")
+    p.add_argument("--threads", type=WORKERS, default=1, help="torch threads (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_train_generalist)
 
     p = sub.add_parser("evaluate", help="run models (as the drl scheduler) and heuristics on the same episodes")
     add_scenario_args(p)

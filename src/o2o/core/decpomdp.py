@@ -62,7 +62,9 @@ block 9        l^r_ij: tasks in flight from j to i / ``queue_tasks`` (0 at j = i
 
 The scorer heads read, per candidate, blocks 0-8 of j and the node part (``candidate_index``), the
 same 16 features as on v2: their weights do not depend on N, so a v3 scorer model can run at any
-N its manifest allows (``o2o.models``).
+N its manifest allows (``o2o.models``). The pooled critic (``critic_input=pooled``) reads the
+node part and the mean and maximum over the candidates of blocks 1-9 (``pooled_critic_input``),
+so with it no weight of the model depends on N and it also trains at any N.
 
 Actions: 0..N-1 send the task to that node, N is "no task". Mask: without a task only N; with a
 task N is masked and so is every node other than i whose overload flag is set.
@@ -120,6 +122,26 @@ class FeatureScales(BaseModel):
     deadline_s: _Scale = 4.0                              # d
     backlog_s: _Scale = 8.0                               # execution and send backlogs
     rate_Bps: _Scale = 40.0 * BYTES_PER_MB                # r_ij
+
+
+def covering_scales(scenario: Scenario, base: FeatureScales | None = None) -> FeatureScales:
+    """``base`` (default: the defaults) with every scale raised where ``scenario`` reaches
+    further (its largest arrival rate, failure rate, capacity, queue threshold, task, deadline
+    and link rate), so no feature of a model trained on it is clipped by a scale below its
+    range. The scales a model trained across several scenarios is given: those covering the
+    widest one."""
+    s = base or FeatureScales()
+    max_bytes = scenario.task_size_kb[1] * BYTES_PER_KB
+    return FeatureScales(
+        arrivals_per_s=max(s.arrivals_per_s, scenario.arrival_prob[1] / scenario.slot_s),
+        fail_rate_per_s=max(s.fail_rate_per_s, scenario.node_fail_rate[1]),
+        capacity_hz=max(s.capacity_hz, max(scenario.cores) * scenario.core_hz),
+        queue_tasks=max(s.queue_tasks, max(scenario.cores) / min(scenario.cores) * scenario.queue_coef),
+        task_bytes=max(s.task_bytes, max_bytes),
+        task_cycles=max(s.task_cycles, scenario.complexity[1] * max_bytes * BITS_PER_BYTE),
+        deadline_s=max(s.deadline_s, scenario.deadline_s[1]),
+        backlog_s=max(s.backlog_s, 2.0 * scenario.deadline_s[1]),
+        rate_Bps=max(s.rate_Bps, scenario.link_rate_mbps[1] * BYTES_PER_MB))
 
 
 REWARD_CREDITS = ("slot", "decision", "node")
@@ -248,7 +270,23 @@ def set_candidate_features(x: np.ndarray) -> np.ndarray:
     mean = np.broadcast_to(pooled.mean(axis=-2, keepdims=True), pooled.shape[:-2] + (n, pooled.shape[-1]))
     top = np.broadcast_to(pooled.max(axis=-2, keepdims=True), mean.shape)
     return np.concatenate([x, mean, top], axis=-1).astype(x.dtype, copy=False)
-CRITIC_INPUTS = ("own", "central")
+CRITIC_INPUTS = ("own", "central", "pooled")
+# The pooled critic (layout v3): the node part, then the mean and the maximum over the N
+# candidates of every per-candidate block but "j is i" (r_ij, the seven probed blocks, l^r_ij).
+POOLED_BLOCKS = slice(1, V3_BLOCKS)
+POOLED_CRITIC_FEATURES = V3_NODE_FEATURES + 2 * (V3_BLOCKS - 1)
+
+
+def pooled_critic_input(obs: np.ndarray) -> np.ndarray:
+    """(..., 7 + 10N) observations of layout v3 -> (..., ``POOLED_CRITIC_FEATURES``): the node
+    part followed by the mean and the maximum over the N candidates of blocks 1-9 (a DeepSets
+    pooling, as ``set_candidate_features`` pools the scorer's candidates). Its size does not
+    depend on N, so a critic reading it has weights that do not either: one value function
+    for every N (``critic_input=pooled``; the torch ``Critic`` computes the same)."""
+    obs = np.asarray(obs)
+    n = (obs.shape[-1] - V3_NODE_FEATURES) // V3_BLOCKS
+    blocks = obs[..., V3_NODE_FEATURES:].reshape(*obs.shape[:-1], V3_BLOCKS, n)[..., POOLED_BLOCKS, :]
+    return np.concatenate([obs[..., :V3_NODE_FEATURES], blocks.mean(-1), blocks.max(-1)], axis=-1)
 
 
 def central_columns(n: int) -> np.ndarray:
@@ -260,11 +298,18 @@ def central_columns(n: int) -> np.ndarray:
 
 
 def critic_dim(n: int, obs_layout: str = OBS_LAYOUT_VERSION, critic_input: str = "own") -> int:
+    """The critic's input size: ``own`` the observation, ``central`` plus 4N values of the
+    slot's global state, ``pooled`` (v3 only) ``POOLED_CRITIC_FEATURES`` whatever N."""
     if critic_input not in CRITIC_INPUTS:
         raise ValueError(f"critic_input must be one of {CRITIC_INPUTS}, got {critic_input!r}")
     if critic_input == "central" and obs_layout == OBS_LAYOUT_V3:
         raise ValueError(f"the central critic reads the columns of layouts {OBS_LAYOUT_VERSION} and "
                          f"{OBS_LAYOUT_V2}, not {OBS_LAYOUT_V3}")
+    if critic_input == "pooled":
+        if obs_layout != OBS_LAYOUT_V3:
+            raise ValueError(f"the pooled critic reads the candidate blocks of layout {OBS_LAYOUT_V3}, "
+                             f"not {obs_layout}")
+        return POOLED_CRITIC_FEATURES
     return obs_dim(n, obs_layout) + (len(central_columns(n)) * n if critic_input == "central" else 0)
 
 

@@ -128,7 +128,7 @@ def finetune_from_logs(store, run_ids: Sequence[int], model_store: str, *, seed:
     settings = settings or OnlineSettings()
     model = ModelStore(model_store).load(version, nodes=network.n, need_critic=True)
     check_scenario_fits(model, scenario)
-    policy = Policy.from_model(model)
+    policy = Policy.from_model(model, network.n)  # a pooled-critic v3 model: any N of its range
     logs = read_logs(store, run_ids)
     if not logs:
         raise UserError(f"runs {list(run_ids)} have no finished episodes to fine-tune on")

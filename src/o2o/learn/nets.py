@@ -22,10 +22,14 @@ from torch.nn import functional as F
 
 from o2o.core.decpomdp import (
     CANDIDATE_FEATURES,
+    POOLED_BLOCKS,
+    POOLED_CRITIC_FEATURES,
     SCORER_HEADS,
     SET_FEATURES,
     SET_POOLED,
     OBS_LAYOUT_V3,
+    V3_BLOCKS,
+    V3_NODE_FEATURES,
     FeatureScales,
     candidate_index,
     layout_of,
@@ -338,15 +342,31 @@ class TwinQ(nn.Module):
 
 
 class Critic(nn.Module):
-    """V_omega(o): the state-value critic trained offline (eq. 12) and online (eq. 19)."""
+    """V_omega(o): the state-value critic trained offline (eq. 12) and online (eq. 19).
 
-    def __init__(self, obs_dim: int, hidden: tuple[int, ...] = (64, 64)):
+    ``pooled`` (observation v3): the MLP reads ``pooled_critic_input`` of the observation
+    (the node part, then the mean and the maximum over the candidates of their blocks), of
+    ``POOLED_CRITIC_FEATURES`` values at every N, so the same critic scores observations of
+    any N (``obs_dim`` is then the MLP's input size, not an observation's)."""
+
+    def __init__(self, obs_dim: int, hidden: tuple[int, ...] = (64, 64), pooled: bool = False):
         super().__init__()
-        self.obs_dim, self.hidden = obs_dim, tuple(hidden)
+        if pooled and obs_dim != POOLED_CRITIC_FEATURES:
+            raise ValueError(f"the pooled critic reads {POOLED_CRITIC_FEATURES} values, not {obs_dim}")
+        self.obs_dim, self.hidden, self.pooled = obs_dim, tuple(hidden), pooled
         self.net = MLP(obs_dim, self.hidden, 1)
 
+    def head_input(self, obs: torch.Tensor) -> torch.Tensor:
+        """What the MLP reads: the observation, or its pooled summary (the torch form of
+        ``pooled_critic_input``)."""
+        if not self.pooled:
+            return obs
+        n = (obs.shape[-1] - V3_NODE_FEATURES) // V3_BLOCKS
+        blocks = obs[..., V3_NODE_FEATURES:].unflatten(-1, (V3_BLOCKS, n))[..., POOLED_BLOCKS, :]
+        return torch.cat([obs[..., :V3_NODE_FEATURES], blocks.mean(-1), blocks.amax(-1)], dim=-1)
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs).squeeze(-1)
+        return self.net(self.head_input(obs)).squeeze(-1)
 
 
 def policy_arrays(actor: Actor, critic: Critic | None) -> dict[str, np.ndarray]:
@@ -365,7 +385,8 @@ def actor_from_arrays(arrays: dict[str, np.ndarray], obs_dim: int, n_actions: in
     return actor
 
 
-def critic_from_arrays(arrays: dict[str, np.ndarray], obs_dim: int, hidden: tuple[int, ...]) -> Critic:
-    critic = Critic(obs_dim, hidden)
+def critic_from_arrays(arrays: dict[str, np.ndarray], obs_dim: int, hidden: tuple[int, ...],
+                       pooled: bool = False) -> Critic:
+    critic = Critic(obs_dim, hidden, pooled)
     critic.net.load_arrays(arrays, "critic")
     return critic

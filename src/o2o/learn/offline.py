@@ -170,7 +170,7 @@ class OfflineLearner:
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x0FF1]))
         self.actor = Actor(obs_dim, n_actions, settings.hidden, head=settings.actor_head)
-        self.critic = Critic(critic_dim or obs_dim, settings.hidden)
+        self.critic = Critic(critic_dim or obs_dim, settings.hidden, pooled=settings.critic_input == "pooled")
         self.steps_done = 0
 
     def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -465,6 +465,10 @@ def train_offline(dataset: dict[str, np.ndarray], settings: OfflineSettings | No
         raise UserError(f"the scorer actor reads observation layout {OBS_LAYOUT_V2} or {OBS_LAYOUT_V3}, "
                         f"but the data set has {dataset_obs_layout(data)}: export it with --obs-layout "
                         f"{OBS_LAYOUT_V2}, or train with --set-hparam actor_head=plain")
+    if settings.critic_input == "pooled" and dataset_obs_layout(data) != OBS_LAYOUT_V3:
+        raise UserError(f"the pooled critic reads the candidate blocks of {OBS_LAYOUT_V3}, but the data "
+                        f"set has {dataset_obs_layout(data)}: export it with --obs-layout {OBS_LAYOUT_V3}, "
+                        f"or train with --set-hparam critic_input=own")
     obs_dim_, n_actions = data["observations"].shape[1], data["action_masks"].shape[1]
     c_dim = critic_dim(n_actions - 1, dataset_obs_layout(data), settings.critic_input)
     cls = DiscreteSACCQL if settings.algorithm == "sac-cql" else AdvantageWeighted

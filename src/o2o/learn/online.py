@@ -70,7 +70,7 @@ def initial_policy(n: int, settings: OnlineSettings, obs_layout: str, reward_cre
     c_dim = critic_dim(n, obs_layout, settings.critic_input)
     return Policy(Actor(obs_dim(n, obs_layout), n + 1, settings.hidden, head=settings.actor_head,
                         feature_scales=feature_scales),
-                  Critic(c_dim, settings.hidden), reward_credit)
+                  Critic(c_dim, settings.hidden, pooled=settings.critic_input == "pooled"), reward_credit)
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminals: np.ndarray,
@@ -119,7 +119,8 @@ def normalize_batch_rewards(rewards: np.ndarray, mode: str, stats: dict[str, flo
 def critic_inputs(obs: np.ndarray, critic_input: str) -> np.ndarray:
     """What the critic reads for observations (..., N, D) of whole slots: the node's own
     observation, or with ``central`` also the slot's global state (centralized training,
-    decentralized execution: only the critic sees it, and only during training)."""
+    decentralized execution: only the critic sees it, and only during training). The
+    ``pooled`` critic reads the observation and pools it itself (``Critic``)."""
     return central_critic_input(obs) if critic_input == "central" else obs
 
 
@@ -236,28 +237,41 @@ class OnlinePPO:
                                 f"on a data set exported with {credit} credit)")
             credit = policy.reward_credit
         self.reward_credit = credit or "slot"
-        layout = policy.obs_layout if policy is not None else obs_layout
-        scales = policy.actor.feature_scales if policy is not None else None
-        self.env = OffloadVecEnv(scenario, network, reward_credit=self.reward_credit, obs_layout=layout,
-                                 feature_scales=scales)
-        self.scenario, self.network = scenario, network
         self.seed = int(seed)
         torch.manual_seed(seed)
-        d, a = self.env.obs_dim, self.env.n_actions
         if policy is None:
-            policy = initial_policy(network.n, self.s, layout, self.reward_credit)
+            policy = initial_policy(network.n, self.s, obs_layout, self.reward_credit)
         if policy.critic is None:
             raise ValueError("fine-tuning loads both the offline actor and critic")
-        actor, critic = policy.actor, policy.critic
         self.critic_input = policy.critic_input
-        if actor.obs_dim != d or actor.n_actions != a or \
-                critic.obs_dim != critic_dim(network.n, layout, self.critic_input):
-            raise ValueError(f"actor/critic are for obs_dim {actor.obs_dim}, the env has {d}")
-        self.policy = Policy(actor, critic, self.reward_credit, policy.reward_stats)
-        self.actor, self.critic = actor, critic
+        self.policy = Policy(policy.actor, policy.critic, self.reward_credit, policy.reward_stats)
+        self._bind(scenario, network)
         self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x0A11]))
-        self.updater = PPOUpdate(self.s, actor, critic, self.rng, policy.reward_stats, self.critic_input)
+        self.updater = PPOUpdate(self.s, self.actor, self.critic, self.rng, policy.reward_stats,
+                                 self.critic_input)
         self.episodes_done = 0
+
+    def _bind(self, scenario: Scenario, network: Network) -> None:
+        """The environment of ``scenario`` and ``network``, with the policy's layout and feature
+        scales, and the policy for its N (``Policy.at_nodes``: the same weights)."""
+        policy = self.policy.at_nodes(network.n)
+        layout = policy.obs_layout
+        self.env = OffloadVecEnv(scenario, network, reward_credit=self.reward_credit, obs_layout=layout,
+                                 feature_scales=policy.actor.feature_scales)
+        self.scenario, self.network = scenario, network
+        actor, critic = policy.actor, policy.critic
+        if actor.obs_dim != self.env.obs_dim or actor.n_actions != self.env.n_actions or \
+                critic.obs_dim != critic_dim(network.n, layout, self.critic_input):
+            raise ValueError(f"actor/critic are for obs_dim {actor.obs_dim}, the env has {self.env.obs_dim}")
+        self.policy, self.actor, self.critic = policy, actor, critic
+
+    def move_to(self, scenario: Scenario, network: Network) -> None:
+        """Continue Algorithm 2 on another scenario and network, of any N when the policy's
+        weights do not depend on N (``Policy.any_nodes``): the same weights, Adam moments,
+        generators and count of episodes (the next ``train`` call goes on with the next
+        episodes of the same ``online(seed)`` range)."""
+        self._bind(scenario, network)
+        self.updater.actor = self.actor
 
     # Alg. 2, line 2
     def collect(self, seeds: list[int]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -4,7 +4,10 @@ A :class:`Policy` is what offline training hands to online fine-tuning, and what
 holds: the actor pi_theta and the critic V_omega (paper IV-C), the reward credit of the data it
 was trained on and the reward statistics of that data set (fine-tuning continues with both), and
 the actor's head (and, on observation v3, the feature scales its observations are built with).
-Where the saved model may run (``nodes_range``, ``trained_ranges``) is given when it is saved. The file format and its checks live in ``o2o.models`` (no PyTorch there).
+Where the saved model may run (``nodes_range``, ``trained_ranges``) is given when it is saved.
+A scorer on layout v3 with the pooled critic (or none) has weights that do not depend on N:
+``at_nodes`` gives the same policy (the same parameters) for another N. The file format and its
+checks live in ``o2o.models`` (no PyTorch there).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from o2o.core.decpomdp import critic_dim, obs_dim
+from o2o.core.decpomdp import OBS_LAYOUT_V3, SCORER_HEADS, critic_dim, obs_dim
 from o2o.learn.nets import (
     Actor,
     Critic,
@@ -40,9 +43,32 @@ class Policy:
 
     @property
     def critic_input(self) -> str:
+        if self.critic is not None and self.critic.pooled:
+            return "pooled"
         if self.critic is None or self.critic.obs_dim == obs_dim(self.nodes, self.obs_layout):
             return "own"
         return "central"
+
+    @property
+    def any_nodes(self) -> bool:
+        """Whether its weights, actor and critic, do not depend on N (a scorer head on layout
+        v3 with no critic or the pooled one): the same policy then runs and trains at any N."""
+        return (self.obs_layout == OBS_LAYOUT_V3 and self.actor.head in SCORER_HEADS
+                and (self.critic is None or self.critic.pooled))
+
+    def at_nodes(self, n: int) -> "Policy":
+        """The same policy for ``n`` nodes, sharing its weights (the same parameters, trained
+        together): an actor that gathers the candidates of ``n`` nodes around the same scorer,
+        and the same critic. Only for a policy whose weights do not depend on N."""
+        if n == self.nodes:
+            return self
+        if not self.any_nodes:
+            raise ValueError(f"a {self.actor.head} actor on {self.obs_layout} with a {self.critic_input} "
+                             f"critic has weights for {self.nodes} nodes only")
+        actor = Actor(obs_dim(n, self.obs_layout), n + 1, self.actor.hidden, head=self.actor.head,
+                      feature_scales=self.actor.feature_scales)
+        actor.net = self.actor.net
+        return Policy(actor, self.critic, self.reward_credit, self.reward_stats)
 
     def _model_fields(self) -> dict[str, Any]:
         return {"nodes": self.nodes, "hidden": self.actor.hidden, "actor_head": self.actor.head,
@@ -68,18 +94,26 @@ class Policy:
                                              trained_ranges=trained_ranges, **self._model_fields())
 
     @classmethod
-    def from_model(cls, model: Model) -> "Policy":
+    def from_model(cls, model: Model, nodes: int | None = None) -> "Policy":
+        """The policy of ``model`` for ``nodes`` nodes (default: the N of its weights; another
+        N inside its ``nodes_range``, checked by ``load_model``). A critic whose input depends
+        on N is left out at another N (the actor alone runs there)."""
         n, layout = model.nodes, model.obs_layout
-        d = obs_dim(n, layout)
-        actor = actor_from_arrays(model.arrays, d, n + 1, model.hidden, head=model.actor_head,
-                                  feature_scales=model.feature_scales)
-        critic = (critic_from_arrays(model.arrays, critic_dim(n, layout, model.critic_input), model.hidden)
-                  if model.has_critic else None)
-        return cls(actor, critic, model.reward_credit, model.reward_stats)
+        actor = actor_from_arrays(model.arrays, obs_dim(n, layout), n + 1, model.hidden,
+                                  head=model.actor_head, feature_scales=model.feature_scales)
+        pooled = model.critic_input == "pooled"
+        critic = (critic_from_arrays(model.arrays, critic_dim(n, layout, model.critic_input), model.hidden,
+                                     pooled) if model.has_critic else None)
+        policy = cls(actor, critic, model.reward_credit, model.reward_stats)
+        if nodes is None or nodes == n:
+            return policy
+        if critic is not None and not pooled:
+            policy.critic = None
+        return policy.at_nodes(nodes)
 
     @classmethod
     def load(cls, url: str, nodes: int | None = None, need_critic: bool = False) -> tuple["Policy", Model]:
-        """The policy at ``url`` (a model folder, or a store's latest version) and its checked
-        ``Model`` (manifest, version)."""
+        """The policy at ``url`` (a model folder, or a store's latest version) for ``nodes``
+        nodes (default: its weights' N) and its checked ``Model`` (manifest, version)."""
         model = load_model(url, nodes=nodes, need_critic=need_critic)
-        return cls.from_model(model), model
+        return cls.from_model(model, nodes), model

@@ -33,7 +33,7 @@ Hidden = Annotated[tuple[Annotated[int, Field(ge=1, le=MAX_HIDDEN_WIDTH)], ...],
 
 
 ActorHead = Literal["plain", "self", "scorer", "set-scorer"]
-CriticInput = Literal["own", "central"]
+CriticInput = Literal["own", "central", "pooled"]
 
 
 class OfflineSettings(BaseModel):
@@ -189,6 +189,10 @@ def learner_settings(preset: str = "project", offline: list[str] | None = None,
         if layout == "o2o-obs-v3" and part.critic_input == "central":
             raise UserError(f"the central critic ({name}) reads columns of o2o-obs-v1 and v2; "
                             "use critic_input=own with o2o-obs-v3")
+        # (offline: the data set's layout decides, checked when training starts)
+        if name == "online" and layout != "o2o-obs-v3" and part.critic_input == "pooled":
+            raise UserError(f"the pooled critic ({name}) reads the candidate blocks of o2o-obs-v3; "
+                            "set --obs-layout o2o-obs-v3, or use critic_input=own")
     return LearnerSettings(preset=preset, reward_credit=credit, obs_layout=layout,
                            log_heuristic=log_heuristic or base.get("log_heuristic", "ratc"),
                            log_tuned=base.get("log_tuned", False) if log_tuned is None else log_tuned,

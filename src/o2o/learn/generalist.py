@@ -1,0 +1,188 @@
+"""One model for any network: online PPO (Algorithm 2, paper IV-C3) across a distribution of
+networks and sizes, with one actor and one critic whose weights do not depend on N.
+
+The model is a scorer (``actor_head=scorer`` or ``set-scorer``) on observation v3 with the
+pooled critic (``critic_input=pooled``): the actor scores each candidate from its own features,
+the critic reads the node part and the mean and maximum over the candidates, and every feature
+is a physical quantity over a constant of ``FeatureScales``, fixed before training (the
+defaults, raised where the distribution reaches further: ``covering_scales``) and recorded in
+the manifest. So the same weights are trained at every N and under every scenario drawn.
+
+Each round draws, from the training seed's generator:
+
+* N, uniformly among the whole numbers of ``nodes`` (e.g. 10..50, figure 6's range);
+* a network seed, uniformly in ``network_seeds``, always >= ``FIRST_TRAINING_NETWORK``: network
+  seeds below it are kept for evaluation (the docs' tables use 0, 1 and 2), so a model is never
+  trained on a network it is compared on;
+* for each swept field (``task_size_kb``, ``arrival_prob``, ``node_fail_rate``, as figures
+  5a-c sweep them), the upper end of its range among ``LEVELS`` evenly spaced values of its
+  ``upper_ends`` interval (with the defaults, exactly the figures' points: 4000..12000 KB,
+  0.6..1.0, 0.1..0.3), the lower end the base scenario's;
+
+then runs ``episodes_per_round`` online episodes there (one ``OnlinePPO``: the same weights,
+Adam moments and episode seeds ``online(seed)`` go on from round to round, ``move_to``) and
+moves on. Every round is drawn before training starts, so the same seed gives the same rounds
+and, with one torch thread, the same weights. The model records ``nodes_range`` = ``nodes`` and
+``trained_ranges`` = the hull of the drawn scenarios' ranges.
+
+Online only: no offline phase from a heuristic's logs (a generalist starts from a random
+actor and critic, as online-only does).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from o2o.core.decpomdp import OBS_LAYOUT_V3, SCORER_HEADS, FeatureScales, covering_scales
+from o2o.core.errors import UserError
+from o2o.core.network import sample_network
+from o2o.core.progress import progress_bar
+from o2o.core.scenario import Scenario, scenario_from_dict
+from o2o.learn.online import OnlinePPO, initial_policy
+from o2o.learn.policy import Policy
+from o2o.learn.settings import OnlineSettings
+from o2o.learn.tracking import Tracker
+from o2o.models import hull_ranges, scenario_ranges
+
+FIRST_TRAINING_NETWORK = 1000          # network seeds 0..999 are kept for evaluation
+NETWORK_SEEDS = (1000, 1999)           # the default training network seeds
+NODES = (10, 50)                       # figure 6's range of N
+# The swept fields and the interval of the upper end of their range (figures 5a-c).
+UPPER_ENDS: dict[str, tuple[float, float]] = {"task_size_kb": (4000.0, 12000.0),
+                                              "arrival_prob": (0.6, 1.0),
+                                              "node_fail_rate": (0.1, 0.3)}
+LEVELS = 5                             # upper ends drawn among 5 values, as the figures' points
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """What a generalist is trained across: N in ``nodes``, network seeds in ``network_seeds``
+    and, for each field of ``upper_ends``, the interval its range's upper end is drawn from,
+    around a ``base`` scenario (every other field is the base's)."""
+
+    base: Scenario
+    nodes: tuple[int, int] = NODES
+    network_seeds: tuple[int, int] = NETWORK_SEEDS
+    upper_ends: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(UPPER_ENDS))
+
+    def check(self, options: dict[str, str] | None = None) -> None:
+        """Refuse (``UserError``, naming ``options[what]``, the command-line option) a range that
+        is empty or unordered, N or a network seed outside what is allowed, and an upper end
+        below the base scenario's lower end; a drawn scenario that is not valid is refused by
+        ``scenario``."""
+        name = (options or {}).get
+        lo, hi = self.nodes
+        if lo > hi:
+            raise UserError(f"{name('nodes', 'nodes')} {lo} {hi}: give LO <= HI")
+        s_lo, s_hi = self.network_seeds
+        if s_lo > s_hi:
+            raise UserError(f"{name('network_seeds', 'network_seeds')} {s_lo} {s_hi}: give LO <= HI")
+        if s_lo < FIRST_TRAINING_NETWORK:
+            raise UserError(f"{name('network_seeds', 'network_seeds')} {s_lo} {s_hi}: network seeds below "
+                            f"{FIRST_TRAINING_NETWORK} are kept for evaluation (the docs' tables use 0, 1 "
+                            f"and 2); give training network seeds >= {FIRST_TRAINING_NETWORK}")
+        for what, (u_lo, u_hi) in self.upper_ends.items():
+            option = name(what, what)
+            if not (np.isfinite(u_lo) and np.isfinite(u_hi)):
+                raise UserError(f"{option} {u_lo:g} {u_hi:g}: give finite numbers")
+            if u_lo > u_hi:
+                raise UserError(f"{option} {u_lo:g} {u_hi:g}: give LO <= HI")
+            base_lo = getattr(self.base, what)[0]
+            if u_lo < base_lo:
+                raise UserError(f"{option} {u_lo:g} {u_hi:g}: the upper end of {what} must be at least "
+                                f"the scenario's lower end {base_lo:g}")
+        for n in self.nodes:  # the extremes as scenarios: N, and the widest ranges, valid
+            try:
+                self.scenario(n, {what: hi for what, (_, hi) in self.upper_ends.items()})
+            except UserError as err:
+                options = ", ".join(name(k, k) for k in ("nodes", *self.upper_ends))
+                raise UserError(f"the widest scenario drawn ({options} at their largest) is not valid: "
+                                f"{err}") from None
+
+    def scenario(self, nodes: int, upper: dict[str, float]) -> Scenario:
+        """The base scenario with ``nodes`` nodes and the given upper ends (refused with the
+        scenario's own message if not valid)."""
+        data = self.base.model_dump()
+        data["nodes"] = int(nodes)
+        for what, value in upper.items():
+            data[what] = [getattr(self.base, what)[0], float(value)]
+        return scenario_from_dict(data)
+
+    def widest(self) -> Scenario:
+        """The scenario with the largest N and every upper end at its largest."""
+        return self.scenario(self.nodes[1], {what: hi for what, (_, hi) in self.upper_ends.items()})
+
+    def draw(self, rng: np.random.Generator) -> dict[str, Any]:
+        """One round's draw: ``nodes``, ``network_seed`` and each field's upper end."""
+        out: dict[str, Any] = {"nodes": int(rng.integers(self.nodes[0], self.nodes[1] + 1)),
+                               "network_seed": int(rng.integers(self.network_seeds[0],
+                                                                self.network_seeds[1] + 1))}
+        for what, (lo, hi) in self.upper_ends.items():
+            out[what] = float(np.linspace(lo, hi, LEVELS)[rng.integers(LEVELS)])
+        return out
+
+
+@dataclass
+class GeneralistResult:
+    """The trained policy, where it may run, and one record per round."""
+
+    policy: Policy
+    nodes_range: tuple[int, int]
+    trained_ranges: dict[str, list[float]]
+    feature_scales: FeatureScales
+    rounds: list[dict[str, Any]]
+    episodes: int
+    seconds: float
+
+
+def check_generalist_settings(settings: OnlineSettings) -> None:
+    if settings.actor_head not in SCORER_HEADS:
+        raise UserError(f"a generalist runs at any N: its actor must be a scorer (actor_head=scorer or "
+                        f"set-scorer), not {settings.actor_head}")
+    if settings.critic_input != "pooled":
+        raise UserError(f"a generalist trains at every N with one critic: critic_input must be pooled, "
+                        f"not {settings.critic_input}")
+
+
+def train_generalist(dist: Distribution, settings: OnlineSettings, episodes: int,
+                     episodes_per_round: int, seed: int = 0, reward_credit: str = "node",
+                     tracker: Tracker | None = None, show_progress: bool = True) -> GeneralistResult:
+    """Algorithm 2 across ``dist``: rounds of ``episodes_per_round`` episodes (the last one
+    smaller if ``episodes`` is not a multiple), each on a newly drawn scenario and network."""
+    check_generalist_settings(settings)
+    dist.check()
+    start = time.perf_counter()
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x6E4E]))
+    n_rounds = -(-episodes // episodes_per_round)
+    draws = [dist.draw(rng) for _ in range(n_rounds)]
+    scales = covering_scales(dist.widest())
+    scenarios = [dist.scenario(d["nodes"], {w: d[w] for w in dist.upper_ends}) for d in draws]
+    torch.manual_seed(seed)
+    policy = initial_policy(draws[0]["nodes"], settings, OBS_LAYOUT_V3, reward_credit, scales)
+    algo: OnlinePPO | None = None
+    trained: dict[str, list[float]] | None = None
+    rounds: list[dict[str, Any]] = []
+    with progress_bar(total=episodes, desc="generalist", unit="episode", disable=not show_progress) as bar:
+        for k, (draw, scenario) in enumerate(zip(draws, scenarios)):
+            network = sample_network(scenario, draw["network_seed"])
+            if algo is None:
+                algo = OnlinePPO(scenario, network, settings, policy, seed)
+            else:
+                algo.move_to(scenario, network)
+            before = algo.episodes_done
+            result = algo.train(min(episodes, before + episodes_per_round), tracker=tracker,
+                                show_progress=False, desc="generalist")
+            trained = hull_ranges(trained, scenario_ranges(scenario))
+            done = result.episodes - before
+            rate = float(np.sum(result.episode_success[-done:]) / max(1, np.sum(result.episode_tasks[-done:])))
+            rounds.append({"round": k, **draw, "episodes": done, "train_success_rate": rate})
+            bar.set_postfix({"N": draw["nodes"], "train": f"{rate:.3f}"})
+            bar.update(done)
+    assert algo is not None and trained is not None
+    return GeneralistResult(algo.policy, tuple(dist.nodes), trained, scales, rounds, algo.episodes_done,
+                            time.perf_counter() - start)

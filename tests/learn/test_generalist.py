@@ -1,0 +1,226 @@
+"""The pooled critic and ``o2o train generalist`` (issue 20, goal 1): one model, actor and critic
+whose weights do not depend on N, trained online across drawn networks, sizes and scenario
+ranges; it runs and fine-tunes at any N of its nodes_range and refuses the rest."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from o2o.cli.main import main
+from o2o.core.decpomdp import (
+    OBS_LAYOUT_V3,
+    POOLED_CRITIC_FEATURES,
+    FeatureScales,
+    covering_scales,
+    critic_dim,
+    pooled_critic_input,
+)
+from o2o.core.errors import UserError
+from o2o.core.network import sample_network
+from o2o.core.scenario import load_scenario
+from o2o.core.seeds import online as online_seeds
+from o2o.learn.generalist import LEVELS, Distribution
+from o2o.learn.nets import Critic
+from o2o.learn.online import OnlinePPO, initial_policy
+from o2o.learn.policy import Policy
+from o2o.learn.settings import learner_settings
+from o2o.models import ModelError, load_model, scenario_ranges
+from tests.test_obs_v3 import inputs, observe
+
+SETTINGS = learner_settings("project", online=["critic_input=pooled", "hidden=[8, 8]"],
+                            obs_layout=OBS_LAYOUT_V3).online
+
+
+def v3_obs(n, seed=0):
+    sc = load_scenario("paper-sim", [f"nodes={n}", "slots=10"])
+    return observe(sc, sample_network(sc, seed), OBS_LAYOUT_V3, inputs(n, seed=seed))
+
+
+# ------------------------------------------------------------------------------ pooled critic
+def test_pooled_critic_input_by_hand():
+    # Two candidates: node part, then blocks 1-9 pooled (mean, max) over the candidates.
+    n = 2
+    obs = np.zeros(7 + 10 * n, dtype=np.float32)
+    obs[:7] = np.arange(1, 8) / 10
+    blocks = np.arange(10 * n, dtype=np.float32).reshape(10, n) / 100  # block b, candidate j
+    obs[7:] = blocks.ravel()
+    got = pooled_critic_input(obs)
+    assert got.shape == (POOLED_CRITIC_FEATURES,) == (7 + 18,)
+    np.testing.assert_allclose(got[:7], obs[:7])
+    np.testing.assert_allclose(got[7:16], blocks[1:].mean(1), rtol=1e-6)
+    np.testing.assert_allclose(got[16:], blocks[1:].max(1))
+    critic = Critic(POOLED_CRITIC_FEATURES, (4,), pooled=True)
+    np.testing.assert_allclose(critic.head_input(torch.from_numpy(obs)).numpy(), got, rtol=1e-6)
+
+
+def test_pooled_critic_gives_one_value_per_row_at_any_n_with_the_same_weights():
+    torch.manual_seed(0)
+    critic = Critic(critic_dim(5, OBS_LAYOUT_V3, "pooled"), (8, 8), pooled=True)
+    assert critic_dim(5, OBS_LAYOUT_V3, "pooled") == critic_dim(9, OBS_LAYOUT_V3, "pooled")
+    o5, o9 = v3_obs(5), v3_obs(9)
+    v5, v9 = critic(torch.from_numpy(o5)), critic(torch.from_numpy(o9))
+    assert v5.shape == (o5.shape[0],) and v9.shape == (o9.shape[0],)
+    assert torch.isfinite(v5).all() and torch.isfinite(v9).all()
+    # the numpy pooling then the MLP: the same values
+    np.testing.assert_allclose(critic.net(torch.from_numpy(pooled_critic_input(o9))).squeeze(-1).detach(),
+                               v9.detach(), rtol=1e-5, atol=1e-6)
+    # a set of candidates: their order does not change the value
+    perm = np.random.default_rng(1).permutation(9)
+    blocks = o9[:, 7:].reshape(-1, 10, 9)[:, :, perm].reshape(o9.shape[0], -1)
+    shuffled = np.concatenate([o9[:, :7], blocks], axis=1)
+    torch.testing.assert_close(critic(torch.from_numpy(shuffled)), v9)
+    # the pooled critic reads v3 only
+    with pytest.raises(ValueError, match="pooled critic"):
+        critic_dim(5, "o2o-obs-v2", "pooled")
+    with pytest.raises(UserError, match="pooled critic"):
+        learner_settings("project", online=["critic_input=pooled"])
+
+
+def test_policy_at_another_n_shares_its_weights_and_move_to_trains_them():
+    sc5 = load_scenario("paper-sim", ["nodes=5", "slots=10"])
+    torch.manual_seed(0)
+    policy = initial_policy(5, SETTINGS, OBS_LAYOUT_V3, "node")
+    assert policy.any_nodes and policy.critic_input == "pooled"
+    p7 = policy.at_nodes(7)
+    assert p7.nodes == 7 and p7.actor.net is policy.actor.net and p7.critic is policy.critic
+    algo = OnlinePPO(sc5, sample_network(sc5, 1000), SETTINGS, policy, seed=0)
+    algo.train(2, show_progress=False)
+    before = {k: v.clone() for k, v in algo.actor.net.state_dict().items()}
+    sc7 = load_scenario("paper-sim", ["nodes=7", "slots=10"])
+    algo.move_to(sc7, sample_network(sc7, 1001))
+    assert algo.policy.nodes == 7 and algo.updater.actor is algo.actor
+    result = algo.train(4, show_progress=False)
+    # the episodes go on in the same online(seed) range
+    assert algo.episodes_done == 4 and result.episode_seeds == online_seeds(0).take(2, 2)
+    assert any(not torch.equal(before[k], v) for k, v in algo.actor.net.state_dict().items())
+    # an actor whose weights depend on N does not move
+    v2 = initial_policy(5, learner_settings("project").online, "o2o-obs-v2", "node")
+    with pytest.raises(ValueError, match="for 5 nodes only"):
+        v2.at_nodes(7)
+
+
+# ------------------------------------------------------------------------------ the generalist
+def base(*sets):
+    return load_scenario("paper-sim", ["slots=10", *sets])
+
+
+def test_distribution_draws_inside_its_ranges_from_the_seed():
+    dist = Distribution(base(), (4, 6), (1000, 1009))
+    draws = [dist.draw(np.random.default_rng(3)) for _ in range(2)]
+    assert draws[0] == draws[1]  # the same generator state, the same draw
+    rng = np.random.default_rng(0)
+    many = [dist.draw(rng) for _ in range(200)]
+    assert {d["nodes"] for d in many} == {4, 5, 6}
+    assert all(1000 <= d["network_seed"] <= 1009 for d in many)
+    assert {d["task_size_kb"] for d in many} == set(np.linspace(4000, 12000, LEVELS))
+    assert {round(d["arrival_prob"], 9) for d in many} == {0.6, 0.7, 0.8, 0.9, 1.0}
+    assert {round(d["node_fail_rate"], 9) for d in many} == {0.1, 0.15, 0.2, 0.25, 0.3}
+    # the default scales cover the figures' widest point; a wider one raises them
+    assert covering_scales(dist.widest()) == FeatureScales()
+    wide = Distribution(base(), (4, 6), upper_ends={"task_size_kb": (4000, 20000)})
+    assert covering_scales(wide.widest()).task_bytes == 20000 * 1024
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"nodes": (6, 4)}, "LO <= HI"), ({"network_seeds": (10, 5)}, "LO <= HI"),
+    ({"network_seeds": (0, 2000)}, "kept for evaluation"),
+    ({"upper_ends": {"arrival_prob": (0.9, 0.6)}}, "LO <= HI"),
+    ({"upper_ends": {"arrival_prob": (0.6, 1.5)}}, "arrival_prob"),
+    ({"nodes": (1, 4)}, "nodes"),
+])
+def test_distribution_refuses_bad_ranges(change, message):
+    with pytest.raises(UserError, match=message):
+        Distribution(base(), **{"nodes": (4, 6), **change}).check()
+
+
+def tiny(out, seed=0, extra=()):
+    return main(["train", "generalist", "--out", str(out), "--nodes", "4", "6", "--set", "slots=10",
+                 "--episodes", "4", "--episodes-per-round", "2", "--seed", str(seed),
+                 "--set-hparam", "hidden=[8, 8]", "--json", *extra])
+
+
+def test_tiny_generalist_runs_at_two_n_fine_tunes_at_another_and_is_deterministic(tmp_path, capsys):
+    out = tmp_path / "g"
+    assert tiny(out) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["seconds"] > 0 and report["rounds"] == 2 and report["nodes_range"] == [4, 6]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["obs_layout"] == OBS_LAYOUT_V3 and manifest["critic_input"] == "pooled"
+    assert manifest["actor_head"] == "scorer" and manifest["nodes_range"] == [4, 6]
+    assert manifest["sha256"] == report["sha256"]
+    rounds = manifest["training"]["rounds"]
+    assert len(rounds) == 2 and all(1000 <= r["network_seed"] <= 1999 for r in rounds)
+    # trained_ranges: the hull of the drawn scenarios' ranges
+    for field in ("task_size_kb", "arrival_prob", "node_fail_rate"):
+        assert manifest["trained_ranges"][field][1] == max(r[field] for r in rounds)
+    assert manifest["trained_ranges"]["complexity"] == scenario_ranges(base())["complexity"]
+    assert manifest["feature_scales"] == FeatureScales().model_dump()
+    # the report says which upper ends the draws did not reach (a short run)
+    maxima = {"task_size_kb": 12000, "arrival_prob": 1.0, "node_fail_rate": 0.3}
+    assert report.get("upper_ends_not_reached", {}) == {
+        f: [manifest["trained_ranges"][f][1], hi] for f, hi in maxima.items()
+        if manifest["trained_ranges"][f][1] < hi}
+
+    # It runs at two N, under a scenario inside what it was trained on ...
+    inside = [x for f in ("task_size_kb", "arrival_prob", "node_fail_rate")
+              for x in ("--set", f"{f}={manifest['trained_ranges'][f]}")]
+    for n in (4, 6):
+        assert main(["simulate", "--scheduler", "drl", "--model", str(out), "--set", f"nodes={n}",
+                     "--set", "slots=10", *inside, "--episodes", "2", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["drl"]["tasks"] > 0
+    # ... and refuses N outside its nodes_range and a scenario outside its trained ranges.
+    assert main(["simulate", "--scheduler", "drl", "--model", str(out), "--set", "nodes=7",
+                 "--set", "slots=10", "--episodes", "1"]) == 2
+    assert "nodes_range" in capsys.readouterr().err
+    assert main(["simulate", "--scheduler", "drl", "--model", str(out), "--set", "nodes=5",
+                 "--set", "slots=10", "--set", "node_fail_rate=[0, 0.5]", "--episodes", "1"]) == 2
+    assert "node_fail_rate" in capsys.readouterr().err
+
+    # Fine-tuning at an N other than the stored weights' (the pooled critic reads any N).
+    other = 4 if manifest["nodes"] != 4 else 6
+    tuned = tmp_path / "ft"
+    assert main(["train", "online", "--model", str(out), "--set", f"nodes={other}", "--set", "slots=10",
+                 *inside, "--episodes", "2", "--eval-episodes", "0", "--out", str(tuned), "--json"]) == 0
+    capsys.readouterr()
+    ft = load_model(str(tuned), nodes=5, need_critic=True)
+    assert ft.nodes == other and ft.nodes_range == (4, 6) and ft.critic_input == "pooled"
+    assert Policy.load(str(tuned), nodes=5, need_critic=True)[0].nodes == 5
+
+    # The same seed gives the same weights; another seed other weights.
+    assert tiny(tmp_path / "again") == 0
+    assert json.loads(capsys.readouterr().out)["sha256"] == manifest["sha256"]
+    assert tiny(tmp_path / "seed1", seed=1) == 0
+    assert json.loads(capsys.readouterr().out)["sha256"] != manifest["sha256"]
+
+
+def test_an_own_critic_still_fine_tunes_only_at_its_n(tmp_path, capsys):
+    out = str(tmp_path / "own")
+    assert main(["train", "online", "--from-scratch", "--obs-layout", "o2o-obs-v3", "--set", "nodes=5",
+                 "--set", "slots=10", "--episodes", "2", "--eval-episodes", "0", "--nodes-range", "4", "6",
+                 "--set-hparam", "hidden=[8, 8]", "--out", out, "--json"]) == 0
+    capsys.readouterr()
+    with pytest.raises(ModelError, match="critic reads the observation of 5 nodes"):
+        load_model(out, nodes=6, need_critic=True)
+    policy, _ = Policy.load(out, nodes=6)  # the actor alone runs there
+    assert policy.nodes == 6 and policy.critic is None
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--nodes", "6", "4"], "--nodes 6 4: give LO <= HI"),
+    (["--network-seeds", "5", "20"], "kept for evaluation"),
+    (["--arrival-max", "0.9", "0.6"], "--arrival-max"),
+    (["--task-size-max", "500", "4000"], "lower end 1000"),
+    (["--fail-rate-max", "0.1", "nan"], "finite"),
+    (["--nodes", "2", "2000"], "at most 1,024"),
+    (["--set-hparam", "critic_input=own"], "critic_input must be pooled"),
+    (["--set-hparam", "actor_head=plain"], "scorer"),
+    (["--set", "arrival_prob=[0.8, 1.0]"], "--arrival-max"),
+])
+def test_generalist_refuses_bad_input_with_exit_2(tmp_path, capsys, extra, message):
+    out = tmp_path / "bad"
+    assert tiny(out, extra=extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()

@@ -72,7 +72,7 @@ class Policy:
         n, layout = model.nodes, model.obs_layout
         d = obs_dim(n, layout)
         actor = actor_from_arrays(model.arrays, d, n + 1, model.hidden, head=model.actor_head,
-                                  feature_scales=model.feature_scales)
+                                  feature_scales=model.feature_scales, obs_layout=layout)
         critic = (critic_from_arrays(model.arrays, critic_dim(n, layout, model.critic_input), model.hidden)
                   if model.has_critic else None)
         return cls(actor, critic, model.reward_credit, model.reward_stats)

@@ -238,3 +238,23 @@ def test_command_line_refuses_a_bad_k(tmp_path, capsys):
                  "--set", "slots=10", "--episodes", "2", "--eval-episodes", "0",
                  "--out", str(tmp_path / "m")]) == 2
     assert "N - 1 = 4" in capsys.readouterr().err
+
+
+def test_probes_curve_command_at_a_tiny_size(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "curve"
+    assert main(["probes-curve", "--set", "nodes=4", "--set", "slots=10", "--k", "1,3", "--quick",
+                 "--seeds", "1", "--workers", "1", "--log-episodes", "3", "--offline-steps", "5",
+                 "--online-episodes", "2", "--eval-episodes", "3", "--tune-episodes", "1",
+                 "--out", str(out)]) == 0
+    result = json.loads((out / "probes_curve.json").read_text())
+    assert [p["k"] for p in result["points"]] == [1, 3] and (out / "probes_curve.png").exists()
+    for p in result["points"]:
+        assert p["learner"]["probes_per_task"] == p["k"] == p["rule"]["probes_per_task"]
+        assert p["rule"]["tuning"]["params"]["probes"] == p["k"]
+        assert load_model(str(out / f"k{p['k']}" / "models" / "o2o-drl" / "seed0")).obs_layout == f"o2o-obs-v3-k{p['k']}"
+    capsys.readouterr()
+    for bad in ("0,2", "4", "2,2"):
+        assert main(["probes-curve", "--set", "nodes=4", "--k", bad, "--out", str(tmp_path / "x")]) == 2
+        assert "--k" in capsys.readouterr().err

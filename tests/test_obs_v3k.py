@@ -130,6 +130,9 @@ def test_rebuilt_transitions_equal_the_environment():
         known = probe_set(u.reshape(-1, 4)[:, PROBE_SET_UNIFORM], node, 5, 2).reshape(SC.slots, 5, 5)
         known |= np.eye(5, dtype=bool)[None]
         log.peer_backlog_s = np.where(known, log.peer_backlog_s, np.nan)
+    from o2o.testbed.analysis import logged_probes_per_task
+
+    assert logged_probes_per_task(logs) == 2.0      # what a testbed run reports
     tr = rebuild_transitions(SC, NET, logs, "node", K2)
     env = OffloadVecEnv(SC, NET, "node", K2)
     obs, mask = env.reset(seeds)

@@ -256,7 +256,8 @@ def test_probes_curve_command_at_a_tiny_size(tmp_path, capsys):
     for p in result["points"]:
         assert p["learner"]["probes_per_task"] == p["k"] == p["rule"]["probes_per_task"]
         assert p["rule"]["tuning"]["params"]["probes"] == p["k"]
-        assert load_model(str(out / f"k{p['k']}" / "models" / "o2o-drl" / "seed0")).obs_layout == f"o2o-obs-v3-k{p['k']}"
+        model = load_model(str(out / f"k{p['k']}" / "models" / "o2o-drl" / "seed0"))
+        assert model.obs_layout == f"o2o-obs-v3-k{p['k']}"
     capsys.readouterr()
     for bad in ("0,2", "4", "2,2"):
         assert main(["probes-curve", "--set", "nodes=4", "--k", bad, "--out", str(tmp_path / "x")]) == 2

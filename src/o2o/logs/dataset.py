@@ -47,7 +47,6 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from o2o.core.decpomdp import (
-    OBS_LAYOUT_V3,
     OBS_LAYOUT_VERSION,
     OBS_LAYOUTS,
     REWARD_CREDITS,

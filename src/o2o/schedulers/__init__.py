@@ -48,5 +48,5 @@ def make_rule(name: str, params: dict[str, float] | None = None) -> Rule:
         raise UserError(str(exc)) from None
 
 
-__all__ = ["ESF", "HEURISTICS", "LocalRule", "RATC", "RDA", "RandomRule", "Rule", "SlackReliable", "SlackReliableK", "Spread", "TUNABLE",
-           "make_rule"]
+__all__ = ["ESF", "HEURISTICS", "LocalRule", "RATC", "RDA", "RandomRule", "Rule", "SlackReliable", "SlackReliableK",
+           "Spread", "TUNABLE", "make_rule"]

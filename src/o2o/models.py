@@ -70,10 +70,10 @@ from o2o.core.decpomdp import (
     OBS_LAYOUT_VERSION,
     OBS_LAYOUTS,
     PROBED_LAYOUTS,
-    is_v3,
-    layout_probes,
     FeatureScales,
     critic_dim,
+    is_v3,
+    layout_probes,
     obs_dim,
 )
 from o2o.core.errors import UserError

@@ -28,10 +28,10 @@ from o2o.core.decpomdp import (
     OBS_LAYOUT_V3,
     FeatureScales,
     candidate_index,
-    obs_dim as obs_dim_of,
     is_v3,
     layout_of,
 )
+from o2o.core.decpomdp import obs_dim as obs_dim_of
 
 MASKED_LOGIT = -1e9
 

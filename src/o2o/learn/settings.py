@@ -21,7 +21,6 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from o2o.core.decpomdp import OBS_LAYOUTS, check_obs_layout, is_v3
-
 from o2o.core.errors import UserError
 from o2o.core.yaml_input import MAX_VALUE_CHARS, parse_yaml
 

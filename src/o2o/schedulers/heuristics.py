@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from o2o.core.decpomdp import PROBE_SET_UNIFORM, probe_set
+from o2o.core.decpomdp import PROBE_SET_UNIFORM, check_probes, probe_set
 from o2o.schedulers.base import (
     NodeView,
     ProbeAnswers,
@@ -254,6 +254,10 @@ class SlackReliableK(SlackReliable):
 
     def params(self) -> dict[str, float]:
         return {**super().params(), "probes": self.probes}
+
+    def check_nodes(self, n: int) -> None:
+        """Refuse a network of N nodes where k > N - 1 (``ProbeBudgetError``, a user error)."""
+        check_probes(self.probes, n)
 
     def _probed(self, view: NodeView) -> np.ndarray:
         """(M, N): the k probed peers (``probe_set``; k > N - 1 is refused there)."""

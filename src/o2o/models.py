@@ -17,7 +17,9 @@ The manifest::
 
 ``obs_layout`` is ``o2o-obs-v1`` (the paper's observation, 3N+6), ``o2o-obs-v2`` (v1 plus
 what a node probes, 10N+6) or ``o2o-obs-v3`` (the probed features in fixed physical scales, no
-one-hot, 7+10N; ``o2o.core.decpomdp``); ``actor_head`` is ``plain`` (an MLP with N+1 outputs),
+one-hot, 7+10N; ``o2o.core.decpomdp``) or ``o2o-obs-v3-k<k>`` (v3 where a node probes only k
+peers, 7+11N: the name records k, so does the manifest; it loads and runs like v3, with
+``nodes_range`` from k + 1 up); ``actor_head`` is ``plain`` (an MLP with N+1 outputs),
 ``self`` (one more output added to the node's own action, layouts v1 and v2) or ``scorer`` /
 ``set-scorer`` (one MLP applied to each candidate's features, layouts v2 and v3);
 ``critic_input`` is ``own`` (the node's observation), ``central`` (plus the slot's global
@@ -73,6 +75,8 @@ from o2o.core.decpomdp import (
     PROBED_LAYOUTS,
     FeatureScales,
     critic_dim,
+    is_v3,
+    layout_probes,
     obs_dim,
 )
 from o2o.core.errors import UserError
@@ -200,7 +204,10 @@ def node_range_refusal(layout: str, head: str, nodes: int, lo: Any, hi: Any) -> 
     """Why ``nodes_range`` [lo, hi] cannot be that of a model of ``nodes`` nodes (None: it can)."""
     if not (_whole(lo) and _whole(hi) and 2 <= lo <= nodes <= hi <= MAX_NODES):
         return f"must be [lo, hi], whole numbers with 2 <= lo <= {nodes} (nodes) <= hi <= {MAX_NODES}"
-    if (lo, hi) != (nodes, nodes) and not (layout == OBS_LAYOUT_V3 and head in SCORER_HEADS):
+    k = layout_probes(layout)
+    if k is not None and lo < k + 1:
+        return f"must start at k + 1 = {k + 1} or above: a node of {layout} probes k = {k} peers"
+    if (lo, hi) != (nodes, nodes) and not (is_v3(layout) and head in SCORER_HEADS):
         return (f"must be [{nodes}, {nodes}]: only a scorer head on layout {OBS_LAYOUT_V3} has weights "
                 f"that do not depend on N (this model: {head} head, {layout})")
     return None
@@ -307,10 +314,10 @@ def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: t
         raise ValueError("a model needs the actor's weights (actor.l0.weight, ...)")
     if actor_head in SCORER_HEADS and obs_layout not in PROBED_LAYOUTS:
         raise ValueError("the scorer head reads observation layout v2 or v3")
-    if actor_head == "self" and obs_layout == OBS_LAYOUT_V3:
+    if actor_head == "self" and is_v3(obs_layout):
         raise ValueError("the self head reads the one-hot of layouts v1 and v2")
     scales = None
-    if obs_layout == OBS_LAYOUT_V3:
+    if is_v3(obs_layout):
         scales = FeatureScales.model_validate(feature_scales or {}).model_dump()
     elif feature_scales is not None:
         raise ValueError(f"feature scales belong to layout {OBS_LAYOUT_V3}, not {obs_layout}")
@@ -414,7 +421,7 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
             raise ModelError(f"model {url}: manifest field nodes_range {rng!r} {why}")
     if "trained_ranges" in m and _ranges_refusal(m["trained_ranges"]):
         raise ModelError(f"model {url}: manifest field trained_ranges {_ranges_refusal(m['trained_ranges'])}")
-    if layout == OBS_LAYOUT_V3:
+    if is_v3(layout):
         try:
             FeatureScales.model_validate(m.get("feature_scales"))
         except ValueError as exc:
@@ -439,7 +446,7 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
         raise ModelError(f"model {url}: actor_head {head!r} is not one of {', '.join(HEADS)}")
     if head in SCORER_HEADS and layout not in PROBED_LAYOUTS:
         raise ModelError(f"model {url}: the scorer head needs observation layout {' or '.join(PROBED_LAYOUTS)}")
-    if head == "self" and layout == OBS_LAYOUT_V3:
+    if head == "self" and is_v3(layout):
         raise ModelError(f"model {url}: the self head reads the one-hot of layouts v1 and v2, not {layout}")
     critic_input = m.get("critic_input", "own")
     if critic_input not in CRITIC_INPUTS:

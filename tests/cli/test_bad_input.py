@@ -87,6 +87,9 @@ BASE: dict[str, list[str]] = {
     "bench learn": [*SMALL, "--offline-steps", "1"],
     "report": ["--run", "{finished}"],
     "tune": [*SMALL, "--scheduler", "spread", "--episodes", "1", "--out", "{work}/tuned.json"],
+    "probes-curve": [*SMALL, "--k", "1", "--quick", "--out", "{work}/curve", "--seeds", "1", "--workers", "1",
+                     "--log-episodes", "1", "--offline-steps", "1", "--online-episodes", "1",
+                     "--eval-episodes", "1", "--tune-episodes", "1"],
     "marl compare": ["--run-results", "{finished}/results.json", "--marl", "{work}/nomarl"],
     "marl train": [*SMALL, "--algorithm", "mappo", "--out", "{work}/marl", "--lr-grid", "0.0005",
              "--eval-episodes", "1", "--validation-episodes", "1"],
@@ -314,7 +317,7 @@ NUMBERS = {"integer >= 1": [("0", "at least 1"), ("-5", "at least 1"), ("ten", "
            "int": [("-1", "-1"), ("one", "invalid int")]}
 # Output options: where the command writes (a file, or a folder of files).
 OUTPUT_FILES = {("dataset export", "--out"), ("dataset unpack", "--out"), ("tune", "--out")}
-OUTPUT_FOLDERS = {("dataset build", "--out"), ("train offline", "--out"), ("train online", "--out"), ("run", "--out"),
+OUTPUT_FOLDERS = {("probes-curve", "--out"), ("dataset build", "--out"), ("train offline", "--out"), ("train online", "--out"), ("run", "--out"),
                   ("train offline", "--log-dir"), ("train online", "--log-dir"),
                   ("train generalist", "--out"), ("train generalist", "--log-dir"),
                   ("testbed run", "--log-dir"), ("testbed compare", "--log-dir"),
@@ -392,6 +395,15 @@ HAND_WRITTEN = [
     ("tune", ["--seed", "1000000"], "validation episode seeds only"),
     ("tune", ["--seed", "0"], "validation episode seeds only"),
     ("tune", ["--seed", "999999", "--episodes", "2"], "validation episode seeds only"),
+    # A probe budget k outside 1..N-1, or given to a rule without one.
+    ("tune", ["--scheduler", "slack-reliable-k", "--probes", "9"], "N - 1"),
+    ("tune", ["--probes", "2"], "probe budget of slack-reliable-k"),
+    ("probes-curve", ["--k", "0"], "N - 1"),
+    ("probes-curve", ["--k", "1,99"], "N - 1"),
+    ("probes-curve", ["--k", "1,1"], "repeats"),
+    ("probes-curve", ["--k", "two"], "whole numbers"),
+    ("probes-curve", ["--k", ","], "at least one k"),
+    ("simulate", ["--scheduler", "slack-reliable-k", "--set", "nodes=2"], "N - 1 = 1"),
     *((command, ["--tuned", value], expect) for command in ("simulate", "run", "evaluate", "sweep", "figure")
       for value, expect in (("{text}", "not a tuned file"), ("{work}/missing.json", "cannot read tuned file"),
                             ("{foreign}", "not a tuned file"))),

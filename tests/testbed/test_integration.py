@@ -310,3 +310,46 @@ def test_kill9_and_a_frozen_node_are_detected_their_tasks_fail_and_they_rejoin(s
     assert [d["detected_by"] for d in frozen.deaths] == ["heartbeat timeout"]
     assert frozen.gave_up == 0 and not (frozen.log.outcome == PENDING).any()
     assert sorted(c.active()) == [0, 1, 2, 3]
+
+
+def test_k_probe_drl_and_rule_send_real_probes_to_exactly_their_k_peers(setup, tmp_path):
+    # Layout o2o-obs-v3-k2 and slack-reliable-k (k = 2): each deciding node sends a real probe
+    # request to exactly the 2 peers drawn from its task's uniform, logs their backlogs and no
+    # other peer's, and the log rebuilds the k-probe observations (issue 19, goal 2).
+    from o2o.core.decpomdp import PROBE_SET_UNIFORM, probe_set
+    from o2o.logs.transitions import rebuild_transitions
+    from o2o.testbed.analysis import logged_probes_per_task
+
+    scenario, network, h = setup
+    layout, n, seed = "o2o-obs-v3-k2", network.n, 41
+    store = str(tmp_path / "kmodels")
+    rng = np.random.default_rng(5)
+    shapes = expected_shapes(n, (16,), ("actor",), "scorer", layout)
+    arrays = {k: rng.normal(0, 0.3, size=s).astype(np.float32) for k, s in shapes.items()}
+    model = save_model(f"{store}/v000001", arrays, nodes=n, hidden=(16,), actor_head="scorer", obs_layout=layout)
+
+    async def runs():
+        await h.tb.controller.announce_model(store, 1, model["sha256"])
+        drl = await run_phase(h.tb, None, scenario, network, "drl", [seed], network_seed=3, phase="test")
+        rule = await run_phase(h.tb, None, scenario, network, "slack-reliable-k", [seed], network_seed=3,
+                               phase="test")
+        await h.tb.controller.prepare("ratc")
+        return drl, rule
+
+    drl, rule = h.call(runs())
+    u = sample_episodes(scenario, network, [seed]).sched_u[0]
+    node = np.tile(np.arange(n), scenario.slots)
+    want = probe_set(u.reshape(-1, u.shape[-1])[:, PROBE_SET_UNIFORM], node, n, 2).reshape(scenario.slots, n, n)
+    for run in (drl, rule):
+        log = run.results[0].log
+        has = np.asarray(log.has_task, dtype=bool)
+        asked = np.isfinite(log.peer_backlog_s) & ~np.eye(n, dtype=bool)[None]
+        np.testing.assert_array_equal(asked[has], want[has])
+        assert logged_probes_per_task([log]) == 2.0
+        chosen = log.dest[has]
+        rows = np.nonzero(has)
+        assert np.all((chosen == rows[1]) | want[rows[0], rows[1], chosen])
+    tr = rebuild_transitions(scenario, network, [drl.results[0].log], "node", layout)
+    known = tr.observations[0][..., 7 + 10 * n:]
+    has = np.asarray(drl.results[0].log.has_task, dtype=bool)
+    np.testing.assert_array_equal(known[has], (want | np.eye(n, dtype=bool)[None])[has])

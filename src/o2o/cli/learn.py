@@ -373,10 +373,13 @@ def add_reward_credit_arg(p, what: str) -> None:
 
 
 def add_obs_layout_arg(p, what: str) -> None:
-    p.add_argument("--obs-layout", choices=["o2o-obs-v1", "o2o-obs-v2", "o2o-obs-v3"], default=None,
-                   help=f"observation layout: the paper's (v1), v1 plus what a node probes at "
-                        f"its decision (v2), or the same in fixed physical scales with nothing "
-                        f"but the candidates growing with N (v3) ({what})")
+    from o2o.core.decpomdp import OBS_LAYOUTS
+
+    p.add_argument("--obs-layout", choices=OBS_LAYOUTS, default=None, metavar="LAYOUT",
+                   help=f"observation layout: the paper's (o2o-obs-v1), v1 plus what a node probes at "
+                        f"its decision (o2o-obs-v2), the same in fixed physical scales with nothing "
+                        f"but the candidates growing with N (o2o-obs-v3), or v3 where a node probes "
+                        f"only k peers (o2o-obs-v3-k<k>, 1 <= k <= N-1) ({what})")
 
 
 def _add_common_train(p) -> None:

@@ -157,7 +157,85 @@ def _marl_arg(p) -> None:
                         "paired with O2O-DRL on the same episodes (repeatable)")
 
 
+def _ks(text: str) -> list[int]:
+    try:
+        ks = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from None
+    if not ks:
+        raise argparse.ArgumentTypeError("expected at least one k")
+    return ks
+
+
+def cmd_probes_curve(args) -> int:
+    from o2o.core.decpomdp import ProbeBudgetError
+    from o2o.core.network import sample_network
+    from o2o.experiments.probes_curve import check_ks, probes_curve
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    try:
+        check_ks(args.k, scenario.nodes)
+    except ValueError as exc:
+        raise UserError(f"--k: {exc}") from None
+    settings = lambda layout: learner_settings(args.settings, args.set_offline, args.set_online,  # noqa: E731
+                                               args.reward_credit, layout, args.log_heuristic,
+                                               options=("--set-offline", "--set-online"))
+    settings(f"o2o-obs-v3-k{max(args.k)}")  # refused before anything runs
+    plan = _plan(args, scenario, f"o2o-obs-v3-k{max(args.k)}")
+    out = Path(args.out or "runs/probes_curve")
+    check_output_folder(out, "--out")
+    log = (lambda _msg: None) if args.json else print
+    try:
+        result = probes_curve(scenario, sample_network(scenario, args.network_seed), out, args.k, plan,
+                              settings, network_seed=args.network_seed, tune_episodes=args.tune_episodes,
+                              workers=args.workers, log=log)
+    except ProbeBudgetError as exc:
+        raise UserError(str(exc)) from None
+    (out / "probes_curve.json").write_text(json.dumps(json_safe(result), indent=2) + "\n")
+    if args.json:
+        print(json.dumps(json_safe(result)))
+    else:
+        print(f"{'k':>3} {'learner':>8} {'probes':>6} {'rule':>8} {'probes':>6}  learner-ratc [95% CI]      "
+              f"learner-rule [95% CI]")
+        for p in result["points"]:
+            d, r = p["learner"], p["rule"]
+            print(f"{p['k']:>3} {d['success_rate']['mean']:8.4f} {d['probes_per_task']:6.2f} "
+                  f"{r['success_rate']['mean']:8.4f} {r['probes_per_task']:6.2f}  "
+                  f"{d['vs_ratc']['diff']:+.4f} {interval_text(d['vs_ratc'])}  "
+                  f"{d['vs_rule']['diff']:+.4f} {interval_text(d['vs_rule'])}")
+        b = result["ratc"]
+        print(f"ratc {b['success_rate']['mean']:.4f} ({b['probes_per_task']:.2f} probes per task); "
+              f"results in {out}/ (probes_curve.json, probes_curve.png, k*/models, k*/logs.db)")
+    return 0
+
+
+def interval_text(d: dict) -> str:
+    lo, hi = d["lo"], d["hi"]
+    return "[n/a]" if lo is None or lo != lo else f"[{lo:+.4f}, {hi:+.4f}]"
+
+
 def register(sub, bench) -> None:
+    c = sub.add_parser("probes-curve", help="success against the probe budget k: a learner on "
+                       "o2o-obs-v3-k<k> and the tuned slack-reliable-k per k, paired with RATC and "
+                       "each other on held-out episodes; writes a JSON and a PNG")
+    add_scenario_args(c)
+    c.add_argument("--k", type=_ks, required=True, metavar="K,K,...",
+                   help="probe budgets, each in 1..N-1 (e.g. 1,2,4,8,19 at 20 nodes)")
+    _plan_args(c, "curve (minutes)")
+    c.add_argument("--tune-episodes", type=COUNT, default=10,
+                   help="validation episodes the rule is tuned on at each k (default 10)")
+    c.add_argument("--out", help="folder (default runs/probes_curve)")
+    add_settings_arg(c)
+    add_reward_credit_arg(c, "default: the settings'")
+    c.add_argument("--log-heuristic", choices=sorted(HEURISTICS), default=None,
+                   help="the heuristic whose task logs offline training learns from (default: the settings')")
+    c.add_argument("--set-offline", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an offline hyper-parameter (repeatable)")
+    c.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an online hyper-parameter (repeatable)")
+    c.set_defaults(func=cmd_probes_curve)
+
+
     r = sub.add_parser("report", help="recompute a finished run's comparison from its saved "
                        "models, with O2O-DRL's paired differences to every method")
     r.add_argument("--run", required=True, help="the run folder of 'o2o run'")

@@ -36,6 +36,9 @@ def cmd_simulate(args) -> int:
             schedulers[name] = DRLRule.from_model(args.model, scenario, network)
         else:
             schedulers[name] = make_scheduler(name, tuned[name]["params"] if name in tuned else None)
+            fits = getattr(schedulers[name], "check_nodes", None)
+            if fits is not None:  # a probe budget beyond N - 1 is refused before anything runs
+                fits(network.n)
     seeds = [args.seed + k for k in range(args.episodes)]
     return compare_schedulers(scenario, network, schedulers, seeds, network_seed=args.network_seed,
                               as_json=args.json, batch_size=args.batch_size,

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from o2o.cli.common import COUNT, SEED, add_scenario_args
+from o2o.core.errors import UserError
 from o2o.core.limits import check_simulation
 from o2o.core.metrics import json_safe
 from o2o.core.network import sample_network
@@ -23,8 +24,13 @@ def cmd_tune(args) -> int:
     check_output_file(args.out, "--out")
     check_simulation(scenario, args.episodes)
     network = sample_network(scenario, args.network_seed)
+    fixed = None
+    if args.probes is not None:
+        if "probes" not in TUNABLE[args.scheduler].PARAMS:
+            raise UserError(f"--probes is the probe budget of slack-reliable-k, not of {args.scheduler}")
+        fixed = {"probes": args.probes}
     record = tune_rule(scenario, network, args.scheduler, network_seed=args.network_seed,
-                       episodes=args.episodes, first_seed=args.seed)
+                       episodes=args.episodes, first_seed=args.seed, fixed=fixed)
     text = json.dumps(json_safe(record), indent=2)
     try:
         Path(args.out).write_text(text + "\n")
@@ -48,5 +54,8 @@ def register(sub, bench) -> None:
                    help="validation episodes every candidate runs on (default 10)")
     p.add_argument("--seed", type=SEED, default=None,
                    help="first episode seed; must be a validation seed (default 900000, the first)")
+    p.add_argument("--probes", type=COUNT, default=None,
+                   help="slack-reliable-k only: the nodes each decision probes, k in 1..N-1, fixed "
+                        "while the other parameters are tuned (default 2, RATC's)")
     p.add_argument("--out", required=True, help="the tuned file to write (JSON)")
     p.set_defaults(func=cmd_tune)

@@ -66,8 +66,29 @@ N its manifest allows (``o2o.models``). The pooled critic (``critic_input=pooled
 node part and the mean and maximum over the candidates of blocks 1-9 (``pooled_critic_input``),
 so with it no weight of the model depends on N and it also trains at any N.
 
+Observation layout v3 with k probes (``o2o-obs-v3-k<k>``, e.g. ``o2o-obs-v3-k2``, length
+7 + 11N; k, 1 <= k <= N - 1, is part of the name, so a model's manifest records it): RATC's probe
+budget (paper V-B probes two nodes per task) instead of v2/v3's N - 1. At each decision node i
+probes exactly k nodes other than itself, ``probe_set``: the k peers with the smallest keys of a
+fixed integer hash of the episode's scheduler uniform ``sched_u[t, i, PROBE_SET_UNIFORM]`` (the
+same draw in the simulator, the log rebuild, which regenerates it from the episode seed, and the
+testbed, which receives it with the task). The layout is v3's, with the seven probed blocks 2-8
+of a candidate it did not probe set to 0, and one more block:
+
+=============  ====================================================================
+block 10       1 for a candidate i knows by probing or as itself (j = i, and the k probed
+               peers when it has a task), else 0 (without a task nothing is probed)
+=============  ====================================================================
+
+Blocks 0, 1 and 9 (is-itself, r_ij, l^r_ij) are what i knows without probing and are kept for
+every j. The mask allows only i itself and the probed peers whose flag is not set. The scorer
+heads read the same 16 columns as on v3 (``candidate_index``): a candidate that was not probed is
+masked, so its score is never used; ``set-scorer`` pools over all N candidates, the unprobed
+ones as zeros.
+
 Actions: 0..N-1 send the task to that node, N is "no task". Mask: without a task only N; with a
-task N is masked and so is every node other than i whose overload flag is set.
+task N is masked and so is every node other than i whose overload flag is set (layout v3-k: and
+every peer it did not probe).
 
 Reward (paper IV-B): a task's outcome is +1 (SUCCESS) or -1 (DROP or a failure). The team reward
 r_t sums the outcomes of the tasks that ended during slot t (``slot`` credit; outcomes after the
@@ -80,11 +101,13 @@ outcome of the task node i decided at t, 0 without one; summed over the nodes it
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from o2o.core.errors import UserError
 from o2o.core.network import BITS_PER_BYTE, BYTES_PER_KB, BYTES_PER_MB, Network
 from o2o.core.outcomes import end_slot, outcome_feedback
 from o2o.core.scenario import Scenario
@@ -92,14 +115,66 @@ from o2o.core.scenario import Scenario
 OBS_LAYOUT_VERSION = "o2o-obs-v1"      # the paper's observation (IV-B1)
 OBS_LAYOUT_V2 = "o2o-obs-v2"           # v1 + what a node probes at its decision
 OBS_LAYOUT_V3 = "o2o-obs-v3"           # node part + per-candidate blocks, fixed physical scales
-OBS_LAYOUTS = (OBS_LAYOUT_VERSION, OBS_LAYOUT_V2, OBS_LAYOUT_V3)
-PROBED_LAYOUTS = (OBS_LAYOUT_V2, OBS_LAYOUT_V3)  # what a node probes is part of the observation
+OBS_LAYOUT_V3K = "o2o-obs-v3-k"        # v3 with k probes: the name is this prefix and k
+_V3K_NAME = re.compile(r"o2o-obs-v3-k([1-9][0-9]{0,5})")
+
+
+def layout_probes(obs_layout: str) -> int | None:
+    """k of a k-probe layout name (``o2o-obs-v3-k2`` -> 2), None for any other name."""
+    match = _V3K_NAME.fullmatch(obs_layout) if isinstance(obs_layout, str) else None
+    return int(match.group(1)) if match else None
+
+
+def kprobe_layout(k: int) -> str:
+    """The name of layout v3 with ``k`` probes per decision (k >= 1; k <= N - 1 is checked where
+    N is known, ``check_probes``)."""
+    if isinstance(k, bool) or int(k) != k or not 1 <= int(k) <= 999_999:
+        raise ProbeBudgetError(f"the probes per decision k must be a whole number >= 1, got {k!r}")
+    return f"{OBS_LAYOUT_V3K}{int(k)}"
+
+
+class ProbeBudgetError(UserError, ValueError):
+    """A probe budget k that the network cannot give (a user error: exit code 2)."""
+
+
+def check_probes(k: int, n: int) -> int:
+    """Refuse a probe budget a node of N = ``n`` nodes cannot spend: k must lie in [1, N - 1]."""
+    if isinstance(k, bool) or int(k) != k or not 1 <= int(k) <= n - 1:
+        raise ProbeBudgetError(f"k = {k} probes per decision does not fit {n} nodes: a node probes 1 to "
+                         f"N - 1 = {n - 1} other nodes")
+    return int(k)
+
+
+def is_v3(obs_layout: str) -> bool:
+    """Layout v3 or v3 with k probes (fixed physical scales, no one-hot)."""
+    return obs_layout == OBS_LAYOUT_V3 or layout_probes(obs_layout) is not None
+
+
+class _Layouts(tuple):
+    """The fixed layout names, and ``in`` also true for every k-probe name ``o2o-obs-v3-k<k>``."""
+
+    def __contains__(self, name) -> bool:
+        return tuple.__contains__(self, name) or layout_probes(name) is not None
+
+
+OBS_LAYOUTS = _Layouts((OBS_LAYOUT_VERSION, OBS_LAYOUT_V2, OBS_LAYOUT_V3))
+PROBED_LAYOUTS = _Layouts((OBS_LAYOUT_V2, OBS_LAYOUT_V3))  # what a node probes is part of the observation
 V2_BLOCKS = 7
 V3_NODE_FEATURES = 7                   # lambda, alpha, F, l, s, c, d
 V3_BLOCKS = 3 + V2_BLOCKS              # is-itself, r_ij, the seven v2 blocks, l^r_ij
+V3K_BLOCKS = V3_BLOCKS + 1              # v3's blocks and the probed indicator
+# The scheduler uniform (``Episodes.sched_u``) the k probed nodes are drawn from (the spare one:
+# 0 and 1 are the heuristics' probe picks and draws, 2 the policy's sample).
+PROBE_SET_UNIFORM = 3
 # (fixed columns, columns per node) of each layout: obs_dim = fixed + per_node * N.
 _LAYOUT_SIZES = {OBS_LAYOUT_VERSION: (6, 3), OBS_LAYOUT_V2: (6, 3 + V2_BLOCKS),
                  OBS_LAYOUT_V3: (V3_NODE_FEATURES, V3_BLOCKS)}
+
+
+def _sizes(obs_layout: str) -> tuple[int, int]:
+    if layout_probes(obs_layout) is not None:
+        return V3_NODE_FEATURES, V3K_BLOCKS
+    return _LAYOUT_SIZES[check_obs_layout(obs_layout)]
 _Scale = Annotated[float, Field(gt=0)]
 
 
@@ -155,9 +230,31 @@ def check_reward_credit(reward_credit: str) -> str:
 
 
 def check_obs_layout(obs_layout: str) -> str:
-    if obs_layout not in _LAYOUT_SIZES:
-        raise ValueError(f"obs_layout must be one of {OBS_LAYOUTS}, got {obs_layout!r}")
+    if obs_layout not in OBS_LAYOUTS:
+        raise ValueError(f"obs_layout must be one of {', '.join(OBS_LAYOUTS)} or {OBS_LAYOUT_V3K}<k> "
+                         f"(k probes per decision, e.g. {OBS_LAYOUT_V3K}2), got {obs_layout!r}")
     return obs_layout
+
+
+def probe_set(u: np.ndarray, node: np.ndarray, n: int, k: int) -> np.ndarray:
+    """(M, N) bool: the k nodes other than ``node`` (M,) that a deciding node probes, drawn from
+    its scheduler uniform ``u`` (M,) in [0, 1): candidate j gets the key splitmix64(bits(u) +
+    (j + 1) * golden) (a fixed integer hash, exact on every machine), and the k peers with the
+    smallest keys are probed. Layout v3-k, the ``drl`` rule and the k-probe rules use this one
+    draw."""
+    check_probes(k, n)
+    u = np.asarray(u, dtype=np.float64).reshape(-1)
+    node = np.asarray(node, dtype=np.int64).reshape(-1)
+    with np.errstate(over="ignore"):
+        x = u.view(np.uint64)[:, None] + np.arange(1, n + 1, dtype=np.uint64)[None] * np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    x[np.arange(node.shape[0]), node] = np.iinfo(np.uint64).max   # never itself
+    order = np.argsort(x, axis=1, kind="stable")[:, :k]
+    out = np.zeros((node.shape[0], n), dtype=bool)
+    np.put_along_axis(out, order, True, axis=1)
+    return out
 
 
 def node_rewards(has_task, outcome) -> np.ndarray:
@@ -194,22 +291,29 @@ def team_rewards(has_task, outcome, end_s, slot_s: float, reward_credit: str = "
 
 
 def obs_dim(n: int, obs_layout: str = OBS_LAYOUT_VERSION) -> int:
-    fixed, per_node = _LAYOUT_SIZES[check_obs_layout(obs_layout)]
+    fixed, per_node = _sizes(obs_layout)
     return fixed + per_node * n
 
 
 def layout_of(dim: int, n: int) -> str:
-    """The observation layout whose observation of N = ``n`` nodes has ``dim`` columns."""
+    """The observation layout whose observation of N = ``n`` nodes has ``dim`` columns (a
+    k-probe layout's k does not follow from its size: ``o2o-obs-v3-k`` alone is returned)."""
     for layout in OBS_LAYOUTS:
         if obs_dim(n, layout) == dim:
             return layout
+    if dim == V3_NODE_FEATURES + V3K_BLOCKS * n:
+        return OBS_LAYOUT_V3K
     raise ValueError(f"no observation layout has {dim} columns at {n} nodes")
 
 
 def probes_per_decision(n: int, obs_layout: str = OBS_LAYOUT_VERSION) -> tuple[int, str]:
     """Probe requests to other nodes that one decision from an observation of ``obs_layout``
     implies, and what they fetch: v1 needs the N - 1 peers' 1-bit overload flags for its mask
-    (paper IV-B2), v2 every peer's full answer (capacity, alpha, backlog, flag)."""
+    (paper IV-B2), v2 and v3 every peer's full answer (capacity, alpha, backlog, flag), v3-k
+    the full answers of its k probed peers."""
+    k = layout_probes(obs_layout)
+    if k is not None:
+        return check_probes(k, n), "full answers"
     if check_obs_layout(obs_layout) in PROBED_LAYOUTS:
         return n - 1, "full answers"
     return n - 1, "1-bit overload flags"
@@ -217,7 +321,7 @@ def probes_per_decision(n: int, obs_layout: str = OBS_LAYOUT_VERSION) -> tuple[i
 
 def nodes_of(dim: int, obs_layout: str = OBS_LAYOUT_VERSION) -> int | None:
     """N such that ``obs_dim(N, obs_layout) == dim`` (N >= 2), or None."""
-    fixed, per = _LAYOUT_SIZES[check_obs_layout(obs_layout)]
+    fixed, per = _sizes(obs_layout)
     n, rest = divmod(dim - fixed, per)
     return n if rest == 0 and n >= 2 else None
 
@@ -240,7 +344,7 @@ def candidate_index(n: int, obs_layout: str = OBS_LAYOUT_V2) -> np.ndarray:
     and the numpy actor use the same indices). Columns: is-itself (v2: the one-hot; v3: block
     0), r_ij, the seven v2 blocks of j, then the deciding node's own lambda, alpha, F, l and the
     task's s, c, d. The same K = ``CANDIDATE_FEATURES`` columns, in the same order, on both."""
-    if check_obs_layout(obs_layout) == OBS_LAYOUT_V3:
+    if obs_layout == OBS_LAYOUT_V3K or is_v3(check_obs_layout(obs_layout)):  # v3-k: v3's columns
         own = list(range(V3_NODE_FEATURES))
         blocks = [[V3_NODE_FEATURES + b * n + j for b in range(2 + V2_BLOCKS)] for j in range(n)]
         return np.array([[*blocks[j], *own] for j in range(n)], dtype=np.int64)
@@ -302,7 +406,7 @@ def critic_dim(n: int, obs_layout: str = OBS_LAYOUT_VERSION, critic_input: str =
     slot's global state, ``pooled`` (v3 only) ``POOLED_CRITIC_FEATURES`` whatever N."""
     if critic_input not in CRITIC_INPUTS:
         raise ValueError(f"critic_input must be one of {CRITIC_INPUTS}, got {critic_input!r}")
-    if critic_input == "central" and obs_layout == OBS_LAYOUT_V3:
+    if critic_input == "central" and is_v3(obs_layout):
         raise ValueError(f"the central critic reads the columns of layouts {OBS_LAYOUT_VERSION} and "
                          f"{OBS_LAYOUT_V2}, not {OBS_LAYOUT_V3}")
     if critic_input == "pooled":
@@ -335,18 +439,23 @@ def _safe(x: float) -> float:
 class Observer:
     """Builds observations and masks for one scenario and network, batched over M nodes.
 
-    Layouts v1 and v2 scale by the scenario's maxima; v3 by ``scales`` (``FeatureScales``,
-    default: its defaults), never by the scenario's ranges. ``scales`` is refused for v1 and
-    v2, which have none."""
+    Layouts v1 and v2 scale by the scenario's maxima; v3 (and v3-k) by ``scales``
+    (``FeatureScales``, default: its defaults), never by the scenario's ranges. ``scales`` is
+    refused for v1 and v2, which have none. Layout v3-k: ``probes`` = its k (checked against
+    N), and ``observe`` and ``mask`` need the deciding nodes' scheduler uniforms ``u``."""
 
     def __init__(self, scenario: Scenario, network: Network, obs_layout: str = OBS_LAYOUT_VERSION,
                  scales: FeatureScales | None = None):
         n = network.n
         self.n = n
         self.obs_layout = check_obs_layout(obs_layout)
+        self.probes = layout_probes(obs_layout)
+        if self.probes is not None:
+            check_probes(self.probes, n)
         self.dim = obs_dim(n, obs_layout)
         self.network = network
-        if obs_layout == OBS_LAYOUT_V3:
+        self.scenario = scenario
+        if is_v3(obs_layout):
             self._init_v3(scenario, network, scales or FeatureScales())
             return
         if scales is not None:
@@ -395,10 +504,24 @@ class Observer:
 
         self._fill_mask = fill_mask
 
+    def known(self, node, has_task, u) -> np.ndarray:
+        """(M, N) bool, layout v3-k: the candidates a deciding node knows, itself and (with a
+        task) its k probed peers (``probe_set`` of its uniform ``u[:, PROBE_SET_UNIFORM]``)."""
+        node = np.asarray(node, dtype=np.int64)
+        if u is None:
+            raise ValueError(f"observation {self.obs_layout} needs the scheduler uniforms u of the "
+                             "deciding nodes (which peers they probed)")
+        u = np.asarray(u, dtype=np.float64)
+        probed = probe_set(u[:, PROBE_SET_UNIFORM], node, self.n, self.probes)
+        probed &= np.asarray(has_task, dtype=bool)[:, None]
+        probed[np.arange(node.shape[0]), node] = True
+        return probed
+
     def _observe_v3(self, node, exec_len, recv_len, has, size_bytes, cycles, deadline_s,
-                    probed) -> np.ndarray:
+                    probed, u=None) -> np.ndarray:
         """(M, 7 + 10N) float64: the node part, then the ten candidate blocks (module docstring);
-        blocks 2-8 are the v2 blocks (``_probed_blocks``) at the v3 scales."""
+        blocks 2-8 are the v2 blocks (``_probed_blocks``) at the v3 scales. Layout v3-k
+        (7 + 11N): blocks 2-8 of a peer it did not probe are 0, and block 10 says which it knows."""
         m, n = node.shape[0], self.n
         clip = lambda x: np.clip(x, 0.0, 1.0)  # noqa: E731
         obs = np.zeros((m, self.dim))
@@ -406,30 +529,38 @@ class Observer:
         obs[:, 3] = clip(np.asarray(exec_len, dtype=np.float64) / self.queue_scale)
         task = np.stack([size_bytes, cycles, deadline_s], axis=1)
         obs[:, 4:7] = np.where(has[:, None], clip(np.where(has[:, None], task, 0.0) / self.task_scale), 0.0)
-        blocks = np.zeros((m, V3_BLOCKS, n))
+        blocks = np.zeros((m, V3_BLOCKS if self.probes is None else V3K_BLOCKS, n))
         itself = np.arange(n)[None] == node[:, None]
         blocks[:, 0] = itself
         blocks[:, 1] = self.rate[node]
-        self._probed_blocks(blocks[:, 2:2 + V2_BLOCKS], node, has, size_bytes, cycles, deadline_s, *probed)
+        probe_blocks = blocks[:, 2:2 + V2_BLOCKS]
+        with np.errstate(invalid="ignore"):  # v3-k: unknown (NaN) answers of unprobed peers
+            self._probed_blocks(probe_blocks, node, has, size_bytes, cycles, deadline_s, *probed)
         recv = np.asarray(recv_len, dtype=np.float64)
         blocks[:, 2 + V2_BLOCKS] = np.where(itself, 0.0, clip(recv / self.queue_scale))
+        if self.probes is not None:
+            known = self.known(node, has, u)
+            probe_blocks[:] = np.where(known[:, None, :], probe_blocks, 0.0)
+            blocks[:, V3_BLOCKS] = known
         obs[:, V3_NODE_FEATURES:] = blocks.reshape(m, -1)
         return obs
 
     def observe(self, node, exec_len, recv_len, has_task, size_bytes, cycles, deadline_s,
-                probed=None) -> np.ndarray:
+                probed=None, u=None) -> np.ndarray:
         """(M, D) float32. ``recv_len`` is (M, N): tasks in flight from j to node i. For layouts
         v2 and v3, ``probed = (exec_backlog_s, send_backlog_s, overloaded)``, each (M, N): every node's
-        execution backlog and overload flag as node i probed them, and i's own send backlogs."""
+        execution backlog and overload flag as node i probed them, and i's own send backlogs.
+        Layout v3-k also needs ``u`` (M, SCHED_UNIFORMS), the deciding nodes' scheduler
+        uniforms (which peers they probed; the answers of the others are not read)."""
         node = np.asarray(node, dtype=np.int64)
         m = node.shape[0]
         has = np.asarray(has_task, dtype=bool)
         size_bytes, cycles, deadline_s = (np.asarray(x, dtype=np.float64) for x in (size_bytes, cycles, deadline_s))
         if self.obs_layout in PROBED_LAYOUTS and probed is None:
             raise ValueError(f"observation {self.obs_layout} needs the probed backlogs and flags")
-        if self.obs_layout == OBS_LAYOUT_V3:
+        if is_v3(self.obs_layout):
             return self._observe_v3(node, exec_len, recv_len, has, size_bytes, cycles, deadline_s,
-                                    probed).astype(np.float32)
+                                    probed, u).astype(np.float32)
         obs = np.empty((m, self.dim))
         self._fill_v1(obs, self.static, node, np.asarray(exec_len, dtype=np.float64),
                       np.asarray(recv_len, dtype=np.float64), self.others, has, size_bytes, cycles,
@@ -483,9 +614,12 @@ class Observer:
         out[rows, 4] = clip(nominal / twice_d)
         out[rows, 5] = rel
 
-    def mask(self, node, has_task, overloaded) -> np.ndarray:
-        """(M, N+1) bool: which actions are available (paper IV-B)."""
+    def mask(self, node, has_task, overloaded, u=None) -> np.ndarray:
+        """(M, N+1) bool: which actions are available (paper IV-B). Layout v3-k (``u`` as in
+        ``observe``): a peer it did not probe is masked like an overloaded one."""
         overloaded = np.asarray(overloaded, dtype=bool)
+        if self.probes is not None:
+            overloaded = overloaded | ~self.known(node, has_task, u)
         out = np.empty((overloaded.shape[0], self.n + 1), dtype=bool)
         self._fill_mask(out, np.asarray(node, dtype=np.int64), np.asarray(has_task, dtype=bool), overloaded)
         return out

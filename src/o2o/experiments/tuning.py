@@ -22,6 +22,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from o2o.core import seeds
+from o2o.core.decpomdp import check_probes
 from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
 from o2o.core.network import Network
@@ -44,6 +45,8 @@ GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
                        "rel_power": (0.0, 1.0, 4.0, 16.0),
                        "slack_power": (0.5, 1.0, 2.0)},
 }
+# slack-reliable-k: slack-reliable's grid at a fixed probe budget k (``fixed={"probes": k}``).
+GRIDS["slack-reliable-k"] = GRIDS["slack-reliable"]
 
 
 def scenario_fingerprint(scenario: Scenario) -> str:
@@ -53,16 +56,21 @@ def scenario_fingerprint(scenario: Scenario) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def candidates(name: str) -> list[dict[str, float]]:
-    """The grid of ``name``, its default parameters first."""
+def candidates(name: str, fixed: dict[str, float] | None = None) -> list[dict[str, float]]:
+    """The grid of ``name``, its default parameters first; ``fixed`` parameters (not on the
+    grid, e.g. slack-reliable-k's ``probes``) are added to every candidate."""
     grid = GRIDS[name]
     keys = list(grid)
+    fixed = {k: float(v) for k, v in (fixed or {}).items()}
+    clash = sorted(set(fixed) & set(keys))
+    if clash:
+        raise UserError(f"{name}: {', '.join(clash)} is tuned on its grid and cannot be fixed")
     default = {k: float(TUNABLE[name].PARAMS[k]) for k in keys}
-    out = [default]
+    out = [{**default, **fixed}]
     for values in itertools.product(*(grid[k] for k in keys)):
         cand = {k: float(v) for k, v in zip(keys, values)}
         if cand != default:
-            out.append(cand)
+            out.append({**cand, **fixed})
     return out
 
 
@@ -80,15 +88,20 @@ def validation_seeds(episodes: int, first: int | None = None) -> list[int]:
 
 
 def tune_rule(scenario: Scenario, network: Network, name: str, *, network_seed: int,
-              episodes: int = DEFAULT_EPISODES, first_seed: int | None = None) -> dict[str, Any]:
-    """Grid search of ``name``'s parameters on validation episodes; the tuning record."""
+              episodes: int = DEFAULT_EPISODES, first_seed: int | None = None,
+              fixed: dict[str, float] | None = None) -> dict[str, Any]:
+    """Grid search of ``name``'s parameters on validation episodes; the tuning record.
+    ``fixed``: parameters every candidate has (slack-reliable-k's ``probes``)."""
     if name not in TUNABLE:
         raise UserError(f"{name!r} has no parameters to tune; tunable: {', '.join(TUNABLE)}")
     tune_seeds = validation_seeds(episodes, first_seed)
     start = time.perf_counter()
+    grid = candidates(name, fixed)
+    if "probes" in TUNABLE[name].PARAMS:  # a k beyond N - 1 is refused before anything runs
+        check_probes(grid[0].get("probes", TUNABLE[name].PARAMS["probes"]), network.n)
     batch = sample_episodes(scenario, network, tune_seeds)
     scored = []
-    for params in candidates(name):
+    for params in grid:
         metrics = rollout(scenario, network, batch, make_rule(name, params)).engine.metrics()
         scored.append({"params": params, "score": float(np.mean(metrics["success_rate"]))})
     best = max(range(len(scored)), key=lambda k: (scored[k]["score"], -k))

@@ -32,8 +32,10 @@ from o2o.core.decpomdp import (
     V3_NODE_FEATURES,
     FeatureScales,
     candidate_index,
+    is_v3,
     layout_of,
 )
+from o2o.core.decpomdp import obs_dim as obs_dim_of
 
 MASKED_LOGIT = -1e9
 
@@ -197,20 +199,24 @@ class Actor(nn.Module):
 
     def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64),
                  self_head: bool = False, head: str | None = None,
-                 feature_scales: FeatureScales | None = None):
+                 feature_scales: FeatureScales | None = None, obs_layout: str | None = None):
         super().__init__()
         self.obs_dim, self.n_actions, self.hidden = obs_dim, n_actions, tuple(hidden)
         try:
             self.obs_layout: str | None = layout_of(obs_dim, n_actions - 1)
         except ValueError:  # an input size of no layout (a bare MLP actor, e.g. in tests)
             self.obs_layout = None
+        if obs_layout is not None:  # a k-probe layout's k does not follow from obs_dim
+            if self.obs_layout != layout_of(obs_dim_of(n_actions - 1, obs_layout), n_actions - 1):
+                raise ValueError(f"{obs_dim} inputs do not fit layout {obs_layout} at {n_actions - 1} nodes")
+            self.obs_layout = obs_layout
         self.head = head or ("self" if self_head else "plain")
         if self.head not in HEADS:
             raise ValueError(f"actor head must be one of {HEADS}, got {self.head!r}")
         self.self_head = self.head == "self"
-        if self.self_head and self.obs_layout == OBS_LAYOUT_V3:
+        if self.self_head and self.obs_layout is not None and is_v3(self.obs_layout):
             raise ValueError(f"the self head reads the one-hot of layouts v1 and v2, not {OBS_LAYOUT_V3}")
-        self.feature_scales = ((feature_scales or FeatureScales()) if self.obs_layout == OBS_LAYOUT_V3
+        self.feature_scales = ((feature_scales or FeatureScales()) if self.obs_layout and is_v3(self.obs_layout)
                                else None)
         if self.head in SCORER_HEADS:
             self.register_buffer("index", torch.from_numpy(candidate_index(n_actions - 1, self.obs_layout)),
@@ -379,8 +385,8 @@ def policy_arrays(actor: Actor, critic: Critic | None) -> dict[str, np.ndarray]:
 
 def actor_from_arrays(arrays: dict[str, np.ndarray], obs_dim: int, n_actions: int,
                       hidden: tuple[int, ...], self_head: bool = False, head: str | None = None,
-                      feature_scales: FeatureScales | None = None) -> Actor:
-    actor = Actor(obs_dim, n_actions, hidden, self_head, head, feature_scales)
+                      feature_scales: FeatureScales | None = None, obs_layout: str | None = None) -> Actor:
+    actor = Actor(obs_dim, n_actions, hidden, self_head, head, feature_scales, obs_layout)
     actor.net.load_arrays(arrays, "actor")
     return actor
 

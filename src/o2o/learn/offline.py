@@ -45,7 +45,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from o2o.core.decpomdp import OBS_LAYOUT_V2, OBS_LAYOUT_V3, PROBED_LAYOUTS, central_critic_input, critic_dim
+from o2o.core.decpomdp import (
+    OBS_LAYOUT_V2,
+    OBS_LAYOUT_V3,
+    PROBED_LAYOUTS,
+    central_critic_input,
+    critic_dim,
+    is_v3,
+    layout_probes,
+)
 from o2o.core.errors import UserError
 from o2o.core.memory import keep_freed_memory
 from o2o.core.progress import progress_bar
@@ -473,6 +481,8 @@ def train_offline(dataset: dict[str, np.ndarray], settings: OfflineSettings | No
     c_dim = critic_dim(n_actions - 1, dataset_obs_layout(data), settings.critic_input)
     cls = DiscreteSACCQL if settings.algorithm == "sac-cql" else AdvantageWeighted
     algo = cls(settings, obs_dim_, n_actions, seed, c_dim)
-    if algo.actor.obs_layout == OBS_LAYOUT_V3:  # the model records the scales of its data
+    if layout_probes(dataset_obs_layout(data)) is not None:  # v3-k: k does not follow from the size
+        algo.actor.obs_layout = dataset_obs_layout(data)
+    if algo.actor.obs_layout and is_v3(algo.actor.obs_layout):  # the model records the scales of its data
         algo.actor.feature_scales = dataset_feature_scales(data)
     return algo.fit(data, steps, callback=callback, tracker=tracker, show_progress=show_progress)

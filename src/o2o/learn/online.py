@@ -69,7 +69,7 @@ def initial_policy(n: int, settings: OnlineSettings, obs_layout: str, reward_cre
     the defaults)."""
     c_dim = critic_dim(n, obs_layout, settings.critic_input)
     return Policy(Actor(obs_dim(n, obs_layout), n + 1, settings.hidden, head=settings.actor_head,
-                        feature_scales=feature_scales),
+                        feature_scales=feature_scales, obs_layout=obs_layout),
                   Critic(c_dim, settings.hidden, pooled=settings.critic_input == "pooled"), reward_credit)
 
 

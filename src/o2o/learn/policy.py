@@ -66,7 +66,7 @@ class Policy:
             raise ValueError(f"a {self.actor.head} actor on {self.obs_layout} with a {self.critic_input} "
                              f"critic has weights for {self.nodes} nodes only")
         actor = Actor(obs_dim(n, self.obs_layout), n + 1, self.actor.hidden, head=self.actor.head,
-                      feature_scales=self.actor.feature_scales)
+                      feature_scales=self.actor.feature_scales, obs_layout=self.obs_layout)
         actor.net = self.actor.net
         return Policy(actor, self.critic, self.reward_credit, self.reward_stats)
 
@@ -100,7 +100,8 @@ class Policy:
         on N is left out at another N (the actor alone runs there)."""
         n, layout = model.nodes, model.obs_layout
         actor = actor_from_arrays(model.arrays, obs_dim(n, layout), n + 1, model.hidden,
-                                  head=model.actor_head, feature_scales=model.feature_scales)
+                                  head=model.actor_head, feature_scales=model.feature_scales,
+                                  obs_layout=layout)
         pooled = model.critic_input == "pooled"
         critic = (critic_from_arrays(model.arrays, critic_dim(n, layout, model.critic_input), model.hidden,
                                      pooled) if model.has_critic else None)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from o2o.core.decpomdp import OBS_LAYOUTS, check_obs_layout, is_v3
 from o2o.core.errors import UserError
 from o2o.core.yaml_input import MAX_VALUE_CHARS, parse_yaml
 
@@ -117,8 +118,9 @@ def with_overrides(settings: BaseModel, pairs: list[str] | None,
 
 
 RewardCredit = Literal["slot", "decision", "node"]
-ObsLayout = Literal["o2o-obs-v1", "o2o-obs-v2", "o2o-obs-v3"]
-OBS_LAYOUT_NAMES = ("o2o-obs-v1", "o2o-obs-v2", "o2o-obs-v3")
+# The layout names (``o2o.core.decpomdp.OBS_LAYOUTS``: v1, v2, v3 and v3-k<k>, k probes).
+ObsLayout = Annotated[str, AfterValidator(check_obs_layout)]
+OBS_LAYOUT_NAMES = OBS_LAYOUTS
 
 
 class LearnerSettings(BaseModel):
@@ -176,17 +178,18 @@ def learner_settings(preset: str = "project", offline: list[str] | None = None,
         raise UserError(f"reward credit must be slot, decision or node, got {credit!r}")
     layout = obs_layout or base["obs_layout"]
     if layout not in OBS_LAYOUT_NAMES:
-        raise UserError(f"observation layout must be one of {', '.join(OBS_LAYOUT_NAMES)}, got {layout!r}")
+        raise UserError(f"observation layout must be one of {', '.join(OBS_LAYOUT_NAMES)} or "
+                        f"o2o-obs-v3-k<k> (k probes per decision), got {layout!r}")
     off = with_overrides(OfflineSettings(**base["offline"]), offline, options[0])
     on = with_overrides(OnlineSettings(**base["online"]), online, options[1])
     for name, part in (("offline", off), ("online", on)):
         if part.actor_head in ("scorer", "set-scorer") and layout == "o2o-obs-v1":
             raise UserError(f"the scorer actor ({name}) reads observation layout o2o-obs-v2 or "
                             "o2o-obs-v3; set --obs-layout o2o-obs-v2 (or v3) or actor_head=plain")
-        if layout == "o2o-obs-v3" and part.actor_head == "self":
+        if is_v3(layout) and part.actor_head == "self":
             raise UserError(f"the self actor head ({name}) reads the node's one-hot, which "
                             "o2o-obs-v3 does not have; use actor_head=scorer or plain")
-        if layout == "o2o-obs-v3" and part.critic_input == "central":
+        if is_v3(layout) and part.critic_input == "central":
             raise UserError(f"the central critic ({name}) reads columns of o2o-obs-v1 and v2; "
                             "use critic_input=own with o2o-obs-v3")
         # (offline: the data set's layout decides, checked when training starts)

@@ -47,11 +47,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from o2o.core.decpomdp import (
-    OBS_LAYOUT_V3,
     OBS_LAYOUT_VERSION,
     OBS_LAYOUTS,
     REWARD_CREDITS,
     FeatureScales,
+    is_v3,
     nodes_of,
     obs_dim,
 )
@@ -130,7 +130,7 @@ def _finish(parts: dict[str, list[np.ndarray]], n: int, reward_credit: str,
             .astype(dtype, copy=False) for name, dtype in ROW_DTYPES.items()}
     data["obs_layout"] = np.array(obs_layout)
     data["reward_credit"] = np.array(reward_credit)
-    if obs_layout == OBS_LAYOUT_V3:  # built by rebuild_transitions at the default scales
+    if is_v3(obs_layout):  # built by rebuild_transitions at the default scales
         data["feature_scales"] = np.array(FeatureScales().model_dump_json())
     return data
 
@@ -251,7 +251,7 @@ def dataset_obs_layout(data: dict[str, np.ndarray]) -> str:
 def dataset_feature_scales(data: dict[str, np.ndarray]) -> FeatureScales | None:
     """The scales of a layout-v3 data set's observations (the defaults when it does not say);
     None for layouts v1 and v2."""
-    if dataset_obs_layout(data) != OBS_LAYOUT_V3:
+    if not is_v3(dataset_obs_layout(data)):
         return None
     if "feature_scales" not in data:
         return FeatureScales()

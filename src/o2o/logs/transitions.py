@@ -20,7 +20,9 @@ For every episode, node i and slot t the transition is
   own task outcome at its decision slot. Not normalised.
 * With ``obs_layout="o2o-obs-v2"`` (or ``o2o-obs-v3``, at the default ``FeatureScales``) the
   observations also hold what each node probed (the logged ``peer_backlog_s`` and
-  ``send_backlog_s``); a log without them is refused.
+  ``send_backlog_s``); a log without them is refused. With ``o2o-obs-v3-k<k>`` only the
+  backlogs of the k peers each node probed are read (a testbed log holds no others); which
+  peers they were is drawn again from the episode's scheduler uniforms (``episode_seed``).
 * ``done_t`` is True at t = T-1 only.
 
 For a simulated run these equal, exactly, the transitions ``OffloadVecEnv`` produces when it is
@@ -43,6 +45,7 @@ from o2o.core.decpomdp import (
     obs_dim,
     rewards,
 )
+from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
@@ -67,6 +70,15 @@ class Transitions:
         return int(self.actions.shape[0])
 
 
+def _probed_known(log: EpisodeLog, known: np.ndarray) -> bool:
+    """Whether the log holds every backlog the observation reads: ``known`` is (T+1, N) (every
+    peer of a node-slot with a task) or (T+1, N, N) (layout v3-k: its probed peers)."""
+    if known.ndim == 2:
+        return log.has_probed_backlogs
+    known = known[:-1]
+    return bool(np.isfinite(log.peer_backlog_s[known]).all() and np.isfinite(log.send_backlog_s[known]).all())
+
+
 def boundary_observations(observer: Observer, log: EpisodeLog) -> tuple[np.ndarray, np.ndarray]:
     """Observations (T+1, N, D) and masks (T+1, N, A) at the boundaries 0..T of one episode:
     boundary t < T as each node saw it at its decision, boundary T from the ``final_*`` fields
@@ -83,9 +95,14 @@ def boundary_observations(observer: Observer, log: EpisodeLog) -> tuple[np.ndarr
     flags = np.concatenate([log.peer_overloaded, log.final_peer_overloaded[None]])
     node = np.tile(np.arange(n), t_slots + 1)
     m = (t_slots + 1) * n
-    probed = None
+    probed = u = None
+    if observer.probes is not None:
+        # Layout v3-k: the probed peers, from the episode's scheduler uniforms (its seed).
+        sched_u = sample_episodes(observer.scenario, observer.network, [log.episode_seed]).sched_u[0]
+        u = np.concatenate([sched_u, np.zeros((1, *sched_u.shape[1:]))]).reshape(m, -1)
     if observer.obs_layout in PROBED_LAYOUTS:
-        if not log.has_probed_backlogs:
+        known = has if u is None else has[..., None] & observer.known(node, has.reshape(m), u).reshape(has.shape + (n,))
+        if not _probed_known(log, known):
             raise UserError(f"episode {log.episode_index} was logged without the probed backlogs "
                             f"that observation {observer.obs_layout} needs; export it with "
                             f"--obs-layout {OBS_LAYOUT_VERSION}")
@@ -96,8 +113,8 @@ def boundary_observations(observer: Observer, log: EpisodeLog) -> tuple[np.ndarr
     obs = observer.observe(node, exec_len.reshape(m), recv_len.reshape(m, n), has.reshape(m),
                            task_feature(log.size_bytes).reshape(m),
                            task_feature(log.cycles).reshape(m),
-                           task_feature(log.deadline_s).reshape(m), probed)
-    mask = observer.mask(node, has.reshape(m), flags.reshape(m, n))
+                           task_feature(log.deadline_s).reshape(m), probed, u)
+    mask = observer.mask(node, has.reshape(m), flags.reshape(m, n), u)
     return obs.reshape(t_slots + 1, n, -1), mask.reshape(t_slots + 1, n, -1)
 
 

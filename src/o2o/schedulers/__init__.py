@@ -14,17 +14,19 @@ from o2o.schedulers.heuristics import (
     RandomRule,
     Rule,
     SlackReliable,
+    SlackReliableK,
     Spread,
 )
 
 HEURISTICS: dict[str, type[Rule]] = {
     "random": RandomRule, "local": LocalRule, "ratc": RATC, "rda": RDA, "esf": ESF,
-    "spread": Spread, "slack-reliable": SlackReliable,
+    "spread": Spread, "slack-reliable": SlackReliable, "slack-reliable-k": SlackReliableK,
 }
 
 
 # The rules with parameters that ``o2o tune`` chooses per network and scenario.
-TUNABLE: dict[str, type[Spread]] = {"spread": Spread, "slack-reliable": SlackReliable}
+TUNABLE: dict[str, type[Spread]] = {"spread": Spread, "slack-reliable": SlackReliable,
+                                    "slack-reliable-k": SlackReliableK}
 
 
 def make_rule(name: str, params: dict[str, float] | None = None) -> Rule:
@@ -46,5 +48,5 @@ def make_rule(name: str, params: dict[str, float] | None = None) -> Rule:
         raise UserError(str(exc)) from None
 
 
-__all__ = ["ESF", "HEURISTICS", "LocalRule", "RATC", "RDA", "RandomRule", "Rule", "SlackReliable", "Spread", "TUNABLE",
-           "make_rule"]
+__all__ = ["ESF", "HEURISTICS", "LocalRule", "RATC", "RDA", "RandomRule", "Rule", "SlackReliable", "SlackReliableK",
+           "Spread", "TUNABLE", "make_rule"]

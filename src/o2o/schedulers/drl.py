@@ -4,7 +4,9 @@ An edge node runs the actor without PyTorch: ``NumpyActor`` is the MLP of ``o2o.
 (Linear -> ReLU -> Linear -> ReLU -> Linear) over float32 arrays read from a model file, and
 ``DRLRule`` is a decentralized ``Rule`` like the heuristics:
 
-1. it probes every node for its 1-bit overload flag (paper IV-B2: the mask's only input);
+1. it probes every node for its 1-bit overload flag (paper IV-B2: the mask's only input); on
+   layout ``o2o-obs-v3-k<k>`` exactly k peers, ``o2o.core.decpomdp.probe_set`` of the task's
+   uniform ``view.u[:, PROBE_SET_UNIFORM]`` (and itself, which needs no request);
 2. it builds the node's observation with ``o2o.core.decpomdp.Observer`` from its own view;
 3. it samples from the masked softmax by inverse CDF with the episode's uniform ``view.u[:, 2]``,
    so a simulated run is reproducible and every scheduler sees the same random numbers;
@@ -21,6 +23,8 @@ from o2o.core.decpomdp import (
     OBS_LAYOUT_V3,
     OBS_LAYOUT_VERSION,
     PROBED_LAYOUTS,
+    is_v3,
+    layout_probes,
     SCORER_HEADS,
     FeatureScales,
     Observer,
@@ -66,7 +70,7 @@ class NumpyActor:
         self.head = head or ("self" if self_head else "plain")
         self.self_head = self.head == "self"
         self.obs_layout = obs_layout
-        self.feature_scales = (feature_scales or FeatureScales()) if obs_layout == OBS_LAYOUT_V3 else None
+        self.feature_scales = (feature_scales or FeatureScales()) if is_v3(obs_layout) else None
         if self.head in SCORER_HEADS:
             if nodes is None:
                 raise ValueError("a scorer actor needs the number of nodes")
@@ -130,7 +134,10 @@ class DRLRule(Rule):
                              f"which do not fit {observer.n} nodes with layout {observer.obs_layout}")
         self.actor = actor
         self.observer = observer
-        if actor.obs_layout == OBS_LAYOUT_V3 and actor.feature_scales != observer.scales:
+        if layout_probes(actor.obs_layout) != observer.probes:  # v3-k: the same k
+            raise ModelError(f"the actor reads {actor.obs_layout} observations, the observer builds "
+                             f"{observer.obs_layout}")
+        if is_v3(actor.obs_layout) and actor.feature_scales != observer.scales:
             raise ModelError(f"the actor reads {OBS_LAYOUT_V3} observations at its own feature scales "
                              f"({actor.feature_scales}), the observer builds them at {observer.scales}")
         # Observations v2 and v3 also read the own send backlogs (a node knows them).
@@ -151,7 +158,10 @@ class DRLRule(Rule):
                    Observer(scenario, network, model.obs_layout, model.feature_scales))
 
     def probe_targets(self, view: NodeView) -> np.ndarray:
-        # Every node: its 1-bit overload flag (v1, the mask) and, for layout v2, its backlog.
+        # Every node: its 1-bit overload flag (v1, the mask) and, for layouts v2 and v3, its
+        # backlog; layout v3-k: itself and its k probed peers.
+        if self.observer.probes is not None:
+            return self.observer.known(view.node, np.ones(view.m, dtype=bool), view.u)
         return np.ones((view.m, view.n), dtype=bool)
 
     def observe(self, view: NodeView, probes: ProbeAnswers) -> tuple[np.ndarray, np.ndarray]:
@@ -161,8 +171,8 @@ class DRLRule(Rule):
         if self.observer.obs_layout in PROBED_LAYOUTS:
             probed = (probes.exec_backlog_s, view.send_backlog_s, probes.overloaded)
         obs = self.observer.observe(view.node, view.exec_len, view.recv_len, has,
-                                    view.size_bytes, view.cycles, view.deadline_s, probed)
-        mask = self.observer.mask(view.node, has, probes.overloaded)
+                                    view.size_bytes, view.cycles, view.deadline_s, probed, view.u)
+        mask = self.observer.mask(view.node, has, probes.overloaded, view.u)
         return obs, mask
 
     def choose(self, view: NodeView, probes: ProbeAnswers) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from o2o.core.decpomdp import PROBE_SET_UNIFORM, check_probes, probe_set
 from o2o.schedulers.base import (
     NodeView,
     ProbeAnswers,
@@ -229,6 +230,51 @@ class SlackReliable(Spread):
         probs[local] = 0.0
         probs[rows[local], view.node[local]] = 1.0
         return probs
+
+
+class SlackReliableK(SlackReliable):
+    """``slack-reliable`` with RATC's kind of probe budget: each decision probes exactly
+    ``probes`` = k nodes other than itself (1 <= k <= N - 1; k = 2 is RATC's budget), the same
+    k that a learner on observation ``o2o-obs-v3-k<k>`` probes (``o2o.core.decpomdp.probe_set``
+    of the task's uniform ``u[:, PROBE_SET_UNIFORM]``), and chooses as ``slack-reliable`` among
+    itself and those k: a peer it did not probe is never a candidate (treated as overloaded).
+    The same information as that learner's observation, so the fair rule to compare it with."""
+
+    name = "slack-reliable-k"
+    PARAMS = {**SlackReliable.PARAMS, "probes": 2}
+    BOUNDS = {**SlackReliable.BOUNDS, "probes": (1.0, 1e6)}
+
+    def __init__(self, local_margin: float = 0.7, peer_margin: float = 0.9, rel_power: float = 1.0,
+                 slack_power: float = 1.0, probes: float = 2):
+        super().__init__(local_margin, peer_margin, rel_power, slack_power)
+        if not float(probes).is_integer():
+            raise ValueError(f"{self.name} probes must be a whole number of nodes, got {probes:g}")
+        _check_params(self.name, {"probes": float(probes)}, {"probes": self.BOUNDS["probes"]})
+        self.probes = int(probes)
+
+    def params(self) -> dict[str, float]:
+        return {**super().params(), "probes": self.probes}
+
+    def check_nodes(self, n: int) -> None:
+        """Refuse a network of N nodes where k > N - 1 (``ProbeBudgetError``, a user error)."""
+        check_probes(self.probes, n)
+
+    def _probed(self, view: NodeView) -> np.ndarray:
+        """(M, N): the k probed peers (``probe_set``; k > N - 1 is refused there)."""
+        return probe_set(view.u[:, PROBE_SET_UNIFORM], view.node, view.n, self.probes)
+
+    def probe_targets(self, view):
+        targets = self._probed(view)
+        targets[np.arange(view.m), view.node] = True   # itself: no request
+        return targets
+
+    def probabilities(self, view: NodeView, probes: ProbeAnswers) -> np.ndarray:
+        unknown = ~self.probe_targets(view)
+        restricted = ProbeAnswers(capacity_hz=np.where(unknown, 1.0, probes.capacity_hz),
+                                  node_fail_rate=np.where(unknown, 0.0, probes.node_fail_rate),
+                                  exec_backlog_s=np.where(unknown, 0.0, probes.exec_backlog_s),
+                                  overloaded=np.asarray(probes.overloaded, dtype=bool) | unknown)
+        return super().probabilities(view, restricted)
 
 
 class ESF(Rule):

@@ -19,7 +19,9 @@ Reset contract of ``OffloadVecEnv`` (written down, as Gymnasium's vector envs do
 * ``obs_layout``: ``o2o-obs-v1`` (the paper's observation, 3N+6) or ``o2o-obs-v2`` (plus what a
   node probes at its decision: every node's execution backlog and flag, its own send backlogs;
   10N+6) or ``o2o-obs-v3`` (the same probes in fixed physical scales, ``feature_scales``, and
-  no one-hot; 7+10N), built by the same ``Observer`` the ``drl`` rule and the log rebuild use.
+  no one-hot; 7+10N) or ``o2o-obs-v3-k<k>`` (v3 where each node probes only k peers, drawn from
+  its scheduler uniforms; 7+11N), built by the same ``Observer`` the ``drl`` rule and the log
+  rebuild use.
 * Actions (B, N): a node with a task must choose 0..N-1 (masked choices are allowed, as a
   heuristic may make them); a node without a task must choose N.
 """
@@ -86,12 +88,14 @@ class OffloadVecEnv:
             node = self._nodes[B] = np.tile(np.arange(N), B)
         overloaded = state.overloaded.repeat(N, axis=0)  # (B*N, N): every peer's flag
         # Layouts v2 and v3: every node sees every node's answer.
+        # Layout v3-k: each node's probed peers come from its scheduler uniforms.
         probed = (np.repeat(state.exec_backlog_s, N, axis=0), state.send_backlog_s.reshape(B * N, N), overloaded)
+        u = e.ep.sched_u[:, t].reshape(B * N, -1)
         obs = self.observer.observe(
             node, state.exec_len.reshape(-1), state.in_flight.reshape(B * N, N), has.reshape(-1),
             e.ep.size_bytes[:, t].reshape(-1), e.ep.cycles[:, t].reshape(-1),
-            e.ep.deadline_s[:, t].reshape(-1), probed)
-        mask = self.observer.mask(node, has.reshape(-1), overloaded)
+            e.ep.deadline_s[:, t].reshape(-1), probed, u)
+        mask = self.observer.mask(node, has.reshape(-1), overloaded, u)
         return obs.reshape(B, N, -1), mask.reshape(B, N, -1)
 
     def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:

@@ -164,6 +164,20 @@ def simulator_logs(scheduler: str, model: str | None, scenario: Scenario, networ
     return episode_logs_from_rollout(scenario, network, sample_episodes(scenario, network, seeds), rule)
 
 
+def logged_probes_per_task(logs) -> float:
+    """Probe requests per task of a testbed run, from its task logs: a node logs the backlog of
+    exactly the peers it sent a probe request to (``peer_backlog_s``; NaN for the others, and
+    its own needs no request). The simulator counts the same in ``o2o simulate``
+    (``probes_per_task``); a simulated log knows every backlog, so this reads testbed logs."""
+    requests = tasks = 0
+    for log in logs:
+        has = np.asarray(log.has_task, dtype=bool)
+        off = ~np.eye(log.nodes, dtype=bool)[None]
+        requests += int((np.isfinite(log.peer_backlog_s) & has[..., None] & off).sum())
+        tasks += log.tasks
+    return requests / tasks if tasks else 0.0
+
+
 def compare_logs(sim_logs, testbed_logs, slot_s: float) -> dict:
     """Per-episode success rates of both, and how the individual tasks differ."""
     episodes, changes, slack_ms = [], {}, []
@@ -200,6 +214,7 @@ def compare_logs(sim_logs, testbed_logs, slot_s: float) -> dict:
     sim = np.asarray([e["simulator"] for e in episodes])
     real = np.asarray([e["testbed"] for e in episodes])
     return {"episodes": episodes, "simulator": float(sim.mean()), "testbed": float(real.mean()),
+            "testbed_probes_per_task": logged_probes_per_task(testbed_logs),
             "difference": float((real - sim).mean()),
             "same_destination": same_dest / max(tasks, 1), "same_outcome": same_outcome / max(tasks, 1),
             "outcome_changes": dict(sorted(changes.items(), key=lambda kv: -kv[1])),
@@ -222,6 +237,8 @@ def comparison_lines(out: dict) -> list[str]:
     lines.append(f"{'mean':>12}{'':>8}{out['simulator']:>12.4f}{out['testbed']:>10.4f}{out['difference']:>+9.4f}"
                  f"{out['same_destination']:>11.3f}{out['same_outcome']:>14.3f}")
     lines.append(f"bound {out['bound']:.4f}")
+    if "testbed_probes_per_task" in out:
+        lines.append(f"probe requests per task on the testbed {out['testbed_probes_per_task']:.2f}")
     if out["outcome_changes"]:
         lines.append("tasks whose outcome differs (simulator -> testbed): "
                      + ", ".join(f"{k}: {v}" for k, v in out["outcome_changes"].items()))

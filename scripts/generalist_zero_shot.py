@@ -1,0 +1,108 @@
+"""The generalist model, run as it is, against the schedulers of each network (issue: one
+scheduler for any network). Nothing is trained here: the generalist's training network seeds are
+1000 and above, so every network below is one it never saw.
+
+    PYTHONPATH=src python scripts/generalist_zero_shot.py MODEL_DIR [--json OUT] [--extra-network 7]
+
+* the main job's networks 0, 1, 2 (N = 20, paper-sim): the 20 held-out episodes of
+  ``docs/results/main-netS.json``, paired per episode with the tuned same-information rule
+  (slack-reliable, tuned on that network's validation episodes), the per-network O2O-DRL
+  (3 training seeds), RATC, spread (tuned) and central of that file;
+* one more network (``--extra-network``, default 7), tuned here on its validation episodes (no
+  per-network model: that needs a main job on it);
+* every point of figures 5a, 5b, 5c and 6 (network 0; N = 10..50 in fig6): the 10 held-out
+  episodes of ``docs/img/figures/NAME.json`` (quick plan), paired with that point's tuned rule
+  and its per-network O2O-DRL (2 training seeds, quick plan).
+
+Each row: the generalist's success rate and, paired per episode (95% Student-t), the generalist
+minus each reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from o2o.core.metrics import mean_ci95
+from o2o.core.network import sample_network
+from o2o.core.scenario import load_scenario, scenario_from_dict
+from o2o.core.seeds import TEST
+from o2o.experiments.tuning import tune_rule
+from o2o.schedulers.drl import DRLRule
+from o2o.sim import make_scheduler
+from o2o.sim.rollout import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCES = ("slack-reliable", "o2o-drl", "ratc", "spread", "central")
+FIGURES = ("fig5a", "fig5b", "fig5c", "fig6")
+
+
+def row(label: str, general: np.ndarray, refs: dict[str, np.ndarray]) -> dict:
+    out = {"point": label, "episodes": len(general), "generalist": float(general.mean())}
+    for name, rates in refs.items():
+        d, lo, hi = mean_ci95(general - rates)
+        out[name] = {"success_rate": float(rates.mean()), "generalist_minus": [d, lo, hi]}
+    return out
+
+
+def show(r: dict) -> str:
+    cells = [f"{r['point']:<28}{r['episodes']:>4}{r['generalist']:>9.4f}"]
+    for name in REFERENCES:
+        if name in r:
+            d, lo, hi = r[name]["generalist_minus"]
+            cells.append(f"{r[name]['success_rate']:.4f} ({d:+.4f} [{lo:+.4f}, {hi:+.4f}])")
+        else:
+            cells.append("-")
+    return "  ".join(cells)
+
+
+def generalist_rates(model: str, scenario, network, seeds) -> np.ndarray:
+    return simulate(scenario, network, seeds, DRLRule.from_model(model, scenario, network))["success_rate"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--extra-network", type=int, default=7)
+    args = parser.parse_args()
+    rows = []
+    print(f"{'point':<28}{'eps':>4}{'general':>9}  " + "  ".join(
+        f"{n} (generalist − it [95% CI])" for n in REFERENCES))
+    for s in (0, 1, 2):
+        results = json.loads((ROOT / f"docs/results/main-net{s}.json").read_text())
+        scenario = scenario_from_dict(results["scenario"])
+        network = sample_network(scenario, s)
+        seeds = results["evaluation_seeds"]
+        refs = {n: np.asarray(results[n]["per_episode"]) for n in REFERENCES}
+        rows.append(row(f"network {s}, N 20", generalist_rates(args.model, scenario, network, seeds), refs))
+        print(show(rows[-1]), flush=True)
+    # A network nobody looked at: the rule tuned on its validation episodes, the rest run here.
+    s = args.extra_network
+    scenario = load_scenario("paper-sim")
+    network = sample_network(scenario, s)
+    seeds = TEST.take(20)
+    tuned = {n: tune_rule(scenario, network, n, network_seed=s)["params"] for n in ("slack-reliable", "spread")}
+    refs = {n: simulate(scenario, network, seeds, make_scheduler(n, tuned.get(n)))["success_rate"]
+            for n in ("slack-reliable", "ratc", "spread", "central")}
+    rows.append(row(f"network {s}, N 20 (new)", generalist_rates(args.model, scenario, network, seeds), refs))
+    print(show(rows[-1]), flush=True)
+    for figure in FIGURES:
+        data = json.loads((ROOT / f"docs/img/figures/{figure}.json").read_text())
+        for point in data["points"]:
+            scenario = load_scenario("paper-sim", [f"{data['field']}={json.dumps(point['value'])}"])
+            network = sample_network(scenario, data["network_seed"])
+            seeds = TEST.take(data["eval_episodes"])
+            refs = {n: np.asarray(point["methods"][n]["per_episode"]) for n in REFERENCES}
+            label = f"{figure} {data['field']}={point['value']}"
+            rows.append(row(label, generalist_rates(args.model, scenario, network, seeds), refs))
+            print(show(rows[-1]), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": args.model, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

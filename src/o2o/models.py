@@ -377,6 +377,31 @@ def _read_manifest(fs, path: str, url: str) -> dict[str, Any]:
     return manifest
 
 
+#: How a model shipped with the package is named: ``pretrained:NAME`` (``o2o/pretrained/NAME``).
+PRETRAINED = "pretrained:"
+
+
+def pretrained_models() -> list[str]:
+    """The names of the models shipped with the package."""
+    from importlib.resources import files
+
+    root = files("o2o") / "pretrained"
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file())
+
+
+def pretrained_path(url: str) -> str:
+    """``url`` itself, or for ``pretrained:NAME`` the folder of that shipped model."""
+    if not url.startswith(PRETRAINED):
+        return url
+    from importlib.resources import files
+
+    name = url[len(PRETRAINED):]
+    if name not in pretrained_models():
+        raise ModelError(f"no shipped model {name!r}: the package has {', '.join(pretrained_models()) or 'none'} "
+                         f"(use pretrained:NAME, or a model folder)")
+    return str(files("o2o") / "pretrained" / name)
+
+
 def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = None,
                need_critic: bool = False) -> Model:
     """Load and check a model folder, or the latest version when ``url`` is a model store.
@@ -387,7 +412,7 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
     the manifest, and a model without a critic (or asked for at another N than its weights')
     when ``need_critic``. Models of layouts v1 (the paper's observation), v2 and v3 load; each
     runs on the layout it was trained on (v3 with its own ``feature_scales``)."""
-    url = str(url)
+    url = pretrained_path(str(url))
     fs, path = _fs(url)
     if not fs.exists(_join(path, MANIFEST)):
         store = ModelStore(url)

@@ -1,0 +1,39 @@
+"""Choose among generalist models on validation episodes only: each model's mean success rate
+on VALIDATION episodes of networks it never saw (network seeds 500 and 501, never used by the
+tables or by training) at N = 10, 20 and 50, paper-sim otherwise.
+
+    PYTHONPATH=src python scripts/generalist_validation.py MODEL_DIR [MODEL_DIR ...]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from o2o.core.network import sample_network
+from o2o.core.scenario import load_scenario
+from o2o.core.seeds import VALIDATION
+from o2o.schedulers.drl import DRLRule
+from o2o.sim.rollout import simulate
+
+NETWORKS = (500, 501)
+NODES = (10, 20, 50)
+EPISODES = 10
+
+
+def main(models: list[str]) -> None:
+    for model in models:
+        rates = []
+        for nodes in NODES:
+            scenario = load_scenario("paper-sim", [f"nodes={nodes}"])
+            for s in NETWORKS:
+                network = sample_network(scenario, s)
+                rule = DRLRule.from_model(model, scenario, network)
+                rates.append(simulate(scenario, network, VALIDATION.take(EPISODES), rule)["success_rate"].mean())
+        print(f"{model}: validation {np.mean(rates):.4f} ({', '.join(f'{r:.4f}' for r in rates)}; "
+              f"N {NODES} x networks {NETWORKS})", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

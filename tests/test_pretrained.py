@@ -49,3 +49,13 @@ def test_the_shipped_generalist_refuses_what_it_was_not_trained_on(capsys):
 def test_an_unknown_shipped_model_is_refused_with_the_names_there_are():
     with pytest.raises(ModelError, match="general"):
         load_model("pretrained:nonesuch")
+
+
+def test_a_model_folder_becomes_a_one_version_store_for_the_testbed(tmp_path):
+    from o2o.models import ModelStore, as_store
+
+    store = as_store("pretrained:general", tmp_path)
+    assert ModelStore(store).latest() == 1
+    assert ModelStore(store).load(nodes=20).manifest["sha256"] == load_model("pretrained:general").manifest["sha256"]
+    assert as_store("pretrained:general", tmp_path) == store          # copied once
+    assert as_store(store, tmp_path) == store                         # a store stays itself

@@ -56,6 +56,8 @@ import datetime as _dt
 import hashlib
 import json
 import re
+from pathlib import Path
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -400,6 +402,24 @@ def pretrained_path(url: str) -> str:
         raise ModelError(f"no shipped model {name!r}: the package has {', '.join(pretrained_models()) or 'none'} "
                          f"(use pretrained:NAME, or a model folder)")
     return str(files("o2o") / "pretrained" / name)
+
+
+def as_store(url: str, folder: str | Path) -> str:
+    """A model store for ``url``, as the testbed's nodes load models (``{store}/v000001``, ...):
+    ``url`` itself when it is not a model folder; a local model folder (or ``pretrained:NAME``)
+    is copied, once, as version 1 of a store under ``folder`` named by its weights' checksum."""
+    path = pretrained_path(str(url))
+    fs, p = _fs(path)
+    if not fs.exists(_join(p, MANIFEST)):
+        return str(url)
+    model = load_model(path)
+    if not Path(path).is_dir():
+        raise ModelError(f"{url} is a model folder that is not on this machine; the testbed loads "
+                         f"models from a store: publish it to one (o2o testbed trainer) and give that")
+    store = Path(folder) / f"store-{model.manifest['sha256'][:16]}"
+    if not (store / "v000001" / MANIFEST).is_file():
+        shutil.copytree(path, store / "v000001", dirs_exist_ok=True)
+    return str(store)
 
 
 def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = None,

@@ -134,17 +134,27 @@ def testbed_setup(args) -> TestbedSetup:
                         subnet=getattr(args, "subnet", None))
 
 
-def check_scheduler(name: str, model: str | None) -> None:
+#: Where a model folder given to the testbed (``--model pretrained:general``, a folder written by
+#: ``o2o train``) is copied as version 1 of a model store, which the nodes load from.
+MODEL_STORES = "runs/testbed-model-stores"
+
+
+def check_scheduler(name: str, model: str | None) -> str | None:
+    """Refuse a scheduler the testbed cannot run; the model store ``drl`` nodes load from."""
+    from o2o.models import as_store
     from o2o.schedulers import HEURISTICS
 
     if name == "drl":
         if not model:
-            raise UserError("--scheduler drl needs --model STORE (a model store folder or URL)")
+            raise UserError("--scheduler drl needs --model STORE (a model store, a model folder or "
+                            "pretrained:NAME)")
+        return as_store(model, MODEL_STORES)
     elif name == "central":
         raise UserError("central is the simulator's full-information yardstick; it cannot run on "
                         "the decentralized testbed")
     elif name not in HEURISTICS:
         raise UserError(f"unknown scheduler {name!r}; choose from {SCHEDULER_CHOICES}")
+    return model
 
 
 def episode_seeds(args) -> list[int]:
@@ -178,7 +188,7 @@ def print_phase(args, setup: TestbedSetup, seeds: list[int], run: TestbedRun, he
 # ------------------------------------------------------------------------------ o2o testbed run
 def cmd_run(args) -> int:
     setup = testbed_setup(args)
-    check_scheduler(args.scheduler, args.model)
+    args.model = check_scheduler(args.scheduler, args.model)
     kills = [KillPlan.parse(text, setup.scenario, args.episodes) for text in args.kill_node]
     seeds = episode_seeds(args)
     _setup_logging(args.verbose)
@@ -198,7 +208,7 @@ def cmd_compare(args) -> int:
 
     setup = testbed_setup(args)
     scenario, network = setup.scenario, setup.network
-    check_scheduler(args.scheduler, args.model)
+    args.model = check_scheduler(args.scheduler, args.model)
     seeds = episode_seeds(args)
     _setup_logging(args.verbose)
     sim_logs = simulator_logs(args.scheduler, args.model, scenario, network, seeds)
@@ -263,7 +273,7 @@ def cmd_bench_testbed(args) -> int:
 def cmd_controller(args) -> int:
     """A controller for nodes started elsewhere (other hosts, Kubernetes pods)."""
     setup = testbed_setup(args)
-    check_scheduler(args.scheduler, args.model)
+    args.model = check_scheduler(args.scheduler, args.model)
     host, port = wire.parse_host_port(args.listen, "--listen")
     key = wire.token_key(wire.read_token(args.token_file))
     seeds = episode_seeds(args)

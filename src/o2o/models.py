@@ -404,15 +404,19 @@ def pretrained_path(url: str) -> str:
     return str(files("o2o") / "pretrained" / name)
 
 
-def as_store(url: str, folder: str | Path) -> str:
+def as_store(url: str, folder: str | Path, nodes: int | None = None, scenario: Scenario | None = None) -> str:
     """A model store for ``url``, as the testbed's nodes load models (``{store}/v000001``, ...):
     ``url`` itself when it is not a model folder; a local model folder (or ``pretrained:NAME``)
-    is copied, once, as version 1 of a store under ``folder`` named by its weights' checksum."""
+    is copied, once, as version 1 of a store under ``folder`` named by its weights' checksum,
+    after it is checked for ``nodes`` and ``scenario`` (nothing is written for a model that
+    cannot run there)."""
     path = pretrained_path(str(url))
     fs, p = _fs(path)
     if not fs.exists(_join(p, MANIFEST)):
         return str(url)
-    model = load_model(path)
+    model = load_model(path, nodes=nodes)
+    if scenario is not None:
+        check_scenario_fits(model, scenario)
     if not Path(path).is_dir():
         raise ModelError(f"{url} is a model folder that is not on this machine; the testbed loads "
                          f"models from a store: publish it to one (o2o testbed trainer) and give that")

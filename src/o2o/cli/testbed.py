@@ -139,8 +139,9 @@ def testbed_setup(args) -> TestbedSetup:
 MODEL_STORES = "runs/testbed-model-stores"
 
 
-def check_scheduler(name: str, model: str | None) -> str | None:
-    """Refuse a scheduler the testbed cannot run; the model store ``drl`` nodes load from."""
+def check_scheduler(name: str, model: str | None, setup=None) -> str | None:
+    """Refuse a scheduler the testbed cannot run; the model store ``drl`` nodes load from (a
+    model folder is checked against ``setup``'s network and scenario before it is copied)."""
     from o2o.models import as_store
     from o2o.schedulers import HEURISTICS
 
@@ -148,7 +149,7 @@ def check_scheduler(name: str, model: str | None) -> str | None:
         if not model:
             raise UserError("--scheduler drl needs --model STORE (a model store, a model folder or "
                             "pretrained:NAME)")
-        return as_store(model, MODEL_STORES)
+        return as_store(model, MODEL_STORES, *((setup.network.n, setup.scenario) if setup else ()))
     elif name == "central":
         raise UserError("central is the simulator's full-information yardstick; it cannot run on "
                         "the decentralized testbed")
@@ -188,7 +189,7 @@ def print_phase(args, setup: TestbedSetup, seeds: list[int], run: TestbedRun, he
 # ------------------------------------------------------------------------------ o2o testbed run
 def cmd_run(args) -> int:
     setup = testbed_setup(args)
-    args.model = check_scheduler(args.scheduler, args.model)
+    args.model = check_scheduler(args.scheduler, args.model, setup)
     kills = [KillPlan.parse(text, setup.scenario, args.episodes) for text in args.kill_node]
     seeds = episode_seeds(args)
     _setup_logging(args.verbose)
@@ -208,7 +209,7 @@ def cmd_compare(args) -> int:
 
     setup = testbed_setup(args)
     scenario, network = setup.scenario, setup.network
-    args.model = check_scheduler(args.scheduler, args.model)
+    args.model = check_scheduler(args.scheduler, args.model, setup)
     seeds = episode_seeds(args)
     _setup_logging(args.verbose)
     sim_logs = simulator_logs(args.scheduler, args.model, scenario, network, seeds)
@@ -273,7 +274,7 @@ def cmd_bench_testbed(args) -> int:
 def cmd_controller(args) -> int:
     """A controller for nodes started elsewhere (other hosts, Kubernetes pods)."""
     setup = testbed_setup(args)
-    args.model = check_scheduler(args.scheduler, args.model)
+    args.model = check_scheduler(args.scheduler, args.model, setup)
     host, port = wire.parse_host_port(args.listen, "--listen")
     key = wire.token_key(wire.read_token(args.token_file))
     seeds = episode_seeds(args)

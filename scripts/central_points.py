@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
-from scipy import stats
-
+from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
 from o2o.core.seeds import TEST
@@ -29,11 +27,6 @@ POINTS += [(0, [f"arrival_prob=[0,{v}]"]) for v in (0.6, 0.7, 0.8, 0.9)]
 POINTS += [(0, [f"node_fail_rate=[0,{v}]"]) for v in (0.15, 0.2, 0.25, 0.3)]
 POINTS += [(0, [f"nodes={v}"]) for v in (10, 30, 40, 50)]
 NAMES = ("central", "central-reliable", "central-earliest")
-
-
-def paired(d: np.ndarray) -> tuple[float, float, float]:
-    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
 
 
 def main() -> None:
@@ -51,8 +44,8 @@ def main() -> None:
         rates = {n: simulate(scenario, network, seeds, make_scheduler(n))["success_rate"] for n in NAMES}
         greedy = max(NAMES[1:], key=lambda n: rates[n].mean())
         greedy10 = max(NAMES[1:], key=lambda n: rates[n][:10].mean())
-        d, lo, hi = paired(rates["central"] - rates[greedy])
-        d10, lo10, hi10 = paired(rates["central"][:10] - rates[greedy10][:10])
+        d, lo, hi = mean_ci95(rates["central"] - rates[greedy])
+        d10, lo10, hi10 = mean_ci95(rates["central"][:10] - rates[greedy10][:10])
         where = f"{network_seed}, {' '.join(overrides) or 'paper-sim'}"
         print(f"{where:<34}" + "".join(f"{rates[n].mean():>10.4f}" for n in NAMES)
               + f"   {d:+.4f} [{lo:+.4f}, {hi:+.4f}]   {d10:+.4f} [{lo10:+.4f}, {hi10:+.4f}]", flush=True)

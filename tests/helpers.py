@@ -47,3 +47,29 @@ def hand_episode(slots: int, nodes: int, tasks: dict, deadline_s: float = 4.0) -
                     deadline_s=deadline, tx_fail_clock=np.full(shape, np.inf),
                     exec_fail_clock=np.full(shape, np.inf),
                     sched_u=np.zeros(shape + (SCHED_UNIFORMS,)))
+
+
+def per_node_matches_env(scenario: Scenario, network: Network, drl, obs_layout: str, seeds=(0, 1, 2)):
+    """Load the queues of ``seeds`` with RATC for 6 slots in the vector env, then build the
+    observation and mask of every deciding node from its NodeView and probe answers (what a
+    testbed node has), as ``drl`` does; check they equal the env's. Returns (view, obs, mask, b, i)."""
+    from o2o.sim import make_scheduler
+    from o2o.sim.env import OffloadVecEnv
+    from o2o.sim.rollout import rule_actions
+    from o2o.sim.views import node_views, probe_answers
+
+    env = OffloadVecEnv(scenario, network, obs_layout=obs_layout)
+    env.reset(list(seeds))
+    ratc = make_scheduler("ratc")
+    for _ in range(6):  # load the queues a little
+        env.step(rule_actions(env.engine, ratc)[0])
+    obs_env, mask_env = env._observe()
+    e = env.engine
+    state = e.node_state()
+    b, i = np.nonzero(e.ep.has_task[:, e.t, :])
+    assert b.size > 0
+    view = node_views(e, state, b, i, drl.reads)
+    obs, mask = drl.observe(view, probe_answers(e, state, b))
+    np.testing.assert_array_equal(obs, obs_env[b, i])
+    np.testing.assert_array_equal(mask, mask_env[b, i])
+    return view, obs, mask, b, i

@@ -29,6 +29,7 @@ from o2o.learn.nets import Actor, Critic, policy_arrays
 from o2o.learn.policy import Policy
 from o2o.models import ModelError, check_scenario_fits, load_model, save_model, scenario_ranges
 from o2o.schedulers.drl import DRLRule, NumpyActor
+from tests.helpers import per_node_matches_env
 
 SC = load_scenario("paper-sim", ["nodes=5", "slots=12"])
 NET = sample_network(SC, 3)
@@ -116,27 +117,10 @@ def test_v3_candidate_features_do_not_depend_on_n():
 def test_v3_simulator_and_per_node_observations_are_equal(head):
     # What the env builds for all nodes of all episodes at once equals what the drl rule builds
     # from one node's view and probe answers (a testbed node), as for v1 and v2.
-    from o2o.sim import make_scheduler
-    from o2o.sim.env import OffloadVecEnv
-    from o2o.sim.rollout import rule_actions
-    from o2o.sim.views import node_views, probe_answers
-
     torch.manual_seed(0)
     actor = Actor(obs_dim(5, OBS_LAYOUT_V3), 6, (16, 16), head=head)
     drl = DRLRule(as_numpy_actor(actor), Observer(SC, NET, OBS_LAYOUT_V3))
-    env = OffloadVecEnv(SC, NET, obs_layout=OBS_LAYOUT_V3)
-    env.reset([0, 1, 2])
-    ratc = make_scheduler("ratc")
-    for _ in range(6):
-        env.step(rule_actions(env.engine, ratc)[0])
-    obs_env, mask_env = env._observe()
-    e = env.engine
-    state = e.node_state()
-    b, i = np.nonzero(e.ep.has_task[:, e.t, :])
-    assert b.size > 0
-    obs, mask = drl.observe(node_views(e, state, b, i, drl.reads), probe_answers(e, state, b))
-    np.testing.assert_array_equal(obs, obs_env[b, i])
-    np.testing.assert_array_equal(mask, mask_env[b, i])
+    _, obs, mask, _, _ = per_node_matches_env(SC, NET, drl, OBS_LAYOUT_V3)
     with torch.no_grad():
         want = actor.probs(torch.from_numpy(obs), torch.from_numpy(mask)).numpy()
     np.testing.assert_allclose(drl.actor.probs(obs, mask), want, atol=1e-5)

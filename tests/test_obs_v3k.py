@@ -33,6 +33,7 @@ from o2o.schedulers.drl import DRLRule
 from o2o.sim.env import OffloadVecEnv
 from o2o.sim.rollout import rule_actions, simulate
 from o2o.sim.views import node_views, probe_answers
+from tests.helpers import per_node_matches_env
 
 SC = load_scenario("paper-sim", ["nodes=5", "slots=12"])
 NET = sample_network(SC, 3)
@@ -72,20 +73,7 @@ def test_probe_set_is_k_peers_never_itself_and_uniform():
 @pytest.mark.parametrize("head", ["plain", "scorer", "set-scorer"])
 def test_simulator_and_per_node_observations_are_equal_and_masks_allow_only_probed(head):
     actor, drl = drl_rule(head=head)
-    env = OffloadVecEnv(SC, NET, obs_layout=K2)
-    env.reset([0, 1, 2])
-    ratc = make_rule("ratc")
-    for _ in range(6):
-        env.step(rule_actions(env.engine, ratc)[0])
-    obs_env, mask_env = env._observe()
-    e = env.engine
-    state = e.node_state()
-    b, i = np.nonzero(e.ep.has_task[:, e.t, :])
-    assert b.size > 0
-    view = node_views(e, state, b, i, drl.reads)
-    obs, mask = drl.observe(view, probe_answers(e, state, b))
-    np.testing.assert_array_equal(obs, obs_env[b, i])
-    np.testing.assert_array_equal(mask, mask_env[b, i])
+    view, obs, mask, b, i = per_node_matches_env(SC, NET, drl, K2)
     # The probe targets are itself and exactly k = 2 peers; only those may be chosen.
     targets = drl.probe_targets(view)
     assert (targets.sum(axis=1) == 3).all() and targets[np.arange(b.size), i].all()

@@ -12,10 +12,8 @@ from o2o.core.scenario import load_scenario
 from o2o.learn.evaluate import as_numpy_actor, evaluate_policy
 from o2o.learn.nets import Actor
 from o2o.schedulers.drl import DRLRule
-from o2o.sim import make_scheduler
-from o2o.sim.env import OffloadVecEnv
-from o2o.sim.rollout import rollout, rule_actions, simulate
-from o2o.sim.views import node_views, probe_answers
+from o2o.sim.rollout import rollout, simulate
+from tests.helpers import per_node_matches_env
 
 SC = load_scenario("paper-sim", ["nodes=5", "slots=12"])
 NET = sample_network(SC, 3)
@@ -33,20 +31,7 @@ def test_rule_builds_the_env_observation_and_mask(layout, head):
     # The drl rule builds its observation from NodeView + ProbeAnswers (what a testbed node has
     # after its probes); the env from the engine's arrays: the same, for v1 and v2.
     drl, actor = rule(layout=layout, head=head)
-    env = OffloadVecEnv(SC, NET, obs_layout=layout)
-    env.reset([0, 1, 2])
-    ratc = make_scheduler("ratc")
-    for _ in range(6):  # load the queues a little
-        env.step(rule_actions(env.engine, ratc)[0])
-    obs_env, mask_env = env._observe()
-    e = env.engine
-    state = e.node_state()
-    b, i = np.nonzero(e.ep.has_task[:, e.t, :])
-    assert b.size > 0
-    view = node_views(e, state, b, i, drl.reads)
-    obs, mask = drl.observe(view, probe_answers(e, state, b))
-    np.testing.assert_array_equal(obs, obs_env[b, i])
-    np.testing.assert_array_equal(mask, mask_env[b, i])
+    view, obs, mask, _, _ = per_node_matches_env(SC, NET, drl, layout)
     assert drl.probe_targets(view).all()
     # The numpy actor (what a node runs) equals the torch actor on these observations.
     with torch.no_grad():

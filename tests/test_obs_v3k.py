@@ -11,12 +11,16 @@ import torch
 
 from o2o.cli.main import main
 from o2o.core.decpomdp import (
+    OBS_LAYOUT_V2,
     OBS_LAYOUT_V3,
+    OBS_LAYOUT_VERSION,
     PROBE_SET_UNIFORM,
     V3_BLOCKS,
     V3_NODE_FEATURES,
     Observer,
     ProbeBudgetError,
+    is_known_layout,
+    is_probed,
     kprobe_layout,
     layout_probes,
     obs_dim,
@@ -216,6 +220,22 @@ def test_models_record_k_and_older_layouts_load(tmp_path):
         m = simulate(SC, NET, [0, 1], rule)
         k = layout_probes(layout) or 4
         assert m["probes"].sum() == k * m["tasks"].sum()
+
+
+def test_known_and_probed_layouts():
+    """Every k-probe name is a layout; v1 is the only one without what a node probes (IV-B1)."""
+    for name in (OBS_LAYOUT_VERSION, OBS_LAYOUT_V2, OBS_LAYOUT_V3, "o2o-obs-v3-k1", "o2o-obs-v3-k19"):
+        assert is_known_layout(name)
+        assert is_probed(name) == (name != OBS_LAYOUT_VERSION)
+    for name in ("o2o-obs-v3-k0", "o2o-obs-v3-k", "o2o-obs-v9", "", None, 3):
+        assert not is_known_layout(name) and not is_probed(name)
+
+
+def test_command_line_refuses_an_unknown_layout(tmp_path, capsys):
+    assert main(["train", "online", "--from-scratch", "--obs-layout", "o2o-obs-v9", "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "'o2o-obs-v9' is not an observation layout" in err and "o2o-obs-v3-k<k>" in err
+    assert not (tmp_path / "m").exists()
 
 
 def test_command_line_refuses_a_bad_k(tmp_path, capsys):

@@ -71,12 +71,15 @@ from o2o.core.decpomdp import (
     SCORER_HEADS,
     SET_FEATURES,
     CRITIC_INPUTS,
+    LAYOUT_NAMES,
+    OBS_LAYOUT_V2,
     OBS_LAYOUT_V3,
+    OBS_LAYOUT_V3K,
     OBS_LAYOUT_VERSION,
-    OBS_LAYOUTS,
-    PROBED_LAYOUTS,
     FeatureScales,
     critic_dim,
+    is_known_layout,
+    is_probed,
     is_v3,
     layout_probes,
     obs_dim,
@@ -314,7 +317,7 @@ def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: t
     parts = tuple(p for p in PARTS if f"{p}.l0.weight" in arrays)
     if "actor" not in parts:
         raise ValueError("a model needs the actor's weights (actor.l0.weight, ...)")
-    if actor_head in SCORER_HEADS and obs_layout not in PROBED_LAYOUTS:
+    if actor_head in SCORER_HEADS and not is_probed(obs_layout):
         raise ValueError("the scorer head reads observation layout v2 or v3")
     if actor_head == "self" and is_v3(obs_layout):
         raise ValueError("the self head reads the one-hot of layouts v1 and v2")
@@ -454,9 +457,9 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
             raise ModelError(f"model {url}: manifest lacks {key!r}")
     _check_manifest_types(m, url)
     layout = m["obs_layout"]
-    if layout not in OBS_LAYOUTS:
+    if not is_known_layout(layout):
         raise ModelError(f"model {url} was trained on observation layout {layout!r}, which this o2o "
-                         f"does not build ({', '.join(OBS_LAYOUTS)}): retrain the model")
+                         f"does not build ({LAYOUT_NAMES}): retrain the model")
     if obs_layout is not None and layout != obs_layout:
         raise ModelError(f"model {url} was trained on observation layout {layout!r}, but "
                          f"{obs_layout!r} is asked for: retrain the model on that layout")
@@ -493,8 +496,9 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
         raise ModelError(f"model {url}: activation {m['activation']!r} is not supported (relu)")
     if head not in HEADS:
         raise ModelError(f"model {url}: actor_head {head!r} is not one of {', '.join(HEADS)}")
-    if head in SCORER_HEADS and layout not in PROBED_LAYOUTS:
-        raise ModelError(f"model {url}: the scorer head needs observation layout {' or '.join(PROBED_LAYOUTS)}")
+    if head in SCORER_HEADS and not is_probed(layout):
+        raise ModelError(f"model {url}: the scorer head needs an observation layout with what a node "
+                         f"probes ({OBS_LAYOUT_V2}, {OBS_LAYOUT_V3} or {OBS_LAYOUT_V3K}<k>), not {layout!r}")
     if head == "self" and is_v3(layout):
         raise ModelError(f"model {url}: the self head reads the one-hot of layouts v1 and v2, not {layout}")
     critic_input = m.get("critic_input", "own")

@@ -373,9 +373,9 @@ def add_reward_credit_arg(p, what: str) -> None:
 
 
 def add_obs_layout_arg(p, what: str) -> None:
-    from o2o.core.decpomdp import OBS_LAYOUTS
+    from o2o.core.decpomdp import obs_layout_option
 
-    p.add_argument("--obs-layout", choices=OBS_LAYOUTS, default=None, metavar="LAYOUT",
+    p.add_argument("--obs-layout", type=obs_layout_option, default=None, metavar="LAYOUT",
                    help=f"observation layout: the paper's (o2o-obs-v1), v1 plus what a node probes at "
                         f"its decision (o2o-obs-v2), the same in fixed physical scales with nothing "
                         f"but the candidates growing with N (o2o-obs-v3), or v3 where a node probes "

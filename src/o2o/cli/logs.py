@@ -14,7 +14,7 @@ from o2o.cli.datasets import register as register_suite
 from o2o.core.decpomdp import (
     OBS_LAYOUT_V2,
     OBS_LAYOUT_VERSION,
-    OBS_LAYOUTS,
+    obs_layout_option,
     REWARD_CREDITS,
 )
 from o2o.core.episodes import sample_episodes
@@ -204,7 +204,7 @@ def register(sub, bench) -> None:
     e.add_argument("--reward-credit", default="slot", choices=REWARD_CREDITS,
                    help="credit outcomes to the slot they ended in (default), to the decision "
                         "slot, or each node's own outcome to its decision (node)")
-    e.add_argument("--obs-layout", default=OBS_LAYOUT_VERSION, choices=OBS_LAYOUTS,
+    e.add_argument("--obs-layout", default=OBS_LAYOUT_VERSION, type=obs_layout_option, metavar="LAYOUT",
                    help=f"observation layout (default {OBS_LAYOUT_VERSION}, the paper's; "
                         f"{OBS_LAYOUT_V2} adds what each node probed, for the project settings; "
                         f"o2o-obs-v3 the same in fixed physical scales, independent of the scenario "

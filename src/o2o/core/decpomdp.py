@@ -101,6 +101,7 @@ outcome of the task node i decided at t, 0 without one; summed over the nodes it
 
 from __future__ import annotations
 
+import argparse
 import re
 from typing import Annotated
 
@@ -150,15 +151,30 @@ def is_v3(obs_layout: str) -> bool:
     return obs_layout == OBS_LAYOUT_V3 or layout_probes(obs_layout) is not None
 
 
-class _Layouts(tuple):
-    """The fixed layout names, and ``in`` also true for every k-probe name ``o2o-obs-v3-k<k>``."""
+# The fixed layout names; besides them every ``o2o-obs-v3-k<k>`` (k >= 1) is a layout too.
+OBS_LAYOUTS = (OBS_LAYOUT_VERSION, OBS_LAYOUT_V2, OBS_LAYOUT_V3)
+# Every layout, as messages name them.
+LAYOUT_NAMES = f"{', '.join(OBS_LAYOUTS)} or {OBS_LAYOUT_V3K}<k> (k probes per decision)"
 
-    def __contains__(self, name) -> bool:
-        return tuple.__contains__(self, name) or layout_probes(name) is not None
+
+def is_known_layout(obs_layout: str) -> bool:
+    """Whether this o2o builds observations of layout ``obs_layout``."""
+    return obs_layout in OBS_LAYOUTS or layout_probes(obs_layout) is not None
 
 
-OBS_LAYOUTS = _Layouts((OBS_LAYOUT_VERSION, OBS_LAYOUT_V2, OBS_LAYOUT_V3))
-PROBED_LAYOUTS = _Layouts((OBS_LAYOUT_V2, OBS_LAYOUT_V3))  # what a node probes is part of the observation
+def is_probed(obs_layout: str) -> bool:
+    """Whether what a node probes at its decision is part of the observation (v2, v3, v3-k;
+    not the paper's v1, whose mask needs only the peers' 1-bit overload flags)."""
+    return obs_layout in (OBS_LAYOUT_V2, OBS_LAYOUT_V3) or layout_probes(obs_layout) is not None
+
+
+def obs_layout_option(value: str) -> str:
+    """argparse ``type`` of an ``--obs-layout`` option: the name, or a usage error (exit 2)."""
+    if not is_known_layout(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an observation layout: use {LAYOUT_NAMES}")
+    return value
+
+
 V2_BLOCKS = 7
 V3_NODE_FEATURES = 7                   # lambda, alpha, F, l, s, c, d
 V3_BLOCKS = 3 + V2_BLOCKS              # is-itself, r_ij, the seven v2 blocks, l^r_ij
@@ -230,9 +246,9 @@ def check_reward_credit(reward_credit: str) -> str:
 
 
 def check_obs_layout(obs_layout: str) -> str:
-    if obs_layout not in OBS_LAYOUTS:
-        raise ValueError(f"obs_layout must be one of {', '.join(OBS_LAYOUTS)} or {OBS_LAYOUT_V3K}<k> "
-                         f"(k probes per decision, e.g. {OBS_LAYOUT_V3K}2), got {obs_layout!r}")
+    if not is_known_layout(obs_layout):
+        raise ValueError(f"obs_layout must be one of {LAYOUT_NAMES}, e.g. {OBS_LAYOUT_V3K}2, "
+                         f"got {obs_layout!r}")
     return obs_layout
 
 
@@ -314,7 +330,7 @@ def probes_per_decision(n: int, obs_layout: str = OBS_LAYOUT_VERSION) -> tuple[i
     k = layout_probes(obs_layout)
     if k is not None:
         return check_probes(k, n), "full answers"
-    if check_obs_layout(obs_layout) in PROBED_LAYOUTS:
+    if is_probed(check_obs_layout(obs_layout)):
         return n - 1, "full answers"
     return n - 1, "1-bit overload flags"
 
@@ -488,7 +504,6 @@ class Observer:
     def _init_v3(self, scenario: Scenario, network: Network, scales: FeatureScales) -> None:
         """The constant parts of observation v3, from the network's arrays and ``scales`` only
         (``slot_s`` turns lambda into a rate per second)."""
-        n = network.n
         self.scales = scales
         self.capacity_scale, self.backlog_scale = scales.capacity_hz, scales.backlog_s
         self.queue_scale = scales.queue_tasks
@@ -556,7 +571,7 @@ class Observer:
         m = node.shape[0]
         has = np.asarray(has_task, dtype=bool)
         size_bytes, cycles, deadline_s = (np.asarray(x, dtype=np.float64) for x in (size_bytes, cycles, deadline_s))
-        if self.obs_layout in PROBED_LAYOUTS and probed is None:
+        if is_probed(self.obs_layout) and probed is None:
             raise ValueError(f"observation {self.obs_layout} needs the probed backlogs and flags")
         if is_v3(self.obs_layout):
             return self._observe_v3(node, exec_len, recv_len, has, size_bytes, cycles, deadline_s,

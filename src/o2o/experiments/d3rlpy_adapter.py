@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from o2o.core.decpomdp import OBS_LAYOUT_V2, OBS_LAYOUTS, Observer, obs_dim
+from o2o.core.decpomdp import LAYOUT_NAMES, OBS_LAYOUT_V2, Observer, is_known_layout, obs_dim
 from o2o.core.errors import UserError
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
@@ -73,8 +73,8 @@ def obs_width(data: dict[str, np.ndarray], obs_layout: str | None) -> int:
     width = data["observations"].shape[1]
     if obs_layout is None or obs_layout == str(data["obs_layout"]):
         return width
-    if obs_layout not in OBS_LAYOUTS:
-        raise UserError(f"observation layout must be one of {', '.join(OBS_LAYOUTS)}, got {obs_layout!r}")
+    if not is_known_layout(obs_layout):
+        raise UserError(f"observation layout must be one of {LAYOUT_NAMES}, got {obs_layout!r}")
     if str(data["obs_layout"]) != OBS_LAYOUT_V2:
         raise UserError(f"a {data['obs_layout']} data set has no {obs_layout} view")
     return obs_dim(data["action_masks"].shape[1] - 1, obs_layout)

@@ -48,9 +48,9 @@ import torch
 from o2o.core.decpomdp import (
     OBS_LAYOUT_V2,
     OBS_LAYOUT_V3,
-    PROBED_LAYOUTS,
     central_critic_input,
     critic_dim,
+    is_probed,
     is_v3,
     layout_probes,
 )
@@ -469,7 +469,7 @@ def train_offline(dataset: dict[str, np.ndarray], settings: OfflineSettings | No
     Same data, settings, seed and steps give the same weights (one torch thread)."""
     settings = settings or OfflineSettings()
     data = check_dataset(dataset)
-    if settings.actor_head in ("scorer", "set-scorer") and dataset_obs_layout(data) not in PROBED_LAYOUTS:
+    if settings.actor_head in ("scorer", "set-scorer") and not is_probed(dataset_obs_layout(data)):
         raise UserError(f"the scorer actor reads observation layout {OBS_LAYOUT_V2} or {OBS_LAYOUT_V3}, "
                         f"but the data set has {dataset_obs_layout(data)}: export it with --obs-layout "
                         f"{OBS_LAYOUT_V2}, or train with --set-hparam actor_head=plain")

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from o2o.core.decpomdp import OBS_LAYOUTS, check_obs_layout, is_v3
+from o2o.core.decpomdp import LAYOUT_NAMES, check_obs_layout, is_known_layout, is_v3
 from o2o.core.errors import UserError
 from o2o.core.yaml_input import MAX_VALUE_CHARS, parse_yaml
 
@@ -118,9 +118,8 @@ def with_overrides(settings: BaseModel, pairs: list[str] | None,
 
 
 RewardCredit = Literal["slot", "decision", "node"]
-# The layout names (``o2o.core.decpomdp.OBS_LAYOUTS``: v1, v2, v3 and v3-k<k>, k probes).
+# A layout name (v1, v2, v3 and v3-k<k>, k probes: ``o2o.core.decpomdp.LAYOUT_NAMES``).
 ObsLayout = Annotated[str, AfterValidator(check_obs_layout)]
-OBS_LAYOUT_NAMES = OBS_LAYOUTS
 
 
 class LearnerSettings(BaseModel):
@@ -177,9 +176,8 @@ def learner_settings(preset: str = "project", offline: list[str] | None = None,
     if credit not in ("slot", "decision", "node"):
         raise UserError(f"reward credit must be slot, decision or node, got {credit!r}")
     layout = obs_layout or base["obs_layout"]
-    if layout not in OBS_LAYOUT_NAMES:
-        raise UserError(f"observation layout must be one of {', '.join(OBS_LAYOUT_NAMES)} or "
-                        f"o2o-obs-v3-k<k> (k probes per decision), got {layout!r}")
+    if not is_known_layout(layout):
+        raise UserError(f"observation layout must be one of {LAYOUT_NAMES}, got {layout!r}")
     off = with_overrides(OfflineSettings(**base["offline"]), offline, options[0])
     on = with_overrides(OnlineSettings(**base["online"]), online, options[1])
     for name, part in (("offline", off), ("online", on)):

@@ -48,9 +48,10 @@ import numpy as np
 
 from o2o.core.decpomdp import (
     OBS_LAYOUT_VERSION,
-    OBS_LAYOUTS,
+    LAYOUT_NAMES,
     REWARD_CREDITS,
     FeatureScales,
+    is_known_layout,
     is_v3,
     nodes_of,
     obs_dim,
@@ -148,8 +149,8 @@ def build_dataset(store: LogStore | str | Path, run_ids: Iterable[int] | None = 
     if reward_credit not in REWARD_CREDITS:
         raise UserError(f"--reward-credit must be one of {', '.join(REWARD_CREDITS)}, "
                         f"got {reward_credit!r}")
-    if obs_layout not in OBS_LAYOUTS:
-        raise UserError(f"--obs-layout must be one of {', '.join(OBS_LAYOUTS)}, got {obs_layout!r}")
+    if not is_known_layout(obs_layout):
+        raise UserError(f"--obs-layout must be one of {LAYOUT_NAMES}, got {obs_layout!r}")
     if not isinstance(store, LogStore):
         with LogStore.open(store) as opened:
             return build_dataset(opened, run_ids, reward_credit, progress, obs_layout)
@@ -166,9 +167,9 @@ def build_dataset(store: LogStore | str | Path, run_ids: Iterable[int] | None = 
         raise UserError(f"runs {ids} have different numbers of nodes {sorted(node_counts)}; "
                         "export them separately (--run ID)")
     for r in ids:
-        if known[r].obs_layout not in OBS_LAYOUTS:
+        if not is_known_layout(known[r].obs_layout):
             raise UserError(f"run {r} was logged with observation layout {known[r].obs_layout}; "
-                            f"this o2o builds {', '.join(OBS_LAYOUTS)}")
+                            f"this o2o builds {LAYOUT_NAMES}")
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ROW_DTYPES}
     for r in ids:
         scenario, network = known[r].scenario, store.network(r)
@@ -294,9 +295,8 @@ def check_dataset(data: dict[str, np.ndarray], n: int | None = None) -> dict[str
     if m == 0:
         raise UserError("data set is empty")
     layout = dataset_obs_layout(out)
-    if layout not in OBS_LAYOUTS:
-        raise UserError(f"data set has observation layout {layout!r}; this o2o reads "
-                        f"{', '.join(OBS_LAYOUTS)}")
+    if not is_known_layout(layout):
+        raise UserError(f"data set has observation layout {layout!r}; this o2o reads {LAYOUT_NAMES}")
     obs = out["observations"]
     if obs.ndim != 2:
         raise UserError(f"observations must be (M, D), got shape {obs.shape}")

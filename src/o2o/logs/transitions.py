@@ -38,10 +38,10 @@ import numpy as np
 
 from o2o.core.decpomdp import (
     OBS_LAYOUT_VERSION,
-    PROBED_LAYOUTS,
     FeatureScales,
     Observer,
     check_reward_credit,
+    is_probed,
     obs_dim,
     rewards,
 )
@@ -100,7 +100,7 @@ def boundary_observations(observer: Observer, log: EpisodeLog) -> tuple[np.ndarr
         # Layout v3-k: the probed peers, from the episode's scheduler uniforms (its seed).
         sched_u = sample_episodes(observer.scenario, observer.network, [log.episode_seed]).sched_u[0]
         u = np.concatenate([sched_u, np.zeros((1, *sched_u.shape[1:]))]).reshape(m, -1)
-    if observer.obs_layout in PROBED_LAYOUTS:
+    if is_probed(observer.obs_layout):
         known = has if u is None else has[..., None] & observer.known(node, has.reshape(m), u).reshape(has.shape + (n,))
         if not _probed_known(log, known):
             raise UserError(f"episode {log.episode_index} was logged without the probed backlogs "

@@ -22,7 +22,7 @@ import numpy as np
 from o2o.core.decpomdp import (
     OBS_LAYOUT_V3,
     OBS_LAYOUT_VERSION,
-    PROBED_LAYOUTS,
+    is_probed,
     is_v3,
     layout_probes,
     SCORER_HEADS,
@@ -141,7 +141,7 @@ class DRLRule(Rule):
             raise ModelError(f"the actor reads {OBS_LAYOUT_V3} observations at its own feature scales "
                              f"({actor.feature_scales}), the observer builds them at {observer.scales}")
         # Observations v2 and v3 also read the own send backlogs (a node knows them).
-        self.reads = frozenset({"recv_len"} | ({"send_backlog_s"} if observer.obs_layout in PROBED_LAYOUTS else set()))
+        self.reads = frozenset({"recv_len"} | ({"send_backlog_s"} if is_probed(observer.obs_layout) else set()))
         self._last: tuple[int, np.ndarray, np.ndarray] | None = None
 
     @classmethod
@@ -168,7 +168,7 @@ class DRLRule(Rule):
         """Observations (M, D) and masks (M, N+1) of deciding nodes (all have a task)."""
         has = np.ones(view.m, dtype=bool)
         probed = None
-        if self.observer.obs_layout in PROBED_LAYOUTS:
+        if is_probed(self.observer.obs_layout):
             probed = (probes.exec_backlog_s, view.send_backlog_s, probes.overloaded)
         obs = self.observer.observe(view.node, view.exec_len, view.recv_len, has,
                                     view.size_bytes, view.cycles, view.deadline_s, probed, view.u)

@@ -94,7 +94,9 @@ def main() -> None:
         settings = learner_settings("project", online=args.hparams, options=("--set", "--set")).online
     except UserError as err:
         parser.exit(2, f"error: {err}\n")
-    window = settings.episodes_per_batch
+    # The window of the cold-start numbers: one batch D_k of the project's settings (8
+    # episodes), as o2o run's, whatever --set episodes_per_batch says.
+    window = learner_settings("project").online.episodes_per_batch
     zero_shot = DRLRule.from_model(args.model, scenario, network)
     out = {"model": args.model, "network_seed": args.network_seed, "episodes": args.episodes,
            "set": args.hparams, "reward_credit": args.reward_credit, "score": args.score,

@@ -32,7 +32,7 @@ from o2o.core.network import sample_network
 from o2o.core.outputs import check_output_folder, write_error
 from o2o.core.scenario import MAX_NODES, load_scenario
 from o2o.learn.evaluate import evaluate_policy, make_eval_fn
-from o2o.learn.settings import learner_settings
+from o2o.learn.settings import GENERALIST_FINETUNE, learner_settings
 from o2o.learn.tracking import Tracker
 from o2o.logs.dataset import dataset_reward_credit, load_dataset
 from o2o.models import check_scenario_fits, hull_ranges, load_model, scenario_ranges
@@ -163,10 +163,20 @@ def cmd_train_online(args) -> int:
                                                     _eval_batch(args.eval_episodes)))
     policy, model, source = None, None, "scratch"
     credit = args.reward_credit or (None if args.model else learner.reward_credit)
+    generalist_defaults = None
     if args.model:
         policy, model = Policy.load(args.model, nodes=network.n, need_critic=True)
         check_scenario_fits(model, scenario)
         source = model.url
+        if model.manifest.get("training", {}).get("phase") == "generalist" and not args.plain:
+            # A generalist on a new network: the fine-tuning settings chosen for it, under the
+            # command's own overrides (docs/learner.md, "Deploy without logs").
+            generalist_defaults = {"online": list(GENERALIST_FINETUNE["online"]),
+                                   "reward_credit": GENERALIST_FINETUNE["reward_credit"]}
+            learner = learner_settings(args.settings, online=[*generalist_defaults["online"], *args.hparams],
+                                       obs_layout=getattr(args, "obs_layout", None))
+            settings = learner.online
+            credit = args.reward_credit or generalist_defaults["reward_credit"]
         if settings.reward_norm == "fixed" and not policy.reward_stats:
             raise UserError(f"model {args.model} carries no reward statistics; use "
                             "--set-hparam reward_norm=batch")
@@ -183,6 +193,8 @@ def cmd_train_online(args) -> int:
                 "episodes": result.episodes, "seconds": round(result.seconds, 2),
                 "settings": settings.model_dump(mode="json"),
                 "scenario": scenario.name, "network_seed": args.network_seed}
+    if generalist_defaults:
+        training["generalist_finetune_defaults"] = generalist_defaults
     curve = [{k: p[k] for k in ("episodes", "success_rate")} for p in result.curve]
     return _save_evaluate_report(args, scenario, network, result, training, eval_seeds,
                                  {"episodes": result.episodes,
@@ -425,6 +437,11 @@ def register(sub, bench) -> None:
     add_reward_credit_arg(p, "default: the model's; from scratch, the settings' "
                              "(project: node, paper: slot)")
     add_obs_layout_arg(p, "from scratch; default the settings' (project: v2, paper: v1)")
+    p.add_argument("--plain", action="store_true",
+                   help="fine-tune a generalist (a model of 'o2o train generalist') with the settings "
+                        "as they are, without its fine-tuning defaults (" +
+                        " ".join(f"--set-hparam {k}" for k in GENERALIST_FINETUNE["online"]) +
+                        f", --reward-credit {GENERALIST_FINETUNE['reward_credit']})")
     _add_common_train(p)
     p.set_defaults(func=cmd_train_online)
 

@@ -20,6 +20,15 @@ Each iteration (Alg. 2, lines 2-8):
    over the rows where the node had a task (a no-task row has one available action, rho = 1
    and no gradient), and the critic by mean (V(o) - V_t)^2 over all rows (eq. 19).
 
+For fine-tuning a model trained elsewhere (the generalist of ``o2o.learn.generalist`` on a new
+network) the settings add, all off by default: separate learning rates of the actor and the
+critic (``actor_lr``, ``critic_lr``); a critic warm-up (``critic_warmup``: the first so many
+updates fit only the critic, so the first actor update does not use values fitted to other
+networks, or to another reward credit); and a penalty ``kl_coef`` x KL(pi_start || pi) on the
+decision rows, pi_start the actor the run started from. ``fresh_critic`` replaces the model's
+critic by a new one (of ``critic_input``, e.g. ``own`` where the model's is pooled), fitted
+during the warm-up.
+
 Masks are applied in every softmax. Online-only (the baseline) is the same algorithm from a
 random initialisation (``policy=None``) on the same number of environment steps.
 
@@ -31,6 +40,7 @@ seeds of logs and evaluation, and the same for O2O-DRL and online-only.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -67,10 +77,19 @@ def initial_policy(n: int, settings: OnlineSettings, obs_layout: str, reward_cre
     """A randomly initialised actor and critic for ``n`` nodes (from torch's current seed):
     where the online-only baseline starts (paper V-B). ``feature_scales``: layout v3's (None:
     the defaults)."""
-    c_dim = critic_dim(n, obs_layout, settings.critic_input)
-    return Policy(Actor(obs_dim(n, obs_layout), n + 1, settings.hidden, head=settings.actor_head,
-                        feature_scales=feature_scales, obs_layout=obs_layout),
-                  Critic(c_dim, settings.hidden, pooled=settings.critic_input == "pooled"), reward_credit)
+    actor = Actor(obs_dim(n, obs_layout), n + 1, settings.hidden, head=settings.actor_head,
+                  feature_scales=feature_scales, obs_layout=obs_layout)
+    return Policy(actor, new_critic(n, settings.critic_input, settings.hidden, obs_layout), reward_credit)
+
+
+def new_critic(n: int, critic_input: str, hidden: tuple[int, ...], obs_layout: str) -> Critic:
+    """A randomly initialised critic (from torch's current seed) reading ``critic_input`` for
+    ``n`` nodes on ``obs_layout``."""
+    try:
+        c_dim = critic_dim(n, obs_layout, critic_input)
+    except ValueError as err:
+        raise UserError(f"critic_input={critic_input}: {err}") from None
+    return Critic(c_dim, hidden, pooled=critic_input == "pooled")
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminals: np.ndarray,
@@ -158,10 +177,25 @@ class PPOUpdate:
         self.s, self.actor, self.critic, self.rng = settings, actor, critic, rng
         self.reward_stats = reward_stats
         self.critic_input = critic_input
-        self.actor_opt = adam(self.actor.parameters(), self.s.lr)
-        self.critic_opt = adam(self.critic.parameters(), self.s.lr)
+        s = self.s
+        self.actor_opt = adam(self.actor.parameters(), s.lr if s.actor_lr is None else s.actor_lr)
+        self.critic_opt = adam(self.critic.parameters(), s.lr if s.critic_lr is None else s.critic_lr)
         self.actor_step, self.critic_step = AdamStep(self.actor_opt), AdamStep(self.critic_opt)
         self.params = [*self.actor_step.params, *self.critic_step.params]
+        self.updates_done = 0
+        # pi_start of the KL penalty: a frozen copy of the actor as it is now.
+        self.reference: Actor | None = None
+        if s.kl_coef > 0:
+            self.reference = copy.deepcopy(actor).requires_grad_(False)
+
+    def bind_actor(self, actor: Actor) -> None:
+        """Go on with ``actor``: the same weights gathered for another N (``Policy.at_nodes``);
+        the reference of the KL penalty follows it to that N."""
+        if self.reference is not None and actor.n_actions != self.reference.n_actions:
+            reference = copy.deepcopy(actor).requires_grad_(False)
+            reference.net = self.reference.net
+            self.reference = reference
+        self.actor = actor
 
     def update(self, buf: dict[str, np.ndarray]) -> dict[str, float]:
         s = self.s
@@ -186,10 +220,23 @@ class PPOUpdate:
         n_mb = max(1, math.ceil(decision.numel() / s.minibatch_size))
         stats: dict[str, float] = {}
         n_steps = 0
+        warmup = self.updates_done < s.critic_warmup   # the actor stays as it is
+        self.updates_done += 1
+        ref_log_pi = None
+        if self.reference is not None and not warmup:
+            with torch.no_grad():
+                ref_log_pi = self.reference.policy(obs, mask)[0]
         for _ in range(s.epochs):
             dec_perm = decision[torch.from_numpy(self.rng.permutation(decision.numel()))]
             all_perm = torch.from_numpy(self.rng.permutation(rows))
             for dec_idx, all_idx in zip(dec_perm.tensor_split(n_mb), all_perm.tensor_split(n_mb)):
+                if warmup:
+                    v_loss = ((self.critic(critic_obs[all_idx]) - ret_t[all_idx]) ** 2).mean()
+                    grads = torch.autograd.grad(v_loss, self.critic_step.params, allow_unused=True)
+                    self.critic_step.step(clip_grad_norm(grads, s.max_grad_norm))
+                    stats["v_loss"] = stats.get("v_loss", 0.0) + v_loss.item()
+                    n_steps += 1
+                    continue
                 # Actor: PPO clip objective (eq. 16) on decision rows.
                 log_pi, pi = self.actor.policy(obs[dec_idx], mask[dec_idx])
                 new_logp = log_pi.gather(1, act[dec_idx][:, None]).squeeze(1)
@@ -200,10 +247,15 @@ class PPOUpdate:
                 entropy = -(pi * log_pi).sum(-1).mean()
                 # Critic: MSE to the GAE targets (eq. 19) on all rows.
                 v_loss = ((self.critic(critic_obs[all_idx]) - ret_t[all_idx]) ** 2).mean()
+                loss = -(objective + s.entropy_coef * entropy) + v_loss
+                if ref_log_pi is not None:  # KL(pi_start || pi) on the decision rows
+                    ref = ref_log_pi[dec_idx]
+                    kl_start = (ref.exp() * (ref - log_pi)).sum(-1).mean()
+                    loss = loss + s.kl_coef * kl_start
+                    stats["kl_start"] = stats.get("kl_start", 0.0) + kl_start.item()
                 # One backward pass for both (their parameters are disjoint), then each
                 # network's gradient clipped by its own norm and its own Adam step.
-                grads = torch.autograd.grad(-(objective + s.entropy_coef * entropy) + v_loss,
-                                            self.params, allow_unused=True)
+                grads = torch.autograd.grad(loss, self.params, allow_unused=True)
                 k = len(self.actor_step.params)
                 self.actor_step.step(clip_grad_norm(grads[:k], s.max_grad_norm))
                 self.critic_step.step(clip_grad_norm(grads[k:], s.max_grad_norm))
@@ -215,7 +267,10 @@ class PPOUpdate:
                 for k, v in zip(("ppo_objective", "v_loss", "entropy", "approx_kl", "clipfrac"), values):
                     stats[k] = stats.get(k, 0.0) + v
                 n_steps += 1
-        return {k: v / n_steps for k, v in stats.items()}
+        out = {k: v / n_steps for k, v in stats.items()}
+        if warmup:
+            out["critic_warmup"] = 1.0
+        return out
 
 
 class OnlinePPO:
@@ -229,25 +284,42 @@ class OnlinePPO:
                  obs_layout: str = OBS_LAYOUT_VERSION):
         self.s = settings or OnlineSettings()
         credit = reward_credit
+        reward_stats = policy.reward_stats if policy is not None else None
         if policy is not None and policy.reward_credit is not None:
             if credit is not None and credit != policy.reward_credit:
-                raise UserError(f"the model was trained on {policy.reward_credit}-credited rewards; "
-                                f"fine-tuning it with {credit} credit would change what its critic "
-                                f"means (use --reward-credit {policy.reward_credit}, or train offline "
-                                f"on a data set exported with {credit} credit)")
-            credit = policy.reward_credit
+                if self.s.critic_warmup == 0:
+                    raise UserError(f"the model was trained on {policy.reward_credit}-credited rewards; "
+                                    f"fine-tuning it with {credit} credit would change what its critic "
+                                    f"means (use --reward-credit {policy.reward_credit}, refit the critic "
+                                    f"first with --set-hparam critic_warmup=M, M > 0 updates, or train "
+                                    f"offline on a data set exported with {credit} credit)")
+                if self.s.reward_norm == "fixed":
+                    raise UserError(f"reward_norm=fixed uses the statistics of the model's "
+                                    f"{policy.reward_credit}-credited rewards, not of {credit} credit; "
+                                    "use --set-hparam reward_norm=batch")
+                reward_stats = None  # the critic is refit to the new credit during the warm-up
+            else:
+                credit = policy.reward_credit
         self.reward_credit = credit or "slot"
         self.seed = int(seed)
         torch.manual_seed(seed)
         if policy is None:
             policy = initial_policy(network.n, self.s, obs_layout, self.reward_credit)
+        elif self.s.fresh_critic:
+            if self.s.critic_warmup == 0:
+                raise UserError("fresh_critic starts from a critic that knows nothing; fit it first "
+                                "with --set-hparam critic_warmup=M (M > 0 updates)")
+            policy = policy.at_nodes(network.n)
+            policy = Policy(policy.actor, new_critic(network.n, self.s.critic_input, policy.actor.hidden,
+                                                     policy.obs_layout),
+                            policy.reward_credit, policy.reward_stats)
         if policy.critic is None:
             raise ValueError("fine-tuning loads both the offline actor and critic")
         self.critic_input = policy.critic_input
-        self.policy = Policy(policy.actor, policy.critic, self.reward_credit, policy.reward_stats)
+        self.policy = Policy(policy.actor, policy.critic, self.reward_credit, reward_stats)
         self._bind(scenario, network)
         self.rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x0A11]))
-        self.updater = PPOUpdate(self.s, self.actor, self.critic, self.rng, policy.reward_stats,
+        self.updater = PPOUpdate(self.s, self.actor, self.critic, self.rng, reward_stats,
                                  self.critic_input)
         self.episodes_done = 0
 
@@ -271,7 +343,7 @@ class OnlinePPO:
         generators and count of episodes (the next ``train`` call goes on with the next
         episodes of the same ``online(seed)`` range)."""
         self._bind(scenario, network)
-        self.updater.actor = self.actor
+        self.updater.bind_actor(self.actor)
 
     # Alg. 2, line 2
     def collect(self, seeds: list[int]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -87,6 +87,20 @@ class OnlineSettings(BaseModel):
     max_grad_norm: Annotated[float, Field(gt=0)] = 0.5
     actor_head: ActorHead = "plain"
     critic_input: CriticInput = "own"
+    # Fine-tuning a model trained elsewhere (the generalist, docs/learner.md): the defaults leave
+    # Algorithm 2 as it is.
+    actor_lr: Annotated[float | None, Field(gt=0, description="Adam learning rate of the actor "
+                                            "(None: lr)")] = None
+    critic_lr: Annotated[float | None, Field(gt=0, description="Adam learning rate of the critic "
+                                             "(None: lr)")] = None
+    critic_warmup: Annotated[int, Field(ge=0, description="the first so many PPO updates fit only "
+                                        "the critic; the actor, and its Adam state, stay as they are")] = 0
+    kl_coef: Annotated[float, Field(ge=0, description="weight of KL(pi_start || pi) on the decision "
+                                    "rows, pi_start the actor the run started from")] = 0.0
+    fresh_critic: bool = False
+    """Fine-tuning: replace the model's critic by a new one of ``critic_input`` (the actor's
+    layer sizes, as a model file holds them), initialised from the training seed; it needs
+    ``critic_warmup`` > 0 to be fitted before the actor reads it."""
 
 
 def with_overrides(settings: BaseModel, pairs: list[str] | None,
@@ -154,6 +168,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "offline": {"alpha": 0.2, "batch_size": 512, "actor_head": "scorer",
                             "algorithm": "awr", "gamma": 0.9, "hidden": (32, 32)},
                 "online": {"actor_head": "scorer", "gamma": 0.9, "hidden": (32, 32)}},
+}
+# Fine-tuning a generalist (a model of ``o2o train generalist``) on one network, as
+# ``o2o train online --model`` does unless --plain: chosen on validation episodes of network 0
+# (docs/learner.md, "Deploy without logs"). The command's own overrides come after these.
+GENERALIST_FINETUNE: dict[str, Any] = {
+    "reward_credit": "decision",
+    "online": ("critic_warmup=2", "lr=0.001"),
 }
 DATA_EPISODES = 300      # RATC episodes of logs (600k rows on paper-sim)
 OFFLINE_STEPS = 10_000   # from the offline learning curves: still rising at 4000, flat after ~6000

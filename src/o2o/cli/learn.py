@@ -261,12 +261,18 @@ def cmd_train_generalist(args) -> int:
     out = {"model": args.out, "sha256": manifest["sha256"], "episodes": result.episodes,
            "rounds": len(result.rounds), "nodes_range": list(result.nodes_range),
            "trained_ranges": result.trained_ranges, "seconds": round(result.seconds, 2)}
+    total = result.seconds
+    if teacher is not None:  # the whole training time, and each phase's
+        total += teacher["logging_seconds"] + teacher["offline_seconds"]
+        out.update({"seconds": round(total, 2), "online_seconds": round(result.seconds, 2),
+                    "teacher_logging_seconds": teacher["logging_seconds"],
+                    "offline_seconds": teacher["offline_seconds"]})
     # Upper ends the draws never reached: the model refuses scenarios beyond what it saw.
     short = {what: [result.trained_ranges[what][1], hi] for what, (_, hi) in dist.upper_ends.items()
              if result.trained_ranges[what][1] < hi}
     if short:
         out["upper_ends_not_reached"] = short
-    _report(args, out, f"generalist model written to {args.out} (training time {result.seconds:.1f} s)")
+    _report(args, out, f"generalist model written to {args.out} (training time {total:.1f} s)")
     return 0
 
 

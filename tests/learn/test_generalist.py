@@ -21,7 +21,7 @@ from o2o.core.errors import UserError
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
 from o2o.core.seeds import online as online_seeds
-from o2o.learn.generalist import LEVELS, Distribution
+from o2o.learn.generalist import LEVELS, Distribution, TeacherPlan, teacher_datasets, train_offline_across
 from o2o.learn.nets import Critic
 from o2o.learn.online import OnlinePPO, initial_policy
 from o2o.learn.policy import Policy
@@ -224,3 +224,86 @@ def test_generalist_refuses_bad_input_with_exit_2(tmp_path, capsys, extra, messa
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ offline phase (a teacher)
+def teacher_data(n, credit="decision", layout=OBS_LAYOUT_V3, seed=0):
+    from o2o.logs.dataset import simulated_dataset
+    from o2o.sim import make_scheduler
+
+    sc = base(f"nodes={n}")
+    return simulated_dataset(sc, sample_network(sc, 1000 + n), make_scheduler("spread"), [seed, seed + 1],
+                             reward_credit=credit, obs_layout=layout)
+
+
+OFFLINE = learner_settings("project", offline=["critic_input=pooled", "hidden=[8, 8]"], obs_layout=OBS_LAYOUT_V3).offline
+
+
+def test_offline_across_networks_trains_one_scorer_for_every_n_and_is_deterministic():
+    data = [teacher_data(4), teacher_data(6)]
+    policy = train_offline_across(data, OFFLINE, seed=0, steps=20)
+    assert policy.any_nodes and policy.critic_input == "pooled" and policy.reward_credit == "decision"
+    again = train_offline_across(data, OFFLINE, seed=0, steps=20)
+    other = train_offline_across(data, OFFLINE, seed=1, steps=20)
+    flat = [torch.cat([p.detach().ravel() for p in pol.actor.parameters()]) for pol in (policy, again, other)]
+    assert torch.equal(flat[0], flat[1]) and not torch.equal(flat[0], flat[2])
+    torch.manual_seed(0)  # the offline steps moved the weights away from a fresh start
+    fresh = initial_policy(4, SETTINGS, OBS_LAYOUT_V3, "decision")
+    assert not torch.equal(flat[0], torch.cat([p.detach().ravel() for p in fresh.actor.parameters()]))
+    # the same weights score candidates at both N (the gather is the only thing that changes)
+    for n, d in ((4, data[0]), (6, data[1])):
+        logits = policy.at_nodes(n).actor.logits(torch.from_numpy(d["observations"][:3]))
+        assert logits.shape == (3, n + 1) and torch.isfinite(logits[:, :n]).all()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: [teacher_data(4, layout="o2o-obs-v2")], "reads o2o-obs-v3"),
+    (lambda d: [d, teacher_data(6, credit="node")], "different reward credits"),
+    (lambda d: [], "at least one data set"),
+])
+def test_offline_across_networks_refuses_what_it_cannot_train(change, message):
+    with pytest.raises(UserError, match=message):
+        train_offline_across(change(teacher_data(4)), OFFLINE, seed=0, steps=2)
+    with pytest.raises(UserError, match="algorithm=awr"):
+        train_offline_across([teacher_data(4)], OFFLINE.model_copy(update={"algorithm": "sac-cql"}), 0, 2)
+
+
+def test_teacher_datasets_tune_and_log_the_rule_on_drawn_networks(monkeypatch):
+    calls = []
+
+    def tune(scenario, network, name, *, network_seed, episodes):  # the grid search, cut short
+        calls.append((scenario.nodes, network_seed, episodes))
+        return {"params": {"local_margin": 0.8, "peer_margin": 0.8}}
+
+    monkeypatch.setattr("o2o.experiments.tuning.tune_rule", tune)
+    dist = Distribution(base(), (4, 6), (1000, 1009))
+    plan = TeacherPlan("spread", networks=3, episodes=2, tune_episodes=4, steps=1)
+    datasets, records, ranges = teacher_datasets(dist, plan, seed=0, reward_credit="node", show_progress=False)
+    assert len(datasets) == len(records) == 3 and [c[2] for c in calls] == [4, 4, 4]
+    for d, r, c in zip(datasets, records, calls):
+        assert d["action_masks"].shape[1] == r["nodes"] + 1 and (r["nodes"], r["network_seed"]) == c[:2]
+        assert r["params"] == {"local_margin": 0.8, "peer_margin": 0.8} and r["rows"] == d["actions"].shape[0]
+        assert str(d["reward_credit"]) == "node"
+    assert ranges["task_size_kb"][1] == max(r["task_size_kb"] for r in records)
+    again = teacher_datasets(dist, plan, seed=0, reward_credit="node", show_progress=False)
+    assert all(np.array_equal(a["observations"], b["observations"]) for a, b in zip(datasets, again[0]))
+    with pytest.raises(UserError, match="--teacher ratc"):
+        TeacherPlan("ratc").check()
+
+
+def test_tiny_generalist_with_a_teacher_starts_from_the_offline_policy(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("o2o.experiments.tuning.tune_rule",
+                        lambda *a, **k: {"params": {"local_margin": 0.8, "peer_margin": 0.8}})
+    out = tmp_path / "t"
+    assert tiny(out, extra=["--teacher", "spread", "--teacher-networks", "2", "--teacher-episodes", "2",
+                            "--offline-steps", "5", "--reward-credit", "decision"]) == 0
+    capsys.readouterr()
+    manifest = json.loads((out / "manifest.json").read_text())
+    teacher = manifest["training"]["teacher"]
+    assert teacher["rule"] == "spread" and len(teacher["networks"]) == 2 and teacher["offline_steps"] == 5
+    assert manifest["reward_credit"] == "decision" and manifest["hidden"] == [8, 8]
+    for field in ("task_size_kb", "arrival_prob", "node_fail_rate"):  # the hull of both phases
+        assert manifest["trained_ranges"][field][1] == max(
+            r[field] for r in teacher["networks"] + manifest["training"]["rounds"])
+    assert tiny(tmp_path / "bad", extra=["--teacher", "ratc"]) == 2
+    assert "--teacher ratc" in capsys.readouterr().err and not (tmp_path / "bad").exists()

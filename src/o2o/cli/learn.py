@@ -220,7 +220,8 @@ def cmd_train_generalist(args) -> int:
 
     _torch_threads(args.threads)
     _check_outputs(args)
-    learner = learner_settings(args.settings, online=["critic_input=pooled", *args.hparams],
+    learner = learner_settings(args.settings, offline=["critic_input=pooled"],
+                               online=["critic_input=pooled", *args.hparams],
                                reward_credit=args.reward_credit, obs_layout="o2o-obs-v3")
     settings = learner.online
     dist = Distribution(load_scenario(args.scenario, args.overrides), tuple(args.nodes),
@@ -233,10 +234,34 @@ def cmd_train_generalist(args) -> int:
 
     check_generalist_settings(settings)
     per_round = args.episodes_per_round or settings.episodes_per_batch
+    start, teacher = None, None
+    if args.teacher:
+        from o2o.learn.generalist import TeacherPlan, teacher_datasets, train_offline_across
+
+        plan = TeacherPlan(args.teacher, args.teacher_networks, args.teacher_episodes,
+                           args.teacher_tune_episodes, args.offline_steps)
+        plan.check()
+        began = time.perf_counter()
+        datasets, records, teacher_ranges = teacher_datasets(dist, plan, args.seed, learner.reward_credit,
+                                                             show_progress=not args.json)
+        logged_s = time.perf_counter() - began
+        offline = learner.offline.model_copy(update={"hidden": settings.hidden, "actor_head": settings.actor_head})
+        start = train_offline_across(datasets, offline, args.seed, plan.steps)
+        teacher = {"rule": plan.rule, "networks": records, "episodes_per_network": plan.episodes,
+                   "tune_episodes": plan.tune_episodes, "offline_steps": plan.steps,
+                   "offline_algorithm": learner.offline.algorithm,
+                   "logging_seconds": round(logged_s, 2),
+                   "offline_seconds": round(time.perf_counter() - began - logged_s, 2)}
     with Tracker(_log_dir(args, args.out)) as tracker:
         result = train_generalist(dist, settings, args.episodes, per_round, args.seed,
-                                  learner.reward_credit, tracker, show_progress=not args.json)
+                                  learner.reward_credit, tracker, show_progress=not args.json,
+                                  policy=start)
+    if teacher is not None:  # trained offline on the teacher's scenarios too
+        from o2o.models import hull_ranges
+
+        result.trained_ranges = hull_ranges(result.trained_ranges, teacher_ranges)
     training = {"phase": "generalist", "algorithm": "PPO + GAE (Alg. 2) across networks",
+                "teacher": teacher,
                 "seed": args.seed, "episodes": result.episodes, "episodes_per_round": per_round,
                 "seconds": round(result.seconds, 2), "settings": settings.model_dump(mode="json"),
                 "scenario": dist.base.name, "nodes": list(dist.nodes),
@@ -248,12 +273,18 @@ def cmd_train_generalist(args) -> int:
     out = {"model": args.out, "sha256": manifest["sha256"], "episodes": result.episodes,
            "rounds": len(result.rounds), "nodes_range": list(result.nodes_range),
            "trained_ranges": result.trained_ranges, "seconds": round(result.seconds, 2)}
+    total = result.seconds
+    if teacher is not None:  # the whole training time, and each phase's
+        total += teacher["logging_seconds"] + teacher["offline_seconds"]
+        out.update({"seconds": round(total, 2), "online_seconds": round(result.seconds, 2),
+                    "teacher_logging_seconds": teacher["logging_seconds"],
+                    "offline_seconds": teacher["offline_seconds"]})
     # Upper ends the draws never reached: the model refuses scenarios beyond what it saw.
     short = {what: [result.trained_ranges[what][1], hi] for what, (_, hi) in dist.upper_ends.items()
              if result.trained_ranges[what][1] < hi}
     if short:
         out["upper_ends_not_reached"] = short
-    _report(args, out, f"generalist model written to {args.out} (training time {result.seconds:.1f} s)")
+    _report(args, out, f"generalist model written to {args.out} (training time {total:.1f} s)")
     return 0
 
 
@@ -445,7 +476,7 @@ def register(sub, bench) -> None:
     _add_common_train(p)
     p.set_defaults(func=cmd_train_online)
 
-    from o2o.learn.generalist import NETWORK_SEEDS, NODES as GENERALIST_NODES, UPPER_ENDS
+    from o2o.learn.generalist import NETWORK_SEEDS, NODES as GENERALIST_NODES, UPPER_ENDS, TeacherPlan
     from o2o.learn.settings import ONLINE_EPISODES
 
     p = tsub.add_parser("generalist", help="Algorithm 2 across networks and sizes: one o2o-obs-v3 "
@@ -479,6 +510,20 @@ def register(sub, bench) -> None:
     p.add_argument("--set-hparam", dest="hparams", action="append", default=[], metavar="KEY=VALUE",
                    help="override an online hyper-parameter, value read as YAML (repeatable)")
     add_reward_credit_arg(p, "default: the settings' (project: node, paper: slot)")
+    p.add_argument("--teacher", default=None, metavar="RULE",
+                   help="offline phase first: tune RULE (slack-reliable or spread) on each of "
+                        "--teacher-networks networks drawn like the rounds, log it there, and train "
+                        "the actor and critic offline on all those logs at once before the online "
+                        "rounds (default: none, online only from a random actor)")
+    p.add_argument("--teacher-networks", type=COUNT, default=TeacherPlan.networks,
+                   help=f"networks the teacher is logged on (default {TeacherPlan.networks})")
+    p.add_argument("--teacher-episodes", type=COUNT, default=TeacherPlan.episodes,
+                   help=f"logged episodes per network (default {TeacherPlan.episodes})")
+    p.add_argument("--teacher-tune-episodes", type=COUNT, default=TeacherPlan.tune_episodes,
+                   help=f"validation episodes the teacher is tuned on, per network (default "
+                        f"{TeacherPlan.tune_episodes})")
+    p.add_argument("--offline-steps", type=COUNT, default=TeacherPlan.steps,
+                   help=f"offline steps on the teacher's logs (default {TeacherPlan.steps})")
     p.add_argument("--log-dir", help="metrics.jsonl and TensorBoard folder (default MODEL_DIR/logs)")
     p.add_argument("--threads", type=WORKERS, default=1, help="torch threads (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -25,8 +25,15 @@ moves on. Every round is drawn before training starts, so the same seed gives th
 and, with one torch thread, the same weights. The model records ``nodes_range`` = ``nodes`` and
 ``trained_ranges`` = the hull of the drawn scenarios' ranges.
 
-Online only: no offline phase from a heuristic's logs (a generalist starts from a random
-actor and critic, as online-only does).
+Offline first (optional, ``TeacherPlan``): as O2O-DRL starts its online phase from an actor
+trained on a heuristic's logs (paper IV-C), a generalist may start from one trained on the logs
+of a rule across networks. ``teacher_datasets`` draws ``networks`` networks from the same
+distribution (a generator of their own), tunes the rule on each (grid search on validation
+episodes of that network, as ``o2o tune``), logs it on ``episodes`` episodes, and
+``train_offline_across`` runs the offline algorithm (advantage-weighted regression by default)
+on all of them at once: each step one data set, drawn in proportion to its rows, and a
+minibatch of it, the same scorer and pooled critic at every N. Without a plan the generalist
+starts from a random actor and critic, as online-only does.
 """
 
 from __future__ import annotations
@@ -38,14 +45,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from o2o.core.decpomdp import OBS_LAYOUT_V3, SCORER_HEADS, FeatureScales, covering_scales
+from o2o.core import seeds
+from o2o.core.decpomdp import OBS_LAYOUT_V3, SCORER_HEADS, FeatureScales, covering_scales, critic_dim, obs_dim
 from o2o.core.errors import UserError
 from o2o.core.network import sample_network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario, scenario_from_dict
+from o2o.learn.nets import Actor
+from o2o.learn.offline import TRAINING_ARRAYS, AdvantageWeighted, normalize_rewards
 from o2o.learn.online import OnlinePPO, initial_policy
 from o2o.learn.policy import Policy
-from o2o.learn.settings import OnlineSettings
+from o2o.learn.settings import OfflineSettings, OnlineSettings
 from o2o.learn.tracking import Tracker
 from o2o.models import hull_ranges, scenario_ranges
 
@@ -151,9 +161,11 @@ def check_generalist_settings(settings: OnlineSettings) -> None:
 
 def train_generalist(dist: Distribution, settings: OnlineSettings, episodes: int,
                      episodes_per_round: int, seed: int = 0, reward_credit: str = "node",
-                     tracker: Tracker | None = None, show_progress: bool = True) -> GeneralistResult:
+                     tracker: Tracker | None = None, show_progress: bool = True,
+                     policy: Policy | None = None) -> GeneralistResult:
     """Algorithm 2 across ``dist``: rounds of ``episodes_per_round`` episodes (the last one
-    smaller if ``episodes`` is not a multiple), each on a newly drawn scenario and network."""
+    smaller if ``episodes`` is not a multiple), each on a newly drawn scenario and network.
+    ``policy``: where it starts (e.g. ``train_offline_across``'s); default a random one."""
     check_generalist_settings(settings)
     dist.check()
     start = time.perf_counter()
@@ -163,7 +175,11 @@ def train_generalist(dist: Distribution, settings: OnlineSettings, episodes: int
     scales = covering_scales(dist.widest())
     scenarios = [dist.scenario(d["nodes"], {w: d[w] for w in dist.upper_ends}) for d in draws]
     torch.manual_seed(seed)
-    policy = initial_policy(draws[0]["nodes"], settings, OBS_LAYOUT_V3, reward_credit, scales)
+    if policy is None:
+        policy = initial_policy(draws[0]["nodes"], settings, OBS_LAYOUT_V3, reward_credit, scales)
+    else:
+        check_start(policy, scales, reward_credit)
+        policy = policy.at_nodes(draws[0]["nodes"])
     algo: OnlinePPO | None = None
     trained: dict[str, list[float]] | None = None
     rounds: list[dict[str, Any]] = []
@@ -186,3 +202,128 @@ def train_generalist(dist: Distribution, settings: OnlineSettings, episodes: int
     assert algo is not None and trained is not None
     return GeneralistResult(algo.policy, tuple(dist.nodes), trained, scales, rounds, algo.episodes_done,
                             time.perf_counter() - start)
+
+
+def check_start(policy: Policy, scales: FeatureScales, reward_credit: str) -> None:
+    """Refuse a starting policy the rounds cannot go on from: not a scorer with the pooled
+    critic on v3, other feature scales, or another reward credit."""
+    if not policy.any_nodes or policy.obs_layout != OBS_LAYOUT_V3:
+        raise UserError(f"a generalist starts from a scorer with the pooled critic on {OBS_LAYOUT_V3}, not a "
+                        f"{policy.actor.head} actor with a {policy.critic_input} critic on {policy.obs_layout}")
+    if policy.actor.feature_scales != scales:
+        raise UserError("the starting model has other feature scales than the distribution's: train both "
+                        "with the same ranges")
+    if policy.reward_credit != reward_credit:
+        raise UserError(f"the starting model was trained with the {policy.reward_credit} credit, the rounds "
+                        f"use {reward_credit}: give --reward-credit {policy.reward_credit}")
+
+
+@dataclass(frozen=True)
+class TeacherPlan:
+    """The offline phase of a generalist: ``rule`` tuned and logged on ``networks`` networks
+    drawn from the distribution (``episodes`` logged episodes each, the rule tuned on
+    ``tune_episodes`` validation episodes of that network), then ``steps`` offline steps."""
+
+    rule: str = "slack-reliable"
+    networks: int = 12
+    episodes: int = 30
+    tune_episodes: int = 5
+    steps: int = 3000
+
+    def check(self) -> None:
+        from o2o.schedulers import TUNABLE
+
+        if self.rule not in TUNABLE:
+            raise UserError(f"--teacher {self.rule}: the teacher is tuned on each network; give one of "
+                            f"{', '.join(TUNABLE)}")
+        for what, value in (("--teacher-networks", self.networks), ("--teacher-episodes", self.episodes),
+                            ("--teacher-tune-episodes", self.tune_episodes), ("--offline-steps", self.steps)):
+            if int(value) < 1:
+                raise UserError(f"{what} {value}: give a whole number >= 1")
+
+
+def teacher_datasets(dist: Distribution, plan: TeacherPlan, seed: int, reward_credit: str,
+                     show_progress: bool = True
+                     ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, Any]], dict[str, list[float]]]:
+    """The data sets of the offline phase (layout v3, default feature scales): for each of
+    ``plan.networks`` draws of ``dist`` (from a generator of its own, so the online rounds are the
+    same with and without it), ``plan.rule`` tuned on that network's validation episodes and
+    logged on ``plan.episodes`` episodes (log seeds, disjoint across the networks). Also one
+    record per network (the draw, the tuned parameters, the rows) and the hull of the logged
+    scenarios' ranges (where the model was trained offline)."""
+    from o2o.experiments.tuning import tune_rule
+    from o2o.logs.dataset import simulated_dataset
+    from o2o.schedulers import make_rule
+
+    plan.check()
+    if covering_scales(dist.widest()) != FeatureScales():
+        raise UserError("the offline phase logs at the default feature scales, but the ranges drawn reach "
+                        "further: keep the ranges within the defaults, or train without --teacher")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7EAC]))
+    datasets, records, ranges = [], [], None
+    with progress_bar(total=plan.networks, desc="teacher logs", unit="network", disable=not show_progress) as bar:
+        for m in range(plan.networks):
+            draw = dist.draw(rng)
+            scenario = dist.scenario(draw["nodes"], {w: draw[w] for w in dist.upper_ends})
+            network = sample_network(scenario, draw["network_seed"])
+            tuned = tune_rule(scenario, network, plan.rule, network_seed=draw["network_seed"],
+                              episodes=plan.tune_episodes)
+            data = simulated_dataset(scenario, network, make_rule(plan.rule, tuned["params"]),
+                                     seeds.LOGS.take(plan.episodes, m * plan.episodes),
+                                     reward_credit=reward_credit, obs_layout=OBS_LAYOUT_V3)
+            tasks = int(np.sum(~data["action_masks"][:, -1]))
+            ranges = hull_ranges(ranges, scenario_ranges(scenario))
+            datasets.append(data)
+            records.append({**draw, "params": tuned["params"], "rows": int(data["actions"].shape[0]),
+                            "tasks": tasks})
+            bar.update(1)
+    return datasets, records, ranges
+
+
+def train_offline_across(datasets: list[dict[str, np.ndarray]], settings: OfflineSettings, seed: int,
+                         steps: int) -> Policy:
+    """The offline algorithm (Algorithm 1's place; AWR or BC in the project's settings) on data
+    sets of several networks and N at once: one scorer actor and one pooled critic, each step on
+    a minibatch of one data set drawn in proportion to its rows (seeded). The actor's candidate
+    gather is rebuilt for each data set's N around the same weights."""
+    from o2o.logs.dataset import check_dataset, dataset_obs_layout, dataset_reward_credit
+
+    if not datasets:
+        raise UserError("the offline phase needs at least one data set")
+    if settings.actor_head not in SCORER_HEADS or settings.critic_input != "pooled":
+        raise UserError("the offline phase of a generalist trains a scorer with the pooled critic")
+    if settings.algorithm == "sac-cql":  # its Q networks have N + 1 outputs: one N only
+        raise UserError("the offline phase of a generalist runs awr or bc (SAC + CQL's Q networks are "
+                        "for one N): set algorithm=awr or algorithm=bc")
+    data = [check_dataset(d) for d in datasets]
+    for d in data:
+        if dataset_obs_layout(d) != OBS_LAYOUT_V3:
+            raise UserError(f"the offline phase of a generalist reads {OBS_LAYOUT_V3} data sets, "
+                            f"not {dataset_obs_layout(d)}")
+    credits = {dataset_reward_credit(d) for d in data}
+    if len(credits) != 1:
+        raise UserError(f"the data sets have different reward credits {sorted(credits)}")
+    ns = [d["action_masks"].shape[1] - 1 for d in data]
+    algo = AdvantageWeighted(settings, obs_dim(ns[0], OBS_LAYOUT_V3), ns[0] + 1, seed, critic_dim(ns[0], OBS_LAYOUT_V3, "pooled"))
+    base = algo.actor
+    base.obs_layout, base.feature_scales = OBS_LAYOUT_V3, FeatureScales()
+    views, streams, stats = [], [], None
+    for n, d in zip(ns, data):
+        view = Actor(obs_dim(n, OBS_LAYOUT_V3), n + 1, base.hidden, head=base.head,
+                     feature_scales=base.feature_scales, obs_layout=OBS_LAYOUT_V3)
+        view.net = base.net
+        rewards, stats_d = normalize_rewards(d["rewards"], settings.reward_norm)
+        stats = stats or stats_d
+        t = {k: torch.from_numpy(np.ascontiguousarray(d[k])) for k in TRAINING_ARRAYS}
+        t["rewards"] = torch.from_numpy(rewards)
+        algo.actor = view  # the minibatches of this data set gather its N's candidates
+        views.append(view)
+        streams.append(algo.minibatches(t, t["actions"].shape[0]))
+    rows = np.array([d["actions"].shape[0] for d in data], dtype=float)
+    order = np.random.default_rng(np.random.SeedSequence([int(seed), 0xAC05])).choice(
+        len(data), size=steps, p=rows / rows.sum())
+    for j in order:
+        algo.actor = views[j]
+        algo.update(next(streams[j]))
+    algo.actor = base
+    return Policy(base, algo.critic, credits.pop(), stats)

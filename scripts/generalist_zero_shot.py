@@ -3,6 +3,7 @@ scheduler for any network). Nothing is trained here: the generalist's training n
 1000 and above, so every network below is one it never saw.
 
     PYTHONPATH=src python scripts/generalist_zero_shot.py MODEL_DIR [--json OUT] [--extra-network 7]
+        [--markdown]
 
 * the main job's networks 0, 1, 2 (N = 20, paper-sim): the 20 held-out episodes of
   ``docs/results/main-netS.json``, paired per episode with the tuned same-information rule
@@ -15,7 +16,8 @@ scheduler for any network). Nothing is trained here: the generalist's training n
   and its per-network O2O-DRL (2 training seeds, quick plan).
 
 Each row: the generalist's success rate and, paired per episode (95% Student-t), the generalist
-minus each reference.
+minus each reference. ``--markdown`` prints the rows again at the end as a Markdown table (the
+one in docs/learner.md).
 """
 
 from __future__ import annotations
@@ -59,6 +61,24 @@ def show(r: dict) -> str:
     return "  ".join(cells)
 
 
+def markdown(rows: list[dict]) -> str:
+    def cells(r: dict, name: str, paired: bool) -> list[str]:
+        if name not in r:
+            return ["-", "-"] if paired else ["-"]
+        d, lo, hi = r[name]["generalist_minus"]
+        rate = f"{r[name]['success_rate']:.4f}"
+        return [rate, f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]"] if paired else [rate]
+
+    lines = ["| point | episodes | generalist | tuned slack-reliable | generalist − it | per-network O2O-DRL "
+             "| generalist − it | RATC | spread (tuned) | central |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        row_cells = [r["point"], str(r["episodes"]), f"{r['generalist']:.4f}", *cells(r, "slack-reliable", True),
+                     *cells(r, "o2o-drl", True), *cells(r, "ratc", False), *cells(r, "spread", False),
+                     *cells(r, "central", False)]
+        lines.append("| " + " | ".join(row_cells) + " |")
+    return "\n".join(lines)
+
+
 def generalist_rates(model: str, scenario, network, seeds) -> np.ndarray:
     return simulate(scenario, network, seeds, DRLRule.from_model(model, scenario, network))["success_rate"]
 
@@ -68,6 +88,7 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("--json", default=None)
     parser.add_argument("--extra-network", type=int, default=7)
+    parser.add_argument("--markdown", action="store_true", help="print the rows as a Markdown table too")
     args = parser.parse_args()
     rows = []
     print(f"{'point':<28}{'eps':>4}{'general':>9}  " + "  ".join(
@@ -102,6 +123,8 @@ def main() -> None:
             print(show(rows[-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "rows": rows}, indent=1))
+    if args.markdown:
+        print(markdown(rows))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ from o2o.core.decpomdp import (
     REWARD_CREDITS,
     FeatureScales,
     is_known_layout,
+    is_reward_credit,
     is_v3,
     nodes_of,
     obs_dim,
@@ -146,9 +147,9 @@ def build_dataset(store: LogStore | str | Path, run_ids: Iterable[int] | None = 
 
     Interrupted runs contribute their finished episodes (an episode is written whole or not at
     all). All runs must have the same number of nodes (the observation size depends on it)."""
-    if reward_credit not in REWARD_CREDITS:
-        raise UserError(f"--reward-credit must be one of {', '.join(REWARD_CREDITS)}, "
-                        f"got {reward_credit!r}")
+    if not is_reward_credit(reward_credit):
+        raise UserError(f"--reward-credit must be one of {', '.join(REWARD_CREDITS)} or "
+                        f"counterfactual-w<w>, got {reward_credit!r}")
     if not is_known_layout(obs_layout):
         raise UserError(f"--obs-layout must be one of {LAYOUT_NAMES}, got {obs_layout!r}")
     if not isinstance(store, LogStore):
@@ -326,7 +327,7 @@ def check_dataset(data: dict[str, np.ndarray], n: int | None = None) -> dict[str
         raise UserError(f"actions must lie in 0..{n_data}")
     if not out["action_masks"].any(axis=1).all() or not out["next_action_masks"].any(axis=1).all():
         raise UserError("every action mask must allow at least one action")
-    if "reward_credit" in out and str(out["reward_credit"]) not in REWARD_CREDITS:
+    if "reward_credit" in out and not is_reward_credit(str(out["reward_credit"])):
         raise UserError(f"data set has reward credit {str(out['reward_credit'])!r}; known: "
                         f"{', '.join(REWARD_CREDITS)}")
     return out

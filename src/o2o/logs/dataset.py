@@ -11,8 +11,8 @@ array                  shape        dtype     meaning
 observations           (M, D)       float32   o_t^i, every element in [0, 1]
 actions                (M,)         int64     a_t^i: 0..N-1 destination, N = no task
 rewards                (M,)         float32   r_t under the data set's reward credit (team
-                                              reward, or the node's own under ``node``), not
-                                              normalised
+                                              reward, or the node's own under ``node`` and
+                                              ``counterfactual``), not normalised
 next_observations      (M, D)       float32   o_{t+1}^i (after the last slot: no task)
 terminals              (M,)         bool      True at the last slot t = T-1
 action_masks           (M, A)       bool      available actions at o (the true mask; a
@@ -29,7 +29,8 @@ obs_layout             ()           str       observation layout (o2o-obs-v1, -v
 feature_scales         ()           str       layout v3 only: the ``FeatureScales`` its
                                               observations were built with, as JSON
 reward_credit          ()           str       how outcomes became rewards (``slot``,
-                                              ``decision``, ``node``; ``o2o.core.decpomdp``)
+                                              ``decision``, ``node``, ``counterfactual[-w<w>]``;
+                                              ``o2o.core.decpomdp``)
 =====================  ===========  ========  ================================================
 
 The first nine arrays are what training needs (``REQUIRED``); a user's own ``.npz`` with them

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--eval-offset", type=int, default=100)
-    p.add_argument("--reward-credit", default=None, help="slot | decision | node (default: the project's)")
+    p.add_argument("--reward-credit", default=None,
+                   help="slot | decision | node | counterfactual[-w<w>] (default: the project's)")
     p.add_argument("--set-offline", action="append", default=[])
     p.add_argument("--set-online", action="append", default=[])
     p.add_argument("--out", required=True)

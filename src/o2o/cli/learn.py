@@ -22,6 +22,7 @@ from o2o.cli.common import (
     add_scenario_args,
     at_least,
     compare_schedulers,
+    reward_credit_arg,
 )
 from o2o.core import seeds
 from o2o.core.episodes import sample_episodes
@@ -409,10 +410,13 @@ def add_settings_arg(p) -> None:
 
 
 def add_reward_credit_arg(p, what: str) -> None:
-    p.add_argument("--reward-credit", choices=["slot", "decision", "node"], default=None,
+    p.add_argument("--reward-credit", type=reward_credit_arg, default=None,
+                   metavar="{slot,decision,node,counterfactual[-w<w>]}",
                    help=f"how outcomes become rewards: the team's in the slot they ended, or in "
                         f"the slot of the task's decision, or each node's own at its decision "
-                        f"({what})")
+                        f"(node), or that minus w times the harm the decision imposed on the "
+                        f"other tasks (counterfactual, w = 1; counterfactual-w0.5: w = 0.5) ({what})")
+
 
 
 def add_obs_layout_arg(p, what: str) -> None:

@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from o2o.cli.common import COUNT, SEED, add_scenario_args
+from o2o.cli.common import COUNT, SEED, add_scenario_args, reward_credit_arg
 from o2o.cli.datasets import register as register_suite
 from o2o.core.decpomdp import (
     OBS_LAYOUT_V2,
@@ -201,9 +201,12 @@ def register(sub, bench) -> None:
     e.add_argument("--out", required=True, help="output .npz file")
     e.add_argument("--run", type=COUNT, action="append", metavar="ID",
                    help="run id to export (repeatable; default every run)")
-    e.add_argument("--reward-credit", default="slot", choices=REWARD_CREDITS,
+    e.add_argument("--reward-credit", default="slot", type=reward_credit_arg,
+                   metavar="{" + ",".join(REWARD_CREDITS) + "[-w<w>]}",
                    help="credit outcomes to the slot they ended in (default), to the decision "
-                        "slot, or each node's own outcome to its decision (node)")
+                        "slot, or each node's own outcome to its decision (node), or that minus "
+                        "w times the harm it imposed on the other tasks (counterfactual[-w<w>], "
+                        "simulated logs only)")
     e.add_argument("--obs-layout", default=OBS_LAYOUT_VERSION, type=obs_layout_option, metavar="LAYOUT",
                    help=f"observation layout (default {OBS_LAYOUT_VERSION}, the paper's; "
                         f"{OBS_LAYOUT_V2} adds what each node probed, for the project settings; "

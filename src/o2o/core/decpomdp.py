@@ -96,7 +96,10 @@ last slot count in r_{T-1}); the ``decision`` credit puts each outcome in the sl
 decision instead. The ``node`` credit (a departure from the paper's team reward, for credit
 assignment) gives each node its own task's outcome in the slot of its decision: r_t^i = the
 outcome of the task node i decided at t, 0 without one; summed over the nodes it is the
-``decision`` team reward.
+``decision`` team reward. The ``counterfactual`` credit (``counterfactual-w<w>``: harm weight w,
+default 1) is the node credit minus w times the harm the decision imposed on the other tasks
+(a difference reward): r_t^i = outcome_i - w * sum over the other tasks k of (their outcome had
+task i not been placed - their actual outcome), computed by ``o2o.sim.harm``.
 """
 
 from __future__ import annotations
@@ -235,13 +238,37 @@ def covering_scales(scenario: Scenario, base: FeatureScales | None = None) -> Fe
         rate_Bps=max(s.rate_Bps, scenario.link_rate_mbps[1] * BYTES_PER_MB))
 
 
-REWARD_CREDITS = ("slot", "decision", "node")
+REWARD_CREDITS = ("slot", "decision", "node", "counterfactual")
 TEAM_CREDITS = ("slot", "decision")
+COUNTERFACTUAL = "counterfactual"
+# ``counterfactual`` (harm weight 1) or ``counterfactual-w<w>``, e.g. ``counterfactual-w0.5``: the
+# weight is part of the name because it changes what the rewards (and so a critic) mean, and the
+# name travels with the data set and the model.
+_COUNTERFACTUAL_NAME = re.compile(r"counterfactual(?:-w([0-9]+(?:\.[0-9]+)?))?")
+
+
+def harm_weight(reward_credit: str) -> float | None:
+    """w of a ``counterfactual`` credit name (``counterfactual`` -> 1.0, ``counterfactual-w0.5`` ->
+    0.5); None for any other name."""
+    match = _COUNTERFACTUAL_NAME.fullmatch(reward_credit) if isinstance(reward_credit, str) else None
+    if match is None:
+        return None
+    return float(match.group(1)) if match.group(1) is not None else 1.0
+
+
+def is_reward_credit(reward_credit) -> bool:
+    return reward_credit in REWARD_CREDITS or harm_weight(reward_credit) is not None
+
+
+def per_node_credit(reward_credit: str) -> bool:
+    """Whether every node gets its own reward (``node``, ``counterfactual``), not the team's."""
+    return reward_credit == "node" or harm_weight(reward_credit) is not None
 
 
 def check_reward_credit(reward_credit: str) -> str:
-    if reward_credit not in REWARD_CREDITS:
-        raise ValueError(f"reward_credit must be one of {REWARD_CREDITS}, got {reward_credit!r}")
+    if not is_reward_credit(reward_credit):
+        raise ValueError(f"reward_credit must be one of {REWARD_CREDITS} or counterfactual-w<w> "
+                         f"(harm weight w, e.g. counterfactual-w0.5), got {reward_credit!r}")
     return reward_credit
 
 
@@ -283,6 +310,9 @@ def rewards(has_task, outcome, end_s, slot_s: float, reward_credit: str) -> np.n
     """The rewards of one episode, (T, N): the team reward repeated for every node under the
     ``slot`` and ``decision`` credits, each node's own under ``node``."""
     check_reward_credit(reward_credit)
+    if harm_weight(reward_credit) is not None:
+        raise ValueError("the counterfactual credit needs the simulator's records of the episode "
+                         "(o2o.sim.harm), not only the outcomes")
     if reward_credit == "node":
         return node_rewards(has_task, outcome)
     team = team_rewards(has_task, outcome, end_s, slot_s, reward_credit)

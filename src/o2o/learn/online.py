@@ -369,6 +369,8 @@ class OnlinePPO:
         assert done.all()
         if self.reward_credit == "node":  # (T, B, N): each node's own outcome
             buf["rewards"] = info["node_rewards"].transpose(1, 0, 2).astype(np.float64)
+        elif "credit_rewards" in info:    # (T, B, N): own outcome - w * harm to the others
+            buf["rewards"] = info["credit_rewards"].transpose(1, 0, 2).astype(np.float64)
         else:                             # (T, B): the team reward
             buf["rewards"] = info["episode_rewards"].T.astype(np.float64)
         return buf, info["metrics"]

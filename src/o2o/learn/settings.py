@@ -20,7 +20,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from o2o.core.decpomdp import LAYOUT_NAMES, check_obs_layout, is_known_layout, is_v3
+from o2o.core.decpomdp import (
+    LAYOUT_NAMES,
+    check_obs_layout,
+    check_reward_credit,
+    is_known_layout,
+    is_reward_credit,
+    is_v3,
+)
 from o2o.core.errors import UserError
 from o2o.core.yaml_input import MAX_VALUE_CHARS, parse_yaml
 
@@ -131,7 +138,8 @@ def with_overrides(settings: BaseModel, pairs: list[str] | None,
         raise UserError(f"{option}: invalid hyper-parameter: {msgs}") from None
 
 
-RewardCredit = Literal["slot", "decision", "node"]
+# slot, decision, node, counterfactual or counterfactual-w<w> (``o2o.core.decpomdp``).
+RewardCredit = Annotated[str, AfterValidator(check_reward_credit)]
 # A layout name (v1, v2, v3 and v3-k<k>, k probes: ``o2o.core.decpomdp.LAYOUT_NAMES``).
 ObsLayout = Annotated[str, AfterValidator(check_obs_layout)]
 
@@ -194,8 +202,9 @@ def learner_settings(preset: str = "project", offline: list[str] | None = None,
         raise UserError(f"unknown settings {preset!r}; choose from {', '.join(PRESETS)}")
     base = PRESETS[preset]
     credit = reward_credit or base["reward_credit"]
-    if credit not in ("slot", "decision", "node"):
-        raise UserError(f"reward credit must be slot, decision or node, got {credit!r}")
+    if not is_reward_credit(credit):
+        raise UserError(f"reward credit must be slot, decision, node, counterfactual or "
+                        f"counterfactual-w<w> (harm weight w, e.g. counterfactual-w0.5), got {credit!r}")
     layout = obs_layout or base["obs_layout"]
     if not is_known_layout(layout):
         raise UserError(f"observation layout must be one of {LAYOUT_NAMES}, got {layout!r}")

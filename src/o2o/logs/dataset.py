@@ -11,8 +11,8 @@ array                  shape        dtype     meaning
 observations           (M, D)       float32   o_t^i, every element in [0, 1]
 actions                (M,)         int64     a_t^i: 0..N-1 destination, N = no task
 rewards                (M,)         float32   r_t under the data set's reward credit (team
-                                              reward, or the node's own under ``node``), not
-                                              normalised
+                                              reward, or the node's own under ``node`` and
+                                              ``counterfactual``), not normalised
 next_observations      (M, D)       float32   o_{t+1}^i (after the last slot: no task)
 terminals              (M,)         bool      True at the last slot t = T-1
 action_masks           (M, A)       bool      available actions at o (the true mask; a
@@ -29,7 +29,8 @@ obs_layout             ()           str       observation layout (o2o-obs-v1, -v
 feature_scales         ()           str       layout v3 only: the ``FeatureScales`` its
                                               observations were built with, as JSON
 reward_credit          ()           str       how outcomes became rewards (``slot``,
-                                              ``decision``, ``node``; ``o2o.core.decpomdp``)
+                                              ``decision``, ``node``, ``counterfactual[-w<w>]``;
+                                              ``o2o.core.decpomdp``)
 =====================  ===========  ========  ================================================
 
 The first nine arrays are what training needs (``REQUIRED``); a user's own ``.npz`` with them
@@ -52,6 +53,7 @@ from o2o.core.decpomdp import (
     REWARD_CREDITS,
     FeatureScales,
     is_known_layout,
+    is_reward_credit,
     is_v3,
     nodes_of,
     obs_dim,
@@ -146,9 +148,9 @@ def build_dataset(store: LogStore | str | Path, run_ids: Iterable[int] | None = 
 
     Interrupted runs contribute their finished episodes (an episode is written whole or not at
     all). All runs must have the same number of nodes (the observation size depends on it)."""
-    if reward_credit not in REWARD_CREDITS:
-        raise UserError(f"--reward-credit must be one of {', '.join(REWARD_CREDITS)}, "
-                        f"got {reward_credit!r}")
+    if not is_reward_credit(reward_credit):
+        raise UserError(f"--reward-credit must be one of {', '.join(REWARD_CREDITS)} or "
+                        f"counterfactual-w<w>, got {reward_credit!r}")
     if not is_known_layout(obs_layout):
         raise UserError(f"--obs-layout must be one of {LAYOUT_NAMES}, got {obs_layout!r}")
     if not isinstance(store, LogStore):
@@ -326,7 +328,7 @@ def check_dataset(data: dict[str, np.ndarray], n: int | None = None) -> dict[str
         raise UserError(f"actions must lie in 0..{n_data}")
     if not out["action_masks"].any(axis=1).all() or not out["next_action_masks"].any(axis=1).all():
         raise UserError("every action mask must allow at least one action")
-    if "reward_credit" in out and str(out["reward_credit"]) not in REWARD_CREDITS:
+    if "reward_credit" in out and not is_reward_credit(str(out["reward_credit"])):
         raise UserError(f"data set has reward credit {str(out['reward_credit'])!r}; known: "
                         f"{', '.join(REWARD_CREDITS)}")
     return out

@@ -25,7 +25,8 @@ final_action_masks       (E, N, A)    bool      its mask (only the no-task actio
 episode_behaviours       (E,)         str       the scheduler that ran each episode (one name,
                                                 or the mixture's draw per episode)
 obs_layout               ()           str       observation layout (o2o-obs-v2)
-reward_credit            ()           str       ``slot``, ``decision`` or ``node``
+reward_credit            ()           str       ``slot``, ``decision``, ``node`` or
+                                                ``counterfactual[-w<w>]``
 =======================  ===========  ========  ===============================================
 
 ``terminals`` (True at t = T-1) and ``run_ids`` (0) are not stored; ``expand`` adds them.

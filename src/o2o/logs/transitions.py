@@ -17,7 +17,10 @@ For every episode, node i and slot t the transition is
   and -1 (DROP, EXECUTION_FAILURE, TRANSMISSION_FAILURE) over tasks, credited either to the slot
   in which the outcome ended (``slot``, default; outcomes after slot T-1 count in T-1) or to the
   slot of the task's decision (``decision``); or, with the ``node`` credit, r_t^i = node i's
-  own task outcome at its decision slot. Not normalised.
+  own task outcome at its decision slot; with ``counterfactual`` (``-w<w>``) that outcome minus
+  w times the harm the decision imposed on the other tasks (``o2o.sim.harm``: the log's actions
+  replayed through the simulator on the tasks of its ``episode_seed``; a log the simulator does
+  not reproduce, a testbed run, is refused). Not normalised.
 * With ``obs_layout="o2o-obs-v2"`` (or ``o2o-obs-v3``, at the default ``FeatureScales``) the
   observations also hold what each node probed (the logged ``peer_backlog_s`` and
   ``send_backlog_s``); a log without them is refused. With ``o2o-obs-v3-k<k>`` only the
@@ -41,7 +44,9 @@ from o2o.core.decpomdp import (
     FeatureScales,
     Observer,
     check_reward_credit,
+    harm_weight,
     is_probed,
+    node_rewards,
     obs_dim,
     rewards,
 )
@@ -148,5 +153,12 @@ def rebuild_transitions(scenario: Scenario, network: Network, logs: Sequence[Epi
         out.action_masks[k], out.next_action_masks[k] = mask[:-1], mask[1:]
         out.actions[k] = log.action
         out.action_probs[k] = np.where(log.has_task, log.action_prob, np.nan)
-        out.rewards[k] = rewards(log.has_task, log.outcome, log.end_s, scenario.slot_s, reward_credit)
+        weight = harm_weight(reward_credit)
+        if weight is None:
+            out.rewards[k] = rewards(log.has_task, log.outcome, log.end_s, scenario.slot_s, reward_credit)
+        else:  # own outcome - w * harm to the others, from the log's actions replayed
+            from o2o.sim.harm import counterfactual_rewards, log_harm
+
+            out.rewards[k] = counterfactual_rewards(node_rewards(log.has_task, log.outcome),
+                                                    log_harm(scenario, network, log), weight)
     return out

@@ -15,7 +15,9 @@ Reset contract of ``OffloadVecEnv`` (written down, as Gymnasium's vector envs do
   returns 0 and the terminal ``info["episode_rewards"]`` holds all T rewards (B, T) for the
   learner to use. ``info["episode_rewards"]`` is given under both credits, and
   ``info["node_rewards"]`` (B, T, N), each node's own outcome at its decision slot (the ``node``
-  credit; ``step`` returns 0 under it too).
+  credit; ``step`` returns 0 under it too). Under ``counterfactual`` (``counterfactual-w<w>``)
+  ``info["harm"]`` (B, T, N) is the harm each decision imposed on the other tasks and
+  ``info["credit_rewards"]`` the node rewards minus w times it (``o2o.sim.harm``).
 * ``obs_layout``: ``o2o-obs-v1`` (the paper's observation, 3N+6) or ``o2o-obs-v2`` (plus what a
   node probes at its decision: every node's execution backlog and flag, its own send backlogs;
   10N+6) or ``o2o-obs-v3`` (the same probes in fixed physical scales, ``feature_scales``, and
@@ -34,11 +36,12 @@ import numpy as np
 
 from o2o.core.decpomdp import (
     OBS_LAYOUT_VERSION,
-    REWARD_CREDITS,
     FeatureScales,
     Observer,
     central_columns,
     central_shared,
+    check_reward_credit,
+    harm_weight,
     node_rewards,
     obs_dim,
 )
@@ -51,8 +54,7 @@ from o2o.sim.engine import Engine
 class OffloadVecEnv:
     def __init__(self, scenario: Scenario, network: Network, reward_credit: str = "slot",
                  obs_layout: str = OBS_LAYOUT_VERSION, feature_scales: FeatureScales | None = None):
-        if reward_credit not in REWARD_CREDITS:
-            raise ValueError(f"reward_credit must be one of {REWARD_CREDITS}, got {reward_credit!r}")
+        check_reward_credit(reward_credit)
         self.scenario = scenario
         self.network = network
         self.reward_credit = reward_credit
@@ -124,6 +126,12 @@ class OffloadVecEnv:
         if e.done:
             info["episode_rewards"] = (e.reward if self.reward_credit == "slot" else e.reward_by_decision).copy()
             info["node_rewards"] = node_rewards(e.ep.has_task, e.outcome)
+            weight = harm_weight(self.reward_credit)
+            if weight is not None:
+                from o2o.sim.harm import counterfactual_rewards, engine_harm
+
+                info["harm"] = engine_harm(e)
+                info["credit_rewards"] = counterfactual_rewards(info["node_rewards"], info["harm"], weight)
             info["metrics"] = e.metrics()
         return obs, mask, reward.astype(np.float32), done, info
 

@@ -21,7 +21,8 @@ from o2o.core.errors import UserError
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
 from o2o.core.seeds import online as online_seeds
-from o2o.learn.generalist import LEVELS, Distribution, TeacherPlan, teacher_datasets, train_offline_across
+from o2o.experiments.teacher import teacher_datasets
+from o2o.learn.generalist import LEVELS, Distribution, TeacherPlan, train_offline_across
 from o2o.learn.nets import Critic
 from o2o.learn.online import OnlinePPO, initial_policy
 from o2o.learn.policy import Policy
@@ -275,7 +276,7 @@ def test_teacher_datasets_tune_and_log_the_rule_on_drawn_networks(monkeypatch):
         calls.append((scenario.nodes, network_seed, episodes))
         return {"params": {"local_margin": 0.8, "peer_margin": 0.8}}
 
-    monkeypatch.setattr("o2o.experiments.tuning.tune_rule", tune)
+    monkeypatch.setattr("o2o.experiments.teacher.tune_rule", tune)
     dist = Distribution(base(), (4, 6), (1000, 1009))
     plan = TeacherPlan("spread", networks=3, episodes=2, tune_episodes=4, steps=1)
     datasets, records, ranges = teacher_datasets(dist, plan, seed=0, reward_credit="node", show_progress=False)
@@ -292,7 +293,7 @@ def test_teacher_datasets_tune_and_log_the_rule_on_drawn_networks(monkeypatch):
 
 
 def test_tiny_generalist_with_a_teacher_starts_from_the_offline_policy(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("o2o.experiments.tuning.tune_rule",
+    monkeypatch.setattr("o2o.experiments.teacher.tune_rule",
                         lambda *a, **k: {"params": {"local_margin": 0.8, "peer_margin": 0.8}})
     out = tmp_path / "t"
     assert tiny(out, extra=["--teacher", "spread", "--teacher-networks", "2", "--teacher-episodes", "2",

@@ -237,7 +237,8 @@ def cmd_train_generalist(args) -> int:
     per_round = args.episodes_per_round or settings.episodes_per_batch
     start, teacher = None, None
     if args.teacher:
-        from o2o.learn.generalist import TeacherPlan, teacher_datasets, train_offline_across
+        from o2o.experiments.teacher import teacher_datasets
+        from o2o.learn.generalist import TeacherPlan, train_offline_across
 
         plan = TeacherPlan(args.teacher, args.teacher_networks, args.teacher_episodes,
                            args.teacher_tune_episodes, args.offline_steps)

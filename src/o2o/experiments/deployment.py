@@ -247,7 +247,7 @@ def plot_deployment(path: Path, block: dict[str, Any]) -> None:
     over seeds, band min-max). Right: the cumulative regret against each reference, in tasks."""
     w, records = block["window_episodes"], block["per_seed"]
     refs = block["references"]
-    colors = {"o2o-drl": "tab:blue", "online-only": "tab:red"}
+    colors = {"o2o-drl": "tab:blue", "online-only": "tab:red", "generalist fine-tuned": "black"}
     ref_colors = ["tab:olive", "tab:purple", "tab:green"]
     fig, (ax_rate, ax_regret) = plt.subplots(1, 2, figsize=(11, 4.2))
     x = np.arange(w, block["episodes"] + 1)

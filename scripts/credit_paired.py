@@ -6,7 +6,7 @@ mean difference and its 95% CI (``o2o.core.metrics.mean_ci95``). Files are looke
 ``DIR/TEACHER-CREDIT-netK-sSEED.json`` (the names used in docs/learner.md, "Against the tuned
 same-information rule").
 
-    PYTHONPATH=src python scripts/credit_paired.py /work/exp/credit
+    PYTHONPATH=src python scripts/credit_paired.py DIR
 """
 
 from __future__ import annotations

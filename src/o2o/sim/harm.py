@@ -39,7 +39,26 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from o2o.core.outcomes import SUCCESS
+from o2o.core.outcomes import SUCCESS, fails_during, misses_deadline
+
+# The engine's drop and failure rules (o2o.core.outcomes), compiled for scalars.
+_misses_deadline = njit(cache=True, inline="always")(misses_deadline)
+_fails_during = njit(cache=True, inline="always")(fails_during)
+
+
+@njit(cache=True, inline="always")
+def _stage(start, stage, after, due, fail_after):
+    """(dropped, failed, end) of a stage (a transmission or an execution) started at ``start``:
+    dropped when it cannot finish, with ``after`` seconds of work still behind it, by ``due``;
+    failed when its failure clock (``fail_after`` seconds) runs out first; ``end`` when the
+    queue is free again."""
+    dropped = _misses_deadline(start, stage, after, due)
+    failed = (not dropped) and _fails_during(fail_after, stage)
+    if dropped:
+        return dropped, failed, start
+    if failed:
+        return dropped, failed, start + fail_after
+    return dropped, failed, start + stage
 
 
 @njit(cache=True)
@@ -71,15 +90,8 @@ def _episode_harm(has, dest, outcome, tx_start, tx_s, exec_arrive, exec_s, due, 
                     now = t2 * slot_s
                     tx = tx_s[t2, i]
                     start = max(now, free)
-                    dropped = start + tx + exec_s[t2, i] > due[t2, i]
-                    fail_after = tx_clock[t2, i] * inv_beta[i, j]
-                    failed = (not dropped) and fail_after < tx
-                    if dropped:
-                        end = start
-                    elif failed:
-                        end = start + fail_after
-                    else:
-                        end = start + tx
+                    dropped, failed, end = _stage(start, tx, exec_s[t2, i], due[t2, i],
+                                                  tx_clock[t2, i] * inv_beta[i, j])
                     act_arrived = not np.isnan(exec_arrive[t2, i])
                     act_end = exec_arrive[t2, i] if act_arrived else end_s[t2, i]
                     arrived = (not dropped) and (not failed)
@@ -125,17 +137,8 @@ def _episode_harm(has, dest, outcome, tx_start, tx_s, exec_arrive, exec_s, due, 
                         kt, ki, when, from_link = l_t[a], i, l_when[a], True
                     else:
                         kt, ki, when, from_link = q_t[p], q_i[p], exec_arrive[q_t[p], q_i[p]], False
-                    stage = exec_s[kt, ki]
-                    s = max(when, free)
-                    dropped = s + stage > due[kt, ki]
-                    fail_after = exec_clock[kt, ki] * inv_alpha[j]
-                    failed = (not dropped) and fail_after < stage
-                    if dropped:
-                        free = s
-                    elif failed:
-                        free = s + fail_after
-                    else:
-                        free = s + stage
+                    dropped, failed, free = _stage(max(when, free), exec_s[kt, ki], 0.0, due[kt, ki],
+                                                   exec_clock[kt, ki] * inv_alpha[j])
                     cf_fb = 1.0 if not (dropped or failed) else -1.0
                     h += cf_fb - (1.0 if outcome[kt, ki] == SUCCESS else -1.0)
                     if from_link:

@@ -73,3 +73,18 @@ def per_node_matches_env(scenario: Scenario, network: Network, drl, obs_layout: 
     np.testing.assert_array_equal(obs, obs_env[b, i])
     np.testing.assert_array_equal(mask, mask_env[b, i])
     return view, obs, mask, b, i
+
+
+def random_ppo_batch(n: int, d: int, seed: int = 5, T: int = 6, B: int = 3) -> dict[str, np.ndarray]:
+    """A random rollout buffer of PPOUpdate's layout ((T, B, N, ...)): node i has a task with
+    probability 0.6, its masks allow a random subset with action 0 always, and it took action 0."""
+    g = np.random.default_rng(seed)
+    mask = g.random((T, B, n, n + 1)) < 0.7
+    has = g.random((T, B, n)) < 0.6
+    mask[..., -1] = ~has
+    mask[~has, :-1] = False
+    mask[has, 0] = True
+    act = np.where(has, 0, n)
+    return {"obs": g.random((T, B, n, d)).astype(np.float32), "mask": mask, "act": act,
+            "logp": np.log(g.uniform(0.1, 1.0, (T, B, n))).astype(np.float32) * has,
+            "value": g.normal(size=(T, B, n)).astype(np.float32), "rewards": g.normal(size=(T, B))}

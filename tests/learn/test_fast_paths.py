@@ -19,6 +19,7 @@ from o2o.learn.online import (
     ppo_clip_objective,
 )
 from o2o.learn.settings import OfflineSettings, OnlineSettings
+from tests.helpers import random_ppo_batch
 
 from .test_offline_speed import random_batch
 
@@ -147,16 +148,8 @@ def test_ppo_update_equals_the_plain_update():
     d, T, B = obs_dim(N), 6, 3
     actor, critic = Actor(d, N + 1, s.hidden), Critic(d, s.hidden)
     actor2, critic2 = copy.deepcopy(actor), copy.deepcopy(critic)
-    g = np.random.default_rng(5)
-    mask = g.random((T, B, N, N + 1)) < 0.7
-    has = g.random((T, B, N)) < 0.6
-    mask[..., -1] = ~has
-    mask[~has, :-1] = False
-    mask[has, 0] = True
-    act = np.where(has, 0, N)
-    buf = {"obs": g.random((T, B, N, d)).astype(np.float32), "mask": mask, "act": act,
-           "logp": np.log(g.uniform(0.1, 1.0, (T, B, N))).astype(np.float32) * has,
-           "value": g.normal(size=(T, B, N)).astype(np.float32), "rewards": g.normal(size=(T, B))}
+    buf = random_ppo_batch(N, d, seed=5, T=T, B=B)
+    has = ~buf["mask"][..., -1]
     fast = PPOUpdate(s, actor, critic, np.random.default_rng(9))
     got = fast.update(buf)
     want = ppo_reference_update(s, actor2, critic2, adam(actor2.parameters(), s.lr), adam(critic2.parameters(), s.lr),

@@ -19,22 +19,13 @@ from o2o.core.scenario import load_scenario
 from o2o.learn.nets import Actor, Critic
 from o2o.learn.online import OnlinePPO, PPOUpdate, initial_policy
 from o2o.learn.settings import OnlineSettings, learner_settings
+from tests.helpers import random_ppo_batch
 
 N = 4
 
 
 def batch(seed=5, T=6, B=3):
-    d = obs_dim(N)
-    g = np.random.default_rng(seed)
-    mask = g.random((T, B, N, N + 1)) < 0.7
-    has = g.random((T, B, N)) < 0.6
-    mask[..., -1] = ~has
-    mask[~has, :-1] = False
-    mask[has, 0] = True
-    act = np.where(has, 0, N)
-    return {"obs": g.random((T, B, N, d)).astype(np.float32), "mask": mask, "act": act,
-            "logp": np.log(g.uniform(0.1, 1.0, (T, B, N))).astype(np.float32) * has,
-            "value": g.normal(size=(T, B, N)).astype(np.float32), "rewards": g.normal(size=(T, B))}
+    return random_ppo_batch(N, obs_dim(N), seed, T, B)
 
 
 def nets(s, seed=0):
@@ -153,13 +144,17 @@ def test_kl_reference_follows_the_actor_to_another_n():
     assert algo.train(4, show_progress=False).history[-1]["kl_start"] >= 0
 
 
-def test_another_reward_credit_only_with_a_critic_warmup():
+def pooled_start():
+    """A 5-node paper-sim network, pooled-critic v3 settings and a fresh node-credit policy."""
     sc = load_scenario("paper-sim", ["nodes=5", "slots=10"])
-    net = sample_network(sc, 1000)
     s = learner_settings("project", online=["critic_input=pooled", "hidden=[8, 8]"],
                          obs_layout=OBS_LAYOUT_V3).online
     torch.manual_seed(0)
-    policy = initial_policy(5, s, OBS_LAYOUT_V3, "node")
+    return sc, sample_network(sc, 1000), s, initial_policy(5, s, OBS_LAYOUT_V3, "node")
+
+
+def test_another_reward_credit_only_with_a_critic_warmup():
+    sc, net, s, policy = pooled_start()
     with pytest.raises(UserError, match="critic_warmup"):
         OnlinePPO(sc, net, s, policy, seed=0, reward_credit="decision")
     warm = s.model_copy(update={"critic_warmup": 1})
@@ -202,12 +197,7 @@ def test_train_online_cli_takes_the_options_and_refuses_bad_values(tmp_path, cap
 
 
 def test_fresh_critic_replaces_the_models_critic_after_a_warmup(tmp_path):
-    sc = load_scenario("paper-sim", ["nodes=5", "slots=10"])
-    net = sample_network(sc, 1000)
-    s = learner_settings("project", online=["critic_input=pooled", "hidden=[8, 8]"],
-                         obs_layout=OBS_LAYOUT_V3).online
-    torch.manual_seed(0)
-    policy = initial_policy(5, s, OBS_LAYOUT_V3, "node")
+    sc, net, s, policy = pooled_start()
     actor0 = params(policy.actor)
     with pytest.raises(UserError, match="critic_warmup"):
         OnlinePPO(sc, net, s.model_copy(update={"fresh_critic": True}), policy, seed=0)

@@ -218,6 +218,7 @@ def test_an_own_critic_still_fine_tunes_only_at_its_n(tmp_path, capsys):
     (["--set-hparam", "critic_input=own"], "critic_input must be pooled"),
     (["--set-hparam", "actor_head=plain"], "scorer"),
     (["--set", "arrival_prob=[0.8, 1.0]"], "--arrival-max"),
+    (["--teacher", "spread", "--teacher-networks", "1000000"], "use fewer --teacher-networks"),
 ])
 def test_generalist_refuses_bad_input_with_exit_2(tmp_path, capsys, extra, message):
     out = tmp_path / "bad"

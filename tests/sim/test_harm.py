@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from o2o.core.decpomdp import harm_weight, is_reward_credit, per_node_credit, rewards
+from o2o.core.decpomdp import harm_weight, is_reward_credit, rewards
 from o2o.core.episodes import sample_episodes
 from o2o.core.errors import UserError
 from o2o.core.network import sample_network
@@ -54,7 +54,6 @@ def test_credit_names():
     assert harm_weight("counterfactual") == 1.0 and harm_weight("counterfactual-w0.5") == 0.5
     assert harm_weight("node") is None and harm_weight("counterfactual-w") is None
     assert is_reward_credit("counterfactual-w0.25") and not is_reward_credit("counterfactual-wx")
-    assert per_node_credit("node") and per_node_credit("counterfactual-w2") and not per_node_credit("decision")
     with pytest.raises(ValueError, match="simulator"):  # not from the outcomes alone
         rewards(np.ones((1, 2), bool), np.full((1, 2), SUCCESS), np.zeros((1, 2)), 0.5, "counterfactual")
 

@@ -168,10 +168,8 @@ def compare_schedulers(scenario, network, schedulers: dict, seeds: list[int], *,
 
 def reward_credit_arg(value: str) -> str:
     """argparse type of --reward-credit (``o2o.core.decpomdp``: the names and counterfactual-w<w>)."""
-    from o2o.core.decpomdp import is_reward_credit
+    from o2o.core.decpomdp import CREDIT_NAMES, is_reward_credit
 
     if not is_reward_credit(value):
-        raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from slot, decision, node, "
-                                         f"counterfactual, counterfactual-w<w>: harm weight w, e.g. "
-                                         f"counterfactual-w0.5)")
+        raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {CREDIT_NAMES})")
     return value

@@ -244,6 +244,9 @@ COUNTERFACTUAL = "counterfactual"
 # ``counterfactual`` (harm weight 1) or ``counterfactual-w<w>``, e.g. ``counterfactual-w0.5``: the
 # weight is part of the name because it changes what the rewards (and so a critic) mean, and the
 # name travels with the data set and the model.
+# Every credit, as messages name them.
+CREDIT_NAMES = ("slot, decision, node, counterfactual or counterfactual-w<w> (harm weight w, e.g. "
+                "counterfactual-w0.5)")
 _COUNTERFACTUAL_NAME = re.compile(r"counterfactual(?:-w([0-9]+(?:\.[0-9]+)?))?")
 
 
@@ -260,15 +263,9 @@ def is_reward_credit(reward_credit) -> bool:
     return reward_credit in REWARD_CREDITS or harm_weight(reward_credit) is not None
 
 
-def per_node_credit(reward_credit: str) -> bool:
-    """Whether every node gets its own reward (``node``, ``counterfactual``), not the team's."""
-    return reward_credit == "node" or harm_weight(reward_credit) is not None
-
-
 def check_reward_credit(reward_credit: str) -> str:
     if not is_reward_credit(reward_credit):
-        raise ValueError(f"reward_credit must be one of {REWARD_CREDITS} or counterfactual-w<w> "
-                         f"(harm weight w, e.g. counterfactual-w0.5), got {reward_credit!r}")
+        raise ValueError(f"reward_credit must be one of {CREDIT_NAMES}, got {reward_credit!r}")
     return reward_credit
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from o2o.core import seeds
 from o2o.core.decpomdp import OBS_LAYOUT_V3, FeatureScales, covering_scales
 from o2o.core.errors import UserError
+from o2o.core.limits import check_memory, dataset_bytes
 from o2o.core.network import sample_network
 from o2o.core.progress import progress_bar
 from o2o.experiments.tuning import tune_rule
@@ -32,6 +33,10 @@ def teacher_datasets(dist: Distribution, plan: TeacherPlan, seed: int, reward_cr
     record per network (the draw, the tuned parameters, the rows) and the hull of the logged
     scenarios' ranges (where the model was trained offline)."""
     plan.check()
+    # Every data set is held until the offline phase: bounded by the largest network drawn.
+    check_memory(plan.networks * dataset_bytes(dist.widest(), plan.episodes, OBS_LAYOUT_V3),
+                 f"the teacher's logs ({plan.networks} networks x {plan.episodes} episodes, up to "
+                 f"{dist.nodes[1]} nodes)", "use fewer --teacher-networks or --teacher-episodes")
     if covering_scales(dist.widest()) != FeatureScales():
         raise UserError("the offline phase logs at the default feature scales, but the ranges drawn reach "
                         "further: keep the ranges within the defaults, or train without --teacher")

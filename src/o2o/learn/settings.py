@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from o2o.core.decpomdp import (
+    CREDIT_NAMES,
     LAYOUT_NAMES,
     check_obs_layout,
     check_reward_credit,
@@ -203,8 +204,7 @@ def learner_settings(preset: str = "project", offline: list[str] | None = None,
     base = PRESETS[preset]
     credit = reward_credit or base["reward_credit"]
     if not is_reward_credit(credit):
-        raise UserError(f"reward credit must be slot, decision, node, counterfactual or "
-                        f"counterfactual-w<w> (harm weight w, e.g. counterfactual-w0.5), got {credit!r}")
+        raise UserError(f"reward credit must be {CREDIT_NAMES}, got {credit!r}")
     layout = obs_layout or base["obs_layout"]
     if not is_known_layout(layout):
         raise UserError(f"observation layout must be one of {LAYOUT_NAMES}, got {layout!r}")

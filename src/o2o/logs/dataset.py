@@ -49,8 +49,8 @@ import numpy as np
 
 from o2o.core.decpomdp import (
     OBS_LAYOUT_VERSION,
+    CREDIT_NAMES,
     LAYOUT_NAMES,
-    REWARD_CREDITS,
     FeatureScales,
     is_known_layout,
     is_reward_credit,
@@ -149,8 +149,7 @@ def build_dataset(store: LogStore | str | Path, run_ids: Iterable[int] | None = 
     Interrupted runs contribute their finished episodes (an episode is written whole or not at
     all). All runs must have the same number of nodes (the observation size depends on it)."""
     if not is_reward_credit(reward_credit):
-        raise UserError(f"--reward-credit must be one of {', '.join(REWARD_CREDITS)} or "
-                        f"counterfactual-w<w>, got {reward_credit!r}")
+        raise UserError(f"--reward-credit must be one of {CREDIT_NAMES}, got {reward_credit!r}")
     if not is_known_layout(obs_layout):
         raise UserError(f"--obs-layout must be one of {LAYOUT_NAMES}, got {obs_layout!r}")
     if not isinstance(store, LogStore):
@@ -329,6 +328,5 @@ def check_dataset(data: dict[str, np.ndarray], n: int | None = None) -> dict[str
     if not out["action_masks"].any(axis=1).all() or not out["next_action_masks"].any(axis=1).all():
         raise UserError("every action mask must allow at least one action")
     if "reward_credit" in out and not is_reward_credit(str(out["reward_credit"])):
-        raise UserError(f"data set has reward credit {str(out['reward_credit'])!r}; known: "
-                        f"{', '.join(REWARD_CREDITS)}")
+        raise UserError(f"data set has reward credit {str(out['reward_credit'])!r}; known: {CREDIT_NAMES}")
     return out

@@ -102,6 +102,15 @@ def _delay(k: int) -> float:
     return (k * 0.07) % 0.35
 
 
+def test_the_command_line_loads_torch_only_for_the_commands_that_learn():
+    """An interpreter that has loaded torch takes most of a second to exit, enough to miss the
+    5 s under a loaded machine: building the parser and collecting logs must not load it."""
+    code = ("import sys; from o2o.cli.main import build_parser; build_parser(); "
+            "import o2o.logs.collect; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stdout
+
+
 @pytest.mark.parametrize("k", range(REPEATS))
 def test_ctrl_c_during_collect_into_sqlite(k, tmp_path):
     db = str(tmp_path / "log.db")

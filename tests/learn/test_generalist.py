@@ -22,7 +22,8 @@ from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
 from o2o.core.seeds import online as online_seeds
 from o2o.experiments.teacher import teacher_datasets
-from o2o.learn.generalist import LEVELS, Distribution, TeacherPlan, train_offline_across
+from o2o.learn.distribution import LEVELS, Distribution, TeacherPlan
+from o2o.learn.generalist import train_offline_across
 from o2o.learn.nets import Critic
 from o2o.learn.online import OnlinePPO, initial_policy
 from o2o.learn.policy import Policy

@@ -299,7 +299,21 @@ def test_compare_runs_the_same_episodes_in_namespaces(tmp_path):
     assert out["hosts"] == "netns" and out["pacing"] == "kernel"
     assert [e["seed"] for e in out["episodes"]] == [0, 1]
     assert abs(out["difference"]) <= 0.1 and out["same_destination"] >= 0.8
-    assert not node_pids(tag) and not netns.leftovers()["processes"]
+    assert not node_pids(tag)
+    assert_no_leftover_processes()
+
+
+def assert_no_leftover_processes(grace_s: float = 2.0) -> None:
+    """No process in a namespace of a run that ended. Twice in CI, under the full parallel suite,
+    three were listed right after a run that had ended cleanly and were gone a moment later
+    (the cause is not found): they get ``grace_s`` to go, and a failure says what they are."""
+    deadline = time.monotonic() + grace_s
+    while (left := netns.leftovers())["processes"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if left["processes"]:
+        described = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                     if Path(f"/proc/{pid}/cmdline").exists() else "(gone)" for pid in left["processes"]}
+        raise AssertionError(f"left behind: {left}; processes {described}; state files {netns.state_files()}")
 
 
 @needs_netns

@@ -217,7 +217,8 @@ UPPER_END_OPTIONS = {"task_size_kb": "--task-size-max", "arrival_prob": "--arriv
 
 
 def cmd_train_generalist(args) -> int:
-    from o2o.learn.generalist import Distribution, train_generalist
+    from o2o.learn.distribution import Distribution
+    from o2o.learn.generalist import train_generalist
 
     _torch_threads(args.threads)
     _check_outputs(args)
@@ -238,7 +239,8 @@ def cmd_train_generalist(args) -> int:
     start, teacher = None, None
     if args.teacher:
         from o2o.experiments.teacher import teacher_datasets
-        from o2o.learn.generalist import TeacherPlan, train_offline_across
+        from o2o.learn.distribution import TeacherPlan
+        from o2o.learn.generalist import train_offline_across
 
         plan = TeacherPlan(args.teacher, args.teacher_networks, args.teacher_episodes,
                            args.teacher_tune_episodes, args.offline_steps)
@@ -481,7 +483,7 @@ def register(sub, bench) -> None:
     _add_common_train(p)
     p.set_defaults(func=cmd_train_online)
 
-    from o2o.learn.generalist import NETWORK_SEEDS, NODES as GENERALIST_NODES, UPPER_ENDS, TeacherPlan
+    from o2o.learn.distribution import NETWORK_SEEDS, NODES as GENERALIST_NODES, UPPER_ENDS, TeacherPlan
     from o2o.learn.settings import ONLINE_EPISODES
 
     p = tsub.add_parser("generalist", help="Algorithm 2 across networks and sizes: one o2o-obs-v3 "

@@ -17,7 +17,7 @@ from o2o.core.limits import check_memory, dataset_bytes
 from o2o.core.network import sample_network
 from o2o.core.progress import progress_bar
 from o2o.experiments.tuning import tune_rule
-from o2o.learn.generalist import Distribution, TeacherPlan
+from o2o.learn.distribution import Distribution, TeacherPlan
 from o2o.logs.dataset import simulated_dataset
 from o2o.models import hull_ranges, scenario_ranges
 from o2o.schedulers import make_rule

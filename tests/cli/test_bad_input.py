@@ -414,7 +414,7 @@ HAND_WRITTEN = [
     ("simulate", ["--batch-size", "0"], "--batch-size"),
     ("simulate", ["--seed", "-1"], "--seed"),
     ("simulate", ["--network-seed", "-1"], "--network-seed"),
-    ("collect", ["--scheduler", "drl"], "scheduler"),
+    ("collect", ["--scheduler", "drl"], "not drl; to log a model's tasks run it on the testbed"),
     ("collect", ["--db", ""], "--db is empty"),
     ("dataset export", ["--run", "7"], "no run 7"),
     ("dataset export", ["--db", "{log}", "--reward-credit", "later"], "invalid choice"),

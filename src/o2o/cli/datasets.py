@@ -133,7 +133,7 @@ def cmd_dataset_unpack(args) -> int:
         print(json.dumps(out))
     else:
         print(f"wrote {out['rows']} transitions to {path} ({out['bytes'] / 1e6:.1f} MB), the layout "
-              "of 'o2o dataset export' ('o2o learn train offline --dataset' reads it)")
+              "of 'o2o dataset export' ('o2o train offline --dataset' reads it)")
     return 0
 
 

@@ -38,7 +38,7 @@ from o2o.learn.tracking import Tracker
 from o2o.logs.dataset import dataset_reward_credit, load_dataset
 from o2o.models import check_scenario_fits, hull_ranges, load_model, scenario_ranges
 from o2o.schedulers.drl import DRLRule
-from o2o.sim import make_scheduler
+from o2o.sim import SCHEDULERS, make_scheduler
 from o2o.sim.engine import Engine
 from o2o.sim.rollout import rule_actions
 from o2o.sim.views import node_views, probe_answers
@@ -542,7 +542,7 @@ def register(sub, bench) -> None:
     p.add_argument("--name", action="append", metavar="NAME",
                    help="table name for each --model, in order (at most one per --model)")
     p.add_argument("--scheduler", action="append", metavar="NAME",
-                   help="heuristics to compare with: random, local, ratc, rda, esf, spread, slack-reliable, central")
+                   help=f"heuristics and planners to compare with: {', '.join(SCHEDULERS)} (repeatable)")
     p.add_argument("--tuned", action="append", default=[], metavar="FILE",
                    help="a file of 'o2o tune' for a --scheduler: compared with its tuned values (repeatable)")
     p.add_argument("--episodes", type=COUNT, default=10, help="episodes to run (default 10)")

@@ -438,6 +438,8 @@ HAND_WRITTEN = [
     ("marl compare", ["--run-results", "{text}"], "not the results file of a finished 'o2o run'"),
     ("marl compare", ["--run-results", "{finished}/results.json"], "not the results file of a finished"),
     ("marl compare", ["--run-results", "{work}/missing.json"], "not the results file of a finished"),
+    ("dataset minari", ["--dataset-id", "o2o/x/y"], "Minari needs the -vVERSION"),
+    ("dataset minari", ["--dataset-id", "o2o/x y-v0"], "is not a Minari id"),
     ("testbed run", ["--scheduler", "drl"], "needs --model"),
     ("testbed run", ["--scheduler", "central"], "cannot run on the decentralized testbed"),
     ("testbed run", ["--kill-node", "7@1"], "node 7 does not exist"),

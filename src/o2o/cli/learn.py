@@ -458,7 +458,8 @@ def register(sub, bench) -> None:
     tsub = train.add_subparsers(dest="phase", metavar="PHASE")
     tsub.required = True
 
-    p = tsub.add_parser("offline", help="Algorithm 1: discrete SAC + CQL + V from a data set")
+    p = tsub.add_parser("offline", help="offline training from a data set with the settings' algorithm (project: "
+                        "advantage-weighted regression + V; paper: Algorithm 1, discrete SAC + CQL + V)")
     p.add_argument("--dataset", required=True, help=".npz data set of transitions (see docs/logs.md)")
     p.add_argument("--steps", type=COUNT, default=None,
                    help="gradient steps (default: the settings', project 2000, paper 10000)")

@@ -436,7 +436,8 @@ def register(sub, bench) -> None:
                     help="run(s) to learn from (repeatable)")
     tr.add_argument("--store", required=True, help="model store: a folder or fsspec URL")
     tr.add_argument("--mode", choices=["offline", "online"], default="offline",
-                    help="offline: Algorithm 1 on the runs; online: one Algorithm 2 update on episodes "
+                    help="offline: the settings' offline algorithm on the runs (project: advantage-weighted "
+                         "regression, paper: Algorithm 1); online: one Algorithm 2 update on episodes "
                          "run with the store's latest model")
     tr.add_argument("--steps", type=COUNT, default=5000, help="offline gradient steps (default 5000)")
     tr.add_argument("--seed", type=TRAINING_SEED, default=0, help="training seed (default 0)")

@@ -17,7 +17,7 @@ SMALL = ["--set", "nodes=4", "--set", "slots=10"]
 
 @pytest.fixture(scope="module")
 def tuned_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tune") / "spread.json"
+    path = tmp_path_factory.mktemp("tune") / "new" / "spread.json"   # a folder that does not exist yet
     assert main(["tune", "--scheduler", "spread", *SMALL, "--network-seed", "1", "--episodes", "3",
                  "--out", str(path)]) == 0
     return path

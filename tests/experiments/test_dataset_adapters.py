@@ -124,6 +124,10 @@ def test_minari_export_reads_back_equal(tiny, tmp_path, monkeypatch):
     # The same id again is refused in one line, nothing overwritten.
     assert main(["dataset", "minari", "--suite", str(tiny.folder), "--behaviour", MIXTURE,
                  "--dataset-id", "o2o/tiny/mixture-train-v0"]) == 2
+    # Without --dataset-id a suite without a numbered version (tiny) exports as -v0, not a TypeError.
+    assert main(["dataset", "minari", "--suite", str(tiny.folder), "--behaviour", MIXTURE, "--json"]) == 0
+    scenario = tiny.manifest["scenario"]
+    assert minari.load_dataset(f"o2o/{scenario}-net0-default/{MIXTURE}-train-v0").total_episodes == len(want)
 
 
 def test_bench_cli_prints_normalised_scores(tiny, capsys):

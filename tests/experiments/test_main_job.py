@@ -1,6 +1,7 @@
 """``o2o run`` end to end on a tiny scenario: every phase, every output."""
 
 import json
+import re
 
 import numpy as np
 
@@ -131,6 +132,10 @@ def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
     assert paired == after["o2o-drl"]["paired"] == before["o2o-drl"]["paired"]
     # `o2o report` recomputes and prints: the run's files are as the run wrote them
     assert {name: (out / name).read_bytes() for name in saved} == saved
+    # The text form: one aligned column of differences, however long the method's name.
+    assert main(["report", "--run", str(out)]) == 0
+    rows = capsys.readouterr().out.split("paired per episode (95% CI):\n")[1].splitlines()
+    assert len(rows) == len(paired) and len({re.search(r" [+-]\d", row).start() for row in rows}) == 1
     assert main(["report", "--run", str(tmp_path / "none")]) == 2
     assert "no such folder" in capsys.readouterr().err
 

@@ -172,3 +172,16 @@ def test_marl_train_command_gives_o2o_drls_budget(tmp_path, capsys):
     assert saved["hyper_parameters"]["trials"][0]["frames"] == 800
     assert saved["hyper_parameters"]["evaluation"] in ("deterministic", "sampled")
     assert main(["marl", "train", "--algorithm", "ippo", "--out", str(out)]) == 2  # finished
+
+
+def test_a_result_of_other_episodes_is_refused_naming_the_options(monkeypatch):
+    from o2o.core.errors import UserError
+    from o2o.experiments.marl import results
+
+    run = {"o2o-drl": {"per_episode": [0.9] * 10}, "scenario": "paper-sim", "network_seed": 0,
+           "evaluation_seeds": list(range(1_000_000, 1_000_010))}
+    other = {"method": "marl-mappo", "budget": {"budget_x": 1}, "hyper_parameters": {"lr": 5e-5},
+             "scenario": "paper-sim", "network_seed": 0, "evaluation_seeds": list(range(1_000_000, 1_000_020))}
+    monkeypatch.setattr(results, "load_results", lambda folder: other)
+    with pytest.raises(UserError, match="evaluation seeds differ.*--eval-episodes.*10 held-out episodes"):
+        marl_rows(run, ["m"])

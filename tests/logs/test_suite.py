@@ -192,6 +192,7 @@ def test_unpack_writes_the_export_layout(tiny, tmp_path, capsys):
     want = tiny.dataset(tiny.cell(0, "default"), "ratc", "validation")
     got = load_dataset(out)
     assert sorted(got) == sorted(want) and all(_same(got[k], want[k]) for k in want)
+    assert "('o2o train offline --dataset' reads it)" in capsys.readouterr().out   # a command that exists
     before = out.read_bytes()
     assert main(["dataset", "unpack", "--suite", str(tiny.folder), "--behaviour", "ratc",
                  "--out", str(out / "in-a-file.npz")]) == 2   # a file in the way of its folder

@@ -58,6 +58,7 @@ def o2o(*args, timeout=240, tag: str = ""):
     (["testbed", "run", "--kill-node", "1@500"], "slot 500 is past"),
     (["testbed", "run", "--kill-node", "one"], "must look like NODE@SLOT"),
     (["testbed", "run", "--scheduler", "central"], "cannot run on the decentralized testbed"),
+    (["testbed", "run", "--scheduler", "central-earliest"], "central-earliest is the simulator's full-information"),
     (["testbed", "run", "--scheduler", "drl"], "needs --model"),
     (["testbed", "run", "--scheduler", "best"], "unknown scheduler"),
     (["testbed", "run", "--set", "slot_s=-1"], "slot_s"),

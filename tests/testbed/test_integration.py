@@ -26,6 +26,7 @@ from o2o.logs.records import episode_logs_from_rollout
 from o2o.logs.store import LogStore
 from o2o.models import expected_shapes, save_model
 from o2o.sim import make_scheduler
+from o2o.sim.rollout import probes_per_task
 from o2o.testbed import wire
 from o2o.testbed.analysis import compare_logs
 from o2o.testbed.launcher import KillPlan, LocalTestbed
@@ -102,6 +103,9 @@ def test_runs_the_simulators_episodes_and_logs_every_row(setup, tmp_path):
     rnd = compare_logs(sim_logs(scenario, network, seeds[:1], "random"), [random_run.results[0].log],
                        scenario.slot_s)
     assert rnd["same_destination"] == 1.0
+    # probes/task in the testbed's table: none for random; RATC's two draws, itself excluded.
+    assert probes_per_task(random_run.metrics()) == 0.0
+    assert 1.0 <= probes_per_task(ratc_run.metrics()) <= 2.0
     # The same failure clocks and task draws: outcomes agree task by task (timing near a
     # deadline may flip a few), although about a fifth of the tasks fail in this scenario.
     for got, name in ((rnd, "random"), (compare_logs(sim_logs(scenario, network, seeds, "ratc"), logged, scenario.slot_s), "ratc")):
@@ -129,6 +133,8 @@ def test_slack_reliable_runs_on_the_nodes_with_real_probes_of_every_peer(setup, 
     assert np.all((log.action_prob[has] > 0) & (log.action_prob[has] <= 1))
     got = compare_logs(sim_logs(scenario, network, [13], "slack-reliable"), [log], scenario.slot_s)
     assert got["same_outcome"] >= 0.85, got
+    # The table's probes/task is measured from those requests (N - 1 each), as the simulator's.
+    assert probes_per_task(run.metrics()) == network.n - 1
 
 
 async def rogue(host, port, what):

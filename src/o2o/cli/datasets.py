@@ -4,6 +4,7 @@ data-set suite (``o2o.logs.suite``) and its adapters to outside libraries."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from o2o.logs.suite import MIXTURE, SPLITS, SUITES, Suite, build_suite, suite_sp
 # The bench's method names and default steps, without importing torch or d3rlpy here.
 METHODS = ("discrete_cql", "discrete_bcq", "discrete_bc", "o2o-project", "o2o-paper")
 D3RLPY_STEPS = 5000
+# A Minari data-set id, (namespace/)name-vVERSION (minari.dataset.minari_dataset.DATASET_ID_RE with
+# the version required: Minari's own check lets a missing version through to a TypeError).
+MINARI_ID = re.compile(r"(?:[-_\w][-_\w/]*[-_\w]+/)?[-_\w]+?-v\d+")
 
 
 def cmd_dataset_build(args) -> int:
@@ -93,14 +97,17 @@ def cmd_dataset_bench(args) -> int:
 def cmd_dataset_minari(args) -> int:
     from o2o.experiments.minari_export import export_minari
 
+    if args.dataset_id is not None and not MINARI_ID.fullmatch(args.dataset_id):
+        raise UserError(f"--dataset-id {args.dataset_id!r} is not a Minari id: give "
+                        "NAMESPACE/NAME-vVERSION, e.g. o2o/my-data-v0 (Minari needs the -vVERSION)")
     suite = Suite(args.suite)
     cell = suite.cell(args.network_seed, args.load)
     stored = suite.stored(cell, args.behaviour, args.split)
     m = suite.manifest
     version = m["suite"].removeprefix("v")
+    # A suite without a numbered version (tiny) gets -v0: Minari refuses an id without one.
     dataset_id = args.dataset_id or (f"o2o/{m['scenario']}-net{cell['network_seed']}-{cell['load']}/"
-                                     f"{args.behaviour}-{args.split}"
-                                     + (f"-v{version}" if version.isdigit() else ""))
+                                     f"{args.behaviour}-{args.split}-v{version if version.isdigit() else 0}")
     refs = cell["references"]
     description = (f"o2o reference suite {m['suite']}, {m['scenario']} network seed "
                    f"{cell['network_seed']}, load {cell['load']}, behaviour {args.behaviour}, "
@@ -133,7 +140,7 @@ def cmd_dataset_unpack(args) -> int:
         print(json.dumps(out))
     else:
         print(f"wrote {out['rows']} transitions to {path} ({out['bytes'] / 1e6:.1f} MB), the layout "
-              "of 'o2o dataset export' ('o2o learn train offline --dataset' reads it)")
+              "of 'o2o dataset export' ('o2o train offline --dataset' reads it)")
     return 0
 
 

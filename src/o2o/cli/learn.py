@@ -38,7 +38,7 @@ from o2o.learn.tracking import Tracker
 from o2o.logs.dataset import dataset_reward_credit, load_dataset
 from o2o.models import check_scenario_fits, hull_ranges, load_model, scenario_ranges
 from o2o.schedulers.drl import DRLRule
-from o2o.sim import make_scheduler
+from o2o.sim import SCHEDULERS, make_scheduler
 from o2o.sim.engine import Engine
 from o2o.sim.rollout import rule_actions
 from o2o.sim.views import node_views, probe_answers
@@ -458,7 +458,8 @@ def register(sub, bench) -> None:
     tsub = train.add_subparsers(dest="phase", metavar="PHASE")
     tsub.required = True
 
-    p = tsub.add_parser("offline", help="Algorithm 1: discrete SAC + CQL + V from a data set")
+    p = tsub.add_parser("offline", help="offline training from a data set with the settings' algorithm (project: "
+                        "advantage-weighted regression + V; paper: Algorithm 1, discrete SAC + CQL + V)")
     p.add_argument("--dataset", required=True, help=".npz data set of transitions (see docs/logs.md)")
     p.add_argument("--steps", type=COUNT, default=None,
                    help="gradient steps (default: the settings', project 2000, paper 10000)")
@@ -542,7 +543,7 @@ def register(sub, bench) -> None:
     p.add_argument("--name", action="append", metavar="NAME",
                    help="table name for each --model, in order (at most one per --model)")
     p.add_argument("--scheduler", action="append", metavar="NAME",
-                   help="heuristics to compare with: random, local, ratc, rda, esf, spread, slack-reliable, central")
+                   help=f"heuristics and planners to compare with: {', '.join(SCHEDULERS)} (repeatable)")
     p.add_argument("--tuned", action="append", default=[], metavar="FILE",
                    help="a file of 'o2o tune' for a --scheduler: compared with its tuned values (repeatable)")
     p.add_argument("--episodes", type=COUNT, default=10, help="episodes to run (default 10)")

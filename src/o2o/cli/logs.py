@@ -18,6 +18,7 @@ from o2o.core.decpomdp import (
     REWARD_CREDITS,
 )
 from o2o.core.episodes import sample_episodes
+from o2o.core.errors import UserError
 from o2o.core.limits import check_simulation
 from o2o.core.network import sample_network
 from o2o.core.outputs import check_output_file, write_error
@@ -38,6 +39,10 @@ def cmd_collect(args) -> int:
     scenario = load_scenario(args.scenario, args.overrides)
     check_simulation(scenario, min(args.batch_size, args.episodes))
     network = sample_network(scenario, args.network_seed)
+    if args.scheduler == "drl":   # make_scheduler's "(or 'drl' with a model)": collect has no --model
+        raise UserError(f"o2o collect logs the simulator's rules ({', '.join(SCHEDULERS)}), not drl; "
+                        "to log a model's tasks run it on the testbed: "
+                        "o2o testbed run --scheduler drl --model MODEL --db DB")
     scheduler = make_scheduler(args.scheduler)
     seeds = [args.seed + k for k in range(args.episodes)]
     with LogStore.open(args.db, create=True) as store, \

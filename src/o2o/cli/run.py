@@ -50,10 +50,9 @@ def cmd_report(args) -> int:
         print(json.dumps(json_safe({**paired, **marl})))
     else:
         print("O2O-DRL minus each method, paired per episode (95% CI):")
-        for method, d in paired.items():
-            print(f"  {method:13s} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]")
-        for method, d in marl.items():
-            print(f"  {method:13s} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]")
+        width = max(map(len, [*paired, *marl]), default=0)   # names up to central-earliest, marl-...
+        for method, d in [*paired.items(), *marl.items()]:
+            print(f"  {method:{width}s} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]")
     return 0
 
 

@@ -11,7 +11,7 @@ from o2o.core.errors import UserError
 from o2o.core.limits import check_simulation
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
-from o2o.sim import make_scheduler
+from o2o.sim import SCHEDULERS, make_scheduler
 from o2o.sim.rollout import rollout
 
 
@@ -79,8 +79,8 @@ def register(sub, bench) -> None:
     p = sub.add_parser("simulate", help="run schedulers on the same simulated episodes and compare")
     add_scenario_args(p)
     p.add_argument("--scheduler", action="append", metavar="NAME",
-                   help="random, local, ratc, rda, esf, spread, slack-reliable, central, drl (with "
-                        "--model) (repeatable; default ratc)")
+                   help=f"{', '.join(SCHEDULERS)}, drl (with --model) (repeatable; default ratc); "
+                        "the bounds (bound, bound-task) are printed under every table")
     p.add_argument("--model", metavar="MODEL_DIR",
                    help="the learned model the drl scheduler runs (a model folder, store or fsspec "
                         "URL); refused where its manifest does not allow this N or scenario")

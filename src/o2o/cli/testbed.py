@@ -41,7 +41,7 @@ from o2o.testbed.phase import (
 )
 
 DEFAULT_DB = "runs/testbed.db"
-SCHEDULER_CHOICES = "random, local, ratc, rda, esf, spread, slack-reliable, or drl (with --model)"
+SCHEDULER_CHOICES = "random, local, ratc, rda, esf, spread, slack-reliable, slack-reliable-k, or drl (with --model)"
 
 
 # ------------------------------------------------------------------------------ shared
@@ -150,8 +150,8 @@ def check_scheduler(name: str, model: str | None, setup=None) -> str | None:
             raise UserError("--scheduler drl needs --model STORE (a model store, a model folder or "
                             "pretrained:NAME)")
         return as_store(model, MODEL_STORES, *((setup.network.n, setup.scenario) if setup else ()))
-    elif name == "central":
-        raise UserError("central is the simulator's full-information yardstick; it cannot run on "
+    elif name in ("central", "central-reliable", "central-earliest"):
+        raise UserError(f"{name} is the simulator's full-information yardstick; it cannot run on "
                         "the decentralized testbed")
     elif name not in HEURISTICS:
         raise UserError(f"unknown scheduler {name!r}; choose from {SCHEDULER_CHOICES}")
@@ -436,7 +436,8 @@ def register(sub, bench) -> None:
                     help="run(s) to learn from (repeatable)")
     tr.add_argument("--store", required=True, help="model store: a folder or fsspec URL")
     tr.add_argument("--mode", choices=["offline", "online"], default="offline",
-                    help="offline: Algorithm 1 on the runs; online: one Algorithm 2 update on episodes "
+                    help="offline: the settings' offline algorithm on the runs (project: advantage-weighted "
+                         "regression, paper: Algorithm 1); online: one Algorithm 2 update on episodes "
                          "run with the store's latest model")
     tr.add_argument("--steps", type=COUNT, default=5000, help="offline gradient steps (default 5000)")
     tr.add_argument("--seed", type=TRAINING_SEED, default=0, help="training seed (default 0)")

@@ -33,7 +33,9 @@ def cmd_tune(args) -> int:
                        episodes=args.episodes, first_seed=args.seed, fixed=fixed)
     text = json.dumps(json_safe(record), indent=2)
     try:
-        Path(args.out).write_text(text + "\n")
+        out = Path(args.out).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)   # as 'dataset export': tuned/x.json needs no mkdir first
+        out.write_text(text + "\n")
     except OSError as exc:
         raise write_error(exc, args.out, "--out") from None
     params = ", ".join(f"{k}={v:g}" for k, v in record["params"].items())

@@ -79,7 +79,7 @@ def compact(data: dict[str, np.ndarray], nodes: int, slots: int,
 
 def expand(stored: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The data set in the project's layout (``o2o.logs.dataset``, every array of it), checked:
-    what ``o2o learn offline`` and the adapters read."""
+    what ``o2o train offline`` and the adapters read."""
     e, n, d = stored["final_observations"].shape
     m = stored["actions"].shape[0]
     slots = m // (e * n)

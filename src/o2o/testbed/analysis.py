@@ -16,6 +16,7 @@ from o2o.core.network import Network
 from o2o.core.outcomes import OUTCOME_NAMES, SUCCESS
 from o2o.core.scenario import Scenario
 from o2o.testbed.controller import EpisodeResult
+from o2o.testbed.recorder import probe_requests
 from o2o.testbed.timing import percentile
 
 SLOT_CLOCK_P99_TARGET_MS = 10.0
@@ -171,9 +172,7 @@ def logged_probes_per_task(logs) -> float:
     (``probes_per_task``); a simulated log knows every backlog, so this reads testbed logs."""
     requests = tasks = 0
     for log in logs:
-        has = np.asarray(log.has_task, dtype=bool)
-        off = ~np.eye(log.nodes, dtype=bool)[None]
-        requests += int((np.isfinite(log.peer_backlog_s) & has[..., None] & off).sum())
+        requests += probe_requests(log.has_task, log.peer_backlog_s)
         tasks += log.tasks
     return requests / tasks if tasks else 0.0
 

@@ -244,7 +244,19 @@ class EpisodeRecorder:
         tx_end = np.where(np.isnan(self.tx_end), self.end_at, self.tx_end)
         m = episode_metrics(self.has_task[None], self.outcome[None], self.dest[None], rel(self.end_at),
                             rel(self.exec_start), self.scenario.slot_s, rel(self.tx_start), rel(tx_end))
-        return {k: v[0] for k, v in m.items()}
+        out = {k: v[0] for k, v in m.items()}
+        # The probe requests the nodes sent, as the simulator counts them (``probes``), so the
+        # table's probes/task is measured here too, not "full" (which marks the planner).
+        out["probes"] = probe_requests(self.has_task, self.peer_backlog_s)
+        return out
+
+
+def probe_requests(has_task: np.ndarray, peer_backlog_s: np.ndarray) -> int:
+    """Probe requests of one episode's deciding nodes: a node reports the backlog of exactly the
+    peers it sent a probe request to (NaN for the others), and its own needs no request."""
+    has = np.asarray(has_task, dtype=bool)
+    off = ~np.eye(peer_backlog_s.shape[-1], dtype=bool)[None]
+    return int((np.isfinite(peer_backlog_s) & has[..., None] & off).sum())
 
 
 def stack_metrics(per_episode: list[dict]) -> dict[str, np.ndarray]:

@@ -38,6 +38,10 @@ def load_results(folder: str | Path) -> dict[str, Any]:
     return report
 
 
+def _scenario_name(scenario: Any) -> str:
+    return str(scenario.get("name", "?")) if isinstance(scenario, dict) else str(scenario)
+
+
 def marl_rows(run: dict[str, Any], folders: list[str | Path]) -> dict[str, dict[str, Any]]:
     """``{method: entry}`` for each ``o2o marl`` folder, the entry as ``summarize_methods``
     writes one (success rate, 95% CI over the episodes, per-episode rates) plus O2O-DRL's
@@ -51,7 +55,9 @@ def marl_rows(run: dict[str, Any], folders: list[str | Path]) -> dict[str, dict[
         for key in ("evaluation_seeds", "network_seed", "scenario"):
             if r[key] != run[key]:
                 raise UserError(f"{folder}: its {key.replace('_', ' ')} differ from the run's; "
-                                f"train it with the run's scenario and --network-seed")
+                                f"train it with the run's scenario, --network-seed and --eval-episodes "
+                                f"(this run: scenario {_scenario_name(run['scenario'])}, network seed {run['network_seed']}, "
+                                f"{len(run['evaluation_seeds'])} held-out episodes)")
         if name in rows:
             raise UserError(f"{folder}: a second {name} result")
         x = np.asarray(r["per_episode"])

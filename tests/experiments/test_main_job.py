@@ -32,6 +32,7 @@ def test_run_writes_the_comparison_models_logs_and_plots(tmp_path, capsys):
         assert lo <= r["success_rate"] <= hi and 0 <= r["success_rate"] <= 1
         assert printed[method]["success_rate"] == r["success_rate"]
     assert 0 < report["bound"] <= report["bound-task"] <= 1
+    assert report["plan"]["offline_steps"] == report["settings"]["offline_steps"] == 40  # the steps taken
     for method in ("offline-only", "online-only", "o2o-drl"):
         assert len(report[method]["per_seed"]) == 2
         for seed in (0, 1):

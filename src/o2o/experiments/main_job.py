@@ -157,7 +157,9 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
         "scenario": scenario.model_dump(mode="json"),
         "network_seed": network_seed,
         "evaluation_seeds": eval_seeds,
-        "settings": settings.model_dump(mode="json"),
+        # the offline steps the run took: the plan's where it gives them, else the settings' own
+        "settings": settings.model_copy(update={"offline_steps": plan.offline_steps or settings.offline_steps})
+                            .model_dump(mode="json"),
         "curves": [{"seed": r.seed, "offline": r.offline_curve, "o2o": r.o2o_curve,
                     "online_only": r.online_only_curve} for r in learned],
     }

@@ -81,6 +81,7 @@ BASE: dict[str, list[str]] = {
                     "--collect-episodes", "1", "--offline-steps", "1", "--online-rounds", "0"],
     "testbed node": ["--controller", "127.0.0.1:9", "--connect-wait", "0.5", "--token-file", "{token}"],
     "bench sim": [*SMALL, "--batch", "2", "--repeats", "1"],
+    "bench yardsticks": [*SMALL, "--episodes", "1"],
     "bench logs": [*SMALL, "--episodes", "1", "--repeats", "1"],
     "bench actor": [*SMALL, "--model", "{model}", "--decisions", "1", "--repeats", "1"],
     "bench testbed": [*TESTBED_SMALL],

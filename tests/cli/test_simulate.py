@@ -51,6 +51,15 @@ def test_console_script_exit_code_and_no_traceback():
     assert "nodes" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_bench_yardsticks_times_the_bound_and_every_planner(capsys):
+    assert main(["bench", "yardsticks", "--set", "nodes=4", "--set", "slots=10", "--episodes", "2",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["nodes"], out["slots"], out["episodes"]) == (4, 10, 2)
+    for name in ("bound", "central", "central-reliable", "central-earliest"):
+        assert out[name]["cpu_s_per_episode"] > 0
+
+
 def test_bench_sim_json(capsys):
     assert main(["bench", "sim", "--batch", "8", "--repeats", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -75,6 +75,37 @@ def cmd_bench_sim(args) -> int:
     return 0
 
 
+YARDSTICKS = ("central", "central-reliable", "central-earliest")
+
+
+def cmd_bench_yardsticks(args) -> int:
+    """CPU seconds per episode of the yardsticks: the contention-aware bound's LP and each
+    planner, on the same episodes (one process, one core)."""
+    from o2o.sim.bound import episode_lp_bound
+    from o2o.sim.rollout import simulate
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    check_simulation(scenario, args.episodes)
+    network = sample_network(scenario, args.network_seed)
+    seeds = list(range(args.seed, args.seed + args.episodes))
+    out = {}
+    began = time.process_time()
+    episode_lp_bound(scenario, network, sample_episodes(scenario, network, seeds))
+    out["bound"] = {"cpu_s_per_episode": (time.process_time() - began) / len(seeds)}
+    for name in YARDSTICKS:
+        began = time.process_time()
+        simulate(scenario, network, seeds, make_scheduler(name))
+        out[name] = {"cpu_s_per_episode": (time.process_time() - began) / len(seeds)}
+    if args.json:
+        print(json.dumps({"nodes": scenario.nodes, "slots": scenario.slots, "episodes": len(seeds), **out}))
+    else:
+        print(f"yardsticks, {scenario.name} with {scenario.nodes} nodes and {scenario.slots} slots, "
+              f"network seed {args.network_seed}, {len(seeds)} episodes; CPU seconds of one process")
+        for name, r in out.items():
+            print(f"{name:<18}{r['cpu_s_per_episode']:>8.2f} s per episode")
+    return 0
+
+
 def register(sub, bench) -> None:
     p = sub.add_parser("simulate", help="run schedulers on the same simulated episodes and compare")
     add_scenario_args(p)
@@ -101,3 +132,10 @@ def register(sub, bench) -> None:
     b.add_argument("--repeats", type=COUNT, default=3, help="timed repeats, best kept (default 3)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=cmd_bench_sim)
+
+    y = bench.add_parser("yardsticks", help="CPU time per episode of the bound's LP and the planners")
+    add_scenario_args(y)
+    y.add_argument("--episodes", type=COUNT, default=3, help="episodes timed (default 3)")
+    y.add_argument("--seed", type=SEED, default=0, help="first episode seed (default 0)")
+    y.add_argument("--json", action="store_true", help="print one JSON object")
+    y.set_defaults(func=cmd_bench_yardsticks)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,15 +79,15 @@ def main(argv: list[str] | None = None) -> None:
     if not data_path.exists():
         name = "slack-reliable" if a.teacher.startswith("slack-reliable") else a.teacher
         params = tuned["params"] if a.teacher == "slack-reliable-tuned" else None
-        db = data_path.with_suffix(".db")
-        db.unlink(missing_ok=True)
-        with LogStore.open(db, create=True) as store:
-            logged = collect(store, scenario, network, make_scheduler(name, params), name,
-                             seeds.LOGS.take(a.log_episodes), network_seed=a.network_seed)
-            data = build_dataset(store, [logged.run_id], reward_credit=settings.reward_credit,
-                                 obs_layout=settings.obs_layout)
+        # A scratch log of this process (two screens started at once on the same teacher each
+        # log it; save_dataset renames the archive into place when whole).
+        with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
+            with LogStore.open(str(Path(scratch) / "logs.db"), create=True) as store:
+                logged = collect(store, scenario, network, make_scheduler(name, params), name,
+                                 seeds.LOGS.take(a.log_episodes), network_seed=a.network_seed)
+                data = build_dataset(store, [logged.run_id], reward_credit=settings.reward_credit,
+                                     obs_layout=settings.obs_layout)
         save_dataset(data, data_path)
-        db.unlink()
         print(f"logged {a.teacher}: success {logged.success_rate:.4f}", flush=True)
     dataset = load_dataset(str(data_path))
 

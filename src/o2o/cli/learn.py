@@ -261,8 +261,6 @@ def cmd_train_generalist(args) -> int:
                                   learner.reward_credit, tracker, show_progress=not args.json,
                                   policy=start)
     if teacher is not None:  # trained offline on the teacher's scenarios too
-        from o2o.models import hull_ranges
-
         result.trained_ranges = hull_ranges(result.trained_ranges, teacher_ranges)
     training = {"phase": "generalist", "algorithm": "PPO + GAE (Alg. 2) across networks",
                 "teacher": teacher,
@@ -419,7 +417,6 @@ def add_reward_credit_arg(p, what: str) -> None:
                         f"the slot of the task's decision, or each node's own at its decision "
                         f"(node), or that minus w times the harm the decision imposed on the "
                         f"other tasks (counterfactual, w = 1; counterfactual-w0.5: w = 0.5) ({what})")
-
 
 
 def add_obs_layout_arg(p, what: str) -> None:

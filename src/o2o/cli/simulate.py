@@ -11,7 +11,7 @@ from o2o.core.errors import UserError
 from o2o.core.limits import check_simulation
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
-from o2o.sim import SCHEDULERS, make_scheduler
+from o2o.sim import CENTRAL, SCHEDULERS, make_scheduler
 from o2o.sim.rollout import rollout
 
 
@@ -75,9 +75,6 @@ def cmd_bench_sim(args) -> int:
     return 0
 
 
-YARDSTICKS = ("central", "central-reliable", "central-earliest")
-
-
 def cmd_bench_yardsticks(args) -> int:
     """CPU seconds per episode of the yardsticks: the contention-aware bound's LP and each
     planner, on the same episodes (one process, one core)."""
@@ -92,7 +89,7 @@ def cmd_bench_yardsticks(args) -> int:
     began = time.process_time()
     episode_lp_bound(scenario, network, sample_episodes(scenario, network, seeds))
     out["bound"] = {"cpu_s_per_episode": (time.process_time() - began) / len(seeds)}
-    for name in YARDSTICKS:
+    for name in CENTRAL:
         began = time.process_time()
         simulate(scenario, network, seeds, make_scheduler(name))
         out[name] = {"cpu_s_per_episode": (time.process_time() - began) / len(seeds)}

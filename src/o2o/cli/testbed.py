@@ -21,6 +21,7 @@ from o2o.core.network import sample_network
 from o2o.core.outputs import check_output_folder
 from o2o.core.scenario import load_scenario
 from o2o.learn.settings import learner_settings
+from o2o.sim import CENTRAL
 from o2o.testbed import wire
 from o2o.testbed.analysis import (
     bench_lines,
@@ -150,7 +151,7 @@ def check_scheduler(name: str, model: str | None, setup=None) -> str | None:
             raise UserError("--scheduler drl needs --model STORE (a model store, a model folder or "
                             "pretrained:NAME)")
         return as_store(model, MODEL_STORES, *((setup.network.n, setup.scenario) if setup else ()))
-    elif name in ("central", "central-reliable", "central-earliest"):
+    elif name in CENTRAL:
         raise UserError(f"{name} is the simulator's full-information yardstick; it cannot run on "
                         "the decentralized testbed")
     elif name not in HEURISTICS:

@@ -31,7 +31,7 @@ from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
 from o2o.experiments.tuning import load_tuned
-from o2o.learn.evaluate import evaluate_policy
+from o2o.learn.evaluate import as_numpy_actor, evaluate_policy
 from o2o.learn.offline import train_offline
 from o2o.learn.online import train_online
 from o2o.learn.settings import learner_settings
@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="slot | decision | node | counterfactual[-w<w>] (default: the project's)")
     p.add_argument("--set-offline", action="append", default=[])
     p.add_argument("--set-online", action="append", default=[])
+    p.add_argument("--temperatures", default="",
+                   help="comma-separated policy temperatures to evaluate the final actor at "
+                        "(logits / T; 1 is the actor as trained), e.g. 1,0.5,0.25")
+    p.add_argument("--save-model", default=None, help="also save the final policy as a model folder here")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -106,8 +110,19 @@ def main(argv: list[str] | None = None) -> None:
     for c in result.curve:
         print(f"online {c['episodes']:5d}: {c['success_rate']:.4f} diff {c['diff']:+.4f} "
               f"[{c['diff_lo']:+.4f}, {c['diff_hi']:+.4f}]", flush=True)
+    temperatures = {}
+    for t in [float(x) for x in a.temperatures.split(",") if x]:
+        actor = as_numpy_actor(result.policy.actor)
+        w, b = actor.layers[-1]
+        actor.layers[-1] = (w / t, b / t)       # every logit divided by T (the no-task logit is 0)
+        temperatures[str(t)] = point(actor)
+        print(f"temperature {t:g}: {temperatures[str(t)]['success_rate']:.4f} diff "
+              f"{temperatures[str(t)]['diff']:+.4f} [{temperatures[str(t)]['diff_lo']:+.4f}, "
+              f"{temperatures[str(t)]['diff_hi']:+.4f}]", flush=True)
+    if a.save_model:
+        result.policy.save(a.save_model)
     report = {"args": vars(a), "rule_rate": float(rule.mean()), "rule_per_episode": rule.tolist(),
-              "validation_seeds": val, "offline": off, "curve": result.curve,
+              "validation_seeds": val, "offline": off, "curve": result.curve, "temperatures": temperatures,
               "seconds": time.perf_counter() - started}
     out.write_text(json.dumps(report, indent=1, default=float))
     print(f"rule (slack-reliable tuned) {rule.mean():.4f}; {report['seconds']:.0f} s", flush=True)

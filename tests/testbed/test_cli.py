@@ -233,3 +233,22 @@ def test_compare_runs_the_simulators_episodes_on_the_testbed(tmp_path):
     assert lines[5].split()[:3] == ["mean", f"{out['simulator']:.4f}", f"{out['testbed']:.4f}"]
     assert lines[6] == f"bound {out['bound']:.4f}"
     assert not node_pids(tag)
+
+
+def test_trainer_takes_the_settings_offline_steps_unless_given(tmp_path, capsys):
+    """``o2o testbed trainer --mode offline`` without --steps trains the settings' offline steps
+    (the project's 2000), the same number ``o2o run`` takes; --steps overrides it."""
+    from o2o.learn.settings import learner_settings
+    from o2o.models import ModelStore
+
+    db = tmp_path / "logs.db"
+    assert main(["collect", "--set", "nodes=3", "--set", "slots=10", "--episodes", "1",
+                 "--db", str(db), "--json"]) == 0
+    run = str(json.loads(capsys.readouterr().out)["run"])
+    assert main(["testbed", "trainer", "--db", str(db), "--run", run, "--store", str(tmp_path / "m1"),
+                 "--mode", "offline", "--json"]) == 0
+    assert main(["testbed", "trainer", "--db", str(db), "--run", run, "--store", str(tmp_path / "m2"),
+                 "--mode", "offline", "--steps", "7", "--json"]) == 0
+    default = ModelStore(str(tmp_path / "m1")).load().manifest["training"]["steps"]
+    assert default == learner_settings("project").offline_steps == 2000
+    assert ModelStore(str(tmp_path / "m2")).load().manifest["training"]["steps"] == 7

@@ -303,9 +303,11 @@ def cmd_trainer(args) -> int:
         key = wire.token_key(wire.read_token(args.token_file))
     with LogStore.open(args.db, read_only=True) as store:
         if args.mode == "offline":
-            published = train_offline_from_logs(store, args.run, args.store, steps=args.steps,
+            steps = args.steps or settings.offline_steps
+            published = train_offline_from_logs(store, args.run, args.store, steps=steps,
                                                 seed=args.seed, settings=settings.offline,
                                                 reward_credit=settings.reward_credit,
+                                                obs_layout=settings.obs_layout,
                                                 show_progress=not args.json)
         else:
             published = finetune_from_logs(store, args.run, args.store, seed=args.seed,
@@ -440,7 +442,8 @@ def register(sub, bench) -> None:
                     help="offline: the settings' offline algorithm on the runs (project: advantage-weighted "
                          "regression, paper: Algorithm 1); online: one Algorithm 2 update on episodes "
                          "run with the store's latest model")
-    tr.add_argument("--steps", type=COUNT, default=5000, help="offline gradient steps (default 5000)")
+    tr.add_argument("--steps", type=COUNT, default=None,
+                    help="offline gradient steps (default: the settings', 2000 project, 10000 paper)")
     tr.add_argument("--seed", type=TRAINING_SEED, default=0, help="training seed (default 0)")
     add_settings_arg(tr)
     add_reward_credit_arg(tr, "offline: of the data set, default the settings'; online: the model's")

@@ -270,3 +270,24 @@ def test_probes_curve_command_at_a_tiny_size(tmp_path, capsys):
     for bad in ("0,2", "4", "2,2"):
         assert main(["probes-curve", "--set", "nodes=4", "--k", bad, "--out", str(tmp_path / "x")]) == 2
         assert "--k" in capsys.readouterr().err
+
+
+def test_probes_curve_logs_the_tuned_teacher_with_log_tuned(tmp_path):
+    """--log-tuned: the teacher of every k runs at its values tuned for the network on
+    validation episodes (recorded in the result); without it, at its defaults."""
+    import json
+
+    from o2o.core.network import sample_network
+    from o2o.core.scenario import load_scenario
+    from o2o.experiments.tuning import tune_rule
+
+    sc = load_scenario("paper-sim", ["nodes=4", "slots=10"])
+    want = tune_rule(sc, sample_network(sc, 0), "slack-reliable", network_seed=0)["params"]
+    for flag, params in (("--log-tuned", want), ("--no-log-tuned", None)):
+        out = tmp_path / flag
+        assert main(["probes-curve", "--set", "nodes=4", "--set", "slots=10", "--k", "2", "--quick",
+                     "--seeds", "1", "--workers", "1", "--log-episodes", "3", "--offline-steps", "5",
+                     "--online-episodes", "2", "--eval-episodes", "3", "--tune-episodes", "1",
+                     "--log-heuristic", "slack-reliable", flag, "--out", str(out)]) == 0
+        logging = json.loads((out / "probes_curve.json").read_text())["logging"]
+        assert logging == {"heuristic": "slack-reliable", "params": params}

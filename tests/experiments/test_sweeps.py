@@ -410,3 +410,29 @@ def test_a_tuned_file_applies_at_its_point_and_changes_the_sweeps_identity(tmp_p
     capsys.readouterr()
     assert main(["sweep", str(spec), "--out", str(tmp_path / "never"), "--tuned", str(other)]) == 2
     assert "no point" in capsys.readouterr().err and not (tmp_path / "never").exists()
+
+
+def test_a_training_cell_logs_the_tuned_teacher_when_the_settings_ask(tmp_path):
+    """A learner's cell under settings with log_tuned logs its teacher at the values tuned for
+    that point on validation episodes (the values its heuristic cell finds), and says so."""
+    from dataclasses import replace
+
+    from o2o.core.network import sample_network
+    from o2o.experiments.cells import run_unit
+    from o2o.experiments.sweep_job import unit_task
+    from o2o.experiments.tuning import tune_rule
+    from o2o.learn.settings import learner_settings
+
+    sweep = load_sweep(str(write(tmp_path / "tiny.yaml", TINY)), "quick", shipped=False)
+    (unit,) = [u for u in plan_units(sweep) if u.kind == "training" and u.point == 0]
+    point = sweep.points[0]
+    want = tune_rule(point.scenario, sample_network(point.scenario, 0), "spread", network_seed=0)["params"]
+    assert want != tune_rule(point.scenario, sample_network(point.scenario, 0), "spread",
+                             network_seed=0)["default_params"]
+    logs = {}
+    for tuned in (True, False):
+        task = unit_task(sweep, unit, tmp_path / f"out-{tuned}")
+        task = replace(task, settings=learner_settings("project", log_tuned=tuned))
+        logs[tuned] = run_unit(task)[0].info["logs"]
+    assert logs[True]["heuristic"] == "spread" and logs[True]["params"] == want
+    assert "params" not in logs[False] and logs[True]["success_rate"] != logs[False]["success_rate"]

@@ -252,3 +252,20 @@ def test_trainer_takes_the_settings_offline_steps_unless_given(tmp_path, capsys)
     default = ModelStore(str(tmp_path / "m1")).load().manifest["training"]["steps"]
     assert default == learner_settings("project").offline_steps == 2000
     assert ModelStore(str(tmp_path / "m2")).load().manifest["training"]["steps"] == 7
+
+
+def test_the_testbed_pipeline_refuses_a_tuned_teacher_before_starting(tmp_path):
+    """The testbed's nodes run rules at their default values: settings that ask for the
+    logging rule at its tuned values are refused before a node starts or a store is made."""
+    from o2o.core.errors import UserError
+    from o2o.experiments.testbed_job import TestbedPlan, run_testbed_o2o
+    from o2o.learn.settings import learner_settings
+    from o2o.testbed.phase import TestbedSetup
+
+    sc = load_scenario("paper-testbed", ["nodes=3"])
+    setup = TestbedSetup(sc, sample_network(sc, 0), wire.NodeRuntime(), network_seed=0)
+    settings = learner_settings("project", log_heuristic="slack-reliable", log_tuned=True)
+    with pytest.raises(UserError, match="default values only"):
+        run_testbed_o2o(setup, TestbedPlan(), settings, db=str(tmp_path / "t.db"),
+                        model_store=str(tmp_path / "store"))
+    assert not (tmp_path / "store").exists() and not (tmp_path / "t.db").exists()

@@ -178,7 +178,7 @@ def cmd_probes_curve(args) -> int:
         raise UserError(f"--k: {exc}") from None
     settings = lambda layout: learner_settings(args.settings, args.set_offline, args.set_online,  # noqa: E731
                                                args.reward_credit, layout, args.log_heuristic,
-                                               options=("--set-offline", "--set-online"))
+                                               args.log_tuned, options=("--set-offline", "--set-online"))
     settings(f"o2o-obs-v3-k{max(args.k)}")  # refused before anything runs
     plan = _plan(args, scenario, f"o2o-obs-v3-k{max(args.k)}")
     out = Path(args.out or "runs/probes_curve")
@@ -208,6 +208,12 @@ def cmd_probes_curve(args) -> int:
     return 0
 
 
+def _log_tuned_arg(p) -> None:
+    p.add_argument("--log-tuned", action=argparse.BooleanOptionalAction, default=None,
+                   help="run a tunable logging heuristic at the values tuned for this network on "
+                        "validation episodes (default: the settings')")
+
+
 def interval_text(d: dict) -> str:
     lo, hi = d["lo"], d["hi"]
     return "[n/a]" if lo is None or lo != lo else f"[{lo:+.4f}, {hi:+.4f}]"
@@ -228,6 +234,7 @@ def register(sub, bench) -> None:
     add_reward_credit_arg(c, "default: the settings'")
     c.add_argument("--log-heuristic", choices=sorted(HEURISTICS), default=None,
                    help="the heuristic whose task logs offline training learns from (default: the settings')")
+    _log_tuned_arg(c)
     c.add_argument("--set-offline", action="append", default=[], metavar="KEY=VALUE",
                    help="override an offline hyper-parameter (repeatable)")
     c.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE",
@@ -264,9 +271,7 @@ def register(sub, bench) -> None:
     p.add_argument("--log-heuristic", choices=sorted(HEURISTICS), default=None,
                    help="the heuristic whose task logs offline training learns from (default: "
                         "the settings'; project: spread, paper: ratc)")
-    p.add_argument("--log-tuned", action=argparse.BooleanOptionalAction, default=None,
-                   help="run a tunable logging heuristic at the values tuned for this network on "
-                        "validation episodes (default: the settings')")
+    _log_tuned_arg(p)
     p.add_argument("--set-offline", action="append", default=[], metavar="KEY=VALUE",
                    help="override an offline hyper-parameter (repeatable)")
     p.add_argument("--set-online", action="append", default=[], metavar="KEY=VALUE",

@@ -46,7 +46,7 @@ from o2o.experiments.methods import (
 )
 from o2o.experiments.results_db import NO_SEED, Cell
 from o2o.experiments.sweeps import BOUND_TASK
-from o2o.experiments.tuning import summary, tuned_rules
+from o2o.experiments.tuning import logging_params, summary, tuned_rules
 from o2o.learn.settings import LearnerSettings
 from o2o.sim import episode_lp_bound, episode_task_bound
 
@@ -164,10 +164,14 @@ def _training(task: UnitTask) -> list[Cell]:
     folder = _fresh_folder(task)
     start = time.perf_counter()
     dataset = folder / "dataset.npz"
+    # The settings' log_tuned: the logging rule at its values tuned for this point on
+    # validation episodes (the same values its own heuristic cell finds).
+    params = logging_params(task.logging, task.settings.log_tuned, scenario, network,
+                            network_seed=task.network_seed)
     logged = log_dataset(scenario, network, task.logging, task.log_episodes, folder / "logs.db",
                          dataset, network_seed=task.network_seed,
                          reward_credit=task.settings.reward_credit,
-                         obs_layout=task.settings.obs_layout)
+                         obs_layout=task.settings.obs_layout, params=params)
     log_seconds = time.perf_counter() - start
     result = train_seed(SeedJob(scenario, network, plan, task.unit.seed, str(folder), str(dataset),
                                 task.settings, show_progress=False))
@@ -177,7 +181,7 @@ def _training(task: UnitTask) -> list[Cell]:
         (folder / name).unlink(missing_ok=True)
     seconds = {"log": log_seconds, **result.seconds}
     logs = {"heuristic": task.logging, "episodes": logged.episodes, "task_rows": logged.task_rows,
-            "success_rate": logged.success_rate}
+            "success_rate": logged.success_rate, **({"params": params} if params else {})}
     curves = {"offline-only": result.offline_curve, "o2o-drl": result.o2o_curve,
               "online-only": result.online_only_curve}
     count, what = probes_per_decision(network.n, task.settings.obs_layout)

@@ -61,7 +61,7 @@ from o2o.experiments.report import (
     plot_learning_curve,
     summarize_methods,
 )
-from o2o.experiments.tuning import check_tuned, summary, tuned_rules
+from o2o.experiments.tuning import check_tuned, logging_params, summary, tuned_rules
 from o2o.learn.evaluate import evaluate_policy
 from o2o.learn.settings import LearnerSettings, learner_settings
 from o2o.models import load_model
@@ -104,7 +104,8 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
     # 1. Heuristic control: the logging heuristic's task logs (RATC, as in the paper, by default).
     start = time.perf_counter()
     heuristic = settings.log_heuristic
-    log_params = tuning[heuristic]["params"] if settings.log_tuned and heuristic in tuning else None
+    log_params = logging_params(heuristic, settings.log_tuned, scenario, network,
+                                network_seed=network_seed, tuning=tuning)
     dataset_path = out / "dataset.npz"
     with progress_bar(total=plan.log_episodes, desc=f"{heuristic} logs", unit="episode") as bar:
         logged = log_dataset(scenario, network, heuristic, plan.log_episodes, out / "logs.db",

@@ -25,7 +25,7 @@ from o2o.core.metrics import mean_ci95
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
 from o2o.experiments.methods import Plan, SeedJob, log_dataset, train_seeds
-from o2o.experiments.tuning import DEFAULT_EPISODES, summary, tune_rule
+from o2o.experiments.tuning import DEFAULT_EPISODES, logging_params, summary, tune_rule
 from o2o.learn.settings import LearnerSettings
 from o2o.models import load_model
 from o2o.schedulers import make_rule
@@ -72,6 +72,15 @@ def probes_curve(scenario: Scenario, network: Network, out: Path, ks: list[int],
         "points": []}
     log(f"{BASELINE}: success rate {base['success_rate'].mean():.4f}, "
         f"{probes_per_task(base):.2f} probes per task")
+    # The logging heuristic is the same at every k (at its values tuned for this network when
+    # the settings ask for them: log_tuned).
+    teacher = settings(kprobe_layout(ks[0]))
+    log_params = logging_params(teacher.log_heuristic, teacher.log_tuned, scenario, network,
+                                network_seed=network_seed)
+    result["logging"] = {"heuristic": teacher.log_heuristic, "params": log_params}
+    if log_params:
+        log(f"the logging heuristic {teacher.log_heuristic} runs at its tuned values: "
+            + ", ".join(f"{k}={v:g}" for k, v in log_params.items()))
     for k in ks:
         layout = kprobe_layout(k)
         folder = out / f"k{k}"
@@ -83,7 +92,7 @@ def probes_curve(scenario: Scenario, network: Network, out: Path, ks: list[int],
         folder.mkdir(parents=True, exist_ok=True)
         log_dataset(scenario, network, learner_settings.log_heuristic, plan.log_episodes, folder / "logs.db",
                     dataset, network_seed=network_seed, reward_credit=learner_settings.reward_credit,
-                    obs_layout=layout)
+                    obs_layout=layout, params=log_params)
         jobs = [SeedJob(scenario, network, plan, s, str(folder), str(dataset), learner_settings,
                         online_only=False, show_progress=False) for s in range(plan.seeds)]
         learned = train_seeds(jobs, workers)

@@ -31,6 +31,7 @@ from o2o.learn.from_logs import (
 from o2o.learn.settings import LearnerSettings
 from o2o.logs.store import LogStore
 from o2o.models import ModelStore
+from o2o.schedulers import TUNABLE
 from o2o.testbed.phase import TestbedRun, TestbedSetup, run_phase
 
 
@@ -170,6 +171,9 @@ def run_testbed_o2o(setup: TestbedSetup, plan: TestbedPlan, settings: LearnerSet
     False leaves the logging heuristic out of the evaluation (a sweep evaluates the heuristics
     apart, once per point)."""
     heuristic = heuristic or settings.log_heuristic
+    if settings.log_tuned and heuristic in TUNABLE:
+        raise UserError(f"the testbed's nodes run {heuristic} at its default values only; "
+                        "log it at its defaults (log_tuned off), or tune and log it in the simulator (o2o run)")
     if ModelStore(model_store).latest() is not None:
         raise UserError(f"model store {model_store} already holds versions; give a new --store "
                         "folder so that the pipeline's versions are its own")

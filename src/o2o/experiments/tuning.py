@@ -189,3 +189,16 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
     keys = ("params", "validation_score", "default_params", "default_score", "validation_seeds",
             "network_seed", "scenario_fingerprint", "source")
     return {k: record[k] for k in keys if k in record}
+
+
+def logging_params(heuristic: str, log_tuned: bool, scenario: Scenario, network: Network, *,
+                   network_seed: int, tuning: dict[str, dict[str, Any]] | None = None
+                   ) -> dict[str, float] | None:
+    """The values the logging heuristic runs at (paper IV-C1, heuristic control): with
+    ``log_tuned`` and a tunable rule, its values tuned for this network on validation episodes
+    (the record in ``tuning`` where there is one, else tuned here: deterministic, so every
+    caller gets the same); otherwise None, its defaults."""
+    if not log_tuned or heuristic not in TUNABLE:
+        return None
+    record = (tuning or {}).get(heuristic) or tune_rule(scenario, network, heuristic, network_seed=network_seed)
+    return dict(record["params"])

@@ -141,16 +141,22 @@ def test_report_reproduces_a_run_and_ablation_runs_its_rungs(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
 
     abl = tmp_path / "ablation"
-    assert main(["ablation", *tiny, "--workers", "1", "--rung", "0", "--rung", "7", "--out", str(abl),
-                 "--json"]) == 0
-    rungs = json.loads(capsys.readouterr().out)
+    assert main(["ablation", *tiny, "--workers", "1", "--rung", "0", "--rung", "7", "--rung", "9",
+                 "--rung", "10", "--out", str(abl), "--json"]) == 0
+    rungs = json.loads(capsys.readouterr().out)[:2]
+    report = json.loads((abl / "ablation.json").read_text())
+    # Rungs 9 and 10: the tuned rule's logs (its values tuned for the network), then the
+    # counterfactual credit on them.
+    teacher, counterfactual = (r["settings"] for r in report["rungs"][2:])
+    assert teacher["log_heuristic"] == counterfactual["log_heuristic"] == "slack-reliable"
+    assert teacher["log_tuned"] and counterfactual["log_tuned"]
+    assert (teacher["reward_credit"], counterfactual["reward_credit"]) == ("node", "counterfactual")
     assert [r["rung"] for r in rungs] == ["paper", "+ spread logs (project)"]
     assert rungs[0]["settings"]["preset"] == "paper" and rungs[1]["settings"]["log_heuristic"] == "spread"
     table = (abl / "ablation.md").read_text()
     assert "| paper |" in table and "probes/task" in table
     # Rung 0 (paper) observes v1: the peers' 1-bit flags; rung 7 (project) v2: full answers.
     assert [(r["probes_per_task"], r["probes_note"]) for r in rungs] == [(3, "1-bit overload flags"), (3, "full answers")]
-    report = json.loads((abl / "ablation.json").read_text())
     assert set(report["heuristics"]) == {"ratc", "spread", "slack-reliable", "central"}
     assert set(report["tuned"]) == {"spread", "slack-reliable"} and report["heuristic_probes"]["central"] == "full"
     # Each rung is also evaluated on validation episodes (where a rung may be chosen), disjoint

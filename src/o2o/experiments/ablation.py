@@ -1,6 +1,6 @@
 """``o2o ablation``: what each of the project's changes to O2O-DRL adds, on the same episodes.
 
-The task logs of each logging heuristic (RATC, spread) are collected once; then each rung of
+The task logs of each logging heuristic (RATC, spread, tuned slack-reliable) are collected once; then each rung of
 the ladder below trains offline-only and O2O-DRL (offline, then online fine-tuning) for every
 training seed and evaluates them on the same held-out episodes (``TEST``), next to RATC,
 ``spread`` and ``slack-reliable`` (both tuned for the network on validation episodes) and the
@@ -21,6 +21,11 @@ paper                      the paper's Algorithms 1-2 and hyper-parameters (``--
 + spread logs              offline training on the logs of ``spread`` instead of RATC (= the
                            project settings, ``--settings project``)
 + central critic           the critics also see the slot's global state (CTDE)
++ tuned slack-reliable     (on the project rung, not on the central critic) offline training on
+  logs                     the logs of ``slack-reliable`` at its values tuned for the network on
+                           validation episodes: the strongest rule with the learner's information
++ counterfactual credit    each node's own outcome minus the harm its decision did to other
+                           tasks, measured by replaying the episode without it
 =========================  ==================================================================
 """
 
@@ -41,7 +46,7 @@ from o2o.core.network import sample_network
 from o2o.core.progress import progress_bar
 from o2o.core.scenario import Scenario
 from o2o.experiments.methods import Plan, SeedJob, heuristic_rates, train_seeds
-from o2o.experiments.tuning import summary, tuned_rules
+from o2o.experiments.tuning import logging_params, summary, tuned_rules
 from o2o.learn.evaluate import evaluate_policy
 from o2o.learn.policy import Policy
 from o2o.learn.settings import LearnerSettings, learner_settings
@@ -50,9 +55,10 @@ from o2o.logs.dataset import build_dataset, save_dataset
 from o2o.logs.store import LogStore
 from o2o.sim import make_scheduler
 
-# (label, preset, reward credit, observation layout, log heuristic, offline and online overrides)
+# (label, preset, reward credit, observation layout, log heuristic, offline and online
+# overrides[, whether the log heuristic runs at its tuned values])
 SCORER = ["actor_head=scorer", "hidden=[32, 32]"]
-RUNGS: list[tuple[str, str, str | None, str | None, str | None, list[str], list[str]]] = [
+RUNGS: list[tuple] = [
     ("paper", "paper", None, None, None, [], []),
     ("+ alpha, batch, decision credit", "paper", "decision", None, None,
      ["alpha=0.2", "batch_size=512"], []),
@@ -66,13 +72,20 @@ RUNGS: list[tuple[str, str, str | None, str | None, str | None, list[str], list[
     ("+ spread logs (project)", "project", None, None, None, [], []),
     ("+ central critic", "project", None, None, None, ["critic_input=central"],
      ["critic_input=central"]),
+    ("+ tuned slack-reliable logs", "project", None, None, "slack-reliable", [], [], True),
+    ("+ counterfactual credit", "project", "counterfactual", None, "slack-reliable", [], [], True),
 ]
 COMPARED = ("ratc", "spread", "slack-reliable", "central")   # spread and slack-reliable tuned
 
 
 def rung_settings(rung) -> LearnerSettings:
-    _, preset, credit, layout, heuristic, offline, online = rung
-    return learner_settings(preset, offline, online, credit, layout, heuristic)
+    _, preset, credit, layout, heuristic, offline, online, *tuned = rung
+    return learner_settings(preset, offline, online, credit, layout, heuristic,
+                            log_tuned=bool(tuned and tuned[0]))
+
+
+def dataset_key(s: LearnerSettings) -> tuple:
+    return (s.log_heuristic, s.log_tuned, s.reward_credit, s.obs_layout)
 
 
 def run_ablation(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int = 0,
@@ -86,24 +99,26 @@ def run_ablation(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
     chosen = list(range(len(RUNGS))) if rungs is None else rungs
     eval_seeds = seeds.TEST.take(plan.eval_episodes)
     started = time.perf_counter()
+    tuning = tuned_rules(COMPARED, scenario, network, network_seed=network_seed)
     with LogStore.open(out / "logs.db", create=True) as store:
-        runs: dict[str, int] = {}
-        datasets: dict[tuple[str, str, str], str] = {}
+        runs: dict[tuple[str, bool], int] = {}
+        datasets: dict[tuple, str] = {}
         for k in chosen:
             s = rung_settings(RUNGS[k])
-            heuristic = s.log_heuristic
-            if heuristic not in runs:
-                with progress_bar(total=plan.log_episodes, desc=f"{heuristic} logs", unit="episode") as bar:
-                    runs[heuristic] = collect(store, scenario, network, make_scheduler(heuristic),
-                                              heuristic, seeds.LOGS.take(plan.log_episodes),
-                                              network_seed=network_seed, progress=bar.update).run_id
-            key = (heuristic, s.reward_credit, s.obs_layout)
+            teacher = (s.log_heuristic, s.log_tuned)
+            if teacher not in runs:
+                params = logging_params(s.log_heuristic, s.log_tuned, scenario, network,
+                                        network_seed=network_seed, tuning=tuning)
+                with progress_bar(total=plan.log_episodes, desc=f"{s.log_heuristic} logs", unit="episode") as bar:
+                    runs[teacher] = collect(store, scenario, network, make_scheduler(s.log_heuristic, params),
+                                            s.log_heuristic, seeds.LOGS.take(plan.log_episodes),
+                                            network_seed=network_seed, progress=bar.update).run_id
+            key = dataset_key(s)
             if key not in datasets:
-                path = out / f"dataset-{'-'.join(key)}.npz"
-                save_dataset(build_dataset(store, [runs[heuristic]], s.reward_credit,
+                path = out / f"dataset-{'-'.join(key[:1] + key[2:])}{'-tuned' if s.log_tuned else ''}.npz"
+                save_dataset(build_dataset(store, [runs[teacher]], s.reward_credit,
                                            obs_layout=s.obs_layout), path)
                 datasets[key] = str(path)
-    tuning = tuned_rules(COMPARED, scenario, network, network_seed=network_seed)
     heuristics, probes = heuristic_rates(scenario, network, eval_seeds, COMPARED,
                                          params={k: v["params"] for k, v in tuning.items()})
     ratc, rule = heuristics["ratc"], heuristics["slack-reliable"]
@@ -116,7 +131,7 @@ def run_ablation(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
         s = rung_settings(RUNGS[k])
         folder = out / f"rung{k}"
         jobs = [SeedJob(scenario, network, plan, seed, str(folder),
-                        datasets[(s.log_heuristic, s.reward_credit, s.obs_layout)], s,
+                        datasets[dataset_key(s)], s,
                         online_only=False)
                 for seed in range(plan.seeds)]
         start = time.perf_counter()

@@ -139,6 +139,7 @@ def _probes_curve(k: int) -> Stage:
         (o2o(f"probes-curve --network-seed {k} --k 1,2,4,8,19 --workers {workers} --out {out}"),),
         copies=((f"{out}/probes_curve.json", f"docs/results/probes-curve/net{k}.json"),
                 (f"{out}/probes_curve.png", f"docs/img/probes_curve_net{k}.png")),
+        printed_into=("README.md and docs/learner.md (the k-probe table)",),
         work=(out,), minutes=7.0 if k == 2 else 10.0,
         time_source="docs/learner.md, k-probe curve, Measured (about 10 min per network; net2 7 min)",
         note="the docs' commands leave --out at its default (runs/probes_curve, the same for every "
@@ -159,6 +160,7 @@ def _variant(k: int, steps8k: bool) -> Stage:
         (o2o(f"run --seeds 3 --eval-episodes 20 --network-seed {k} --reward-credit counterfactual "
              f"--log-heuristic slack-reliable --log-tuned{extra} --out {out}"),),
         copies=((f"{out}/results.json", f"docs/results/variants/{name}.json"),),
+        printed_into=("docs/learner.md (the variant's held-out table) and README.md (Where it stands)",),
         work=(out,), minutes=minutes, time_source=source)
 
 

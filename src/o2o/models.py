@@ -38,7 +38,7 @@ loads as before and runs at its ``nodes`` under any scenario):
   weights were last trained at; with an ``own`` critic (its input size depends on N)
   fine-tuning runs at that N, with the ``pooled`` critic at any N of ``nodes_range``.
 * ``rule_prior`` (optional, scorer heads only): ``{local_margin, peer_margin, rel_power,
-  slack_power, cap}``, the ``slack-reliable`` values whose log-weight is added to every
+  slack_power, cap[, gap]}``, the ``slack-reliable`` values whose log-weight is added to every
   candidate's score (``o2o.schedulers.drl.RulePrior``); absent: no prior (every older model).
 * ``trained_ranges``: ``{field: [lo, hi]}``, the scenario ranges it was trained on
   (``TRAINED_FIELDS``; ``cores`` is [min, max] of the core counts, a scalar field [x, x]). A
@@ -566,8 +566,8 @@ PRIOR_FIELDS = ("local_margin", "peer_margin", "rel_power", "slack_power", "cap"
 
 def _prior_refusal(prior: Any) -> str | None:
     """Why a manifest's ``rule_prior`` is not valid (None when it is)."""
-    if not isinstance(prior, dict) or set(prior) != set(PRIOR_FIELDS):
-        return f"must have the fields {', '.join(PRIOR_FIELDS)}"
+    if not isinstance(prior, dict) or not set(PRIOR_FIELDS) <= set(prior) <= {*PRIOR_FIELDS, "gap"}:
+        return f"must have the fields {', '.join(PRIOR_FIELDS)} (and may have gap)"
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
                for v in prior.values()) or prior["cap"] <= 0:
         return "must hold finite values >= 0 and a cap > 0"

@@ -41,23 +41,23 @@ def random_obs(m=256, seed=0):
     return obs, mask
 
 
-@pytest.mark.parametrize("head", ["scorer", "set-scorer"])
-def test_torch_and_numpy_prior_give_the_same_logits(head):
+@pytest.mark.parametrize("head,prior", [("scorer", PRIOR), ("set-scorer", PRIOR), ("scorer", (*PRIOR, 2.0))])
+def test_torch_and_numpy_prior_give_the_same_logits(head, prior):
     torch.manual_seed(0)
-    actor = Actor(D2, N + 1, (16, 16), head=head, rule_prior=PRIOR)
+    actor = Actor(D2, N + 1, (16, 16), head=head, rule_prior=prior)
     # the last layer starts at zero: the logits are the prior alone
     obs, mask = random_obs()
     with torch.no_grad():
         z0 = actor.logits(torch.from_numpy(obs)).numpy()
     x = obs[:, actor.index.numpy()]
-    np.testing.assert_allclose(z0[:, :N], RulePrior(*PRIOR).logits(x), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(z0[:, :N], RulePrior(*prior).logits(x), rtol=1e-6, atol=1e-5)
     with torch.no_grad():
         for p in actor.parameters():
             p.normal_(0.0, 0.5)
         z = actor.logits(torch.from_numpy(obs)).numpy()
         want = actor.probs(torch.from_numpy(obs), torch.from_numpy(mask)).numpy()
     np_actor = as_numpy_actor(actor)
-    assert np_actor.rule_prior == RulePrior(*PRIOR)
+    assert np_actor.rule_prior == RulePrior(*prior)
     np.testing.assert_allclose(np_actor.logits(obs), z, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(np_actor.probs(obs, mask), want, atol=1e-5)
 
@@ -77,6 +77,11 @@ def test_prior_is_the_rules_log_weight_by_hand():
     assert RulePrior(*PRIOR).logits(x)[0, 0] == 10.0
     x[0, 1, 7] = 1e-9                                               # rel^16 below e^-C: clipped
     assert RulePrior(*PRIOR).logits(x)[0, 1] == -10.0
+    # the softer barrier: the clipped log-weight - gap - est/d
+    z = RulePrior(*PRIOR, gap=2.0).logits(x)[0]
+    assert z[3] == pytest.approx(-10 - 2 - 1.2)
+    x[0, 3, [5, 7]] = 0.4, 0.99                                     # est/d 0.8 > peer_margin
+    assert RulePrior(*PRIOR, gap=2.0).logits(x)[0, 3] == pytest.approx(16 * np.log(0.99) + np.log(0.2) - 2 - 0.8, rel=1e-6)
 
 
 class _Both(Rule):
@@ -126,7 +131,7 @@ def test_saved_model_keeps_the_prior_and_older_models_load(tmp_path):
     with torch.no_grad():
         actor.net.linears[-1].weight.normal_()
     manifest = Policy(actor, Critic(D2, (16, 16)), "node").save(str(tmp_path / "p"))
-    assert manifest["rule_prior"] == dict(zip(RulePrior.FIELDS, PRIOR))
+    assert manifest["rule_prior"] == dict(zip(RulePrior.FIELDS, PRIOR))    # no gap: not written
     policy, model = Policy.load(str(tmp_path / "p"), nodes=N, need_critic=True)
     assert policy.actor.rule_prior == RulePrior(*PRIOR)
     obs, mask = random_obs(seed=1)
@@ -135,6 +140,10 @@ def test_saved_model_keeps_the_prior_and_older_models_load(tmp_path):
         again = policy.actor.probs(torch.from_numpy(obs), torch.from_numpy(mask)).numpy()
     np.testing.assert_allclose(again, want, atol=1e-7)
     np.testing.assert_allclose(NumpyActor.from_model(model).probs(obs, mask), want, atol=1e-5)
+    # with the gap
+    gapped = Actor(D2, N + 1, (16, 16), head="scorer", rule_prior=(*PRIOR, 3.0))
+    Policy(gapped, None).save(str(tmp_path / "g"))
+    assert Policy.load(str(tmp_path / "g"), nodes=N)[0].actor.rule_prior == RulePrior(*PRIOR, gap=3.0)
     # A model without the field (every model before the prior) loads as no prior.
     plain = Actor(D2, N + 1, (16, 16), head="scorer")
     m = Policy(plain, None).save(str(tmp_path / "old"))

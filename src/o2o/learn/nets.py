@@ -248,7 +248,11 @@ class Actor(nn.Module):
         rel = x[..., PRIOR_REL].clamp_min(PRIOR_TINY)
         slack = (1.0 - e).clamp_min(PRIOR_TINY)
         w = p.rel_power * rel.log() + p.slack_power * slack.log()
-        out = torch.where(e <= p.peer_margin, w.clamp(-p.cap, 0.0), -2.0 * p.cap - 4.0 * p.cap * e)
+        clipped = w.clamp(-p.cap, 0.0)
+        if p.gap is None:
+            out = torch.where(e <= p.peer_margin, clipped, -2.0 * p.cap - 4.0 * p.cap * e)
+        else:
+            out = torch.where(e <= p.peer_margin, clipped, clipped - p.gap - e)
         local = (x[..., PRIOR_SELF] > 0.5) & (e <= p.local_margin)
         return torch.where(local, torch.full_like(out, p.cap), out)
 

@@ -46,16 +46,17 @@ ActorHead = Literal["plain", "self", "scorer", "set-scorer"]
 
 def _check_rule_prior(value: tuple[float, ...] | None) -> tuple[float, ...] | None:
     if value is not None:
-        if len(value) not in (4, 5):
+        if len(value) not in (4, 5, 6):
             raise ValueError("rule_prior is [local_margin, peer_margin, rel_power, slack_power] "
-                             "or the same and the cap C")
+                             "or the same and the cap C (and the infeasible gap)")
         from o2o.schedulers.drl import RulePrior
         RulePrior(*value)   # refuses negative or infinite values
     return value
 
 
 # The slack-reliable values whose log-weight the scorer adds to each candidate's score
-# (``o2o.schedulers.drl.RulePrior``; a 5th value: the cap C, default 10); None: no prior.
+# (``o2o.schedulers.drl.RulePrior``; a 5th value: the cap C, default 10; a 6th: the softer
+# infeasible gap); None: no prior.
 RulePriorValues = Annotated[tuple[float, ...] | None, AfterValidator(_check_rule_prior)]
 CriticInput = Literal["own", "central", "pooled"]
 

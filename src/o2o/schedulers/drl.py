@@ -59,24 +59,29 @@ class RulePrior:
       clipped to [-cap, 0] (the rule's weight, up to a factor common to all candidates);
     * infeasible: ``-2 cap - 4 cap est_ij / d``, below every feasible candidate, and among the
       infeasible ones the earliest estimate first (the rule's "none feasible: the earliest");
+      with ``gap`` set, a softer barrier the learner can cross: the candidate's own clipped
+      log-weight minus ``gap`` minus est_ij / d (so still the earliest first when none is
+      feasible);
     * the node's own candidate when est_ii <= local_margin d: ``+cap`` (the rule keeps it local).
 
     Overloaded peers are masked by the action mask, as the rule leaves them out. A scorer with a
     prior outputs ``prior_j + MLP(x_j)`` (a residual on the rule); with the MLP at zero it is the
     rule, up to terms of order exp(-cap). The torch ``Actor`` computes the same (``o2o.learn.nets``)."""
 
-    FIELDS = ("local_margin", "peer_margin", "rel_power", "slack_power", "cap")
+    FIELDS = ("local_margin", "peer_margin", "rel_power", "slack_power", "cap", "gap")
 
     def __init__(self, local_margin: float, peer_margin: float, rel_power: float, slack_power: float,
-                 cap: float = 10.0):
+                 cap: float = 10.0, gap: float | None = None):
         self.local_margin, self.peer_margin = float(local_margin), float(peer_margin)
         self.rel_power, self.slack_power, self.cap = float(rel_power), float(slack_power), float(cap)
+        self.gap = None if gap is None else float(gap)
         values = self.as_dict()
         if not all(np.isfinite(v) for v in values.values()) or self.cap <= 0 or min(values.values()) < 0:
             raise ValueError(f"rule prior values must be finite, >= 0 and cap > 0, got {values}")
 
     def as_dict(self) -> dict[str, float]:
-        return {k: getattr(self, k) for k in self.FIELDS}
+        """The values (``gap`` only when set, so a prior without it reads as before)."""
+        return {k: getattr(self, k) for k in self.FIELDS if getattr(self, k) is not None}
 
     @classmethod
     def from_value(cls, value) -> "RulePrior | None":
@@ -104,7 +109,11 @@ class RulePrior:
         cap = f32(self.cap)
         w = f32(self.rel_power) * np.log(rel) + f32(self.slack_power) * np.log(slack)
         feasible = e <= f32(self.peer_margin)
-        out = np.where(feasible, np.clip(w, -cap, f32(0.0)), f32(-2.0) * cap - f32(4.0) * cap * e)
+        clipped = np.clip(w, -cap, f32(0.0))
+        if self.gap is None:
+            out = np.where(feasible, clipped, f32(-2.0) * cap - f32(4.0) * cap * e)
+        else:
+            out = np.where(feasible, clipped, clipped - f32(self.gap) - e)
         local = (x[..., PRIOR_SELF] > f32(0.5)) & (e <= f32(self.local_margin))
         return np.where(local, cap, out).astype(np.float32)
 

@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     temperatures = {}
     for t in [float(x) for x in a.temperatures.split(",") if x]:
         actor = as_numpy_actor(result.policy.actor)
-        w, b = actor.layers[-1]
-        actor.layers[-1] = (w / t, b / t)       # every logit divided by T (the no-task logit is 0)
+        # every logit (a rule prior's too) divided by T (the no-task logit is 0)
+        actor.logits = lambda obs, logits=actor.logits, t=t: logits(obs) / t
         temperatures[str(t)] = point(actor)
         print(f"temperature {t:g}: {temperatures[str(t)]['success_rate']:.4f} diff "
               f"{temperatures[str(t)]['diff']:+.4f} [{temperatures[str(t)]['diff_lo']:+.4f}, "

@@ -37,6 +37,9 @@ loads as before and runs at its ``nodes`` under any scenario):
   actor's weights do not depend on N (a scorer head on layout v3). ``nodes`` is the N the
   weights were last trained at; with an ``own`` critic (its input size depends on N)
   fine-tuning runs at that N, with the ``pooled`` critic at any N of ``nodes_range``.
+* ``rule_prior`` (optional, scorer heads only): ``{local_margin, peer_margin, rel_power,
+  slack_power, cap[, gap]}``, the ``slack-reliable`` values whose log-weight is added to every
+  candidate's score (``o2o.schedulers.drl.RulePrior``); absent: no prior (every older model).
 * ``trained_ranges``: ``{field: [lo, hi]}``, the scenario ranges it was trained on
   (``TRAINED_FIELDS``; ``cores`` is [min, max] of the core counts, a scalar field [x, x]). A
   scenario whose range of a field is not inside is refused (``check_scenario_fits``).
@@ -55,6 +58,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 import shutil
@@ -158,6 +162,11 @@ class Model:
         """The scales its observations are built with (layout v3), None for v1 and v2."""
         scales = self.manifest.get("feature_scales")
         return None if scales is None else FeatureScales.model_validate(scales)
+
+    @property
+    def rule_prior(self) -> dict[str, float] | None:
+        """The rule prior of a scorer (``o2o.schedulers.drl.RulePrior``'s fields), None without."""
+        return self.manifest.get("rule_prior")
 
     @property
     def nodes_range(self) -> tuple[int, int]:
@@ -306,7 +315,8 @@ def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: t
                training: dict[str, Any] | None = None,
                feature_scales: FeatureScales | dict[str, float] | None = None,
                nodes_range: tuple[int, int] | list[int] | None = None,
-               trained_ranges: dict[str, list[float]] | None = None) -> dict[str, Any]:
+               trained_ranges: dict[str, list[float]] | None = None,
+               rule_prior: dict[str, float] | None = None) -> dict[str, Any]:
     """Write a model folder at ``url``: the weights, then the manifest. Returns the manifest.
 
     ``reward_credit`` and ``reward_stats`` say how the rewards the model was trained on were
@@ -332,6 +342,8 @@ def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: t
         raise ValueError(f"nodes_range {[lo, hi]} {why}")
     if trained_ranges is not None and _ranges_refusal(trained_ranges):
         raise ValueError(f"trained_ranges {_ranges_refusal(trained_ranges)}")
+    if rule_prior is not None and (actor_head not in SCORER_HEADS or _prior_refusal(rule_prior)):
+        raise ValueError(f"rule_prior {rule_prior!r}: {_prior_refusal(rule_prior) or 'needs a scorer head'}")
     want = expected_shapes(nodes, hidden, parts, actor_head, obs_layout, critic_input)
     if set(arrays) != set(want):
         raise ValueError(f"weights {sorted(arrays)} do not match the layout {sorted(want)}")
@@ -356,6 +368,8 @@ def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: t
     }
     if scales is not None:
         manifest["feature_scales"] = scales
+    if rule_prior is not None:
+        manifest["rule_prior"] = {k: float(v) for k, v in rule_prior.items()}
     if trained_ranges is not None:
         manifest["trained_ranges"] = {f: [float(a), float(b)] for f, (a, b) in trained_ranges.items()}
     fs, path = _fs(url)
@@ -473,6 +487,9 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
             raise ModelError(f"model {url}: manifest field nodes_range {rng!r} {why}")
     if "trained_ranges" in m and _ranges_refusal(m["trained_ranges"]):
         raise ModelError(f"model {url}: manifest field trained_ranges {_ranges_refusal(m['trained_ranges'])}")
+    if "rule_prior" in m and (head not in SCORER_HEADS or _prior_refusal(m["rule_prior"])):
+        raise ModelError(f"model {url}: manifest field rule_prior {m['rule_prior']!r} "
+                         f"{_prior_refusal(m['rule_prior']) or 'belongs to a scorer head'}")
     if is_v3(layout):
         try:
             FeatureScales.model_validate(m.get("feature_scales"))
@@ -542,6 +559,19 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
                          "cannot decide (retrain it)")
     return Model(manifest=m, arrays={k: v.astype(np.float32, copy=False) for k, v in arrays.items()},
                  url=url)
+
+
+PRIOR_FIELDS = ("local_margin", "peer_margin", "rel_power", "slack_power", "cap")
+
+
+def _prior_refusal(prior: Any) -> str | None:
+    """Why a manifest's ``rule_prior`` is not valid (None when it is)."""
+    if not isinstance(prior, dict) or not set(PRIOR_FIELDS) <= set(prior) <= {*PRIOR_FIELDS, "gap"}:
+        return f"must have the fields {', '.join(PRIOR_FIELDS)} (and may have gap)"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+               for v in prior.values()) or prior["cap"] <= 0:
+        return "must hold finite values >= 0 and a cap > 0"
+    return None
 
 
 def _whole(value: Any) -> bool:

@@ -33,7 +33,7 @@ def as_numpy_actor(policy) -> NumpyActor:
         return NumpyActor([(layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy())
                            for layer in policy.net.linears], head=policy.head,
                           nodes=policy.n_actions - 1, obs_layout=policy.obs_layout,
-                          feature_scales=policy.feature_scales)
+                          feature_scales=policy.feature_scales, rule_prior=policy.rule_prior)
     raise TypeError(f"cannot evaluate a {type(policy).__name__}")
 
 

@@ -171,7 +171,7 @@ def train_offline_across(datasets: list[dict[str, np.ndarray]], settings: Offlin
     views, streams, stats = [], [], None
     for n, d in zip(ns, data):
         view = Actor(obs_dim(n, OBS_LAYOUT_V3), n + 1, base.hidden, head=base.head,
-                     feature_scales=base.feature_scales, obs_layout=OBS_LAYOUT_V3)
+                     feature_scales=base.feature_scales, obs_layout=OBS_LAYOUT_V3, rule_prior=base.rule_prior)
         view.net = base.net
         rewards, stats_d = normalize_rewards(d["rewards"], settings.reward_norm)
         stats = stats or stats_d

@@ -36,6 +36,7 @@ from o2o.core.decpomdp import (
     layout_of,
 )
 from o2o.core.decpomdp import obs_dim as obs_dim_of
+from o2o.schedulers.drl import PRIOR_EST, PRIOR_REL, PRIOR_SELF, PRIOR_TINY, RulePrior
 
 MASKED_LOGIT = -1e9
 
@@ -195,11 +196,17 @@ class Actor(nn.Module):
     The layout it reads follows from ``obs_dim`` (``layout_of``). On layout v3 (no one-hot) the
     scorer's weights do not depend on N: ``actor_from_arrays`` builds the same weights for
     another N. ``feature_scales`` (v3): the scales its observations are built with (None: the
-    defaults); the model file records them."""
+    defaults); the model file records them.
+
+    ``rule_prior`` (scorer heads; ``o2o.schedulers.drl.RulePrior`` or its values): each
+    candidate's score is the rule's log-weight plus the MLP's output, and the MLP's last layer
+    starts at zero, so the initial policy is ``slack-reliable`` at those values and learning
+    moves it from there (a residual on the rule)."""
 
     def __init__(self, obs_dim: int, n_actions: int, hidden: tuple[int, ...] = (64, 64),
                  self_head: bool = False, head: str | None = None,
-                 feature_scales: FeatureScales | None = None, obs_layout: str | None = None):
+                 feature_scales: FeatureScales | None = None, obs_layout: str | None = None,
+                 rule_prior: RulePrior | None = None):
         super().__init__()
         self.obs_dim, self.n_actions, self.hidden = obs_dim, n_actions, tuple(hidden)
         try:
@@ -225,6 +232,29 @@ class Actor(nn.Module):
                            self.hidden, 1)
         else:
             self.net = MLP(obs_dim, self.hidden, n_actions + int(self.self_head))
+        self.rule_prior = RulePrior.from_value(rule_prior)
+        if self.rule_prior is not None:
+            if self.head not in SCORER_HEADS:
+                raise ValueError(f"a rule prior needs a scorer head, not {self.head}")
+            with torch.no_grad():  # the initial policy is the rule's
+                self.net.linears[-1].weight.zero_()
+                self.net.linears[-1].bias.zero_()
+
+    def prior_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(M, N) rule-prior logits from ``head_input`` (its first CANDIDATE_FEATURES columns):
+        ``RulePrior.logits`` in torch, float32, the same operations in the same order."""
+        p = self.rule_prior
+        e = 2.0 * x[..., PRIOR_EST]
+        rel = x[..., PRIOR_REL].clamp_min(PRIOR_TINY)
+        slack = (1.0 - e).clamp_min(PRIOR_TINY)
+        w = p.rel_power * rel.log() + p.slack_power * slack.log()
+        clipped = w.clamp(-p.cap, 0.0)
+        if p.gap is None:
+            out = torch.where(e <= p.peer_margin, clipped, -2.0 * p.cap - 4.0 * p.cap * e)
+        else:
+            out = torch.where(e <= p.peer_margin, clipped, clipped - p.gap - e)
+        local = (x[..., PRIOR_SELF] > 0.5) & (e <= p.local_margin)
+        return torch.where(local, torch.full_like(out, p.cap), out)
 
     def head_input(self, obs: torch.Tensor) -> torch.Tensor:
         """What the MLP reads: the observation, or for the scorer each candidate's features,
@@ -242,6 +272,8 @@ class Actor(nn.Module):
         """The logits from ``head_input(obs)``."""
         if self.head in SCORER_HEADS:
             scores = self.net(x).squeeze(-1)                            # (M, N)
+            if self.rule_prior is not None:
+                scores = scores + self.prior_logits(x)
             return torch.cat([scores, torch.zeros_like(scores[:, :1])], dim=1)
         out = self.net(x)
         return add_self_head(out, x, self.n_actions) if self.self_head else out
@@ -385,8 +417,9 @@ def policy_arrays(actor: Actor, critic: Critic | None) -> dict[str, np.ndarray]:
 
 def actor_from_arrays(arrays: dict[str, np.ndarray], obs_dim: int, n_actions: int,
                       hidden: tuple[int, ...], self_head: bool = False, head: str | None = None,
-                      feature_scales: FeatureScales | None = None, obs_layout: str | None = None) -> Actor:
-    actor = Actor(obs_dim, n_actions, hidden, self_head, head, feature_scales, obs_layout)
+                      feature_scales: FeatureScales | None = None, obs_layout: str | None = None,
+                      rule_prior: RulePrior | None = None) -> Actor:
+    actor = Actor(obs_dim, n_actions, hidden, self_head, head, feature_scales, obs_layout, rule_prior)
     actor.net.load_arrays(arrays, "actor")
     return actor
 

@@ -177,7 +177,8 @@ class OfflineLearner:
         self.obs_dim, self.n_actions = obs_dim, n_actions
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x0FF1]))
-        self.actor = Actor(obs_dim, n_actions, settings.hidden, head=settings.actor_head)
+        self.actor = Actor(obs_dim, n_actions, settings.hidden, head=settings.actor_head,
+                           rule_prior=settings.rule_prior)
         self.critic = Critic(critic_dim or obs_dim, settings.hidden, pooled=settings.critic_input == "pooled")
         self.steps_done = 0
 

@@ -78,7 +78,7 @@ def initial_policy(n: int, settings: OnlineSettings, obs_layout: str, reward_cre
     where the online-only baseline starts (paper V-B). ``feature_scales``: layout v3's (None:
     the defaults)."""
     actor = Actor(obs_dim(n, obs_layout), n + 1, settings.hidden, head=settings.actor_head,
-                  feature_scales=feature_scales, obs_layout=obs_layout)
+                  feature_scales=feature_scales, obs_layout=obs_layout, rule_prior=settings.rule_prior)
     return Policy(actor, new_critic(n, settings.critic_input, settings.hidden, obs_layout), reward_credit)
 
 

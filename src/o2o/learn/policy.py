@@ -66,12 +66,15 @@ class Policy:
             raise ValueError(f"a {self.actor.head} actor on {self.obs_layout} with a {self.critic_input} "
                              f"critic has weights for {self.nodes} nodes only")
         actor = Actor(obs_dim(n, self.obs_layout), n + 1, self.actor.hidden, head=self.actor.head,
-                      feature_scales=self.actor.feature_scales, obs_layout=self.obs_layout)
+                      feature_scales=self.actor.feature_scales, obs_layout=self.obs_layout,
+                      rule_prior=self.actor.rule_prior)
         actor.net = self.actor.net
         return Policy(actor, self.critic, self.reward_credit, self.reward_stats)
 
     def _model_fields(self) -> dict[str, Any]:
-        return {"nodes": self.nodes, "hidden": self.actor.hidden, "actor_head": self.actor.head,
+        prior = self.actor.rule_prior
+        return {"rule_prior": None if prior is None else prior.as_dict(),
+                "nodes": self.nodes, "hidden": self.actor.hidden, "actor_head": self.actor.head,
                 "obs_layout": self.obs_layout, "critic_input": self.critic_input,
                 "reward_credit": self.reward_credit, "reward_stats": self.reward_stats,
                 "feature_scales": self.actor.feature_scales}
@@ -101,7 +104,7 @@ class Policy:
         n, layout = model.nodes, model.obs_layout
         actor = actor_from_arrays(model.arrays, obs_dim(n, layout), n + 1, model.hidden,
                                   head=model.actor_head, feature_scales=model.feature_scales,
-                                  obs_layout=layout)
+                                  obs_layout=layout, rule_prior=model.rule_prior)
         pooled = model.critic_input == "pooled"
         critic = (critic_from_arrays(model.arrays, critic_dim(n, layout, model.critic_input), model.hidden,
                                      pooled) if model.has_critic else None)

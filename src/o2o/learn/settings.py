@@ -42,6 +42,22 @@ Hidden = Annotated[tuple[Annotated[int, Field(ge=1, le=MAX_HIDDEN_WIDTH)], ...],
 
 
 ActorHead = Literal["plain", "self", "scorer", "set-scorer"]
+
+
+def _check_rule_prior(value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    if value is not None:
+        if len(value) not in (4, 5, 6):
+            raise ValueError("rule_prior is [local_margin, peer_margin, rel_power, slack_power] "
+                             "or the same and the cap C (and the infeasible gap)")
+        from o2o.schedulers.drl import RulePrior
+        RulePrior(*value)   # refuses negative or infinite values
+    return value
+
+
+# The slack-reliable values whose log-weight the scorer adds to each candidate's score
+# (``o2o.schedulers.drl.RulePrior``; a 5th value: the cap C, default 10; a 6th: the softer
+# infeasible gap); None: no prior.
+RulePriorValues = Annotated[tuple[float, ...] | None, AfterValidator(_check_rule_prior)]
 CriticInput = Literal["own", "central", "pooled"]
 
 
@@ -72,6 +88,8 @@ class OfflineSettings(BaseModel):
     awr_max_weight: Annotated[float, Field(gt=0, description="clip of exp(A / beta) (awr)")] = 20.0
     actor_head: ActorHead = "plain"
     critic_input: CriticInput = "own"
+    rule_prior: RulePriorValues = None
+    """A scorer starting from, and residual on, slack-reliable at these values (None: none)."""
 
 
 class OnlineSettings(BaseModel):
@@ -95,6 +113,8 @@ class OnlineSettings(BaseModel):
     max_grad_norm: Annotated[float, Field(gt=0)] = 0.5
     actor_head: ActorHead = "plain"
     critic_input: CriticInput = "own"
+    rule_prior: RulePriorValues = None
+    """Online-only: the new actor's rule prior (as offline's). Fine-tuning keeps its actor's."""
     # Fine-tuning a model trained elsewhere (the generalist, docs/learner.md): the defaults leave
     # Algorithm 2 as it is.
     actor_lr: Annotated[float | None, Field(gt=0, description="Adam learning rate of the actor "
@@ -214,6 +234,9 @@ def learner_settings(preset: str = "project", offline: list[str] | None = None,
         if part.actor_head in ("scorer", "set-scorer") and layout == "o2o-obs-v1":
             raise UserError(f"the scorer actor ({name}) reads observation layout o2o-obs-v2 or "
                             "o2o-obs-v3; set --obs-layout o2o-obs-v2 (or v3) or actor_head=plain")
+        if part.rule_prior is not None and part.actor_head not in ("scorer", "set-scorer"):
+            raise UserError(f"the rule prior ({name}) is added to a scorer's candidate scores; set "
+                            "actor_head=scorer or set-scorer")
         if is_v3(layout) and part.actor_head == "self":
             raise UserError(f"the self actor head ({name}) reads the node's one-hot, which "
                             "o2o-obs-v3 does not have; use actor_head=scorer or plain")

@@ -38,10 +38,84 @@ from o2o.models import Model, ModelError, check_nodes, check_scenario_fits, load
 from o2o.schedulers.base import NodeView, ProbeAnswers, sample_inverse_cdf
 from o2o.schedulers.heuristics import Rule
 
-__all__ = ["DRLRule", "NumpyActor", "masked_softmax", "sample_inverse_cdf"]
+__all__ = ["DRLRule", "NumpyActor", "RulePrior", "masked_softmax", "sample_inverse_cdf"]
 
 # The uniform of NodeView.u used to sample the policy (0 and 1 are the heuristics' probe picks).
 POLICY_UNIFORM = 2
+
+
+# Columns of a candidate's features (``candidate_index``) the rule prior reads: is-itself,
+# est_ij / (2 d) and rel_ij.
+PRIOR_SELF, PRIOR_EST, PRIOR_REL = 0, 5, 7
+PRIOR_TINY = 1e-30      # floor of rel and slack before their logarithm
+
+
+class RulePrior:
+    """The log-weight of ``slack-reliable`` (``o2o.schedulers.heuristics.SlackReliable``) at
+    given values, as a fixed logit of each candidate j computed from j's own scorer features
+    (``candidate_index``: is-itself, est_ij / (2 d), rel_ij; the paper's eqs. 4-5 estimates):
+
+    * feasible (est_ij <= peer_margin d): ``rel_power log rel_ij + slack_power log(1 - est_ij / d)``
+      clipped to [-cap, 0] (the rule's weight, up to a factor common to all candidates);
+    * infeasible: ``-2 cap - 4 cap est_ij / d``, below every feasible candidate, and among the
+      infeasible ones the earliest estimate first (the rule's "none feasible: the earliest");
+      with ``gap`` set, a softer barrier the learner can cross: the candidate's own clipped
+      log-weight minus ``gap`` minus est_ij / d (so still the earliest first when none is
+      feasible);
+    * the node's own candidate when est_ii <= local_margin d: ``+cap`` (the rule keeps it local).
+
+    Overloaded peers are masked by the action mask, as the rule leaves them out. A scorer with a
+    prior outputs ``prior_j + MLP(x_j)`` (a residual on the rule); with the MLP at zero it is the
+    rule, up to terms of order exp(-cap). The torch ``Actor`` computes the same (``o2o.learn.nets``)."""
+
+    FIELDS = ("local_margin", "peer_margin", "rel_power", "slack_power", "cap", "gap")
+
+    def __init__(self, local_margin: float, peer_margin: float, rel_power: float, slack_power: float,
+                 cap: float = 10.0, gap: float | None = None):
+        self.local_margin, self.peer_margin = float(local_margin), float(peer_margin)
+        self.rel_power, self.slack_power, self.cap = float(rel_power), float(slack_power), float(cap)
+        self.gap = None if gap is None else float(gap)
+        values = self.as_dict()
+        if not all(np.isfinite(v) for v in values.values()) or self.cap <= 0 or min(values.values()) < 0:
+            raise ValueError(f"rule prior values must be finite, >= 0 and cap > 0, got {values}")
+
+    def as_dict(self) -> dict[str, float]:
+        """The values (``gap`` only when set, so a prior without it reads as before)."""
+        return {k: getattr(self, k) for k in self.FIELDS if getattr(self, k) is not None}
+
+    @classmethod
+    def from_value(cls, value) -> "RulePrior | None":
+        """From None, a ``RulePrior``, a dict of ``FIELDS`` or a sequence (local_margin,
+        peer_margin, rel_power, slack_power[, cap])."""
+        if value is None or isinstance(value, RulePrior):
+            return value
+        if isinstance(value, dict):
+            return cls(**value)
+        return cls(*value)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, RulePrior) and self.as_dict() == other.as_dict()
+
+    def __repr__(self) -> str:
+        return f"RulePrior({', '.join(f'{k}={v:g}' for k, v in self.as_dict().items())})"
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """(..., N, K) candidate features -> (..., N) prior logits (float32)."""
+        x = np.asarray(x, dtype=np.float32)
+        f32 = np.float32
+        e = f32(2.0) * x[..., PRIOR_EST]                                  # est_ij / d
+        rel = np.maximum(x[..., PRIOR_REL], f32(PRIOR_TINY))
+        slack = np.maximum(f32(1.0) - e, f32(PRIOR_TINY))
+        cap = f32(self.cap)
+        w = f32(self.rel_power) * np.log(rel) + f32(self.slack_power) * np.log(slack)
+        feasible = e <= f32(self.peer_margin)
+        clipped = np.clip(w, -cap, f32(0.0))
+        if self.gap is None:
+            out = np.where(feasible, clipped, f32(-2.0) * cap - f32(4.0) * cap * e)
+        else:
+            out = np.where(feasible, clipped, clipped - f32(self.gap) - e)
+        local = (x[..., PRIOR_SELF] > f32(0.5)) & (e <= f32(self.local_margin))
+        return np.where(local, cap, out).astype(np.float32)
 
 
 def masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -64,13 +138,17 @@ class NumpyActor:
 
     def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], self_head: bool = False,
                  head: str | None = None, nodes: int | None = None,
-                 obs_layout: str = OBS_LAYOUT_VERSION, feature_scales: FeatureScales | None = None):
+                 obs_layout: str = OBS_LAYOUT_VERSION, feature_scales: FeatureScales | None = None,
+                 rule_prior: "RulePrior | None" = None):
         self.layers = [(np.ascontiguousarray(w.T, dtype=np.float32), np.asarray(b, dtype=np.float32))
                        for w, b in layers]
         self.head = head or ("self" if self_head else "plain")
         self.self_head = self.head == "self"
         self.obs_layout = obs_layout
         self.feature_scales = (feature_scales or FeatureScales()) if is_v3(obs_layout) else None
+        self.rule_prior = RulePrior.from_value(rule_prior)
+        if self.rule_prior is not None and self.head not in SCORER_HEADS:
+            raise ValueError(f"a rule prior needs a scorer head, not {self.head}")
         if self.head in SCORER_HEADS:
             if nodes is None:
                 raise ValueError("a scorer actor needs the number of nodes")
@@ -88,7 +166,8 @@ class NumpyActor:
             nodes = model.nodes
         check_nodes(model, nodes)
         return cls(model.layers("actor"), head=model.actor_head, nodes=nodes,
-                   obs_layout=model.obs_layout, feature_scales=model.feature_scales)
+                   obs_layout=model.obs_layout, feature_scales=model.feature_scales,
+                   rule_prior=model.rule_prior)
 
     def _mlp(self, x: np.ndarray) -> np.ndarray:
         for k, (w, b) in enumerate(self.layers):
@@ -105,9 +184,12 @@ class NumpyActor:
         obs = np.asarray(obs, dtype=np.float32)
         if self.head in SCORER_HEADS:
             x = obs[:, self.index]
+            prior = None if self.rule_prior is None else self.rule_prior.logits(x)
             if self.head == "set-scorer":
                 x = set_candidate_features(x)
             scores = self._mlp(x)[..., 0]                              # (M, N)
+            if prior is not None:
+                scores = scores + prior
             return np.concatenate([scores, np.zeros_like(scores[:, :1])], axis=1)
         x = self._mlp(obs)
         if self.self_head:

@@ -17,7 +17,9 @@ scheduler for any network). Nothing is trained here: the generalist's training n
 
 Each row: the generalist's success rate and, paired per episode (95% Student-t), the generalist
 minus each reference. ``--markdown`` prints the rows again at the end as a Markdown table (the
-one in docs/learner.md).
+one in docs/learner.md). ``--rule-grid wide`` tunes slack-reliable again at every row on the
+wider grid of ``scripts/wider_rule_grid.py`` (on that row's validation episodes, as ``o2o tune``)
+and pairs the generalist with that rule instead of the one in the files.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario, scenario_from_dict
 from o2o.core.seeds import TEST
+from o2o.experiments import tuning
 from o2o.experiments.tuning import tune_rule
 from o2o.schedulers.drl import DRLRule
 from o2o.sim import make_scheduler
@@ -89,7 +92,25 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--extra-network", type=int, default=7)
     parser.add_argument("--markdown", action="store_true", help="print the rows as a Markdown table too")
+    parser.add_argument("--rule-grid", choices=("shipped", "wide"), default="shipped",
+                        help="the grid slack-reliable is tuned on (wide: scripts/wider_rule_grid.py's)")
     args = parser.parse_args()
+
+    def rule(refs: dict, scenario, network, network_seed: int, seeds) -> dict:
+        """refs with slack-reliable tuned on the wide grid, where asked for."""
+        if args.rule_grid == "shipped":
+            return refs
+        from wider_rule_grid import WIDE   # this folder is on the path of a script run
+
+        shipped = dict(tuning.GRIDS["slack-reliable"])
+        tuning.GRIDS["slack-reliable"] = WIDE
+        try:
+            params = tune_rule(scenario, network, "slack-reliable", network_seed=network_seed)["params"]
+        finally:
+            tuning.GRIDS["slack-reliable"] = shipped
+        rates = simulate(scenario, network, seeds, make_scheduler("slack-reliable", params))["success_rate"]
+        return {**refs, "slack-reliable": rates}
+
     rows = []
     print(f"{'point':<28}{'eps':>4}{'general':>9}  " + "  ".join(
         f"{n} (generalist − it [95% CI])" for n in REFERENCES))
@@ -98,7 +119,7 @@ def main() -> None:
         scenario = scenario_from_dict(results["scenario"])
         network = sample_network(scenario, s)
         seeds = results["evaluation_seeds"]
-        refs = {n: np.asarray(results[n]["per_episode"]) for n in REFERENCES}
+        refs = rule({n: np.asarray(results[n]["per_episode"]) for n in REFERENCES}, scenario, network, s, seeds)
         rows.append(row(f"network {s}, N 20", generalist_rates(args.model, scenario, network, seeds), refs))
         print(show(rows[-1]), flush=True)
     # A network nobody looked at: the rule tuned on its validation episodes, the rest run here.
@@ -107,8 +128,8 @@ def main() -> None:
     network = sample_network(scenario, s)
     seeds = TEST.take(20)
     tuned = {n: tune_rule(scenario, network, n, network_seed=s)["params"] for n in ("slack-reliable", "spread")}
-    refs = {n: simulate(scenario, network, seeds, make_scheduler(n, tuned.get(n)))["success_rate"]
-            for n in ("slack-reliable", "ratc", "spread", "central")}
+    refs = rule({n: simulate(scenario, network, seeds, make_scheduler(n, tuned.get(n)))["success_rate"]
+                 for n in ("slack-reliable", "ratc", "spread", "central")}, scenario, network, s, seeds)
     rows.append(row(f"network {s}, N 20 (new)", generalist_rates(args.model, scenario, network, seeds), refs))
     print(show(rows[-1]), flush=True)
     for figure in FIGURES:
@@ -117,12 +138,14 @@ def main() -> None:
             scenario = load_scenario("paper-sim", [f"{data['field']}={json.dumps(point['value'])}"])
             network = sample_network(scenario, data["network_seed"])
             seeds = TEST.take(data["eval_episodes"])
-            refs = {n: np.asarray(point["methods"][n]["per_episode"]) for n in REFERENCES}
+            refs = rule({n: np.asarray(point["methods"][n]["per_episode"]) for n in REFERENCES},
+                        scenario, network, data["network_seed"], seeds)
             label = f"{figure} {data['field']}={point['value']}"
             rows.append(row(label, generalist_rates(args.model, scenario, network, seeds), refs))
             print(show(rows[-1]), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": args.model, "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"model": args.model, "rule_grid": args.rule_grid, "rows": rows},
+                                              indent=1))
     if args.markdown:
         print(markdown(rows))
 

@@ -307,6 +307,17 @@ def build_stages() -> list[Stage]:
         printed_into=("docs/tuning.md (Is the grid wide enough?)",),
         after=mains + tuple(f"variant-cf8k-net{k}" for k in (0, 1, 2, 3)), minutes=8.0,
         time_source="docs/tuning.md, Is the grid wide enough? ('about 2 min per network')"))
+    stages.append(Stage(
+        "wider-rule-grid-k", (script("scripts/wider_rule_grid_k.py 0 1 2"),),
+        printed_into=("docs/tuning.md and README.md (the two-probe rule on the wider grid)",),
+        after=tuple(f"probes-curve-net{k}" for k in (0, 1, 2)), minutes=6.0,
+        time_source="docs/tuning.md ('about 2 min per network')"))
+    stages.append(Stage(
+        "generalist-zero-shot-wide",
+        (script("scripts/generalist_zero_shot.py pretrained:general --rule-grid wide --markdown"),),
+        printed_into=("docs/learner.md (the generalist against the rule tuned on the wider grid)",),
+        after=(*mains, "fig5a", "fig5b", "fig5c", "fig6"), minutes=20.0,
+        time_source="docs/learner.md (zero-shot against the wider grid's rule, 20 min)"))
     stages += [_marl(*row) for row in _MARL]
     stages.append(Stage(
         "marl-compare",

@@ -264,6 +264,9 @@ def test_probes_curve_command_at_a_tiny_size(tmp_path, capsys):
     for p in result["points"]:
         assert p["learner"]["probes_per_task"] == p["k"] == p["rule"]["probes_per_task"]
         assert p["rule"]["tuning"]["params"]["probes"] == p["k"]
+        for who in ("learner", "rule"):   # per episode, so that a later comparison can pair
+            assert len(p[who]["per_episode"]) == 3
+            assert abs(sum(p[who]["per_episode"]) / 3 - p[who]["success_rate"]["mean"]) < 1e-12
         model = load_model(str(out / f"k{p['k']}" / "models" / "o2o-drl" / "seed0"))
         assert model.obs_layout == f"o2o-obs-v3-k{p['k']}"
     capsys.readouterr()

@@ -104,11 +104,14 @@ def probes_curve(scenario: Scenario, network: Network, out: Path, ks: list[int],
                                               DRLRule.from_model(model, scenario, network)))
         point = {
             "k": k, "obs_layout": layout,
+            # Per-episode rates (mean over the training seeds): what a later comparison pairs with.
             "learner": {"success_rate": _rate(drl), "per_seed": per_seed.mean(axis=1).tolist(),
+                        "per_episode": drl.tolist(),
                         "probes_per_task": drl_probes,
                         "vs_ratc": _paired(drl, base["success_rate"]),
                         "vs_rule": _paired(drl, rule["success_rate"])},
             "rule": {"name": RULE, "tuning": summary(tuning), "success_rate": _rate(rule["success_rate"]),
+                     "per_episode": rule["success_rate"].tolist(),
                      "probes_per_task": probes_per_task(rule),
                      "vs_ratc": _paired(rule["success_rate"], base["success_rate"])},
         }

@@ -316,8 +316,8 @@ def build_stages() -> list[Stage]:
         "generalist-zero-shot-wide",
         (script("scripts/generalist_zero_shot.py pretrained:general --rule-grid wide --markdown"),),
         printed_into=("docs/learner.md (the generalist against the rule tuned on the wider grid)",),
-        after=(*mains, "fig5a", "fig5b", "fig5c", "fig6"), minutes=20.0,
-        time_source="docs/learner.md (zero-shot against the wider grid's rule, 20 min)"))
+        after=(*mains, "fig5a", "fig5b", "fig5c", "fig6"), minutes=18.0,
+        time_source="docs/learner.md (zero-shot against the wider grid's rule, 18 min)"))
     stages += [_marl(*row) for row in _MARL]
     stages.append(Stage(
         "marl-compare",

@@ -1,20 +1,26 @@
 """The k-probe rule (slack-reliable-k, k = 2: RATC's probe budget) tuned on the wider grid of
 ``scripts/wider_rule_grid.py`` instead of the shipped one, on the same 10 validation episodes,
 then run on the held-out episodes of ``docs/results/probes-curve/netK.json`` beside that
-file's k = 2 learner. The file keeps the learner's mean and per-seed rates, not its per-episode
-ones, so the difference printed is of means (unpaired).
+file's k = 2 learner: paired per episode (95% CI) where the file keeps the learner's
+per-episode rates (``o2o probes-curve`` writes them since 2026-12-02), else a difference of means.
 
-    PYTHONPATH=src python scripts/wider_rule_grid_k.py [NETWORK_SEED ...]     # default 0 1 2
+    PYTHONPATH=src python scripts/wider_rule_grid_k.py [NETWORK_SEED ...] [--curves DIR]   # default 0 1 2
+
+``--curves DIR`` reads ``DIR/netK/probes_curve.json`` (e.g. ``o2o probes-curve --network-seed K
+--k 2 --workers 1 --out DIR/netK``) instead of the committed ``docs/results/probes-curve/netK.json``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
+
+import numpy as np
 
 from wider_rule_grid import WIDE   # this folder is on the path of a script run
 
+from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import scenario_from_dict
 from o2o.experiments import tuning
@@ -25,21 +31,32 @@ ROOT = Path(__file__).resolve().parents[1]
 K = 2
 
 
-def main(network_seeds: list[int]) -> None:
+def main(network_seeds: list[int], curves: str | None = None) -> None:
     tuning.GRIDS["slack-reliable-k"] = WIDE
     for k in network_seeds:
-        data = json.loads((ROOT / f"docs/results/probes-curve/net{k}.json").read_text())
+        path = Path(curves) / f"net{k}" / "probes_curve.json" if curves else ROOT / f"docs/results/probes-curve/net{k}.json"
+        data = json.loads(path.read_text())
         scenario = scenario_from_dict(data["scenario"])
         network = sample_network(scenario, k)
         (point,) = [p for p in data["points"] if p["k"] == K]
         record = tuning.tune_rule(scenario, network, "slack-reliable-k", network_seed=k, fixed={"probes": K})
-        wide = simulate(scenario, network, data["evaluation_seeds"],
-                        make_scheduler("slack-reliable-k", record["params"]))["success_rate"].mean()
+        rates = simulate(scenario, network, data["evaluation_seeds"],
+                         make_scheduler("slack-reliable-k", record["params"]))["success_rate"]
         learner = point["learner"]["success_rate"]["mean"]
+        if "per_episode" in point["learner"]:
+            d, lo, hi = mean_ci95(np.asarray(point["learner"]["per_episode"]) - rates)
+            diff = f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}] (paired)"
+        else:
+            diff = f"{learner - rates.mean():+.4f} (means)"
         print(f"network {k}, k = {K}: rule on the shipped grid {point['rule']['success_rate']['mean']:.4f} "
-              f"({point['rule']['tuning']['params']}), on the wide grid {wide:.4f} ({record['params']}); "
-              f"learner {learner:.4f}; learner - wide-grid rule (means) {learner - wide:+.4f}", flush=True)
+              f"({point['rule']['tuning']['params']}), on the wide grid {rates.mean():.4f} ({record['params']}); "
+              f"learner {learner:.4f} (per seed {point['learner']['per_seed']}); learner - wide-grid rule {diff}",
+              flush=True)
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [0, 1, 2])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("network_seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--curves", default=None, help="folder of probes-curve runs, netK/probes_curve.json")
+    args = parser.parse_args()
+    main(args.network_seeds, args.curves)

@@ -310,8 +310,10 @@ def build_stages() -> list[Stage]:
     stages.append(Stage(
         "wider-rule-grid-k", (script("scripts/wider_rule_grid_k.py 0 1 2"),),
         printed_into=("docs/tuning.md and README.md (the two-probe rule on the wider grid)",),
-        after=tuple(f"probes-curve-net{k}" for k in (0, 1, 2)), minutes=6.0,
-        time_source="docs/tuning.md ('about 2 min per network')"))
+        after=tuple(f"probes-curve-net{k}" for k in (0, 1, 2)), minutes=3.0,
+        time_source="docs/tuning.md ('3 min')",
+        note="paired per episode once the committed curves keep the per-episode rates "
+             "(o2o probes-curve writes them since 2026-12-02); the committed ones of before do not"))
     stages.append(Stage(
         "generalist-zero-shot-wide",
         (script("scripts/generalist_zero_shot.py pretrained:general --rule-grid wide --markdown"),),

@@ -86,7 +86,7 @@ class RulePrior:
     @classmethod
     def from_value(cls, value) -> "RulePrior | None":
         """From None, a ``RulePrior``, a dict of ``FIELDS`` or a sequence (local_margin,
-        peer_margin, rel_power, slack_power[, cap])."""
+        peer_margin, rel_power, slack_power[, cap[, gap]])."""
         if value is None or isinstance(value, RulePrior):
             return value
         if isinstance(value, dict):

@@ -15,8 +15,8 @@ Nothing is chosen on the held-out episodes: the grid's values are chosen on vali
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -75,4 +75,6 @@ def main(network_seeds: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [0, 1, 2, 3])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("network_seeds", type=int, nargs="*", default=[0, 1, 2, 3])
+    main(parser.parse_args().network_seeds)

@@ -8,7 +8,11 @@ same 10 validation episodes that ``o2o tune`` uses, then both evaluated
   the best learner variant (``docs/results/variants/counterfactual-tuned-teacher-8k-netK.json``),
   paired per episode with each one's O2O-DRL (its per-episode rates in the file).
 
-    PYTHONPATH=src python scripts/wider_rule_grid.py [NETWORK_SEED ...]     # default 0 1 2 3
+    PYTHONPATH=src python scripts/wider_rule_grid.py [NETWORK_SEED ...] [--records DIR]   # default 0 1 2 3
+
+``--records DIR`` also writes each network's wide-grid tuning record, in the format of
+``o2o tune --out`` (``DIR/slack-reliable-wide-netK.json``), for ``o2o run --tuned`` and
+``o2o simulate --tuned``.
 
 Nothing is chosen on the held-out episodes: the grid's values are chosen on validation ones.
 """
@@ -40,7 +44,7 @@ def ci(x: np.ndarray) -> str:
     return f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
 
 
-def main(network_seeds: list[int]) -> None:
+def main(network_seeds: list[int], records: str | None = None) -> None:
     shipped = dict(tuning.GRIDS["slack-reliable"])
     for k in network_seeds:
         files = {"main job": ROOT / f"docs/results/main-net{k}.json",
@@ -54,6 +58,9 @@ def main(network_seeds: list[int]) -> None:
             start = time.perf_counter()
             record = tuning.tune_rule(scenario, network, "slack-reliable", network_seed=k)
             params[name] = record["params"]
+            if records and name == "wide grid":
+                Path(records).mkdir(parents=True, exist_ok=True)
+                (Path(records) / f"slack-reliable-wide-net{k}.json").write_text(json.dumps(record, indent=1) + "\n")
             print(f"network {k}, {name}: {record['params']} tuning-episode score "
                   f"{record['validation_score']:.4f} ({len(record['candidates'])} candidates, "
                   f"{time.perf_counter() - start:.0f} s)", flush=True)
@@ -77,4 +84,6 @@ def main(network_seeds: list[int]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("network_seeds", type=int, nargs="*", default=[0, 1, 2, 3])
-    main(parser.parse_args().network_seeds)
+    parser.add_argument("--records", default=None, help="also write the wide-grid tuning records here")
+    args = parser.parse_args()
+    main(args.network_seeds, args.records)

@@ -34,7 +34,6 @@ from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario, scenario_from_dict
 from o2o.core.seeds import TEST
-from o2o.experiments import tuning
 from o2o.experiments.tuning import tune_rule
 from o2o.schedulers.drl import DRLRule
 from o2o.sim import make_scheduler
@@ -102,12 +101,7 @@ def main() -> None:
             return refs
         from wider_rule_grid import WIDE   # this folder is on the path of a script run
 
-        shipped = dict(tuning.GRIDS["slack-reliable"])
-        tuning.GRIDS["slack-reliable"] = WIDE
-        try:
-            params = tune_rule(scenario, network, "slack-reliable", network_seed=network_seed)["params"]
-        finally:
-            tuning.GRIDS["slack-reliable"] = shipped
+        params = tune_rule(scenario, network, "slack-reliable", network_seed=network_seed, grid=WIDE)["params"]
         rates = simulate(scenario, network, seeds, make_scheduler("slack-reliable", params))["success_rate"]
         return {**refs, "slack-reliable": rates}
 

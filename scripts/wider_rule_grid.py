@@ -30,7 +30,7 @@ from o2o.core import seeds
 from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import scenario_from_dict
-from o2o.experiments import tuning
+from o2o.experiments.tuning import tune_rule
 from o2o.sim import make_scheduler
 from o2o.sim.rollout import simulate
 
@@ -45,7 +45,6 @@ def ci(x: np.ndarray) -> str:
 
 
 def main(network_seeds: list[int], records: str | None = None) -> None:
-    shipped = dict(tuning.GRIDS["slack-reliable"])
     for k in network_seeds:
         files = {"main job": ROOT / f"docs/results/main-net{k}.json",
                  "best variant": ROOT / f"docs/results/variants/counterfactual-tuned-teacher-8k-net{k}.json"}
@@ -53,10 +52,9 @@ def main(network_seeds: list[int], records: str | None = None) -> None:
         scenario = scenario_from_dict(next(iter(files.values()))["scenario"])
         network = sample_network(scenario, k)
         params = {}
-        for name, grid in (("shipped grid", shipped), ("wide grid", WIDE)):
-            tuning.GRIDS["slack-reliable"] = grid
+        for name, grid in (("shipped grid", None), ("wide grid", WIDE)):
             start = time.perf_counter()
-            record = tuning.tune_rule(scenario, network, "slack-reliable", network_seed=k)
+            record = tune_rule(scenario, network, "slack-reliable", network_seed=k, grid=grid)
             params[name] = record["params"]
             if records and name == "wide grid":
                 Path(records).mkdir(parents=True, exist_ok=True)
@@ -64,7 +62,6 @@ def main(network_seeds: list[int], records: str | None = None) -> None:
             print(f"network {k}, {name}: {record['params']} tuning-episode score "
                   f"{record['validation_score']:.4f} ({len(record['candidates'])} candidates, "
                   f"{time.perf_counter() - start:.0f} s)", flush=True)
-        tuning.GRIDS["slack-reliable"] = shipped
         val = seeds.VALIDATION.take(20, 100)
         rule = {name: simulate(scenario, network, val, make_scheduler("slack-reliable", p))["success_rate"]
                 for name, p in params.items()}

@@ -23,7 +23,7 @@ from wider_rule_grid import WIDE   # this folder is on the path of a script run
 from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import scenario_from_dict
-from o2o.experiments import tuning
+from o2o.experiments.tuning import tune_rule
 from o2o.sim import make_scheduler
 from o2o.sim.rollout import simulate
 
@@ -32,14 +32,13 @@ K = 2
 
 
 def main(network_seeds: list[int], curves: str | None = None) -> None:
-    tuning.GRIDS["slack-reliable-k"] = WIDE
     for k in network_seeds:
         path = Path(curves) / f"net{k}" / "probes_curve.json" if curves else ROOT / f"docs/results/probes-curve/net{k}.json"
         data = json.loads(path.read_text())
         scenario = scenario_from_dict(data["scenario"])
         network = sample_network(scenario, k)
         (point,) = [p for p in data["points"] if p["k"] == K]
-        record = tuning.tune_rule(scenario, network, "slack-reliable-k", network_seed=k, fixed={"probes": K})
+        record = tune_rule(scenario, network, "slack-reliable-k", network_seed=k, fixed={"probes": K}, grid=WIDE)
         rates = simulate(scenario, network, data["evaluation_seeds"],
                          make_scheduler("slack-reliable-k", record["params"]))["success_rate"]
         learner = point["learner"]["success_rate"]["mean"]

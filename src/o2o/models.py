@@ -342,8 +342,8 @@ def save_model(url: str, arrays: dict[str, np.ndarray], *, nodes: int, hidden: t
         raise ValueError(f"nodes_range {[lo, hi]} {why}")
     if trained_ranges is not None and _ranges_refusal(trained_ranges):
         raise ValueError(f"trained_ranges {_ranges_refusal(trained_ranges)}")
-    if rule_prior is not None and (actor_head not in SCORER_HEADS or _prior_refusal(rule_prior)):
-        raise ValueError(f"rule_prior {rule_prior!r}: {_prior_refusal(rule_prior) or 'needs a scorer head'}")
+    if rule_prior is not None and (actor_head not in SCORER_HEADS or prior_refusal(rule_prior)):
+        raise ValueError(f"rule_prior {rule_prior!r}: {prior_refusal(rule_prior) or 'needs a scorer head'}")
     want = expected_shapes(nodes, hidden, parts, actor_head, obs_layout, critic_input)
     if set(arrays) != set(want):
         raise ValueError(f"weights {sorted(arrays)} do not match the layout {sorted(want)}")
@@ -487,9 +487,9 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
             raise ModelError(f"model {url}: manifest field nodes_range {rng!r} {why}")
     if "trained_ranges" in m and _ranges_refusal(m["trained_ranges"]):
         raise ModelError(f"model {url}: manifest field trained_ranges {_ranges_refusal(m['trained_ranges'])}")
-    if "rule_prior" in m and (head not in SCORER_HEADS or _prior_refusal(m["rule_prior"])):
+    if "rule_prior" in m and (head not in SCORER_HEADS or prior_refusal(m["rule_prior"])):
         raise ModelError(f"model {url}: manifest field rule_prior {m['rule_prior']!r} "
-                         f"{_prior_refusal(m['rule_prior']) or 'belongs to a scorer head'}")
+                         f"{prior_refusal(m['rule_prior']) or 'belongs to a scorer head'}")
     if is_v3(layout):
         try:
             FeatureScales.model_validate(m.get("feature_scales"))
@@ -564,8 +564,9 @@ def load_model(url: str, *, nodes: int | None = None, obs_layout: str | None = N
 PRIOR_FIELDS = ("local_margin", "peer_margin", "rel_power", "slack_power", "cap")
 
 
-def _prior_refusal(prior: Any) -> str | None:
-    """Why a manifest's ``rule_prior`` is not valid (None when it is)."""
+def prior_refusal(prior: Any) -> str | None:
+    """Why a rule prior's values (a manifest's ``rule_prior``, ``o2o.schedulers.drl.RulePrior``)
+    are not valid (None when they are)."""
     if not isinstance(prior, dict) or not set(PRIOR_FIELDS) <= set(prior) <= {*PRIOR_FIELDS, "gap"}:
         return f"must have the fields {', '.join(PRIOR_FIELDS)} (and may have gap)"
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0

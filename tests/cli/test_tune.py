@@ -102,3 +102,20 @@ def test_evaluate_takes_tuned_files_for_its_schedulers(tuned_file, capsys):
     assert main(["evaluate", *SMALL, "--network-seed", "1", "--scheduler", "ratc", "--tuned", str(tuned_file),
                  "--episodes", "2"]) == 2
     assert "add --scheduler" in capsys.readouterr().err
+
+
+def test_tune_rule_searches_another_grid_when_given():
+    """``grid=``: the same search over other values (a wider grid, scripts/wider_rule_grid.py),
+    the defaults first, the record naming the grid it searched; the shipped grid is untouched."""
+    from o2o.core.network import sample_network
+    from o2o.core.scenario import load_scenario
+    from o2o.experiments.tuning import GRIDS, tune_rule
+
+    sc = load_scenario("paper-sim", ["nodes=4", "slots=10"])
+    shipped = {k: tuple(v) for k, v in GRIDS["slack-reliable"].items()}
+    grid = {"local_margin": (0.5, 1.0), "peer_margin": (0.9,), "rel_power": (0.0, 64.0), "slack_power": (8.0,)}
+    record = tune_rule(sc, sample_network(sc, 0), "slack-reliable", network_seed=0, episodes=2, grid=grid)
+    tried = [c["params"] for c in record["candidates"]]
+    assert tried[0] == record["default_params"] and len(tried) == 1 + 4
+    assert all(p["slack_power"] == 8.0 for p in tried[1:]) and "rel_power [0.0, 64.0]" in record["search"]
+    assert {k: tuple(v) for k, v in GRIDS["slack-reliable"].items()} == shipped

@@ -436,3 +436,32 @@ def test_a_training_cell_logs_the_tuned_teacher_when_the_settings_ask(tmp_path):
         logs[tuned] = run_unit(task)[0].info["logs"]
     assert logs[True]["heuristic"] == "spread" and logs[True]["params"] == want
     assert "params" not in logs[False] and logs[True]["success_rate"] != logs[False]["success_rate"]
+
+
+def test_a_training_cell_logs_its_teacher_at_a_given_tuned_file(tmp_path):
+    """With --tuned for the logging rule at a point, a learner's cell under log_tuned logs the
+    rule at the file's values (as o2o run --tuned does), not at values tuned again."""
+    from dataclasses import replace
+
+    from o2o.experiments.cells import run_unit
+    from o2o.experiments.sweep_job import unit_task
+    from o2o.experiments.sweeps import with_tuned
+    from o2o.learn.settings import learner_settings
+
+    spec = write(tmp_path / "tiny.yaml", TINY)
+    tuned = tmp_path / "spread.json"
+    assert main(["tune", "--scheduler", "spread", "--set", "nodes=4", "--set", "slots=10",
+                 "--set", "arrival_prob=[0, 0.5]", "--episodes", "1", "--seed", "900500",
+                 "--out", str(tuned)]) == 0
+    given = json.loads(tuned.read_text())["params"]
+    (sweep,) = with_tuned([load_sweep(str(spec), "quick", shipped=False)], [str(tuned)])
+    (unit,) = [u for u in plan_units(sweep) if u.kind == "training" and u.point == 0]
+    task = replace(unit_task(sweep, unit, tmp_path / "out"), settings=learner_settings("project", log_tuned=True))
+    assert task.tuned["source"] == str(tuned)
+    # (tuned here, on 10 episodes from 900000, the rule would get other values)
+    from o2o.core.network import sample_network
+    from o2o.experiments.tuning import tune_rule
+
+    point = sweep.points[0]
+    assert tune_rule(point.scenario, sample_network(point.scenario, 0), "spread", network_seed=0)["params"] != given
+    assert run_unit(task)[0].info["logs"]["params"] == given

@@ -115,7 +115,8 @@ def run_ablation(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
                                             network_seed=network_seed, progress=bar.update).run_id
             key = dataset_key(s)
             if key not in datasets:
-                path = out / f"dataset-{'-'.join(key[:1] + key[2:])}{'-tuned' if s.log_tuned else ''}.npz"
+                tuned = "-tuned" if s.log_tuned else ""
+                path = out / f"dataset-{s.log_heuristic}{tuned}-{s.reward_credit}-{s.obs_layout}.npz"
                 save_dataset(build_dataset(store, [runs[teacher]], s.reward_credit,
                                            obs_layout=s.obs_layout), path)
                 datasets[key] = str(path)

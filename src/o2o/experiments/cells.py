@@ -90,7 +90,7 @@ class UnitTask:
     settings: LearnerSettings
     eval_seeds: tuple[int, ...]
     folder: str                # the unit's own folder (models, metrics); emptied first
-    tuned: dict[str, Any] | None = None   # a heuristic unit's rule: the --tuned record given
+    tuned: dict[str, Any] | None = None   # the --tuned record of the unit's rule (a training unit: its logging rule's)
 
 
 def run_unit(task: UnitTask) -> list[Cell]:
@@ -164,10 +164,11 @@ def _training(task: UnitTask) -> list[Cell]:
     folder = _fresh_folder(task)
     start = time.perf_counter()
     dataset = folder / "dataset.npz"
-    # The settings' log_tuned: the logging rule at its values tuned for this point on
-    # validation episodes (the same values its own heuristic cell finds).
+    # The settings' log_tuned: the logging rule at its values for this point (a --tuned file's,
+    # else tuned here on validation episodes: the same values its own heuristic cell finds).
     params = logging_params(task.logging, task.settings.log_tuned, scenario, network,
-                            network_seed=task.network_seed)
+                            network_seed=task.network_seed,
+                            tuning={task.logging: task.tuned} if task.tuned else None)
     logged = log_dataset(scenario, network, task.logging, task.log_episodes, folder / "logs.db",
                          dataset, network_seed=task.network_seed,
                          reward_credit=task.settings.reward_credit,

@@ -117,7 +117,9 @@ def unit_task(sweep: Sweep, unit: Unit, out: Path) -> UnitTask:
     what = unit.kind if len(unit.methods) > 1 else unit.methods[0]
     folder = out / "cells" / f"p{unit.point}-{what}{seed}"
     log_episodes = sweep.log_episodes(point) if not sweep.testbed else sweep.plan.collect_episodes
-    tuned = sweep.tuned_for(point, unit.methods[0]) if unit.kind == "heuristic" else None
+    # The --tuned record of a heuristic unit's rule, or of a learner unit's logging rule.
+    rule = {"heuristic": unit.methods[0], "training": point.logging}.get(unit.kind)
+    tuned = sweep.tuned_for(point, rule) if rule else None
     return UnitTask(unit, point.scenario, sweep.spec.network_seed, point.value, point.logging,
                     sweep.plan, log_episodes, settings, eval_seeds(sweep.plan), str(folder),
                     None if tuned is None else {k: v for k, v in tuned.items() if k != "candidates"})

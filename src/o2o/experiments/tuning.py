@@ -56,10 +56,12 @@ def scenario_fingerprint(scenario: Scenario) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def candidates(name: str, fixed: dict[str, float] | None = None) -> list[dict[str, float]]:
-    """The grid of ``name``, its default parameters first; ``fixed`` parameters (not on the
-    grid, e.g. slack-reliable-k's ``probes``) are added to every candidate."""
-    grid = GRIDS[name]
+def candidates(name: str, fixed: dict[str, float] | None = None,
+               grid: dict[str, tuple[float, ...]] | None = None) -> list[dict[str, float]]:
+    """The grid of ``name`` (``GRIDS``, or ``grid`` where given), its default parameters first;
+    ``fixed`` parameters (not on the grid, e.g. slack-reliable-k's ``probes``) are added to every
+    candidate."""
+    grid = GRIDS[name] if grid is None else grid
     keys = list(grid)
     fixed = {k: float(v) for k, v in (fixed or {}).items()}
     clash = sorted(set(fixed) & set(keys))
@@ -89,14 +91,17 @@ def validation_seeds(episodes: int, first: int | None = None) -> list[int]:
 
 def tune_rule(scenario: Scenario, network: Network, name: str, *, network_seed: int,
               episodes: int = DEFAULT_EPISODES, first_seed: int | None = None,
-              fixed: dict[str, float] | None = None) -> dict[str, Any]:
+              fixed: dict[str, float] | None = None,
+              grid: dict[str, tuple[float, ...]] | None = None) -> dict[str, Any]:
     """Grid search of ``name``'s parameters on validation episodes; the tuning record.
-    ``fixed``: parameters every candidate has (slack-reliable-k's ``probes``)."""
+    ``fixed``: parameters every candidate has (slack-reliable-k's ``probes``); ``grid``: another
+    grid than ``GRIDS[name]`` (a wider one, ``scripts/wider_rule_grid.py``)."""
     if name not in TUNABLE:
         raise UserError(f"{name!r} has no parameters to tune; tunable: {', '.join(TUNABLE)}")
     tune_seeds = validation_seeds(episodes, first_seed)
     start = time.perf_counter()
-    grid = candidates(name, fixed)
+    searched = grid if grid is not None else GRIDS[name]
+    grid = candidates(name, fixed, searched)
     if "probes" in TUNABLE[name].PARAMS:  # a k beyond N - 1 is refused before anything runs
         check_probes(grid[0].get("probes", TUNABLE[name].PARAMS["probes"]), network.n)
     batch = sample_episodes(scenario, network, tune_seeds)
@@ -116,7 +121,7 @@ def tune_rule(scenario: Scenario, network: Network, name: str, *, network_seed: 
         "scenario_fingerprint": scenario_fingerprint(scenario),
         "network_seed": int(network_seed),
         "validation_seeds": tune_seeds,
-        "search": f"grid of {len(scored)} candidates ({' x '.join(f'{k} {list(v)}' for k, v in GRIDS[name].items())}), "
+        "search": f"grid of {len(scored)} candidates ({' x '.join(f'{k} {list(v)}' for k, v in searched.items())}), "
                   f"each on the same {len(tune_seeds)} validation episodes; best mean success rate",
         "candidates": scored,
         "seconds": time.perf_counter() - start,

@@ -34,7 +34,15 @@ from o2o.core.decpomdp import (
 )
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
-from o2o.models import Model, ModelError, check_nodes, check_scenario_fits, load_model
+from o2o.models import (
+    PRIOR_FIELDS,
+    Model,
+    ModelError,
+    check_nodes,
+    check_scenario_fits,
+    load_model,
+    prior_refusal,
+)
 from o2o.schedulers.base import NodeView, ProbeAnswers, sample_inverse_cdf
 from o2o.schedulers.heuristics import Rule
 
@@ -68,16 +76,16 @@ class RulePrior:
     prior outputs ``prior_j + MLP(x_j)`` (a residual on the rule); with the MLP at zero it is the
     rule, up to terms of order exp(-cap). The torch ``Actor`` computes the same (``o2o.learn.nets``)."""
 
-    FIELDS = ("local_margin", "peer_margin", "rel_power", "slack_power", "cap", "gap")
+    FIELDS = (*PRIOR_FIELDS, "gap")
 
     def __init__(self, local_margin: float, peer_margin: float, rel_power: float, slack_power: float,
                  cap: float = 10.0, gap: float | None = None):
         self.local_margin, self.peer_margin = float(local_margin), float(peer_margin)
         self.rel_power, self.slack_power, self.cap = float(rel_power), float(slack_power), float(cap)
         self.gap = None if gap is None else float(gap)
-        values = self.as_dict()
-        if not all(np.isfinite(v) for v in values.values()) or self.cap <= 0 or min(values.values()) < 0:
-            raise ValueError(f"rule prior values must be finite, >= 0 and cap > 0, got {values}")
+        why = prior_refusal(self.as_dict())   # the check a model file's prior gets too
+        if why:
+            raise ValueError(f"rule prior values {why}, got {self.as_dict()}")
 
     def as_dict(self) -> dict[str, float]:
         """The values (``gap`` only when set, so a prior without it reads as before)."""

@@ -298,16 +298,24 @@ def build_stages() -> list[Stage]:
                      for ext in ("json", "md", "png")),
         after=mains + ("generalist-finetune",), minutes=0.5,
         time_source="not stated in the docs ('Nothing is run': it reads two files per network)"))
+    before = "docs/results/generalist/before"
+    before_runs = tuple(
+        script(f"scripts/generalist_finetune.py models/general-before --network-seed {k} --seeds 3 "
+               f"--episodes 400 {flags}--json {before}/{name}.json")
+        for k, flags, name in (
+            (0, "--reward-credit decision --set critic_warmup=2 --set lr=1e-3 ", "finetune-net0"),
+            (1, "--reward-credit decision --set critic_warmup=2 --set lr=1e-3 ", "finetune-net1"),
+            (2, "--reward-credit decision --set critic_warmup=2 --set lr=1e-3 ", "finetune-net2"),
+            (0, "", "finetune-net0-plain"),
+            (0, "--set critic_warmup=50 ", "finetune-net0-frozen-actor")))
     stages.append(Stage(
         "generalist-before",
-        (),
-        writes=tuple(f"docs/results/generalist/before/{f}.json" for f in
-                     ("finetune-net0", "finetune-net1", "finetune-net2", "finetune-net0-plain",
-                      "finetune-net0-frozen-actor")),
+        (o2o("train generalist --out models/general-before --episodes 4000 --seed 0"), *before_runs),
+        writes=tuple(c.argv[-1] for c in before_runs),
         archived=True,
-        note="made by scripts/generalist_finetune.py with the generalist shipped before (docs/learner.md: "
-             "rebuilt by 'o2o train generalist --out models/general-before --episodes 4000 --seed 0'); "
-             "the docs name no command per file"))
+        note="the generalist shipped before, rebuilt (docs/learner.md), then one fine-tuning run per file; "
+             "each file's fields (model, network_seed, episodes, set, reward_credit, score) are these "
+             "flags; its 'model' field reads pretrained:general, the name that model was shipped under"))
     tunes = tuple(o2o(f"tune --scheduler {s} --network-seed {k} --out /tmp/tuned/{s}-net{k}.json")
                   for k in (0, 1, 2) for s in ("spread", "slack-reliable"))
     stages.append(Stage(

@@ -369,6 +369,18 @@ def test_a_testbed_sweep_trains_and_evaluates_every_method_on_node_processes(tmp
         phases = sorted(r.phase for r in store.runs())
     assert phases == ["evaluation"] * 3 + ["heuristic"] + ["online"] * 2
     assert "central (simulator)" in (out / "tinybed.md").read_text()
+    # The tunable rules ran on the nodes at their values for this point, tuned in the simulator
+    # first (as in a simulator figure's cells), and their task log says so; the others at none.
+    from o2o.testbed.phase import params_note
+
+    assert set(point["tuned"]) == {"spread", "slack-reliable"}
+    (rules,) = [d for d in (out / "cells").iterdir() if d.name.startswith("p0-testbed-heuristics")]
+    with LogStore.open(rules / "logs.db") as store:
+        notes = {r.scheduler: r.note for r in store.runs()}
+    assert {"ratc", "spread", "slack-reliable"} <= set(notes)
+    for name in notes:
+        tuned = point["tuned"].get(name)
+        assert notes[name] == (params_note(tuned["params"]) if tuned else None), name
 
 
 @pytest.mark.parametrize("plan", ["quick", "full"])

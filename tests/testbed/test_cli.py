@@ -254,18 +254,51 @@ def test_trainer_takes_the_settings_offline_steps_unless_given(tmp_path, capsys)
     assert ModelStore(str(tmp_path / "m2")).load().manifest["training"]["steps"] == 7
 
 
-def test_the_testbed_pipeline_refuses_a_tuned_teacher_before_starting(tmp_path):
-    """The testbed's nodes run rules at their default values: settings that ask for the
-    logging rule at its tuned values are refused before a node starts or a store is made."""
-    from o2o.core.errors import UserError
-    from o2o.experiments.testbed_job import TestbedPlan, run_testbed_o2o
-    from o2o.learn.settings import learner_settings
-    from o2o.testbed.phase import TestbedSetup
+def test_rules_run_at_tuned_values_on_the_testbed_and_teach_the_pipeline(tmp_path, capsys, monkeypatch):
+    """``--tuned FILE`` (``o2o tune``): ``testbed compare`` runs the rule at the file's values on
+    the nodes and in the simulator; ``testbed o2o --log-tuned`` logs its teacher at them and
+    evaluates it as ``NAME (tuned)``. A file for another rule, or one the pipeline would not
+    use, is refused before anything starts."""
+    from o2o.logs.store import LogStore
 
-    sc = load_scenario("paper-testbed", ["nodes=3"])
-    setup = TestbedSetup(sc, sample_network(sc, 0), wire.NodeRuntime(), network_seed=0)
-    settings = learner_settings("project", log_heuristic="slack-reliable", log_tuned=True)
-    with pytest.raises(UserError, match="default values only"):
-        run_testbed_o2o(setup, TestbedPlan(), settings, db=str(tmp_path / "t.db"),
-                        model_store=str(tmp_path / "store"))
-    assert not (tmp_path / "store").exists() and not (tmp_path / "t.db").exists()
+    monkeypatch.chdir(tmp_path)
+    tuned = tmp_path / "sr.json"
+    assert main(["tune", "--scheduler", "slack-reliable", "--scenario", "paper-testbed", "--set", "nodes=3",
+                 *SMALL[2:], "--episodes", "2", "--out", str(tuned)]) == 0
+    params = json.loads(tuned.read_text())["params"]
+    capsys.readouterr()
+    tag = uuid.uuid4().hex
+    monkeypatch.setenv(RUN_TAG, tag)
+    for args, message in (
+            (["testbed", "run", *SMALL, "--scheduler", "ratc", "--tuned", str(tuned)],
+             "is a tuning of slack-reliable, not of --scheduler ratc"),
+            (["testbed", "run", "--nodes", "4", "--tuned", str(tuned)], "tuned for"),
+            (["testbed", "o2o", *SMALL, "--tuned", str(tuned), "--store", "s"],
+             "does not run at tuned values")):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert not node_pids(tag) and not (tmp_path / "runs").exists() and not (tmp_path / "s").exists()
+
+    got = o2o("testbed", "compare", *SMALL, "--tuned", str(tuned), "--episodes", "1",
+              "--db", str(tmp_path / "c.db"), "--json", tag=tag)
+    assert got.returncode == 0, got.stderr[-3000:]
+    out = json.loads(got.stdout)
+    assert out["scheduler"] == "slack-reliable" and out["params"] == params
+    assert out["same_destination"] >= 0.8, out
+
+    db = tmp_path / "o2o.db"
+    got = o2o("testbed", "o2o", *SMALL, "--heuristic", "slack-reliable", "--log-tuned",
+              "--tuned", str(tuned), "--collect-episodes", "2", "--offline-steps", "20", "--online-rounds", "0",
+              "--episodes", "1", "--store", str(tmp_path / "models"), "--db", str(db), "--json",
+              timeout=400, tag=tag)
+    assert got.returncode == 0, got.stderr[-3000:]
+    out = json.loads(got.stdout)
+    assert out["log_params"] == params
+    assert set(out) >= {"slack-reliable (tuned)", "rda", "offline-only", "o2o-drl"}
+    assert "slack-reliable" not in out
+    note = "params " + ", ".join(f"{k}={float(v)!r}" for k, v in sorted(params.items()))
+    with LogStore.open(str(db)) as store:
+        runs = {r.phase: r for r in store.runs() if r.scheduler == "slack-reliable"}
+    assert runs["heuristic"].note == note and runs["evaluation"].note == note
+    assert not node_pids(tag)

@@ -137,6 +137,31 @@ def test_slack_reliable_runs_on_the_nodes_with_real_probes_of_every_peer(setup, 
     assert probes_per_task(run.metrics()) == network.n - 1
 
 
+def test_a_rule_runs_on_the_nodes_at_the_tuned_values_prepare_carries(setup, tmp_path):
+    """``run_phase(..., params=...)``: every node builds slack-reliable at the given values (here
+    far from its defaults); its decisions follow the simulator's rule at those values, not at
+    the defaults, and the run's note records them."""
+    scenario, network, h = setup
+    tuned = {"local_margin": 1.0, "peer_margin": 1.0, "rel_power": 0.0, "slack_power": 16.0}
+    with LogStore.open(tmp_path / "tb.db", create=True) as store:
+        run = h.call(run_phase(h.tb, store, scenario, network, "slack-reliable", [14],
+                               network_seed=3, phase="test", params=tuned))
+        (log,) = [log for _, log in store.read_episodes(run.run_id)]
+        info = store.run(run.run_id)
+    assert info.note == "params local_margin=1.0, peer_margin=1.0, rel_power=0.0, slack_power=16.0"
+    episodes = sample_episodes(scenario, network, [14])
+    at_tuned = episode_logs_from_rollout(scenario, network, episodes, make_scheduler("slack-reliable", tuned))
+    at_defaults = episode_logs_from_rollout(scenario, network, episodes, make_scheduler("slack-reliable"))
+    same_tuned = compare_logs(at_tuned, [log], scenario.slot_s)["same_destination"]
+    same_defaults = compare_logs(at_defaults, [log], scenario.slot_s)["same_destination"]
+    assert same_tuned >= 0.8 and same_tuned > same_defaults + 0.1, (same_tuned, same_defaults)
+    # The next phase without values runs the defaults again.
+    again = h.call(run_phase(h.tb, None, scenario, network, "slack-reliable", [14], network_seed=3,
+                             phase="test"))
+    plain = compare_logs(at_defaults, [again.results[0].log], scenario.slot_s)["same_destination"]
+    assert plain > compare_logs(at_tuned, [again.results[0].log], scenario.slot_s)["same_destination"]
+
+
 async def rogue(host, port, what):
     """Send one kind of bad input to a node's port; return what the connection saw."""
     reader, writer = await asyncio.open_connection(host, port)

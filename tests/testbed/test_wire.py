@@ -192,3 +192,15 @@ def test_messages_refuse_infinite_and_nan_numbers():
     with pytest.raises(Exception):
         wire.ProbeAnswer(id=1, capacity_hz=1.0, node_fail_rate=0.0, exec_backlog_s=math.nan,
                       overloaded=False, exec_len=0)
+
+
+def test_prepare_carries_a_tunable_rules_values_checked_in_full():
+    """``prepare`` names the rule and, for a tuned one, its values; the node builds it at them."""
+    msg = wire.Prepare(round=1, scheduler="slack-reliable", params={"local_margin": 0.8, "rel_power": 64})
+    back = wire.parse_message(wire.encode_message(msg))
+    assert back == msg and back.params == {"local_margin": 0.8, "rel_power": 64.0}
+    assert wire.parse_message(wire.encode_message(wire.Prepare(round=2, scheduler="ratc"))).params is None
+    for bad in ({"rel_power": math.nan}, {"rel_power": math.inf}, {"Bad Name": 1.0},
+                {f"p{k}": 1.0 for k in range(17)}, {"rel_power": "sharp"}):
+        with pytest.raises(Exception):
+            wire.Prepare(round=1, scheduler="slack-reliable", params=bad)

@@ -159,6 +159,23 @@ def check_scheduler(name: str, model: str | None, setup=None) -> str | None:
     return model
 
 
+def tuned_scheduler(args, setup) -> dict | None:
+    """``--tuned FILE``: the record of ``o2o tune`` the scheduler runs with, checked against the
+    scenario and network seed; it names the scheduler when ``--scheduler`` is not given (else
+    ``ratc``). The nodes then build that rule at the record's values."""
+    from o2o.experiments.tuning import load_tuned_files
+
+    record = None
+    if args.tuned:
+        (record,) = load_tuned_files([args.tuned], setup.scenario, setup.network_seed).values()
+        if args.scheduler not in (None, record["scheduler"]):
+            raise UserError(f"--tuned {args.tuned} is a tuning of {record['scheduler']}, not of "
+                            f"--scheduler {args.scheduler}; give --scheduler {record['scheduler']} or drop it")
+        args.scheduler = record["scheduler"]
+    args.scheduler = args.scheduler or "ratc"
+    return record
+
+
 def episode_seeds(args) -> list[int]:
     return [args.seed + k for k in range(args.episodes)]
 
@@ -168,13 +185,19 @@ def _setup_logging(verbose: bool) -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
-def print_phase(args, setup: TestbedSetup, seeds: list[int], run: TestbedRun, header: str | None = None) -> int:
-    """The table of ``o2o simulate`` for the phase (or its JSON), then what the testbed measured."""
+def print_phase(args, setup: TestbedSetup, seeds: list[int], run: TestbedRun, header: str | None = None,
+                tuned: dict | None = None) -> int:
+    """The table of ``o2o simulate`` for the phase (or its JSON), then what the testbed measured;
+    a rule run at ``tuned``'s values has them (``params``, ``tuned``) as in ``o2o simulate``."""
     from o2o.cli.common import format_table, summarize
     from o2o.logs.db import describe_db
 
     bounds = episode_bounds_mean(setup.scenario, setup.network, seeds)
     summary = summarize(run.metrics(), extended=not args.json)
+    if tuned is not None:
+        from o2o.experiments.tuning import summary as tuned_summary
+
+        summary.update(params=dict(tuned["params"]), tuned=tuned_summary(tuned))
     if args.json:
         print(json.dumps({args.scheduler: summary, **bounds}))
         return 0
@@ -190,18 +213,19 @@ def print_phase(args, setup: TestbedSetup, seeds: list[int], run: TestbedRun, he
 # ------------------------------------------------------------------------------ o2o testbed run
 def cmd_run(args) -> int:
     setup = testbed_setup(args)
+    tuned = tuned_scheduler(args, setup)
     args.model = check_scheduler(args.scheduler, args.model, setup)
     kills = [KillPlan.parse(text, setup.scenario, args.episodes) for text in args.kill_node]
     seeds = episode_seeds(args)
     _setup_logging(args.verbose)
 
     run = run_local(setup, args.scheduler, seeds, db=args.db, model=args.model, phase=args.phase,
-                    kills=kills, show_progress=not args.json)
+                    kills=kills, show_progress=not args.json, params=tuned and tuned["params"])
     header = (f"testbed: scenario {setup.scenario.name}, {setup.network.n} node processes, network seed "
               f"{args.network_seed}, episodes {seeds[0]}..{seeds[-1]}"
               + (f", model version {run.policy_version}" if run.policy_version else "")
               + (f"\nhosts: {run.where}" if run.where else ""))
-    return print_phase(args, setup, seeds, run, header)
+    return print_phase(args, setup, seeds, run, header, tuned)
 
 
 # ------------------------------------------------------------------------------ o2o testbed compare
@@ -210,21 +234,25 @@ def cmd_compare(args) -> int:
 
     setup = testbed_setup(args)
     scenario, network = setup.scenario, setup.network
+    tuned = tuned_scheduler(args, setup)
+    params = tuned and tuned["params"]
     args.model = check_scheduler(args.scheduler, args.model, setup)
     seeds = episode_seeds(args)
     _setup_logging(args.verbose)
-    sim_logs = simulator_logs(args.scheduler, args.model, scenario, network, seeds)
+    sim_logs = simulator_logs(args.scheduler, args.model, scenario, network, seeds, params=params)
 
     run = run_local(setup, args.scheduler, seeds, db=args.db, model=args.model, phase="compare",
-                    show_progress=not args.json)
+                    show_progress=not args.json, params=params)
     out = compare_logs(sim_logs, [r.log for r in run.results], scenario.slot_s)
-    out.update({"scheduler": args.scheduler, "scenario": scenario.name, "nodes": network.n,
+    out.update({"scheduler": args.scheduler, **({"params": dict(params)} if params else {}),
+                "scenario": scenario.name, "nodes": network.n,
                 **episode_bounds_mean(scenario, network, seeds), "run": run.run_id,
                 "hosts": setup.hosts, "pacing": setup.runtime.pacing})
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"simulator vs testbed: {args.scheduler}, scenario {scenario.name}, {network.n} nodes, "
+    at = f" at {', '.join(f'{k}={v:g}' for k, v in params.items())}" if params else ""
+    print(f"simulator vs testbed: {args.scheduler}{at}, scenario {scenario.name}, {network.n} nodes, "
           f"network seed {args.network_seed}, the same episodes {seeds[0]}..{seeds[-1]}")
     if run.where:
         print(f"hosts: {run.where}")
@@ -275,6 +303,7 @@ def cmd_bench_testbed(args) -> int:
 def cmd_controller(args) -> int:
     """A controller for nodes started elsewhere (other hosts, Kubernetes pods)."""
     setup = testbed_setup(args)
+    tuned = tuned_scheduler(args, setup)
     args.model = check_scheduler(args.scheduler, args.model, setup)
     host, port = wire.parse_host_port(args.listen, "--listen")
     key = wire.token_key(wire.read_token(args.token_file))
@@ -283,8 +312,8 @@ def cmd_controller(args) -> int:
 
     run = run_attached(setup, args.scheduler, seeds, key=key, host=host, port=port,
                        wait_nodes_s=args.wait_nodes, db=args.db, model=args.model, phase=args.phase,
-                       shutdown_nodes=not args.keep_nodes)
-    return print_phase(args, setup, seeds, run)
+                       shutdown_nodes=not args.keep_nodes, params=tuned and tuned["params"])
+    return print_phase(args, setup, seeds, run, tuned=tuned)
 
 
 # ------------------------------------------------------------------------------ o2o testbed trainer
@@ -341,22 +370,35 @@ def cmd_o2o(args) -> int:
                        args.episodes_per_round, args.episodes)
     check_counts(dataclasses.asdict(plan), options=True)
     settings = learner_settings(args.settings, args.set_offline, args.set_online, args.reward_credit,
-                                args.obs_layout, options=("--set-offline", "--set-online"))
+                                args.obs_layout, log_tuned=args.log_tuned,
+                                options=("--set-offline", "--set-online"))
     heuristic = args.heuristic or settings.log_heuristic
+    from o2o.experiments.tuning import load_tuned_files
+
+    tuned = load_tuned_files(args.tuned, setup.scenario, setup.network_seed)
+    unused = sorted(set(tuned) - ({heuristic} if settings.log_tuned else set()) - set(args.baseline))
+    if unused:
+        raise UserError(f"--tuned gives values for {', '.join(unused)}, which this pipeline does not run "
+                        "at tuned values: a baseline (--baseline NAME) or the logging heuristic with "
+                        "--log-tuned uses a --tuned file")
     _setup_logging(args.verbose)
     say = (lambda _msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     report = run_testbed_o2o(setup, plan, settings, db=args.db, model_store=args.store,
                              heuristic=heuristic, baselines=args.baseline,
-                             training_seed=args.training_seed, eval_seeds=episode_seeds(args), say=say)
+                             training_seed=args.training_seed, eval_seeds=episode_seeds(args), say=say,
+                             tuned=tuned)
     scenario, network = setup.scenario, setup.network
     bounds = episode_bounds_mean(scenario, network, report.eval_seeds)
     summaries = {name: summarize(run.metrics(), extended=not args.json) for name, run in report.runs.items()}
     if args.json:
-        print(json.dumps({**summaries, **bounds, "model_versions": report.versions,
+        print(json.dumps({**summaries, **bounds, "log_params": report.log_params,
+                          "model_versions": report.versions,
                           "nodes_on_final_model": report.nodes_on_final_model, "store": args.store}))
         return 0
     print(f"O2O-DRL on the testbed: scenario {scenario.name}, {network.n} node processes, "
-          f"{plan.collect_episodes} heuristic episodes ({heuristic}, run {report.collect_run}), "
+          f"{plan.collect_episodes} heuristic episodes ({heuristic}"
+          + (f" at {', '.join(f'{k}={v:g}' for k, v in report.log_params.items())}" if report.log_params else "")
+          + f", run {report.collect_run}), "
           f"{plan.offline_steps} offline steps, {plan.online_rounds} x {plan.episodes_per_round} online "
           f"episodes; evaluation episodes {report.eval_seeds[0]}..{report.eval_seeds[-1]}")
     print(format_table(summaries, bounds))
@@ -375,10 +417,17 @@ def cmd_node(args) -> int:
 
 
 # ------------------------------------------------------------------------------ registration
+def add_tuned_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tuned", default=None, metavar="FILE",
+                   help="a file of 'o2o tune' for this scenario and network seed: the nodes run its rule "
+                        "at the tuned values")
+
+
 def add_phase_args(p: argparse.ArgumentParser) -> None:
     """What ``testbed run`` and ``testbed compare`` share: the scheduler, its model, the task
     log and the output."""
-    p.add_argument("--scheduler", default="ratc", help=SCHEDULER_CHOICES + " (default ratc)")
+    p.add_argument("--scheduler", default=None, help=SCHEDULER_CHOICES + " (default ratc, or --tuned's)")
+    add_tuned_arg(p)
     p.add_argument("--model", default=None, help="model store (folder or fsspec URL) for --scheduler drl")
     p.add_argument("--db", default=DEFAULT_DB, help=f"task log: SQLite path or database URL (default {DEFAULT_DB})")
     p.add_argument("--json", action="store_true", help="print one JSON object (as o2o simulate)")
@@ -424,7 +473,8 @@ def register(sub, bench) -> None:
     ctl.add_argument("--token-file", default=None, help=f"file with the shared token (default: ${wire.TOKEN_ENV})")
     ctl.add_argument("--wait-nodes", type=float, default=300.0, metavar="SECONDS",
                      help="how long to wait for all nodes to register (default 300)")
-    ctl.add_argument("--scheduler", default="ratc", help=SCHEDULER_CHOICES + " (default ratc)")
+    ctl.add_argument("--scheduler", default=None, help=SCHEDULER_CHOICES + " (default ratc, or --tuned's)")
+    add_tuned_arg(ctl)
     ctl.add_argument("--model", default=None, help="model store for --scheduler drl")
     ctl.add_argument("--db", default=DEFAULT_DB, help=f"task log (default {DEFAULT_DB})")
     ctl.add_argument("--phase", default="heuristic", help="phase recorded with the run (default heuristic)")
@@ -462,6 +512,13 @@ def register(sub, bench) -> None:
                         "paper: ratc)")
     o.add_argument("--baseline", action="append", default=["rda"], metavar="NAME",
                    help="other heuristics to evaluate (default rda; repeatable)")
+    o.add_argument("--log-tuned", action=argparse.BooleanOptionalAction, default=None,
+                   help="run a tunable logging heuristic at its values for this network: a --tuned "
+                        "file's, else tuned in the simulator on validation episodes before the nodes "
+                        "start (default: the settings')")
+    o.add_argument("--tuned", action="append", default=[], metavar="FILE",
+                   help="a file of 'o2o tune' for this scenario and network seed: the logging heuristic "
+                        "(with --log-tuned) or a --baseline runs at its values (repeatable)")
     o.set_defaults(seed=seeds.TEST.start)
     o.add_argument("--collect-episodes", type=TESTBED_EPISODES, default=20,
                    help="heuristic episodes logged for offline training (default 20)")

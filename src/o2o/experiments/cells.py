@@ -91,6 +91,7 @@ class UnitTask:
     eval_seeds: tuple[int, ...]
     folder: str                # the unit's own folder (models, metrics); emptied first
     tuned: dict[str, Any] | None = None   # the --tuned record of the unit's rule (a training unit: its logging rule's)
+    tuned_by_rule: dict[str, dict[str, Any]] | None = None   # testbed-heuristics: each rule's --tuned record
 
 
 def run_unit(task: UnitTask) -> list[Cell]:
@@ -205,12 +206,20 @@ def _testbed_info(run) -> dict[str, Any]:
 
 
 def _testbed_heuristics(task: UnitTask) -> list[Cell]:
+    """Every decentralized heuristic on one testbed; a tunable rule runs on the nodes at its
+    values for this point and network, as in the simulator's cells (the given record, or tuned
+    in the simulator on validation episodes first), kept in the cell's info."""
     from o2o.experiments.testbed_job import run_testbed_heuristics
 
     folder = _fresh_folder(task)
-    runs = run_testbed_heuristics(_testbed_setup(task), list(task.unit.methods),
-                                  list(task.eval_seeds), db=str(folder / "logs.db"))
-    return [_cell(task, name, run.metrics()["success_rate"], _testbed_info(run))
+    setup = _testbed_setup(task)
+    tuning = tuned_rules(task.unit.methods, setup.scenario, setup.network, network_seed=task.network_seed,
+                         given=task.tuned_by_rule)
+    runs = run_testbed_heuristics(setup, list(task.unit.methods), list(task.eval_seeds),
+                                  db=str(folder / "logs.db"),
+                                  params={k: v["params"] for k, v in tuning.items()})
+    return [_cell(task, name, run.metrics()["success_rate"],
+                  {**_testbed_info(run), **({"tuned": summary(tuning[name])} if name in tuning else {})})
             for name, run in runs.items()]
 
 
@@ -229,7 +238,8 @@ def _testbed_training(task: UnitTask) -> list[Cell]:
         torch.set_num_threads(threads)
     info = {"seconds": {"pipeline": time.perf_counter() - start}, "versions": report.versions,
             "logs": {"heuristic": task.logging, "run": report.collect_run,
-                     "episodes": task.plan.collect_episodes}}
+                     "episodes": task.plan.collect_episodes,
+                     **({"params": report.log_params} if report.log_params else {})}}
     return [_cell(task, m, report.runs[m].metrics()["success_rate"], {**info, **_testbed_info(report.runs[m])})
             for m in task.unit.methods]
 
@@ -242,7 +252,8 @@ def _run_testbed_o2o(task: UnitTask, folder: Path):
                            heuristic=task.logging, baselines=[], training_seed=task.unit.seed,
                            eval_seeds=list(task.eval_seeds),
                            online_only="online-only" in task.unit.methods,
-                           evaluate_heuristic=False)
+                           evaluate_heuristic=False,
+                           tuned={task.logging: task.tuned} if task.tuned else None)
 
 
 def eval_seeds(plan) -> tuple[int, ...]:

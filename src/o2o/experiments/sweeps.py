@@ -182,7 +182,10 @@ class Sweep:
                 "sizes": sizes,
                 "scenarios": [p.scenario.model_dump(mode="json") for p in self.points],
                 # How the tunable rules get their values: the search, or the given files' values.
-                "tuning": {"grids": GRIDS, "episodes": TUNE_EPISODES, "given": given}}
+                "tuning": {"grids": GRIDS, "episodes": TUNE_EPISODES, "given": given,
+                           # the testbed's rule cells run the tunable rules at tuned values (since
+                           # protocol 2; before, at their defaults): cells of before are not reused
+                           **({"testbed_rules": "tuned"} if self.testbed else {})}}
 
     def tuned_for(self, point: "Point", name: str) -> dict[str, Any] | None:
         """The record given with --tuned for rule ``name`` at ``point``, or None."""

@@ -31,8 +31,8 @@ from o2o.learn.from_logs import (
 from o2o.learn.settings import LearnerSettings
 from o2o.logs.store import LogStore
 from o2o.models import ModelStore
-from o2o.schedulers import TUNABLE
-from o2o.testbed.phase import TestbedRun, TestbedSetup, run_phase
+from o2o.experiments.tuning import logging_params
+from o2o.testbed.phase import TestbedRun, TestbedSetup, params_note, run_phase
 
 
 @dataclass(frozen=True)
@@ -60,17 +60,20 @@ class TestbedReport:
     collect_run: int
     eval_seeds: list[int]
     nodes_on_final_model: list[int] = field(default_factory=list)
+    log_params: dict[str, float] | None = None   # the logging heuristic's tuned values; None: defaults
 
 
 async def _testbed_o2o(tb, store, setup: TestbedSetup, plan: TestbedPlan, settings: LearnerSettings,
                        model_store: str, heuristic: str, baselines: list[str], training_seed: int,
                        eval_seeds: list[int], say: Callable[[str], None], online_only: bool = False,
-                       evaluate_heuristic: bool = True) -> TestbedReport:
+                       evaluate_heuristic: bool = True, params: dict[str, float] | None = None,
+                       baseline_params: dict[str, dict[str, float]] | None = None) -> TestbedReport:
     common = {"network_seed": setup.network_seed}
     sc, net = setup.scenario, setup.network
-    say(f"[1/4] {heuristic}: {plan.collect_episodes} episodes of logs")
+    at = f" at its tuned values ({params_note(params)})" if params else ""
+    say(f"[1/4] {heuristic}{at}: {plan.collect_episodes} episodes of logs")
     collect = await run_phase(tb, store, sc, net, heuristic, seeds.LOGS.take(plan.collect_episodes),
-                              phase="heuristic", **common)
+                              phase="heuristic", params=params, **common)
     say(f"[2/4] offline training, {plan.offline_steps} steps on run {collect.run_id}")
     offline: Published = await asyncio.to_thread(
         train_offline_from_logs, store, [collect.run_id], model_store, steps=plan.offline_steps,
@@ -88,8 +91,13 @@ async def _testbed_o2o(tb, store, setup: TestbedSetup, plan: TestbedPlan, settin
             tb, store, setup, plan, settings, model_store, initial, training_seed, "online-only", say)
     say(f"[4/4] evaluation: {len(eval_seeds)} episodes each")
     runs: dict[str, TestbedRun] = {}
-    for name in [heuristic, *baselines] if evaluate_heuristic else baselines:
-        runs[name] = await run_phase(tb, store, sc, net, name, eval_seeds, phase="evaluation", **common)
+    if evaluate_heuristic:   # the logging heuristic as it logged: at its tuned values where it was
+        runs[heuristic_label(heuristic, params)] = await run_phase(
+            tb, store, sc, net, heuristic, eval_seeds, phase="evaluation", params=params, **common)
+    for name in baselines:
+        at = (baseline_params or {}).get(name)
+        runs[heuristic_label(name, at)] = await run_phase(tb, store, sc, net, name, eval_seeds,
+                                                          phase="evaluation", params=at, **common)
     for label, published in published_by_label.items():
         await tb.controller.announce_model(model_store, published.version, published.sha256)
         runs[label] = await run_phase(tb, store, sc, net, "drl", eval_seeds, phase="evaluation",
@@ -100,7 +108,7 @@ async def _testbed_o2o(tb, store, setup: TestbedSetup, plan: TestbedPlan, settin
     versions = {"offline": offline.version, "o2o": current.version}
     if "online-only" in published_by_label:
         versions["online_only"] = published_by_label["online-only"].version
-    return TestbedReport(runs, versions, collect.run_id, eval_seeds, nodes_on_final)
+    return TestbedReport(runs, versions, collect.run_id, eval_seeds, nodes_on_final, params)
 
 
 async def _online_rounds(tb, store, setup: TestbedSetup, plan: TestbedPlan, settings: LearnerSettings,
@@ -140,10 +148,17 @@ def publish_initial_policy(model_store: str, scenario, network, settings: Learne
                                          "seed": training_seed})
 
 
+def heuristic_label(name: str, params: dict[str, float] | None) -> str:
+    """The name of a rule's row: ``NAME (tuned)`` at tuned values."""
+    return f"{name} (tuned)" if params else name
+
+
 def run_testbed_heuristics(setup: TestbedSetup, names: list[str], eval_seeds: list[int], *,
-                           db: str | None = None) -> dict[str, TestbedRun]:
+                           db: str | None = None, params: dict[str, dict[str, float]] | None = None
+                           ) -> dict[str, TestbedRun]:
     """Each decentralized heuristic of ``names`` on the same ``eval_seeds``, on one local
-    testbed brought up for them all (task log in ``db``, None: none)."""
+    testbed brought up for them all (task log in ``db``, None: none); a rule in ``params`` runs
+    at its values there."""
     import contextlib
 
     async def main() -> dict[str, TestbedRun]:
@@ -153,7 +168,7 @@ def run_testbed_heuristics(setup: TestbedSetup, names: list[str], eval_seeds: li
                 for name in names:
                     runs[name] = await run_phase(tb, store, setup.scenario, setup.network, name,
                                                  eval_seeds, network_seed=setup.network_seed,
-                                                 phase="evaluation")
+                                                 phase="evaluation", params=(params or {}).get(name))
         return runs
 
     return asyncio.run(main())
@@ -163,28 +178,37 @@ def run_testbed_o2o(setup: TestbedSetup, plan: TestbedPlan, settings: LearnerSet
                     model_store: str, heuristic: str | None = None, baselines: list[str] = ("rda",),
                     training_seed: int = 0, eval_seeds: list[int] | None = None,
                     say: Callable[[str], None] = lambda _msg: None, online_only: bool = False,
-                    evaluate_heuristic: bool = True) -> TestbedReport:
+                    evaluate_heuristic: bool = True, tuned: dict[str, dict] | None = None) -> TestbedReport:
     """Bring a local testbed up, run the four phases with the task log in ``db`` and the
     models in a new ``model_store``, take the testbed down. ``heuristic``: the one whose logs
     the offline phase learns from (default the settings'). ``online_only`` adds the
     online-only baseline (the same online rounds from random weights); ``evaluate_heuristic``
     False leaves the logging heuristic out of the evaluation (a sweep evaluates the heuristics
-    apart, once per point)."""
+    apart, once per point). With the settings' ``log_tuned`` a tunable logging heuristic runs on
+    the nodes at its values for this network: ``tuned``'s record for it (an ``o2o tune`` file),
+    else tuned here in the simulator on validation episodes of the same scenario and network
+    (``o2o.experiments.tuning.logging_params``, before any node starts); it is evaluated at
+    the same values, as ``NAME (tuned)``, and so is a baseline that has a record in ``tuned``."""
     heuristic = heuristic or settings.log_heuristic
-    if settings.log_tuned and heuristic in TUNABLE:
-        raise UserError(f"the testbed's nodes run {heuristic} at its default values only; "
-                        "log it at its defaults (log_tuned off), or tune and log it in the simulator (o2o run)")
     if ModelStore(model_store).latest() is not None:
         raise UserError(f"model store {model_store} already holds versions; give a new --store "
                         "folder so that the pipeline's versions are its own")
     eval_seeds = list(eval_seeds) if eval_seeds is not None else seeds.TEST.take(plan.eval_episodes)
-    baselines = [b for b in baselines if b != heuristic]
+    params = logging_params(heuristic, settings.log_tuned, setup.scenario, setup.network,
+                            network_seed=setup.network_seed, tuning=tuned)
+    if params:
+        say(f"{heuristic} runs at the values tuned for network {setup.network_seed}: {params_note(params)}")
+    # A baseline with a tuning record runs at its values; the logging heuristic's own row is not
+    # run twice.
+    baseline_params = {b: dict(tuned[b]["params"]) for b in baselines if tuned and b in tuned}
+    baselines = list(dict.fromkeys(b for b in baselines
+                                   if b != heuristic or baseline_params.get(b) != params))
 
     async def main() -> TestbedReport:
         with LogStore.open(db, create=True) as store:
             async with setup.local_testbed() as tb:
                 return await _testbed_o2o(tb, store, setup, plan, settings, model_store, heuristic,
                                           baselines, training_seed, eval_seeds, say, online_only,
-                                          evaluate_heuristic)
+                                          evaluate_heuristic, params, baseline_params)
 
     return asyncio.run(main())

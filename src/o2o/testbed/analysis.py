@@ -149,8 +149,9 @@ def episode_bounds_mean(scenario: Scenario, network: Network, seeds: list[int]) 
 
 
 def simulator_logs(scheduler: str, model: str | None, scenario: Scenario, network: Network,
-                   seeds: list[int]) -> list:
-    """The simulator's logs of ``seeds`` with ``scheduler`` (``drl``: the model in store ``model``)."""
+                   seeds: list[int], params: dict[str, float] | None = None) -> list:
+    """The simulator's logs of ``seeds`` with ``scheduler`` (``drl``: the model in store ``model``;
+    a tunable rule at ``params``, None: its defaults)."""
     from o2o.core.episodes import sample_episodes
     from o2o.logs.records import episode_logs_from_rollout
 
@@ -161,7 +162,7 @@ def simulator_logs(scheduler: str, model: str | None, scenario: Scenario, networ
     else:
         from o2o.sim import make_scheduler
 
-        rule = make_scheduler(scheduler)
+        rule = make_scheduler(scheduler, params)
     return episode_logs_from_rollout(scenario, network, sample_episodes(scenario, network, seeds), rule)
 
 

@@ -343,20 +343,23 @@ class Controller:
         self._broadcast(self.model)
         log.info("announced model version %d from %s", version, store)
 
-    async def prepare(self, scheduler: str, attempts: int = 3) -> dict[int, wire.Ready]:
-        """Promote joining nodes, share the peer list, and have every active node get ready.
+    async def prepare(self, scheduler: str, attempts: int = 3,
+                      params: dict[str, float] | None = None) -> dict[int, wire.Ready]:
+        """Promote joining nodes, share the peer list, and have every active node get ready
+        with ``scheduler`` (at ``params``, a tunable rule's values; None: its defaults).
         A round in which a node died (its peers then lack a link to it) is repeated."""
         for attempt in range(attempts):
             before = self.active()
             try:
-                return await self._prepare_round(scheduler)
+                return await self._prepare_round(scheduler, params)
             except UserError:
                 if attempt == attempts - 1 or set(self.active()) == set(before):
                     raise
                 log.warning("a node was lost while preparing; preparing again")
         raise AssertionError("unreachable")
 
-    async def _prepare_round(self, scheduler: str) -> dict[int, wire.Ready]:
+    async def _prepare_round(self, scheduler: str, params: dict[str, float] | None = None
+                             ) -> dict[int, wire.Ready]:
         for h in self.nodes.values():
             if h.state == "joining":
                 h.state = "active"
@@ -364,7 +367,7 @@ class Controller:
         rnd = self._round
         active = self.active()
         self._broadcast(wire.Peers(peers=self._addresses(), alive=active))
-        self._broadcast(wire.Prepare(round=rnd, scheduler=scheduler), to=active)
+        self._broadcast(wire.Prepare(round=rnd, scheduler=scheduler, params=params), to=active)
         deadline = self.clock.now() + self.settings.ready_timeout_s
         while True:
             waiting = [i for i in self.active() if rnd not in self.nodes[i].ready]

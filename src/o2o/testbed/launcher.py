@@ -181,14 +181,15 @@ class LocalTestbed:
 
     # ------------------------------------------------------------------ running
     async def run(self, scheduler: str, seeds: list[int], first_index: int = 0,
-                  kills: list[KillPlan] = (), on_episode: Callable[[EpisodeResult], None] | None = None
-                  ) -> list[EpisodeResult]:
-        """Run one episode per seed with ``scheduler``; ``kills`` are episode-relative."""
+                  kills: list[KillPlan] = (), on_episode: Callable[[EpisodeResult], None] | None = None,
+                  params: dict[str, float] | None = None) -> list[EpisodeResult]:
+        """Run one episode per seed with ``scheduler`` (at ``params``, a tunable rule's values;
+        None: its defaults); ``kills`` are episode-relative."""
         plan = {(k.episode, k.slot): k.node for k in kills}
         results = []
         for k, seed in enumerate(seeds):
             await self.wait_restarts()
-            await self.controller.prepare(scheduler)
+            await self.controller.prepare(scheduler, params=params)
 
             def on_slot(_index, t, k=k):
                 node = plan.get((k, t))
@@ -344,12 +345,12 @@ class AttachedNodes:
         self.killed: list[dict] = []
 
     async def run(self, scheduler: str, seeds: list[int], first_index: int = 0, kills=(),
-                  on_episode=None) -> list[EpisodeResult]:
+                  on_episode=None, params: dict[str, float] | None = None) -> list[EpisodeResult]:
         if kills:
             raise UserError("--kill-node needs the nodes to be started by `o2o testbed run`")
         results = []
         for k, seed in enumerate(seeds):
-            await self.controller.prepare(scheduler)
+            await self.controller.prepare(scheduler, params=params)
             result = await self.controller.run_episode(first_index + k, seed, scheduler)
             results.append(result)
             if on_episode is not None:

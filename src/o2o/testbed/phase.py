@@ -76,12 +76,21 @@ class TestbedRun:
         return stack_metrics([r.metrics for r in self.results])
 
 
+def params_note(params: dict[str, float]) -> str:
+    """How a run's note records the values its rule ran at: ``params local_margin=0.8, ...``."""
+    return "params " + ", ".join(f"{k}={float(v)!r}" for k, v in sorted(params.items()))
+
+
 async def run_phase(tb, store, scenario: Scenario, network: Network, scheduler: str,
                     seeds: list[int], *, network_seed: int, phase: str, kills=(), first_index: int = 0,
-                    policy_version: int | None = None, progress=None, note: str | None = None) -> TestbedRun:
-    """Run ``seeds`` with ``scheduler`` on a started testbed; write the task log as one run
-    (``store`` None: no log). ``kills`` are ``KillPlan``s, their episode relative to ``seeds``."""
+                    policy_version: int | None = None, progress=None, note: str | None = None,
+                    params: dict[str, float] | None = None) -> TestbedRun:
+    """Run ``seeds`` with ``scheduler`` (at ``params``, a tunable rule's values; None: its
+    defaults) on a started testbed; write the task log as one run (``store`` None: no log), its
+    note naming the values. ``kills`` are ``KillPlan``s, their episode relative to ``seeds``."""
     writer = None
+    if params:
+        note = "; ".join(x for x in (note, params_note(params)) if x)
     if store is not None:
         writer = await asyncio.to_thread(
             store.start_run, scenario, network, scheduler, source="testbed", phase=phase,
@@ -97,7 +106,7 @@ async def run_phase(tb, store, scenario: Scenario, network: Network, scheduler: 
 
     try:
         for k, seed in enumerate(seeds):
-            got = await tb.run(scheduler, [seed], first_index=first_index + k,
+            got = await tb.run(scheduler, [seed], first_index=first_index + k, params=params,
                                kills=[KillPlan(p.node, 0, p.slot) for p in kills if p.episode == k])
             await on_episode(got[0])
             results.extend(got)
@@ -133,7 +142,7 @@ async def announce_latest_model(controller: Controller, store_url: str, nodes: i
 
 async def run_scheduler(tb, store, setup: TestbedSetup, scheduler: str, seeds: list[int], *,
                         model: str | None = None, phase: str, kills=(), desc: str | None = None,
-                        show_progress: bool = False) -> TestbedRun:
+                        show_progress: bool = False, params: dict[str, float] | None = None) -> TestbedRun:
     """``run_phase`` with the store's latest model announced first when ``scheduler`` is drl."""
     version = None
     if scheduler == "drl":
@@ -142,13 +151,14 @@ async def run_scheduler(tb, store, setup: TestbedSetup, scheduler: str, seeds: l
                       disable=not show_progress) as bar:
         return await run_phase(tb, store, setup.scenario, setup.network, scheduler, seeds,
                                network_seed=setup.network_seed, phase=phase, kills=kills,
-                               policy_version=version, progress=bar.update)
+                               policy_version=version, progress=bar.update, params=params)
 
 
 def run_local(setup: TestbedSetup, scheduler: str, seeds: list[int], *, db: str | None = None,
               model: str | None = None, phase: str, kills=(), desc: str | None = None,
-              show_progress: bool = False) -> TestbedRun:
-    """Bring a local testbed up, run one phase with its task log in ``db`` (None: no log), and
+              show_progress: bool = False, params: dict[str, float] | None = None) -> TestbedRun:
+    """Bring a local testbed up, run one phase (``scheduler`` at ``params``, a tunable rule's
+    values; None: its defaults) with its task log in ``db`` (None: no log), and
     take the testbed down; no node process (and with ``hosts = netns`` no namespace or
     interface) is left behind, also on an error, Ctrl-C or SIGTERM."""
     from o2o.logs.store import LogStore
@@ -161,7 +171,7 @@ def run_local(setup: TestbedSetup, scheduler: str, seeds: list[int], *, db: str 
 
     async def phase_on(tb, store) -> TestbedRun:
         return await run_scheduler(tb, store, setup, scheduler, seeds, model=model, phase=phase,
-                                   kills=kills, desc=desc, show_progress=show_progress)
+                                   kills=kills, desc=desc, show_progress=show_progress, params=params)
 
     async def main() -> TestbedRun:
         # SIGTERM ends the run as Ctrl-C does: through the same clean-up.
@@ -188,7 +198,7 @@ def run_local(setup: TestbedSetup, scheduler: str, seeds: list[int], *, db: str 
 
 def run_attached(setup: TestbedSetup, scheduler: str, seeds: list[int], *, key: bytes, host: str,
                  port: int, wait_nodes_s: float, db: str, model: str | None = None, phase: str,
-                 shutdown_nodes: bool = True) -> TestbedRun:
+                 shutdown_nodes: bool = True, params: dict[str, float] | None = None) -> TestbedRun:
     """Serve a controller on ``host:port``, wait for the scenario's nodes to register, run one
     phase with its task log in ``db``, and close the controller (asking the nodes to exit
     unless ``shutdown_nodes`` is False: they then wait for the next controller)."""
@@ -207,7 +217,7 @@ def run_attached(setup: TestbedSetup, scheduler: str, seeds: list[int], *, key: 
             try:
                 await controller.wait_for_nodes(setup.network.n, wait_nodes_s)
                 return await run_scheduler(AttachedNodes(controller), store, setup, scheduler, seeds,
-                                           model=model, phase=phase)
+                                           model=model, phase=phase, params=params)
             finally:
                 await controller.close("controller finished", shutdown_nodes=shutdown_nodes)
 

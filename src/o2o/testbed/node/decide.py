@@ -33,6 +33,7 @@ class Decider:
     def __init__(self):
         self.rule: Rule | None = None
         self.scheduler_name: str | None = None
+        self.scheduler_params: dict[str, float] | None = None   # a tunable rule's values; None: defaults
         self.model = None
         self.model_version: int | None = None
         self.model_sha256: str | None = None
@@ -43,15 +44,29 @@ class Decider:
         self.model, self.model_version, self.model_sha256 = model, version, sha256
         self.rule = None
         self.scheduler_name = None
+        self.scheduler_params = None
 
-    def build(self, name: str, scenario: Scenario, network: Network, index: int) -> str | None:
-        """Make ``name`` the rule (kept if it already is); an error message or None."""
-        from o2o.schedulers import HEURISTICS
+    def build(self, name: str, scenario: Scenario, network: Network, index: int,
+              params: dict[str, float] | None = None) -> str | None:
+        """Make ``name`` the rule, at ``params`` (a tunable rule's values; None: its defaults),
+        kept if it already is; an error message or None."""
+        from o2o.core.errors import UserError
+        from o2o.schedulers import HEURISTICS, make_rule
 
-        if name == self.scheduler_name and self.rule is not None:
+        params = dict(params) if params else None
+        if name == self.scheduler_name and params == self.scheduler_params and self.rule is not None:
             return None
+        if params is not None and name not in HEURISTICS:
+            return f"node {index}: {name} takes no parameters (got {', '.join(sorted(params))})"
         if name in HEURISTICS:
-            self.rule = HEURISTICS[name]()
+            try:   # names and ranges checked as the simulator checks them
+                rule = make_rule(name, params)
+                fits = getattr(rule, "check_nodes", None)
+                if fits is not None:
+                    fits(network.n)
+            except UserError as exc:
+                return f"node {index}: {exc}"
+            self.rule = rule
         elif name == "drl":
             if self.model is None:
                 return f"node {index}: scheduler drl needs a model, none was announced"
@@ -64,7 +79,7 @@ class Decider:
                 return f"node {index}: {exc}"
         else:
             return f"node {index}: unknown scheduler {name!r}"
-        self.scheduler_name = name
+        self.scheduler_name, self.scheduler_params = name, params
         return None
 
     async def choose(self, view: NodeView, probe: Callable[[np.ndarray], Awaitable[ProbeAnswers]],

@@ -233,7 +233,8 @@ class EdgeNode:
         if error is None:
             # Off the event loop: building ``drl`` loads the observation's compiled loops (about
             # a second), and heartbeats and peers must not wait for it.
-            error = await asyncio.to_thread(d.build, msg.scheduler, self.scenario, self.network, self.index)
+            error = await asyncio.to_thread(d.build, msg.scheduler, self.scenario, self.network, self.index,
+                                            msg.params)
         down = self.links.down()
         if error is None and down:
             error = f"node {self.index} has no link to node(s) {down}"

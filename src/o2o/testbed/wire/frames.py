@@ -57,7 +57,8 @@ from o2o.testbed.wire.messages import (
     parse_message,
 )
 
-PROTOCOL_VERSION = 1
+# 2: ``prepare`` carries a tunable rule's parameters.
+PROTOCOL_VERSION = 2
 TAG_BYTES = 32
 HANDSHAKE_TIMEOUT_S = 5.0
 MIN_TOKEN_CHARS = 16

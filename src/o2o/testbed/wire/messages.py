@@ -197,13 +197,21 @@ class Peers(_Msg):
     alive: list[NodeIndex]
 
 
+# A tunable rule's parameters by name (``o2o.schedulers.TUNABLE``), e.g. the values ``o2o tune``
+# chose on validation episodes; the node checks names and ranges when it builds the rule.
+RuleParams = Annotated[dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")], float],
+                       Field(max_length=16)]
+
+
 class Prepare(_Msg):
-    """Between episodes: connect to the alive peers, load a pending model, build ``scheduler``,
-    then answer ``ready`` with the same round."""
+    """Between episodes: connect to the alive peers, load a pending model, build ``scheduler``
+    (at ``params``, a tunable rule's values; None: its defaults), then answer ``ready`` with the
+    same round."""
 
     type: Literal["prepare"] = "prepare"
     round: Count
     scheduler: Annotated[str, Field(min_length=1, max_length=64)]
+    params: RuleParams | None = None
 
 
 class EpisodeStart(_Msg):

@@ -469,7 +469,7 @@ def test_a_training_cell_logs_its_teacher_at_a_given_tuned_file(tmp_path):
     (sweep,) = with_tuned([load_sweep(str(spec), "quick", shipped=False)], [str(tuned)])
     (unit,) = [u for u in plan_units(sweep) if u.kind == "training" and u.point == 0]
     task = replace(unit_task(sweep, unit, tmp_path / "out"), settings=learner_settings("project", log_tuned=True))
-    assert task.tuned["source"] == str(tuned)
+    assert task.tuned["spread"]["source"] == str(tuned)
     # (tuned here, on 10 episodes from 900000, the rule would get other values)
     from o2o.core.network import sample_network
     from o2o.experiments.tuning import tune_rule

@@ -37,6 +37,7 @@ from o2o.testbed.launcher import KillPlan
 from o2o.testbed.phase import (
     TestbedRun,
     TestbedSetup,
+    params_text,
     run_attached,
     run_local,
 )
@@ -251,7 +252,7 @@ def cmd_compare(args) -> int:
     if args.json:
         print(json.dumps(out))
         return 0
-    at = f" at {', '.join(f'{k}={v:g}' for k, v in params.items())}" if params else ""
+    at = f" at {params_text(params)}" if params else ""
     print(f"simulator vs testbed: {args.scheduler}{at}, scenario {scenario.name}, {network.n} nodes, "
           f"network seed {args.network_seed}, the same episodes {seeds[0]}..{seeds[-1]}")
     if run.where:
@@ -397,7 +398,7 @@ def cmd_o2o(args) -> int:
         return 0
     print(f"O2O-DRL on the testbed: scenario {scenario.name}, {network.n} node processes, "
           f"{plan.collect_episodes} heuristic episodes ({heuristic}"
-          + (f" at {', '.join(f'{k}={v:g}' for k, v in report.log_params.items())}" if report.log_params else "")
+          + (f" at {params_text(report.log_params)}" if report.log_params else "")
           + f", run {report.collect_run}), "
           f"{plan.offline_steps} offline steps, {plan.online_rounds} x {plan.episodes_per_round} online "
           f"episodes; evaluation episodes {report.eval_seeds[0]}..{report.eval_seeds[-1]}")

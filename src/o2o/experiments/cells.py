@@ -90,8 +90,8 @@ class UnitTask:
     settings: LearnerSettings
     eval_seeds: tuple[int, ...]
     folder: str                # the unit's own folder (models, metrics); emptied first
-    tuned: dict[str, Any] | None = None   # the --tuned record of the unit's rule (a training unit: its logging rule's)
-    tuned_by_rule: dict[str, dict[str, Any]] | None = None   # testbed-heuristics: each rule's --tuned record
+    # The --tuned records by rule of the unit's rules (a training unit: of its logging rule)
+    tuned: dict[str, dict[str, Any]] | None = None
 
 
 def run_unit(task: UnitTask) -> list[Cell]:
@@ -140,7 +140,7 @@ def _heuristic(task: UnitTask) -> list[Cell]:
     network = sample_network(task.scenario, task.network_seed)
     (name,) = task.unit.methods
     tuning = tuned_rules((name,), task.scenario, network, network_seed=task.network_seed,
-                         given={name: task.tuned} if task.tuned else None)
+                         given=task.tuned)
     rates, probes = heuristic_rates(task.scenario, network, list(task.eval_seeds), names=(name,),
                                     params={k: v["params"] for k, v in tuning.items()})
     info: dict[str, Any] = {"probes_per_task": probes[name]}
@@ -169,7 +169,7 @@ def _training(task: UnitTask) -> list[Cell]:
     # else tuned here on validation episodes: the same values its own heuristic cell finds).
     params = logging_params(task.logging, task.settings.log_tuned, scenario, network,
                             network_seed=task.network_seed,
-                            tuning={task.logging: task.tuned} if task.tuned else None)
+                            tuning=task.tuned)
     logged = log_dataset(scenario, network, task.logging, task.log_episodes, folder / "logs.db",
                          dataset, network_seed=task.network_seed,
                          reward_credit=task.settings.reward_credit,
@@ -214,7 +214,7 @@ def _testbed_heuristics(task: UnitTask) -> list[Cell]:
     folder = _fresh_folder(task)
     setup = _testbed_setup(task)
     tuning = tuned_rules(task.unit.methods, setup.scenario, setup.network, network_seed=task.network_seed,
-                         given=task.tuned_by_rule)
+                         given=task.tuned)
     runs = run_testbed_heuristics(setup, list(task.unit.methods), list(task.eval_seeds),
                                   db=str(folder / "logs.db"),
                                   params={k: v["params"] for k, v in tuning.items()})
@@ -253,7 +253,7 @@ def _run_testbed_o2o(task: UnitTask, folder: Path):
                            eval_seeds=list(task.eval_seeds),
                            online_only="online-only" in task.unit.methods,
                            evaluate_heuristic=False,
-                           tuned={task.logging: task.tuned} if task.tuned else None)
+                           tuned=task.tuned)
 
 
 def eval_seeds(plan) -> tuple[int, ...]:

@@ -86,9 +86,10 @@ def unit_weight(sweep: Sweep, unit: Unit) -> float:
     point = sweep.points[unit.point]
     sc, plan = point.scenario, sweep.plan
     node_slots = sc.nodes * sc.slots
+    # Tuning a rule that has no --tuned record here, in the simulator, before it runs.
+    tuning = sum(len(candidates(m)) * TUNE_EPISODES * node_slots * SIM_NODE_SLOT_S
+                 for m in unit.methods if m in GRIDS and sweep.tuned_for(point, m) is None)
     if unit.kind == "heuristic":
-        tuning = (len(candidates(unit.methods[0])) * TUNE_EPISODES * node_slots * SIM_NODE_SLOT_S
-                  if unit.methods[0] in GRIDS and sweep.tuned_for(point, unit.methods[0]) is None else 0.0)
         if unit.methods[0] in CENTRAL_METHODS:  # central also runs its grid on each episode
             grid = len(FINISH_WEIGHTS) * len(ORDERS) if unit.methods == ("central",) else 0
             return plan.eval_episodes * (1 + grid) * node_slots * CENTRAL_NODE_SLOT_S + 0.2
@@ -102,9 +103,7 @@ def unit_weight(sweep: Sweep, unit: Unit) -> float:
                 + (plan.offline_points + 2 * plan.online_episodes / plan.online_eval_every + 3)
                 * plan.curve_episodes * node_slots * SIM_NODE_SLOT_S * 20)
     episode_s = sc.slots * sc.slot_s + sc.max_deadline_s + TESTBED_EPISODE_OVERHEAD_S
-    if unit.kind == "testbed-heuristics":   # the tunable rules are tuned in the simulator first
-        tuning = sum(len(candidates(m)) * TUNE_EPISODES * node_slots * SIM_NODE_SLOT_S
-                     for m in unit.methods if m in GRIDS and sweep.tuned_for(point, m) is None)
+    if unit.kind == "testbed-heuristics":
         return len(unit.methods) * plan.eval_episodes * episode_s + tuning + 10
     online = plan.online_rounds * plan.episodes_per_round
     runs = plan.collect_episodes + online * (1 + ("online-only" in unit.methods))
@@ -119,21 +118,13 @@ def unit_task(sweep: Sweep, unit: Unit, out: Path) -> UnitTask:
     what = unit.kind if len(unit.methods) > 1 else unit.methods[0]
     folder = out / "cells" / f"p{unit.point}-{what}{seed}"
     log_episodes = sweep.log_episodes(point) if not sweep.testbed else sweep.plan.collect_episodes
-    # The --tuned record of a heuristic unit's rule, or of a learner unit's logging rule.
-    rule = {"heuristic": unit.methods[0], "training": point.logging,
-            "testbed-training": point.logging}.get(unit.kind)
-    tuned = sweep.tuned_for(point, rule) if rule else None
-    by_rule = None
-    if unit.kind == "testbed-heuristics":   # one unit runs every rule: each one's record
-        by_rule = {name: _without_candidates(r) for name in unit.methods
-                   if (r := sweep.tuned_for(point, name)) is not None}
+    # The --tuned records of the rules the unit runs: a heuristic unit's, or a learner unit's
+    # logging rule.
+    rules = (point.logging,) if unit.kind in ("training", "testbed-training") else unit.methods
+    tuned = {name: {k: v for k, v in record.items() if k != "candidates"} for name in rules
+             if (record := sweep.tuned_for(point, name)) is not None}
     return UnitTask(unit, point.scenario, sweep.spec.network_seed, point.value, point.logging,
-                    sweep.plan, log_episodes, settings, eval_seeds(sweep.plan), str(folder),
-                    None if tuned is None else _without_candidates(tuned), by_rule or None)
-
-
-def _without_candidates(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k != "candidates"}
+                    sweep.plan, log_episodes, settings, eval_seeds(sweep.plan), str(folder), tuned or None)
 
 
 def check_resources(sweep: Sweep, units: list[Unit], workers: int) -> None:

@@ -76,9 +76,14 @@ class TestbedRun:
         return stack_metrics([r.metrics for r in self.results])
 
 
+def params_text(params: dict[str, float]) -> str:
+    """A rule's values as the testbed writes them: ``local_margin=0.8, peer_margin=0.9``."""
+    return ", ".join(f"{k}={float(v)!r}" for k, v in sorted(params.items()))
+
+
 def params_note(params: dict[str, float]) -> str:
     """How a run's note records the values its rule ran at: ``params local_margin=0.8, ...``."""
-    return "params " + ", ".join(f"{k}={float(v)!r}" for k, v in sorted(params.items()))
+    return "params " + params_text(params)
 
 
 async def run_phase(tb, store, scenario: Scenario, network: Network, scheduler: str,

@@ -10,6 +10,7 @@ import time
 
 import pytest
 from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import CursorResult
 
 from o2o.core.errors import UserError
 from o2o.logs import db as db_module
@@ -78,6 +79,40 @@ def test_ctrl_c_between_inserts_rolls_back_the_batch(db_url, monkeypatch):  # no
                 run.write_episodes(logs[1:])
         assert store.run(run.run_id).status == "interrupted"
         assert store.episode_counts(run.run_id).episode_index.tolist() == [0]
+
+
+def test_ctrl_c_while_a_row_is_fetched_during_a_sqlite_write(tmp_path, monkeypatch):
+    """The cause of a flaky ``o2o collect`` interrupt: Ctrl-C landing while SQLAlchemy read the
+    id back from ``INSERT … RETURNING`` left that statement alive on the connection, so
+    marking the run interrupted failed with "SQL statements in progress". Raise the interrupt
+    in any row fetch during a batch write (or just after the write, where none happens): the
+    run is marked interrupted, the batch is not kept, and the log takes the next run."""
+    scenario, network, logs = _run(SMALL, [1, 2])
+    armed = threading.Event()
+    for name in ("_fetchone_impl", "_fetchmany_impl", "_fetchall_impl"):
+        real = getattr(CursorResult, name)
+
+        def interrupted(self, *args, real=real, **kwargs):
+            if armed.is_set():
+                raise KeyboardInterrupt  # Ctrl-C, delivered inside the fetch
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(CursorResult, name, interrupted)
+    with LogStore.open(tmp_path / "x.db", create=True) as store:
+        with pytest.raises(KeyboardInterrupt):
+            with store.start_run(scenario, network, "ratc") as run:
+                run.write_episodes(logs[:1])
+                armed.set()
+                try:
+                    run.write_episodes(logs[1:])
+                finally:
+                    armed.clear()
+                raise KeyboardInterrupt  # just after the write, if no row was fetched
+        assert store.run(run.run_id).status == "interrupted"
+        assert store.episode_counts(run.run_id).episode_index.tolist() in ([0], [0, 1])
+        with store.start_run(scenario, network, "ratc") as again:
+            again.write_episodes(logs)
+        assert store.run(again.run_id).status == "completed"
 
 
 # ------------------------------------------------------------------------------ creation

@@ -139,7 +139,7 @@ class LogStore:
         if network.n != scenario.nodes:
             raise ValueError(f"network has {network.n} nodes but the scenario has {scenario.nodes}")
         with self.engine.begin() as conn:
-            run_id = conn.execute(insert(S.runs).returning(S.runs.c.id), {
+            run_id = _insert_one(conn, S.runs, {
                 "source": source, "scheduler": scheduler, "policy_version": policy_version,
                 "phase": phase, "scenario_name": scenario.name,
                 "config_json": json.dumps(scenario.model_dump(mode="json"), sort_keys=True),
@@ -147,7 +147,7 @@ class LogStore:
                 "nodes": scenario.nodes, "slots": scenario.slots, "slot_s": scenario.slot_s,
                 "obs_layout": OBS_LAYOUT_VERSION, "status": "running", "started_at": _now(),
                 "ended_at": None, "note": note,
-            }).scalar_one()
+            })
             n = network.n
             conn.execute(insert(S.nodes), [{
                 "run_id": run_id, "node": i, "cores": int(network.cores[i]),
@@ -328,6 +328,17 @@ def damaged_log_guard(where: str) -> Iterator[None]:
                         f"({type(exc).__name__}: {what}); nothing was written") from None
 
 
+def _insert_one(conn, table, row: dict) -> int:
+    """Insert one row and return its id.
+
+    Not ``INSERT … RETURNING`` fetched in Python: on SQLite that statement stays in progress
+    until its row is read, so a Ctrl-C landing in the fetch left a live statement on the
+    connection, and the next commit on it (marking the run interrupted) failed with "SQL
+    statements in progress". The primary key comes back from the driver call itself (SQLite's
+    last row id; PostgreSQL's RETURNING, read whole by the driver)."""
+    return int(conn.execute(insert(table), row).inserted_primary_key[0])
+
+
 def _utc(when: datetime | None) -> datetime | None:
     # SQLite keeps no time zone; every time was written in UTC.
     if when is not None and when.tzinfo is None:
@@ -372,10 +383,10 @@ class RunWriter:
         with self.store.engine.begin() as conn:
             try:
                 for log in logs:
-                    episode_id = conn.execute(insert(S.episodes).returning(S.episodes.c.id), {
+                    episode_id = _insert_one(conn, S.episodes, {
                         "run_id": self.run_id, "episode_index": int(log.episode_index),
                         "episode_seed": int(log.episode_seed), "written_at": _now(),
-                    }).scalar_one()
+                    })
                     rows += insert_tasks(conn, task_columns(episode_id, log))
                     conn.execute(insert(S.episode_end_state), end_state_rows(episode_id, log))
             except BaseException as exc:

@@ -310,3 +310,23 @@ def test_tiny_generalist_with_a_teacher_starts_from_the_offline_policy(tmp_path,
             r[field] for r in teacher["networks"] + manifest["training"]["rounds"])
     assert tiny(tmp_path / "bad", extra=["--teacher", "ratc"]) == 2
     assert "--teacher ratc" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_set_offline_sets_the_teachers_offline_phase_and_needs_a_teacher(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("o2o.experiments.teacher.tune_rule",
+                        lambda *a, **k: {"params": {"local_margin": 0.8, "peer_margin": 0.8}})
+    teacher = ["--teacher", "spread", "--teacher-networks", "2", "--teacher-episodes", "2", "--offline-steps", "5"]
+    prior = "rule_prior=[1.0, 0.8, 4.0, 2.0, 10.0, 2.0]"
+    out = tmp_path / "p"
+    assert tiny(out, extra=[*teacher, "--set-offline", prior, "--set-offline", "awr_temperature=0.5"]) == 0
+    capsys.readouterr()
+    manifest = json.loads((out / "manifest.json").read_text())
+    offline = manifest["training"]["teacher"]["offline_settings"]
+    assert offline["awr_temperature"] == 0.5 and offline["critic_input"] == "pooled"
+    # The offline actor's prior is the model's: the online rounds go on from that actor.
+    assert manifest["rule_prior"] == {"local_margin": 1.0, "peer_margin": 0.8, "rel_power": 4.0,
+                                      "slack_power": 2.0, "cap": 10.0, "gap": 2.0}
+    assert tiny(tmp_path / "none", extra=["--set-offline", "awr_temperature=0.5"]) == 2
+    assert "only with --teacher" in capsys.readouterr().err and not (tmp_path / "none").exists()
+    assert tiny(tmp_path / "typo", extra=[*teacher, "--set-offline", "awr_temprature=0.5"]) == 2
+    assert "awr_temprature" in capsys.readouterr().err and not (tmp_path / "typo").exists()

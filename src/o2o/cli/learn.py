@@ -222,9 +222,12 @@ def cmd_train_generalist(args) -> int:
 
     _torch_threads(args.threads)
     _check_outputs(args)
-    learner = learner_settings(args.settings, offline=["critic_input=pooled"],
+    if args.set_offline and not args.teacher:
+        raise UserError("--set-offline sets the offline phase, which runs only with --teacher RULE")
+    learner = learner_settings(args.settings, offline=["critic_input=pooled", *args.set_offline],
                                online=["critic_input=pooled", *args.hparams],
-                               reward_credit=args.reward_credit, obs_layout="o2o-obs-v3")
+                               reward_credit=args.reward_credit, obs_layout="o2o-obs-v3",
+                               options=("--set-offline", "--set-hparam"))
     settings = learner.online
     dist = Distribution(load_scenario(args.scenario, args.overrides), tuple(args.nodes),
                         tuple(args.network_seeds),
@@ -254,6 +257,7 @@ def cmd_train_generalist(args) -> int:
         teacher = {"rule": plan.rule, "networks": records, "episodes_per_network": plan.episodes,
                    "tune_episodes": plan.tune_episodes, "offline_steps": plan.steps,
                    "offline_algorithm": learner.offline.algorithm,
+                   "offline_settings": offline.model_dump(mode="json"),
                    "logging_seconds": round(logged_s, 2),
                    "offline_seconds": round(time.perf_counter() - began - logged_s, 2)}
     with Tracker(_log_dir(args, args.out)) as tracker:
@@ -529,6 +533,9 @@ def register(sub, bench) -> None:
                         f"{TeacherPlan.tune_episodes})")
     p.add_argument("--offline-steps", type=COUNT, default=TeacherPlan.steps,
                    help=f"offline steps on the teacher's logs (default {TeacherPlan.steps})")
+    p.add_argument("--set-offline", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a hyper-parameter of the offline phase (with --teacher), value "
+                        "read as YAML (repeatable)")
     p.add_argument("--log-dir", help="metrics.jsonl and TensorBoard folder (default MODEL_DIR/logs)")
     p.add_argument("--threads", type=WORKERS, default=1, help="torch threads (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

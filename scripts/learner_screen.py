@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-offset", type=int, default=100)
     p.add_argument("--reward-credit", default=None,
                    help="slot | decision | node | counterfactual[-w<w>] (default: the project's)")
+    p.add_argument("--obs-layout", default=None, help="observation layout (default: the project's, o2o-obs-v2)")
     p.add_argument("--set-offline", action="append", default=[])
     p.add_argument("--set-online", action="append", default=[])
     p.add_argument("--temperatures", default="",
@@ -73,13 +74,14 @@ def main(argv: list[str] | None = None) -> None:
     if tuned["network_seed"] != a.network_seed or tuned["scheduler"] != "slack-reliable":
         sys.exit(f"{a.tuned} is not slack-reliable for network seed {a.network_seed}")
     settings = learner_settings("project", offline=a.set_offline, online=a.set_online,
-                                reward_credit=a.reward_credit)
+                                reward_credit=a.reward_credit, obs_layout=a.obs_layout)
     val = seeds.VALIDATION.take(a.eval_episodes, a.eval_offset)
     rule = simulate(scenario, network, val, make_scheduler("slack-reliable", tuned["params"]))["success_rate"]
 
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    data_path = out.parent / f"data-net{a.network_seed}-{a.teacher}-{a.log_episodes}-{settings.reward_credit}.npz"
+    layout = "" if settings.obs_layout == "o2o-obs-v2" else f"-{settings.obs_layout}"
+    data_path = out.parent / f"data-net{a.network_seed}-{a.teacher}-{a.log_episodes}-{settings.reward_credit}{layout}.npz"
     if not data_path.exists():
         name = "slack-reliable" if a.teacher.startswith("slack-reliable") else a.teacher
         params = tuned["params"] if a.teacher == "slack-reliable-tuned" else None

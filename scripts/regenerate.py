@@ -117,6 +117,9 @@ def _main_job(k: int) -> Stage:
         time_source="docs/learner.md, generated block main-job (column time) and main-job-netS")
 
 
+# The shipped generalist's training flags (README.md, "Deploy on your own network").
+GENERALIST_FLAGS = "--episodes 1200 --seed 0 --reward-credit decision --teacher slack-reliable"
+
 _FIGURE_SECONDS = {"fig4": 290, "fig5a": 208, "fig5b": 288, "fig5c": 218, "fig6": 609, "fig8": 1483}
 
 
@@ -266,13 +269,22 @@ def build_stages() -> list[Stage]:
         time_source="docs/datasets.md, Offline learners on the suite (about 5 min; about 3 min)",
         needs=(EXTRA_DATASETS,)))
     mains = ("main-net0", "main-net1", "main-net2")
+    model_files = ("manifest.json", "model.safetensors")
+    stages.append(Stage(
+        "generalist-model",
+        (o2o(f"train generalist --out models/general {GENERALIST_FLAGS}"),),
+        copies=tuple((f"models/general/{f}", f"src/o2o/pretrained/general/{f}") for f in model_files),
+        work=("models/general",), minutes=5.1,
+        time_source="docs/learner.md, The shipped generalist, measured ('304 s on a 2-core machine')",
+        note="the model shipped as pretrained:general; the same command gives the same weights on the "
+             "same machine (sha256 in the README), on another CPU they may differ in their last bits"))
     stages.append(Stage(
         "generalist-zero-shot",
         (script("scripts/generalist_zero_shot.py pretrained:general "
                 "--json docs/results/generalist/zero-shot.json --markdown"),),
         writes=("docs/results/generalist/zero-shot.json",),
         printed_into=("docs/learner.md (Zero-shot table, printed by --markdown)",),
-        after=mains + ("fig5a", "fig5b", "fig5c", "fig6"), minutes=0.5,
+        after=("generalist-model", *mains, "fig5a", "fig5b", "fig5c", "fig6"), minutes=0.5,
         time_source="docs/learner.md, Zero-shot ('30 s')"))
     stages.append(Stage(
         "generalist-finetune",
@@ -281,7 +293,7 @@ def build_stages() -> list[Stage]:
                      f"--json docs/results/generalist/finetune-net{k}.json") for k in (0, 1, 2)),
         writes=tuple(f"docs/results/generalist/finetune-net{k}.json" for k in (0, 1, 2)),
         printed_into=("docs/learner.md (Held-out tables of the fine-tuning)",),
-        after=mains, minutes=8.0,
+        after=("generalist-model", *mains), minutes=8.0,
         time_source="docs/learner.md, Held-out fine-tuning (S = 0, 1, 2 ran 14:17-14:25 UTC)"))
     stages.append(Stage(
         "generalist-frozen-actor",
@@ -289,7 +301,7 @@ def build_stages() -> list[Stage]:
                 "--episodes 400 --reward-credit decision --set critic_warmup=50 "
                 "--json docs/results/generalist/finetune-net0-frozen-actor.json"),),
         writes=("docs/results/generalist/finetune-net0-frozen-actor.json",),
-        after=("main-net0",), minutes=2.7,
+        after=("generalist-model", "main-net0"), minutes=2.7,
         time_source="not stated in the docs: taken as one network of generalist-finetune (8 min / 3)"))
     stages.append(Stage(
         "generalist-deployment",
@@ -343,7 +355,7 @@ def build_stages() -> list[Stage]:
         "generalist-zero-shot-wide",
         (script("scripts/generalist_zero_shot.py pretrained:general --rule-grid wide --markdown"),),
         printed_into=("docs/learner.md (the generalist against the rule tuned on the wider grid)",),
-        after=(*mains, "fig5a", "fig5b", "fig5c", "fig6"), minutes=18.0,
+        after=("generalist-model", *mains, "fig5a", "fig5b", "fig5c", "fig6"), minutes=18.0,
         time_source="docs/learner.md (zero-shot against the wider grid's rule, 18 min)"))
     stages += [_marl(*row) for row in _MARL]
     stages.append(Stage(

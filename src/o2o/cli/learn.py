@@ -222,12 +222,12 @@ def cmd_train_generalist(args) -> int:
 
     _torch_threads(args.threads)
     _check_outputs(args)
-    if args.set_offline and not args.teacher:
-        raise UserError("--set-offline sets the offline phase, which runs only with --teacher RULE")
     learner = learner_settings(args.settings, offline=["critic_input=pooled", *args.set_offline],
                                online=["critic_input=pooled", *args.hparams],
                                reward_credit=args.reward_credit, obs_layout="o2o-obs-v3",
                                options=("--set-offline", "--set-hparam"))
+    if args.set_offline and not args.teacher:
+        raise UserError("--set-offline sets the offline phase, which runs only with --teacher RULE")
     settings = learner.online
     dist = Distribution(load_scenario(args.scenario, args.overrides), tuple(args.nodes),
                         tuple(args.network_seeds),

@@ -40,6 +40,7 @@ import torch
 from o2o.core.errors import UserError
 from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
+from o2o.core.provenance import environment
 from o2o.core.scenario import scenario_from_dict
 from o2o.core.seeds import VALIDATION
 from o2o.core.seeds import online as online_seeds
@@ -47,6 +48,7 @@ from o2o.experiments.deployment import deployment_numbers, dip, window_sums
 from o2o.learn.online import train_online
 from o2o.learn.policy import Policy
 from o2o.learn.settings import learner_settings
+from o2o.models import load_model
 from o2o.schedulers.drl import DRLRule
 from o2o.sim import make_scheduler
 from o2o.sim.rollout import simulate
@@ -98,9 +100,10 @@ def main() -> None:
     # episodes), as o2o run's, whatever --set episodes_per_batch says.
     window = learner_settings("project").online.episodes_per_batch
     zero_shot = DRLRule.from_model(args.model, scenario, network)
-    out = {"model": args.model, "network_seed": args.network_seed, "episodes": args.episodes,
+    out = {"model": args.model, "model_sha256": load_model(args.model, nodes=network.n).manifest["sha256"],
+           "network_seed": args.network_seed, "episodes": args.episodes,
            "set": args.hparams, "reward_credit": args.reward_credit, "score": args.score,
-           "episodes_scored": test, "seeds": []}
+           "episodes_scored": test, "environment": environment(), "seeds": []}
     finetuned_rates = []
     for k in range(args.first_seed, args.first_seed + args.seeds):
         seeds = online_seeds(k).take(args.episodes)

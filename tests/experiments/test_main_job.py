@@ -1,9 +1,11 @@
 """``o2o run`` end to end on a tiny scenario: every phase, every output."""
 
 import json
+import platform
 import re
 
 import numpy as np
+import torch
 
 from o2o.cli.main import main
 from o2o.core import seeds
@@ -33,6 +35,10 @@ def test_run_writes_the_comparison_models_logs_and_plots(tmp_path, capsys):
         assert printed[method]["success_rate"] == r["success_rate"]
     assert 0 < report["bound"] <= report["bound-task"] <= 1
     assert report["plan"]["offline_steps"] == report["settings"]["offline_steps"] == 40  # the steps taken
+    # where it was computed: learned rows drift between CPUs and library builds
+    env = report["environment"]
+    assert env["cpu"] and env["python"] == platform.python_version()
+    assert env["libraries"]["numpy"] == np.__version__ and env["libraries"]["torch"] == torch.__version__
     for method in ("offline-only", "online-only", "o2o-drl"):
         assert len(report[method]["per_seed"]) == 2
         for seed in (0, 1):

@@ -41,6 +41,7 @@ from o2o.core.errors import UserError
 from o2o.core.metrics import json_safe
 from o2o.core.network import sample_network
 from o2o.core.progress import progress_bar
+from o2o.core.provenance import environment
 from o2o.core.scenario import Scenario, scenario_from_dict
 from o2o.experiments.deployment import deployment_report, deployment_section, plot_deployment, resummarize
 from o2o.experiments.methods import (
@@ -163,6 +164,8 @@ def run_pipeline(scenario: Scenario, out: Path, plan: Plan, *, network_seed: int
                             .model_dump(mode="json"),
         "curves": [{"seed": r.seed, "offline": r.offline_curve, "o2o": r.o2o_curve,
                     "online_only": r.online_only_curve} for r in learned],
+        # learned rows drift between CPUs and library builds: say where they were computed
+        "environment": environment(),
     }
     (out / "results.json").write_text(json.dumps(json_safe(report), indent=2))
     table = format_results(results)

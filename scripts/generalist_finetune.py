@@ -99,8 +99,9 @@ def main() -> None:
     # The window of the cold-start numbers: one batch D_k of the project's settings (8
     # episodes), as o2o run's, whatever --set episodes_per_batch says.
     window = learner_settings("project").online.episodes_per_batch
-    zero_shot = DRLRule.from_model(args.model, scenario, network)
-    out = {"model": args.model, "model_sha256": load_model(args.model, nodes=network.n).manifest["sha256"],
+    model = load_model(args.model, nodes=network.n)   # loaded once: the frozen rule and the record
+    zero_shot = DRLRule.from_model(model, scenario, network)
+    out = {"model": args.model, "model_sha256": model.manifest["sha256"],
            "network_seed": args.network_seed, "episodes": args.episodes,
            "set": args.hparams, "reward_credit": args.reward_credit, "score": args.score,
            "episodes_scored": test, "environment": environment(), "seeds": []}

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 K = 2
 WIDER = {**WIDE, "rel_power": (*WIDE["rel_power"], 128.0, 256.0),
          "slack_power": (*WIDE["slack_power"], 32.0, 64.0)}
-GRIDS = {"wide": WIDE, "wider": WIDER}
+CHOICES = {"wide": WIDE, "wider": WIDER}   # --grid
 
 
 def main(network_seeds: list[int], curves: str | None = None, grid: str = "wide") -> None:
@@ -44,7 +44,7 @@ def main(network_seeds: list[int], curves: str | None = None, grid: str = "wide"
         scenario = scenario_from_dict(data["scenario"])
         network = sample_network(scenario, k)
         (point,) = [p for p in data["points"] if p["k"] == K]
-        record = tune_rule(scenario, network, "slack-reliable-k", network_seed=k, fixed={"probes": K}, grid=GRIDS[grid])
+        record = tune_rule(scenario, network, "slack-reliable-k", network_seed=k, fixed={"probes": K}, grid=CHOICES[grid])
         rates = simulate(scenario, network, data["evaluation_seeds"],
                          make_scheduler("slack-reliable-k", record["params"]))["success_rate"]
         learner = point["learner"]["success_rate"]["mean"]
@@ -63,7 +63,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("network_seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--curves", default=None, help="folder of probes-curve runs, netK/probes_curve.json")
-    parser.add_argument("--grid", choices=sorted(GRIDS), default="wide",
+    parser.add_argument("--grid", choices=sorted(CHOICES), default="wide",
                         help="the rule's grid: wide (scripts/wider_rule_grid.py) or wider (its exponents extended)")
     args = parser.parse_args()
     main(args.network_seeds, args.curves, args.grid)

@@ -352,6 +352,13 @@ def build_stages() -> list[Stage]:
         note="paired per episode once the committed curves keep the per-episode rates "
              "(o2o probes-curve writes them since 2026-12-02); the committed ones of before do not"))
     stages.append(Stage(
+        "coordination-value", (script("scripts/coordination_value.py --markdown"),
+                               script("scripts/coordination_value.py 2 0 --grid wide --markdown")),
+        printed_into=("docs/yardsticks.md (What central's lead is made of) and README.md",),
+        after=(*mains, "variant-project-net3", *(f"variant-cfw-net{k}" for k in (0, 1, 2, 3))), minutes=50.0,
+        time_source="docs/yardsticks.md, What central's lead is made of (20 min on the shipped grid "
+                    "for 4 networks, 30 min on the wide one for 2)"))
+    stages.append(Stage(
         "generalist-zero-shot-wide",
         (script("scripts/generalist_zero_shot.py pretrained:general --rule-grid wide --markdown"),),
         printed_into=("docs/learner.md (the generalist against the rule tuned on the wider grid)",),

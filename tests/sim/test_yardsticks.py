@@ -15,7 +15,8 @@ from o2o.core.seeds import VALIDATION
 from o2o.sim import SCHEDULERS, make_scheduler
 from o2o.sim.bound import episode_lp_bound, episode_task_bound, lp_bound_one, mean_bounds
 from o2o.core.outcomes import SUCCESS
-from o2o.sim.central import TIE_TASKS, Central, GreedyCentral, redraw_clocks, task_reliability
+from o2o.sim.central import (TIE_TASKS, Central, GreedyCentral, InformedSlackReliable, redraw_clocks,
+                             task_reliability)
 from o2o.sim.exhaustive import plan_successes, scheduler_successes, with_clocks
 from o2o.sim.rollout import rollout, simulate
 from tests.helpers import hand_episode, hand_network, hand_scenario
@@ -197,3 +198,71 @@ def test_the_centralized_references_refuse_parameters():
         with pytest.raises(UserError, match="takes no parameters"):
             make_scheduler(name, {"local_margin": 0.5})
         assert make_scheduler(name).name == name
+
+
+def test_greedy_placed_alone_does_not_see_the_other_tasks_of_its_slot():
+    # Nodes 0 and 1 each have a task of 3e9 cycles: 1.5 s on their own 2 GHz, 1 s on node 2's
+    # 3 GHz. Node 0 places first and takes node 2; seeing that, node 1 would finish there at 2 s
+    # and keeps its task (1.5 s). Placed alone, it does not see node 0's task and also sends.
+    sc = hand_scenario(3, 1)
+    net = hand_network([2e9, 2e9, 3e9], 1e9)
+    ep = hand_episode(1, 3, {(0, 0): (1.0, 3e9), (0, 1): (1.0, 3e9)})
+    assert rollout(sc, net, ep, make_scheduler("central-earliest")).actions[0, 0, :2].tolist() == [2, 1]
+    alone = GreedyCentral(math.inf, sees_slot=False)
+    assert rollout(sc, net, ep, alone).actions[0, 0, :2].tolist() == [2, 2]
+
+
+def test_greedy_blind_to_the_wire_sees_only_its_own_sends():
+    # Slot 0: node 0 sends 0.8 MB (0.8 s at 1 MB/s) of 3e9 cycles to node 2 (3 GHz): it reaches
+    # node 2 at 0.8 s and runs to 1.8 s. Slot 1 (0.5 s): node 1's task (0.4 MB, 3e9 cycles)
+    # would reach node 2 at 0.9 s, behind it, and finish at 2.8 s; kept on node 1 (2 GHz) it
+    # finishes at 2.0 s. Blind to node 0's send, node 1 expects node 2 free: 1.9 s.
+    sc = hand_scenario(3, 2)
+    net = hand_network([1e9, 2e9, 3e9], 1e6)
+    ep = hand_episode(2, 3, {(0, 0): (0.8e6, 3e9), (1, 1): (0.4e6, 3e9)})
+    seeing = rollout(sc, net, ep, make_scheduler("central-earliest")).actions[0]
+    assert (seeing[0, 0], seeing[1, 1]) == (2, 1)
+    blind = rollout(sc, net, ep, GreedyCentral(math.inf, sees_wire=False)).actions[0]
+    assert (blind[0, 0], blind[1, 1]) == (2, 2)
+    # Its own send it still sees: node 0's second task (slot 1) would reach node 2 at 1.2 s,
+    # behind its first, and finish at 2.8 s; node 1 finishes it at 0.9 + 1.5 = 2.4 s (without
+    # its first task in view, node 2 would look like 2.2 s).
+    ep2 = hand_episode(2, 3, {(0, 0): (0.8e6, 3e9), (1, 0): (0.4e6, 3e9)})
+    for rule in (make_scheduler("central-earliest"), GreedyCentral(math.inf, sees_wire=False)):
+        assert rollout(sc, net, ep2, rule).actions[0, 1, 0] == 1
+
+
+@pytest.mark.parametrize("u, params, expected", [
+    # Node 0's task (3e9 cycles, d = 4 s) completes in 3 s at home, 1.5 s on node 1, 1 s on node
+    # 2; slack / d = 0.25, 0.625, 0.75, so the draw's CDF is 0.154, 0.538, 1.
+    (0.10, {}, 0), (0.30, {}, 1), (0.90, {}, 2),
+    (0.90, {"local_margin": 0.8}, 0),     # 3 s <= 0.8 d: kept at home whatever the draw
+    (0.10, {"peer_margin": 0.3}, 2),      # only node 2 completes within 0.3 d
+    (0.10, {"slack_power": 0.0}, 0), (0.40, {"slack_power": 0.0}, 1),   # uniform over the three
+])
+def test_informed_slack_reliable_draws_over_exact_completion_times(u, params, expected):
+    sc = hand_scenario(3, 1)
+    net = hand_network([1e9, 2e9, 3e9], 1e9)
+    ep = hand_episode(1, 3, {(0, 0): (1.0, 3e9)})
+    ep.sched_u[0, 0, 0, 0] = u
+    rule = InformedSlackReliable(**{"local_margin": 0.5, "peer_margin": 0.9, **params})
+    assert rollout(sc, net, ep, rule).actions[0, 0, 0] == expected
+
+
+def test_stratified_draws_spread_each_slots_uniforms_over_the_nodes(monkeypatch):
+    # scripts/coordination_value.py: the rule's uniforms of one slot, shifted by one shared U_t
+    # and spaced 1/N apart over a shared permutation of the nodes; the other uniforms untouched.
+    from pathlib import Path
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "scripts"))
+    from coordination_value import stratified
+    sc = load_scenario("paper-sim", ["nodes=5", "slots=400"])
+    net = sample_network(sc, 0)
+    episodes = sample_episodes(sc, net, [3, 4])
+    out = stratified(episodes)
+    assert np.array_equal(out.sched_u[..., 1:], episodes.sched_u[..., 1:])
+    u = np.sort(out.sched_u[..., 0], axis=-1)
+    gaps = np.diff(np.concatenate([u, u[..., :1] + 1.0], axis=-1), axis=-1)
+    assert np.allclose(gaps, 1 / 5)
+    assert np.all((out.sched_u[..., 0] >= 0) & (out.sched_u[..., 0] < 1))
+    assert abs(out.sched_u[..., 0].mean() - 0.5) < 0.02            # each draw still uniform
+    assert np.array_equal(stratified(episodes).sched_u, out.sched_u)  # reproducible

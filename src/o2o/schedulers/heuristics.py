@@ -216,9 +216,7 @@ class SlackReliable(Spread):
         d = view.deadline_s[:, None]
         allowed = ~np.asarray(probes.overloaded, dtype=bool)
         allowed[rows, view.node] = True
-        feasible = allowed & (est_s <= self.peer_margin * d)
-        slack = np.clip((d - est_s) / d, 0.0, 1.0)
-        weight = np.where(feasible, np.power(rel, self.rel_power) * np.power(slack, self.slack_power), 0.0)
+        weight = slack_reliable_weights(est_s, rel, allowed, d, self.peer_margin, self.rel_power, self.slack_power)
         total = weight.sum(axis=1, keepdims=True)
         probs = np.divide(weight, total, out=np.zeros_like(weight), where=total > 0)
         none = total[:, 0] <= 0
@@ -230,6 +228,15 @@ class SlackReliable(Spread):
         probs[local] = 0.0
         probs[rows[local], view.node[local]] = 1.0
         return probs
+
+
+def slack_reliable_weights(est_s, rel, allowed, d, peer_margin, rel_power, slack_power) -> np.ndarray:
+    """(M, N) ``slack-reliable``'s unnormalised draw weights: ``rel ** rel_power * (slack / d) **
+    slack_power`` on the allowed candidates that complete within ``peer_margin`` of d (``est_s``:
+    time to completion, ``d``: (M, 1) deadlines; the parameters scalars or (M, 1)), 0 elsewhere."""
+    feasible = allowed & (est_s <= peer_margin * d)
+    slack = np.clip((d - est_s) / d, 0.0, 1.0)
+    return np.where(feasible, np.power(rel, rel_power) * np.power(slack, slack_power), 0.0)
 
 
 class SlackReliableK(SlackReliable):

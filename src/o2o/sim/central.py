@@ -40,6 +40,8 @@ from o2o.core.episodes import Episodes
 from o2o.core.network import Network
 from o2o.core.scenario import Scenario
 from o2o.core.outcomes import SUCCESS
+from o2o.schedulers.base import sample_inverse_cdf
+from o2o.schedulers.heuristics import slack_reliable_weights
 from o2o.sim.engine import Engine, settle_stage
 
 #: The rules ``central`` chooses from: finish weights (0: most reliable; inf: earliest finish)
@@ -57,18 +59,34 @@ class GreedyCentral:
     feasible nodes it takes the best ``rel - finish_weight * (finish - now) / d``.
 
     ``finish_weight`` and ``largest_first`` are scalars, or arrays (B,) with one value per
-    episode of the batch (the tuning runs every rule of its grid as one batch)."""
+    episode of the batch (the tuning runs every rule of its grid as one batch).
 
-    def __init__(self, finish_weight, name: str | None = None, largest_first=False):
+    Two switches take information away, to measure what each piece is worth (the default keeps
+    both, the centralized rules above):
+
+    * ``sees_slot=False``: each task of a slot is placed as if it were the slot's only one, from
+      the state before the slot; no placement sees the others of the same slot (what a node
+      deciding alone cannot know: what its peers send at the same time);
+    * ``sees_wire=False``: a placement by node i sees, of the tasks still on the wire to an
+      execution queue, only i's own (a node knows its own sends, not its peers').
+
+    With both off, each node places alone from exact knowledge of every execution queue; it is
+    still told more than a probing node (the failure clocks of the tasks in the queues)."""
+
+    def __init__(self, finish_weight, name: str | None = None, largest_first=False,
+                 sees_slot: bool = True, sees_wire: bool = True):
         weight = np.asarray(finish_weight, dtype=np.float64)
         if not np.all(weight >= 0):
             raise ValueError(f"finish_weight must be >= 0, got {finish_weight}")
         self.finish_weight = weight
         self.largest_first = np.asarray(largest_first, dtype=bool)
+        self.sees_slot = sees_slot
+        self.sees_wire = sees_wire
         self.name = name or f"central(weight={finish_weight}, largest_first={largest_first})"
 
-    def _choose(self, feasible, rel, finish, reach, now, deadline_s, weight):
-        """(B,) the node each episode's task goes to (``weight``: (B,) finish weights)."""
+    def _choose(self, feasible, rel, finish, reach, now, deadline_s, weight, engine=None, i=None):
+        """(B,) the node each episode's task goes to (``weight``: (B,) finish weights; ``i``
+        (B,): the node placing it, in ``engine``'s slot)."""
         earliest_feasible = np.argmin(np.where(feasible, finish, np.inf), axis=1)
         wait = np.where(feasible, finish, now) - now
         score = rel - np.where(np.isinf(weight), 0.0, weight)[:, None] * wait / deadline_s[:, None]
@@ -113,11 +131,15 @@ class GreedyCentral:
             send_start[bs, i] = now
             reach = send_start + tx_new[bs, i, :]                                      # (B, j)
             send_dropped = reach + exec_new[bs, i, :] > due[bs, i, None]
-            finish, harms = self._finish_at(e, arr, src, tt, reach, i, exec_new[bs, i, :])
+            seen = (arr, src, tt) if self.sees_wire else self._own_sends(arr, src, tt, i)
+            finish, harms = self._finish_at(e, *seen, reach, i, exec_new[bs, i, :])
             finish = np.where(send_dropped, np.inf, finish)
             feasible = (finish <= due[bs, i, None]) & ~harms
-            choice = self._choose(feasible, rel[bs, i, :], finish, reach, now, deadline[bs, i], weight)
+            choice = self._choose(feasible, rel[bs, i, :], finish, reach, now, deadline[bs, i], weight,
+                                  engine=e, i=i)
             actions[bs[rows], i[rows]] = choice[rows]
+            if not self.sees_slot:
+                continue
             # The placed task joins the pending arrivals seen by the next nodes, exactly as the
             # engine will settle its transmission.
             j = choice
@@ -153,6 +175,16 @@ class GreedyCentral:
         src[b, j, rank] = i
         tt[b, j, rank] = ts
         return arr, src, tt
+
+    @staticmethod
+    def _own_sends(arr, src, tt, i):
+        """The pending arrivals that node i (B,) knows of: those it sent itself, still in
+        (time, source) order, the others moved behind them as empty entries."""
+        mine = src == i[:, None, None]
+        order = np.argsort(~mine, axis=-1, kind="stable")
+        pick = lambda a, empty: np.where(np.take_along_axis(mine, order, -1),  # noqa: E731
+                                         np.take_along_axis(a, order, -1), empty)
+        return pick(arr, np.inf), pick(src, -1), pick(tt, -1)
 
     @staticmethod
     def _append(arr, src, tt, rows, j, when, i, t):
@@ -211,6 +243,46 @@ class GreedyCentral:
             harms |= valid & drop1 & ~drop0
         place(~placed)
         return finish, harms
+
+
+class InformedSlackReliable(GreedyCentral):
+    """``slack-reliable``'s draw (o2o.schedulers.heuristics.SlackReliable) over what a node cannot
+    know: the exact completion of the task on every node (every execution queue with the failure
+    clocks of its tasks, the tasks on the wire to it) instead of the probed estimate, and a node
+    is feasible only where the task makes its deadline without making a queued task miss its own
+    (instead of the overload flag). With ``sees_slot=False`` (the default here) every task of a
+    slot is placed from the state before the slot, as a node deciding alone does: a yardstick for
+    what more information is worth to a rule that decides without knowing its peers' choices.
+
+    Keep the task local when its own completion is within ``local_margin`` of d; otherwise draw
+    among the feasible nodes finishing within ``peer_margin`` of d, with probability
+    proportional to ``rel ** rel_power * (slack / d) ** slack_power`` (slack: d minus the time to
+    completion), by inverse CDF with the episode's uniform of the rule (``sched_u[..., 0]``, the
+    rule's own); where none is, the earliest completion. Parameters are scalars or arrays (B,),
+    one value per episode of a batch."""
+
+    def __init__(self, local_margin=0.7, peer_margin=0.9, rel_power=1.0, slack_power=1.0,
+                 name: str = "informed slack-reliable", sees_slot: bool = False, sees_wire: bool = True):
+        super().__init__(math.inf, name, sees_slot=sees_slot, sees_wire=sees_wire)
+        self.params = {k: np.asarray(v, dtype=np.float64) for k, v in
+                       {"local_margin": local_margin, "peer_margin": peer_margin,
+                        "rel_power": rel_power, "slack_power": slack_power}.items()}
+
+    def _choose(self, feasible, rel, finish, reach, now, deadline_s, weight, engine=None, i=None):
+        earliest = super()._choose(feasible, rel, finish, reach, now, deadline_s, weight)
+        B = finish.shape[0]
+        p = {k: np.broadcast_to(v, (B,))[:, None] for k, v in self.params.items()}
+        d = deadline_s[:, None]
+        wait = np.where(np.isfinite(finish), finish - now, np.inf)
+        w = slack_reliable_weights(np.where(feasible, wait, 0.0), rel, feasible, d, p["peer_margin"],
+                                   p["rel_power"], p["slack_power"])
+        total = w.sum(axis=1, keepdims=True)
+        probs = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+        bs = np.arange(B)
+        drawn = sample_inverse_cdf(probs, engine.ep.sched_u[bs, engine.t, i, 0])
+        choice = np.where(total[:, 0] > 0, drawn, earliest)
+        local = wait[bs, i] <= p["local_margin"][:, 0] * deadline_s
+        return np.where(local, i, choice)
 
 
 def central_reliable() -> GreedyCentral:

@@ -266,3 +266,10 @@ def test_stratified_draws_spread_each_slots_uniforms_over_the_nodes(monkeypatch)
     assert np.all((out.sched_u[..., 0] >= 0) & (out.sched_u[..., 0] < 1))
     assert abs(out.sched_u[..., 0].mean() - 0.5) < 0.02            # each draw still uniform
     assert np.array_equal(stratified(episodes).sched_u, out.sched_u)  # reproducible
+
+
+def test_informed_slack_reliable_refuses_parameters_outside_the_rules_bounds():
+    with pytest.raises(ValueError, match="peer_margin must be in"):
+        InformedSlackReliable(peer_margin=np.array([0.9, 1.5]))
+    with pytest.raises(ValueError, match="rel_power must be in"):
+        InformedSlackReliable(rel_power=-1.0)

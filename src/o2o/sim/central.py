@@ -27,6 +27,11 @@ They know the failure clocks of the tasks already in the system, as the simulato
 those of the task they place: for that one they use rel_ij (and ``central`` scores its rules on
 failure-free or redrawn clocks). So they never anticipate a task's own failure, and the bounds of
 ``o2o.sim.bound`` hold for them (docs/yardsticks.md).
+
+To tell what their lead is made of, ``GreedyCentral``'s switches ``sees_slot`` and ``sees_wire``
+take away the other placements of the slot and the peers' tasks on the wire, and
+``InformedSlackReliable`` is the decentralized rule ``slack-reliable`` drawing over the exact
+completion times (``scripts/coordination_value.py``).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from o2o.core.network import Network
 from o2o.core.scenario import Scenario
 from o2o.core.outcomes import SUCCESS
 from o2o.schedulers.base import sample_inverse_cdf
-from o2o.schedulers.heuristics import slack_reliable_weights
+from o2o.schedulers.heuristics import SlackReliable, slack_reliable_weights
 from o2o.sim.engine import Engine, settle_stage
 
 #: The rules ``central`` chooses from: finish weights (0: most reliable; inf: earliest finish)
@@ -182,8 +187,11 @@ class GreedyCentral:
         (time, source) order, the others moved behind them as empty entries."""
         mine = src == i[:, None, None]
         order = np.argsort(~mine, axis=-1, kind="stable")
-        pick = lambda a, empty: np.where(np.take_along_axis(mine, order, -1),  # noqa: E731
-                                         np.take_along_axis(a, order, -1), empty)
+        kept = np.take_along_axis(mine, order, -1)
+
+        def pick(a, empty):
+            return np.where(kept, np.take_along_axis(a, order, -1), empty)
+
         return pick(arr, np.inf), pick(src, -1), pick(tt, -1)
 
     @staticmethod
@@ -267,6 +275,10 @@ class InformedSlackReliable(GreedyCentral):
         self.params = {k: np.asarray(v, dtype=np.float64) for k, v in
                        {"local_margin": local_margin, "peer_margin": peer_margin,
                         "rel_power": rel_power, "slack_power": slack_power}.items()}
+        for key, value in self.params.items():
+            lo, hi = SlackReliable.BOUNDS[key]
+            if not np.all((value >= lo) & (value <= hi)):
+                raise ValueError(f"{name}: {key} must be in [{lo:g}, {hi:g}], got {value}")
 
     def _choose(self, feasible, rel, finish, reach, now, deadline_s, weight, engine=None, i=None):
         earliest = super()._choose(feasible, rel, finish, reach, now, deadline_s, weight)

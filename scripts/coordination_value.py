@@ -118,10 +118,14 @@ def tune_informed(scenario, network, grid: dict, switches: dict) -> tuple[dict, 
     return cands[best], scores[best]
 
 
+def result_files(k: int) -> tuple[Path, Path]:
+    """Network k's committed results: the best learner's (with the wide-grid rule), the main job's."""
+    return (ROOT / f"docs/results/variants/counterfactual-wide-teacher-8k-net{k}.json",
+            ROOT / (f"docs/results/main-net{k}.json" if k <= 2 else f"docs/results/variants/project-net{k}.json"))
+
+
 def network_rows(k: int, grid: str) -> dict:
-    best = json.loads((ROOT / f"docs/results/variants/counterfactual-wide-teacher-8k-net{k}.json").read_text())
-    main_file = ROOT / (f"docs/results/main-net{k}.json" if k <= 2 else f"docs/results/variants/project-net{k}.json")
-    main = json.loads(main_file.read_text())
+    best, main = (json.loads(f.read_text()) for f in result_files(k))
     if best["evaluation_seeds"] != main["evaluation_seeds"]:
         raise SystemExit(f"network {k}: the two result files were scored on different episodes")
     scenario = scenario_from_dict(best["scenario"])
@@ -181,4 +185,9 @@ if __name__ == "__main__":
                         help="the grid the informed rule is tuned on (default: the rule's shipped grid)")
     parser.add_argument("--markdown", action="store_true", help="print the table of docs/yardsticks.md")
     args = parser.parse_args()
+    for k in args.network_seeds:
+        missing = [str(f.relative_to(ROOT)) for f in result_files(k) if not f.exists()]
+        if missing:
+            parser.error(f"network seed {k} has no committed results to pair with ({', '.join(missing)}); "
+                         "choose among 0 1 2 3")
     main(args.network_seeds, args.grid, args.markdown)

@@ -47,10 +47,9 @@ from pathlib import Path
 
 import numpy as np
 
-from wider_rule_grid import WIDE   # this folder is on the path of a script run
+from wider_rule_grid import WIDE, ci   # this folder is on the path of a script run
 
 from o2o.core.episodes import Episodes, sample_episodes
-from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import scenario_from_dict
 from o2o.experiments.tuning import DEFAULT_EPISODES, GRIDS, candidates, validation_seeds
@@ -65,13 +64,9 @@ INFORMED = {"informed rule, alone": {"sees_slot": False},
             "informed rule, alone, own sends": {"sees_slot": False, "sees_wire": False},
             "informed rule, sees its slot": {"sees_slot": True}}
 CHOICES = {"shipped": GRIDS["slack-reliable"], "wide": WIDE}   # --grid
+STRATIFIED = "rule, stratified draws"
 CANDIDATES_PER_BATCH = 48
 STRATIFY_SEED = 12345
-
-
-def ci(x: np.ndarray) -> str:
-    d, lo, hi = mean_ci95(x)
-    return f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
 
 
 def per_episode(results: dict, method: str) -> np.ndarray:
@@ -90,32 +85,33 @@ def stratified(episodes: Episodes, seed: int = STRATIFY_SEED) -> Episodes:
     return dataclasses.replace(episodes, sched_u=u)
 
 
-def tune_stratified(scenario, network, grid: dict) -> tuple[dict, float]:
-    """The grid's best ``slack-reliable`` parameters under stratified draws, on the validation
-    episodes that ``o2o tune`` uses."""
-    episodes = stratified(sample_episodes(scenario, network, validation_seeds(DEFAULT_EPISODES, None)))
-    scored = [(float(np.mean(rollout(scenario, network, episodes, make_rule("slack-reliable", c))
-                             .engine.metrics()["success_rate"])), c)
-              for c in candidates("slack-reliable", None, grid)]
-    best = max(range(len(scored)), key=lambda c: (scored[c][0], -c))
-    return scored[best][1], scored[best][0]
+def best_candidate(cands: list[dict], scores: list[float]) -> tuple[dict, float]:
+    """The candidate of the highest mean success rate, the first of equals (as ``o2o tune``)."""
+    best = max(range(len(scores)), key=lambda c: (scores[c], -c))
+    return cands[best], scores[best]
 
 
-def tune_informed(scenario, network, grid: dict, switches: dict) -> tuple[dict, float]:
-    """The grid's best parameters of ``InformedSlackReliable`` on the validation episodes that
-    ``o2o tune`` uses, and their score; every candidate runs on the same episodes."""
+def tune_stratified(scenario, network, tuning: Episodes, grid: dict) -> tuple[dict, float]:
+    """The grid's best ``slack-reliable`` parameters under stratified draws of ``tuning``."""
     cands = candidates("slack-reliable", None, grid)
-    episodes = sample_episodes(scenario, network, validation_seeds(DEFAULT_EPISODES, None))
-    E = episodes.batch
+    episodes = stratified(tuning)
+    return best_candidate(cands, [float(np.mean(rollout(scenario, network, episodes, make_rule("slack-reliable", c))
+                                                .engine.metrics()["success_rate"])) for c in cands])
+
+
+def tune_informed(scenario, network, tuning: Episodes, grid: dict, switches: dict) -> tuple[dict, float]:
+    """The grid's best parameters of ``InformedSlackReliable`` on ``tuning``; the candidates run
+    CANDIDATES_PER_BATCH at a time as one batch, each on the same episodes."""
+    cands = candidates("slack-reliable", None, grid)
+    E = tuning.batch
     scores: list[float] = []
     for lo in range(0, len(cands), CANDIDATES_PER_BATCH):
         part = cands[lo:lo + CANDIDATES_PER_BATCH]
-        batch = episodes.select(np.tile(np.arange(E), len(part)))
+        batch = tuning.select(np.tile(np.arange(E), len(part)))
         rule = InformedSlackReliable(**{key: np.repeat([c[key] for c in part], E) for key in part[0]}, **switches)
         rate = rollout(scenario, network, batch, rule).engine.metrics()["success_rate"]
         scores.extend(rate.reshape(len(part), E).mean(axis=1).tolist())
-    best = max(range(len(scores)), key=lambda c: (scores[c], -c))
-    return cands[best], scores[best]
+    return best_candidate(cands, scores)
 
 
 def result_files(k: int) -> tuple[Path, Path]:
@@ -133,22 +129,22 @@ def network_rows(k: int, grid: str) -> dict:
     seeds = best["evaluation_seeds"]
     rates = {name: simulate(scenario, network, seeds, GreedyCentral(math.inf, name, **switches))["success_rate"]
              for name, switches in VARIANTS.items()}
-    for name, switches in INFORMED.items():
+    if not np.allclose(per_episode(best, "central-earliest"), rates["central-earliest"]):
+        raise SystemExit(f"network {k}: central-earliest does not reproduce the result file's")
+    # Tuned as o2o tune tunes the rule: the same 10 validation episodes for every candidate.
+    tuning = sample_episodes(scenario, network, validation_seeds(DEFAULT_EPISODES, None))
+    for name, switches in {**INFORMED, STRATIFIED: None}.items():
         start = time.perf_counter()
-        params, score = tune_informed(scenario, network, CHOICES[grid], switches)
-        rates[name] = simulate(scenario, network, seeds, InformedSlackReliable(**params, **switches))["success_rate"]
+        if switches is None:
+            params, score = tune_stratified(scenario, network, tuning, CHOICES[grid])
+            held_out = stratified(sample_episodes(scenario, network, seeds))
+            rates[name] = rollout(scenario, network, held_out, make_rule("slack-reliable", params)
+                                  ).engine.metrics()["success_rate"]
+        else:
+            params, score = tune_informed(scenario, network, tuning, CHOICES[grid], switches)
+            rates[name] = simulate(scenario, network, seeds, InformedSlackReliable(**params, **switches))["success_rate"]
         print(f"network {k}, {name}: tuned {params} (validation {score:.4f}, "
               f"{time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    params, score = tune_stratified(scenario, network, CHOICES[grid])
-    held_out = stratified(sample_episodes(scenario, network, seeds))
-    rates["rule, stratified draws"] = rollout(scenario, network, held_out, make_rule("slack-reliable", params)
-                                              ).engine.metrics()["success_rate"]
-    print(f"network {k}, rule, stratified draws: tuned {params} (validation {score:.4f}, "
-          f"{time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-    logged = per_episode(best, "central-earliest")
-    if not np.allclose(logged, rates["central-earliest"]):
-        raise SystemExit(f"network {k}: central-earliest does not reproduce the result file's")
     return {"network": k, "episodes": len(seeds), **rates,
             "rule (wide grid)": per_episode(best, "slack-reliable"),
             "best learner": per_episode(best, "o2o-drl"),
@@ -160,7 +156,7 @@ def main(network_seeds: list[int], grid: str, markdown: bool) -> None:
     rows = [network_rows(k, grid) for k in network_seeds]
     if markdown:   # each paired with the rule tuned on the grid the informed rules were tuned on
         same = f"rule ({grid} grid)"
-        names = ["best learner", "central-earliest", "placed alone", *INFORMED, "rule, stratified draws"]
+        names = ["best learner", "central-earliest", "placed alone", *INFORMED, STRATIFIED]
         print(f"| network | {same} | " + " | ".join(f"{n} − it" for n in names) + " |")
         print("|---|---|" + "---|" * len(names))
         for r in rows:
@@ -170,7 +166,7 @@ def main(network_seeds: list[int], grid: str, markdown: bool) -> None:
     for r in rows:
         print(f"network {r['network']} ({r['episodes']} held-out episodes)")
         for name in ("rule (wide grid)", "rule (shipped grid)", "default learner", "best learner", *VARIANTS,
-                     *INFORMED, "rule, stratified draws"):
+                     *INFORMED, STRATIFIED):
             x = r[name]
             print(f"  {name:32s} {x.mean():.4f}   − rule (wide grid) {ci(x - r['rule (wide grid)'])}   "
                   f"− rule (shipped grid) {ci(x - r['rule (shipped grid)'])}")

@@ -269,7 +269,7 @@ def test_stratified_draws_spread_each_slots_uniforms_over_the_nodes(monkeypatch)
 
 
 def test_informed_slack_reliable_refuses_parameters_outside_the_rules_bounds():
-    with pytest.raises(ValueError, match="peer_margin must be in"):
+    with pytest.raises(ValueError, match="peer_margin must lie in"):
         InformedSlackReliable(peer_margin=np.array([0.9, 1.5]))
-    with pytest.raises(ValueError, match="rel_power must be in"):
+    with pytest.raises(ValueError, match="rel_power must lie in"):
         InformedSlackReliable(rel_power=-1.0)

@@ -104,7 +104,7 @@ class RDA(Rule):
         return np.where(self._stay(view), view.node.astype(np.int64), offload)
 
 
-def _check_params(name: str, values: dict[str, float], bounds: dict[str, tuple[float, float]]) -> None:
+def check_params(name: str, values: dict[str, float], bounds: dict[str, tuple[float, float]]) -> None:
     """Refuse a parameter outside its range: (lo, hi] for a margin (a fraction of the
     deadline, so > 0), [lo, hi] for the others."""
     for key, value in values.items():
@@ -139,7 +139,7 @@ class Spread(Rule):
 
     def __init__(self, local_margin: float = 0.7, peer_margin: float = 0.7):
         values = {"local_margin": float(local_margin), "peer_margin": float(peer_margin)}
-        _check_params(self.name, values, self.BOUNDS)
+        check_params(self.name, values, self.BOUNDS)
         self.local_margin, self.peer_margin = values["local_margin"], values["peer_margin"]
 
     def params(self) -> dict[str, float]:
@@ -204,7 +204,7 @@ class SlackReliable(Spread):
                  slack_power: float = 1.0):
         values = {"local_margin": float(local_margin), "peer_margin": float(peer_margin),
                   "rel_power": float(rel_power), "slack_power": float(slack_power)}
-        _check_params(self.name, values, self.BOUNDS)
+        check_params(self.name, values, self.BOUNDS)
         for key, value in values.items():
             setattr(self, key, value)
 
@@ -256,7 +256,7 @@ class SlackReliableK(SlackReliable):
         super().__init__(local_margin, peer_margin, rel_power, slack_power)
         if not float(probes).is_integer():
             raise ValueError(f"{self.name} probes must be a whole number of nodes, got {probes:g}")
-        _check_params(self.name, {"probes": float(probes)}, {"probes": self.BOUNDS["probes"]})
+        check_params(self.name, {"probes": float(probes)}, {"probes": self.BOUNDS["probes"]})
         self.probes = int(probes)
 
     def params(self) -> dict[str, float]:

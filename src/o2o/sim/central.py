@@ -46,7 +46,7 @@ from o2o.core.network import Network
 from o2o.core.scenario import Scenario
 from o2o.core.outcomes import SUCCESS
 from o2o.schedulers.base import sample_inverse_cdf
-from o2o.schedulers.heuristics import SlackReliable, slack_reliable_weights
+from o2o.schedulers.heuristics import SlackReliable, check_params, slack_reliable_weights
 from o2o.sim.engine import Engine, settle_stage
 
 #: The rules ``central`` chooses from: finish weights (0: most reliable; inf: earliest finish)
@@ -275,17 +275,16 @@ class InformedSlackReliable(GreedyCentral):
         self.params = {k: np.asarray(v, dtype=np.float64) for k, v in
                        {"local_margin": local_margin, "peer_margin": peer_margin,
                         "rel_power": rel_power, "slack_power": slack_power}.items()}
-        for key, value in self.params.items():
-            lo, hi = SlackReliable.BOUNDS[key]
-            if not np.all((value >= lo) & (value <= hi)):
-                raise ValueError(f"{name}: {key} must be in [{lo:g}, {hi:g}], got {value}")
+        for key, values in self.params.items():   # the rule's own check, on each distinct value
+            for value in np.unique(values):
+                check_params(name, {key: float(value)}, SlackReliable.BOUNDS)
 
     def _choose(self, feasible, rel, finish, reach, now, deadline_s, weight, engine=None, i=None):
         earliest = super()._choose(feasible, rel, finish, reach, now, deadline_s, weight)
         B = finish.shape[0]
         p = {k: np.broadcast_to(v, (B,))[:, None] for k, v in self.params.items()}
         d = deadline_s[:, None]
-        wait = np.where(np.isfinite(finish), finish - now, np.inf)
+        wait = finish - now   # inf where the task cannot reach the node in time
         w = slack_reliable_weights(np.where(feasible, wait, 0.0), rel, feasible, d, p["peer_margin"],
                                    p["rel_power"], p["slack_power"])
         total = w.sum(axis=1, keepdims=True)

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from o2o.cli.common import reward_credit_arg
 from o2o.core.errors import UserError
 from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
@@ -78,7 +79,8 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="first training seed (default 0)")
     parser.add_argument("--set", dest="hparams", action="append", default=[], metavar="KEY=VALUE",
                         help="override an online hyper-parameter (repeatable)")
-    parser.add_argument("--reward-credit", choices=["slot", "decision", "node"], default=None,
+    parser.add_argument("--reward-credit", type=reward_credit_arg, default=None,
+                        metavar="{slot,decision,node,counterfactual[-w<w>]}",
                         help="fine-tune under this credit (default the model's)")
     parser.add_argument("--score", choices=["test", "validation"], default="test",
                         help="score on the main job's held-out episodes (test) or on 20 VALIDATION "

@@ -289,12 +289,51 @@ def build_stages() -> list[Stage]:
     stages.append(Stage(
         "generalist-finetune",
         tuple(script(f"scripts/generalist_finetune.py pretrained:general --network-seed {k} --seeds 3 "
-                     "--episodes 400 --reward-credit decision --set critic_warmup=2 --set lr=1e-3 "
+                     "--episodes 400 --reward-credit counterfactual --set critic_warmup=2 --set lr=1e-3 "
                      f"--json docs/results/generalist/finetune-net{k}.json") for k in (0, 1, 2)),
         writes=tuple(f"docs/results/generalist/finetune-net{k}.json" for k in (0, 1, 2)),
         printed_into=("docs/learner.md (Held-out tables of the fine-tuning)",),
         after=("generalist-model", *mains), minutes=8.0,
-        time_source="docs/learner.md, Held-out fine-tuning (S = 0, 1, 2 ran 14:17-14:25 UTC)"))
+        time_source="docs/learner.md, Held-out fine-tuning (S = 0, 1, 2 ran 13:06-13:15 UTC, in parallel)"))
+    miss = (("nodes=40", "nodes40"), ("nodes=50", "nodes50"), ("task_size_kb=[1000, 10000]", "tasks10000"))
+    stages.append(Stage(
+        "generalist-miss-points",
+        (*(o2o(f"run --seeds 1 --eval-episodes 10 --network-seed 0 --set '{point}' --reward-credit counterfactual "
+               f"--log-heuristic slack-reliable --log-tuned --offline-steps 8000 --out runs/miss-{name}")
+           for point, name in miss),
+         *(o2o(f"train online --model pretrained:general --set '{point}' --network-seed 0 --episodes 400 "
+               f"--out models/miss-{name}") for point, name in miss),
+         script("scripts/generalist_miss_points.py "
+                + " ".join(f"'{point}=runs/miss-{name},models/miss-{name}'" for point, name in miss)
+                + " --json docs/results/generalist/miss-points/miss-points.json --markdown")),
+        copies=tuple((f"runs/miss-{name}/results.json", f"docs/results/generalist/miss-points/run-{name}.json")
+                     for _, name in miss),
+        writes=("docs/results/generalist/miss-points/miss-points.json",),
+        printed_into=("docs/learner.md (Where zero-shot misses: the table)",),
+        work=tuple(f"runs/miss-{name}" for _, name in miss) + tuple(f"models/miss-{name}" for _, name in miss),
+        after=("generalist-model",), minutes=62.0,
+        time_source="docs/learner.md, Where zero-shot misses (o2o run: 6 / 21 / 22 min; fine-tuning: 1.5 / 6 / 7.5 min)"))
+    credits = ("decision", "counterfactual")
+    stages.append(Stage(
+        "generalist-credit-new-networks",
+        (*(o2o(f"run --seeds 1 --eval-episodes 20 --network-seed {k} --reward-credit counterfactual "
+               f"--log-heuristic slack-reliable --log-tuned --offline-steps 8000 --out runs/credit-net{k}")
+           for k in (3, 7)),
+         *(o2o(f"train online --model pretrained:general --network-seed {k} --episodes 400 --reward-credit {c} "
+               f"--out models/credit-net{k}-{c}") for k in (3, 7) for c in credits),
+         *(script("scripts/generalist_miss_points.py "
+                  + " ".join(f"paper-sim=runs/credit-net{k},models/credit-net{k}-{c}" for k in (3, 7))
+                  + f" --json docs/results/generalist/miss-points/new-networks-{c}.json --markdown")
+           for c in credits)),
+        copies=tuple((f"runs/credit-net{k}/results.json", f"docs/results/generalist/miss-points/run-net{k}.json")
+                     for k in (3, 7)),
+        writes=tuple(f"docs/results/generalist/miss-points/new-networks-{c}.json" for c in credits),
+        printed_into=("docs/learner.md (the fine-tuning credit on networks 3 and 7)",),
+        work=tuple(f"runs/credit-net{k}" for k in (3, 7))
+        + tuple(f"models/credit-net{k}-{c}" for k in (3, 7) for c in credits),
+        after=("generalist-model",), minutes=30.0,
+        time_source="docs/learner.md, the fine-tuning credit on networks 3 and 7 (o2o run 11 min each, "
+                    "fine-tuning 1.5-3.5 min each, on the shared machine)"))
     stages.append(Stage(
         "generalist-frozen-actor",
         (script("scripts/generalist_finetune.py pretrained:general --network-seed 0 --seeds 3 "

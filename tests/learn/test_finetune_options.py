@@ -240,9 +240,9 @@ def test_train_online_from_a_generalist_uses_its_finetune_defaults_unless_plain(
         capsys.readouterr()
         manifests[name] = json.loads((out / "manifest.json").read_text())
     d = manifests["defaults"]
-    assert d["reward_credit"] == GENERALIST_FINETUNE["reward_credit"] == "decision"
+    assert d["reward_credit"] == GENERALIST_FINETUNE["reward_credit"] == "counterfactual"
     assert d["training"]["settings"]["critic_warmup"] == 2 and d["training"]["settings"]["lr"] == 1e-3
-    assert d["training"]["generalist_finetune_defaults"]["reward_credit"] == "decision"
+    assert d["training"]["generalist_finetune_defaults"]["reward_credit"] == "counterfactual"
     p = manifests["plain"]
     assert p["reward_credit"] == "node" and "generalist_finetune_defaults" not in p["training"]
     assert p["training"]["settings"] == learner_settings("project").online.model_dump(mode="json")

@@ -330,3 +330,55 @@ def test_set_offline_sets_the_teachers_offline_phase_and_needs_a_teacher(tmp_pat
     assert "only with --teacher" in capsys.readouterr().err and not (tmp_path / "none").exists()
     assert tiny(tmp_path / "typo", extra=[*teacher, "--set-offline", "awr_temprature=0.5"]) == 2
     assert "awr_temprature" in capsys.readouterr().err and not (tmp_path / "typo").exists()
+
+
+def test_miss_points_script_pairs_the_generalist_with_a_runs_rule_and_refuses_a_missing_run(
+        tmp_path, capsys, monkeypatch):
+    # scripts/generalist_miss_points.py: the generalist and a fine-tuned model on a run's
+    # held-out episodes, paired per episode with the run's rule and O2O-DRL; --score validation
+    # simulates the rule at the run's tuned values instead.
+    from pathlib import Path
+
+    from o2o.schedulers.drl import DRLRule
+    from o2o.sim import make_scheduler
+    from o2o.sim.rollout import simulate
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "scripts"))
+    import generalist_miss_points as gm
+
+    general = tmp_path / "g"
+    assert tiny(general) == 0
+    capsys.readouterr()
+    ranges = json.loads((general / "manifest.json").read_text())["trained_ranges"]
+    sc = load_scenario("paper-sim", ["nodes=5", "slots=10", *[f"{f}={ranges[f]}" for f in
+                                                               ("task_size_kb", "arrival_prob", "node_fail_rate")]])
+    net = sample_network(sc, 3)
+    seeds = [11, 12, 13, 14]
+    params = {"local_margin": 0.7, "peer_margin": 0.9, "rel_power": 1.0, "slack_power": 1.0}
+    rule = simulate(sc, net, seeds, make_scheduler("slack-reliable", params))["success_rate"]
+    run = tmp_path / "results.json"
+    run.write_text(json.dumps({"scenario": sc.model_dump(mode="json"), "network_seed": 3,
+                               "evaluation_seeds": seeds,
+                               "slack-reliable": {"per_episode": rule.tolist()},
+                               "o2o-drl": {"per_episode": (rule - 0.01).tolist()},
+                               "tuned": {"slack-reliable": {"params": params}}}))
+    out = tmp_path / "rows.json"
+    assert gm.main([f"nodes=5={run},{general}", "--model", str(general), "--json", str(out), "--markdown"]) == 0
+    assert "| 3: nodes=5 |" in capsys.readouterr().out
+    row = json.loads(out.read_text())["rows"][0]
+    g = simulate(sc, net, seeds, DRLRule.from_model(str(general), sc, net))["success_rate"]
+    assert row["episodes"] == 4 and row["generalist"] == pytest.approx(g.mean())
+    assert row["fine-tuned"] == row["generalist"]   # the same model given as both
+    assert row["generalist_minus_slack-reliable"][0] == pytest.approx((g - rule).mean())
+    assert row["generalist_minus_o2o-drl"][0] == pytest.approx((g - rule).mean() + 0.01)
+    assert row["o2o-drl_minus_rule"][0] == pytest.approx(-0.01)
+    assert gm.main([f"nodes=5={run},{general}", "--model", str(general), "--score", "validation",
+                    "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["score"] == "validation" and row["episodes"] == 20 and "o2o-drl" not in row
+    with pytest.raises(SystemExit) as refused:
+        gm.main([f"nodes=5={tmp_path / 'none'},{general}"])
+    assert refused.value.code == 2 and "not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        gm.main([f"{run},{general}"])
+    assert refused.value.code == 2 and "POINT=RUN,FINETUNED_DIR" in capsys.readouterr().err

@@ -199,10 +199,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "online": {"actor_head": "scorer", "gamma": 0.9, "hidden": (32, 32)}},
 }
 # Fine-tuning a generalist (a model of ``o2o train generalist``) on one network, as
-# ``o2o train online --model`` does unless --plain: chosen on validation episodes of network 0
-# (docs/learner.md, "Deploy without logs"). The command's own overrides come after these.
+# ``o2o train online --model`` does unless --plain: the warm-up and lr chosen on validation
+# episodes of network 0, the counterfactual credit on validation episodes of networks 0, 1, 2 and
+# of network 0 at 40 and 50 nodes and with larger tasks (docs/learner.md, "Deploy without logs").
+# The command's own overrides come after these.
 GENERALIST_FINETUNE: dict[str, Any] = {
-    "reward_credit": "decision",
+    "reward_credit": "counterfactual",
     "online": ("critic_warmup=2", "lr=0.001"),
 }
 DATA_EPISODES = 300      # RATC episodes of logs (600k rows on paper-sim)

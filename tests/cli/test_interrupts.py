@@ -49,13 +49,21 @@ def _episodes_written(db: str) -> int:
         return 0
 
 
+def _as_from_a_terminal() -> None:
+    """The child's SIGINT as a command started from a terminal has it: default. A test run
+    started in the background of a non-interactive shell (``cmd &``) inherits SIGINT ignored,
+    and so would every child, which then could not be interrupted at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_collect(db: str, delay_s: float, cwd) -> tuple[int, float, str]:
     """Start ``o2o collect`` into ``db``, wait for its first batch, wait ``delay_s`` more, send
     SIGINT; returns the exit code, the seconds from the signal to the exit, and stderr."""
     cmd = [sys.executable, "-m", "o2o.cli", "collect", "--episodes", "100000", "--batch-size",
            str(BATCH), "--db", db, "--json"]
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                            preexec_fn=_as_from_a_terminal)
     try:
         deadline = time.monotonic() + 120
         while _episodes_written(db) < BATCH:

@@ -40,20 +40,17 @@ from pathlib import Path
 
 import numpy as np
 
+from generalist_zero_shot import generalist_rates as rates
+from o2o.core.errors import UserError
 from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import scenario_from_dict
 from o2o.core.seeds import VALIDATION
-from o2o.schedulers.drl import DRLRule
 from o2o.sim import make_scheduler
 from o2o.sim.rollout import simulate
 
 REFERENCES = ("slack-reliable", "o2o-drl")
 VALIDATION_EPISODES = VALIDATION.take(20, 100)
-
-
-def rates(model: str, scenario, network, seeds) -> np.ndarray:
-    return simulate(scenario, network, seeds, DRLRule.from_model(model, scenario, network))["success_rate"]
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> list[float]:
@@ -131,10 +128,24 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"{results_file(run)} not found: run the o2o run command of this script's help first")
         if not (Path(finetuned) / "manifest.json").is_file():
             p.error(f"{finetuned}/manifest.json not found: run the o2o train online command of this script's help first")
+        try:
+            results = json.loads(results_file(run).read_text())
+            where = (results["network_seed"], results["scenario"]["nodes"])
+        except (ValueError, KeyError, TypeError):
+            p.error(f"{results_file(run)} is not the results.json of an o2o run")
+        manifest = json.loads((Path(finetuned) / "manifest.json").read_text())
+        tuned_on = (manifest.get("training", {}).get("network_seed"), manifest.get("nodes"))
+        if tuned_on[0] is not None and tuned_on != where:   # None: not trained on one network
+            p.error(f"{finetuned} was fine-tuned on network seed {tuned_on[0]} at N = {tuned_on[1]}, "
+                    f"{run} ran network seed {where[0]} at N = {where[1]}: pair a run with the "
+                    "model fine-tuned on its network")
         jobs.append((point, results_file(run), finetuned))
     rows = []
     for point, run, finetuned in jobs:
-        r = point_row(point, run, finetuned, a.model, a.score == "validation")
+        try:
+            r = point_row(point, run, finetuned, a.model, a.score == "validation")
+        except UserError as err:   # a model that refuses this scenario or N (ModelError)
+            p.exit(2, f"error: {err}\n")
         rows.append(r)
         drl = f", O2O-DRL {r['o2o-drl']:.4f} ({fmt(r['o2o-drl_minus_rule'])})" if "o2o-drl" in r else ""
         print(f"network {r['network_seed']}, {point} ({r['score']}, {r['episodes']} episodes): rule {r['slack-reliable']:.4f}{drl}, "

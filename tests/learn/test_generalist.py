@@ -379,6 +379,14 @@ def test_miss_points_script_pairs_the_generalist_with_a_runs_rule_and_refuses_a_
     with pytest.raises(SystemExit) as refused:
         gm.main([f"nodes=5={tmp_path / 'none'},{general}"])
     assert refused.value.code == 2 and "not found" in capsys.readouterr().err
+    elsewhere = tmp_path / "elsewhere"   # a model fine-tuned on another network
+    elsewhere.mkdir()
+    manifest = json.loads((general / "manifest.json").read_text())
+    manifest["training"]["network_seed"] = 4
+    (elsewhere / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SystemExit) as refused:
+        gm.main([f"nodes=5={run},{elsewhere}"])
+    assert refused.value.code == 2 and "network seed 4" in capsys.readouterr().err
     with pytest.raises(SystemExit) as refused:
         gm.main([f"{run},{general}"])
     assert refused.value.code == 2 and "POINT=RUN,FINETUNED_DIR" in capsys.readouterr().err

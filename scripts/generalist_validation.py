@@ -3,20 +3,28 @@ on VALIDATION episodes of networks it never saw (network seeds 500 and 501, neve
 tables or by training) at N = 10, 20 and 50, paper-sim otherwise.
 
     PYTHONPATH=src python scripts/generalist_validation.py MODEL_DIR [MODEL_DIR ...] [--rule] [--large-tasks]
+        [--nodes N [N ...]] [--task-size-max KB [KB ...]]
 
 ``--large-tasks`` scores instead the cases where the shipped model was weakest at the figures'
 points: N = 20 with task_size_kb [1000, 10000] and [1000, 12000] on the same two networks
 (the figure 5a points it was compared on use network 0, never these). ``--rule`` also prints the same-information rule ``slack-reliable`` tuned on each of those
 networks and N (grid search on 10 other validation episodes, 900 200 - 900 209, as ``o2o tune
 --seed 900200``) and run on the same episodes: what a rule gets that is tuned where it runs.
+``--nodes`` and ``--task-size-max`` keep only the cases of those N, or of those upper ends of
+``task_size_kb``: e.g. a model trained on one network at 50 nodes, scored at ``--nodes 50`` on
+these networks it never saw. A model that cannot run a case (another N), an unknown model, or
+filters that leave no case exit 2 with a one-line message.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 
 import numpy as np
 
+from o2o.core.errors import UserError
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
 from o2o.core.seeds import VALIDATION
@@ -39,11 +47,44 @@ def tuned_rule(scenario, network, network_seed: int):
     return make_scheduler("slack-reliable", params)
 
 
-def main(args: list[str]) -> None:
-    models = [a for a in args if a not in ("--rule", "--large-tasks")]
-    cases = LARGE_TASK_CASES if "--large-tasks" in args else DEFAULT_CASES
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("models", nargs="*", metavar="MODEL_DIR")
+    p.add_argument("--rule", action="store_true", help="also the rule tuned on each case")
+    p.add_argument("--large-tasks", action="store_true", help="the large-task cases instead")
+    p.add_argument("--nodes", type=int, nargs="+", metavar="N", help="only the cases of these N")
+    p.add_argument("--task-size-max", type=float, nargs="+", metavar="KB",
+                   help="only the cases whose task_size_kb ends at these upper ends (--large-tasks)")
+    args = p.parse_args(argv)
+    if not args.models and not args.rule:
+        p.error("give a MODEL_DIR, or --rule")
+    cases = LARGE_TASK_CASES if args.large_tasks else DEFAULT_CASES
+    if args.nodes:
+        cases = [c for c in cases if c[0] in args.nodes]
+    if args.task_size_max:
+        cases = [c for c in cases if task_size_max(c) in args.task_size_max]
+    if not cases:
+        p.error(f"no case is left: the cases are N {sorted({n for n, _ in DEFAULT_CASES})}, and with "
+                f"--large-tasks N {sorted({n for n, _ in LARGE_TASK_CASES})} with task_size_kb up to "
+                f"{sorted(task_size_max(c) for c in LARGE_TASK_CASES)}")
+    args.cases = cases
+    return args
+
+
+def task_size_max(case) -> float | None:
+    """The upper end of task_size_kb a case sets (None: paper-sim's)."""
+    for override in case[1]:
+        key, value = override.split("=", 1)
+        if key == "task_size_kb":
+            return float(json.loads(value)[1])
+    return None
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    cases = args.cases
     where = f"cases {[(n, *o) for n, o in cases]} x networks {NETWORKS}"
-    if "--rule" in args:
+    if args.rule:
         rates = []
         for nodes, overrides in cases:
             scenario = load_scenario("paper-sim", [f"nodes={nodes}", *overrides])
@@ -53,17 +94,23 @@ def main(args: list[str]) -> None:
                 rates.append(simulate(scenario, network, VALIDATION.take(EPISODES), rule)["success_rate"].mean())
         print(f"slack-reliable tuned on each: validation {np.mean(rates):.4f} "
               f"({', '.join(f'{r:.4f}' for r in rates)}; {where})", flush=True)
-    for model in models:
+    for model in args.models:
         rates = []
         for nodes, overrides in cases:
             scenario = load_scenario("paper-sim", [f"nodes={nodes}", *overrides])
             for s in NETWORKS:
                 network = sample_network(scenario, s)
-                rule = DRLRule.from_model(model, scenario, network)
+                try:
+                    rule = DRLRule.from_model(model, scenario, network)
+                except UserError as err:   # unknown model, another N, a scenario outside its ranges
+                    print(f"generalist_validation.py: {model} at N = {nodes} {overrides}: {err}",
+                          file=sys.stderr)
+                    return 2
                 rates.append(simulate(scenario, network, VALIDATION.take(EPISODES), rule)["success_rate"].mean())
         print(f"{model}: validation {np.mean(rates):.4f} ({', '.join(f'{r:.4f}' for r in rates)}; "
               f"{where})", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

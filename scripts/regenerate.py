@@ -305,11 +305,18 @@ def build_stages() -> list[Stage]:
                f"--out models/miss-{name}") for point, name in miss),
          script("scripts/generalist_miss_points.py "
                 + " ".join(f"'{point}=runs/miss-{name},models/miss-{name}'" for point, name in miss)
-                + " --json docs/results/generalist/miss-points/miss-points.json --markdown")),
+                + " --json docs/results/generalist/miss-points/miss-points.json --markdown"),
+         # the network-0 models at their point on networks they never saw (validation networks)
+         script("scripts/generalist_validation.py pretrained:general runs/miss-nodes50/models/o2o-drl/seed0 "
+                "runs/miss-nodes50/models/offline-only/seed0 models/miss-nodes50 --nodes 50"),
+         script("scripts/generalist_validation.py pretrained:general runs/miss-tasks10000/models/o2o-drl/seed0 "
+                "runs/miss-tasks10000/models/offline-only/seed0 models/miss-tasks10000 --large-tasks "
+                "--task-size-max 10000")),
         copies=tuple((f"runs/miss-{name}/results.json", f"docs/results/generalist/miss-points/run-{name}.json")
                      for _, name in miss),
         writes=("docs/results/generalist/miss-points/miss-points.json",),
-        printed_into=("docs/learner.md (Where zero-shot misses: the table)",),
+        printed_into=("docs/learner.md (Where zero-shot misses: the table, and the same models on "
+                      "validation networks 500 and 501)",),
         work=tuple(f"runs/miss-{name}" for _, name in miss) + tuple(f"models/miss-{name}" for _, name in miss),
         after=("generalist-model",), minutes=62.0,
         time_source="docs/learner.md, Where zero-shot misses (o2o run: 6 / 21 / 22 min; fine-tuning: 1.5 / 6 / 7.5 min)"))

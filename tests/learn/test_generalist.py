@@ -390,3 +390,28 @@ def test_miss_points_script_pairs_the_generalist_with_a_runs_rule_and_refuses_a_
     with pytest.raises(SystemExit) as refused:
         gm.main([f"{run},{general}"])
     assert refused.value.code == 2 and "POINT=RUN,FINETUNED_DIR" in capsys.readouterr().err
+
+
+def test_validation_script_keeps_the_cases_asked_for_and_refuses_with_exit_2(tmp_path, capsys, monkeypatch):
+    # scripts/generalist_validation.py: --nodes / --task-size-max keep those cases; filters that
+    # leave none, and a model that cannot run a case (here, N outside its range), exit 2.
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "scripts"))
+    import generalist_validation as gv
+
+    assert [c[0] for c in gv.parse(["m", "--nodes", "50"]).cases] == [50]
+    large = gv.parse(["m", "--large-tasks", "--task-size-max", "10000"]).cases
+    assert [gv.task_size_max(c) for c in large] == [10000.0]
+    assert gv.task_size_max(gv.DEFAULT_CASES[0]) is None
+    for argv, message in ((["m", "--nodes", "30"], "no case is left"), ([], "give a MODEL_DIR"),
+                          (["m", "--task-size-max", "10000"], "no case is left")):
+        with pytest.raises(SystemExit) as refused:
+            gv.parse(argv)
+        assert refused.value.code == 2 and message in capsys.readouterr().err
+    general = tmp_path / "g"
+    assert tiny(general) == 0   # trained at N = 4 and 6
+    capsys.readouterr()
+    assert gv.main([str(general), "--nodes", "50"]) == 2
+    err = capsys.readouterr().err
+    assert "at N = 50" in err and str(general) in err

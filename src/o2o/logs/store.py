@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import struct
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -380,28 +380,33 @@ class RunWriter:
                                  f"the run has T = {self.slots}, N = {self.nodes}")
             log.validate()
         rows = 0
-        with self.store.engine.begin() as conn:
-            try:
-                for log in logs:
-                    episode_id = _insert_one(conn, S.episodes, {
-                        "run_id": self.run_id, "episode_index": int(log.episode_index),
-                        "episode_seed": int(log.episode_seed), "written_at": _now(),
-                    })
-                    rows += insert_tasks(conn, task_columns(episode_id, log))
-                    conn.execute(insert(S.episode_end_state), end_state_rows(episode_id, log))
-            except BaseException as exc:
-                # Ctrl-C inside a PostgreSQL command (a COPY half sent): the connection is in
-                # the middle of that command and cannot roll back, so close it instead; the
-                # server then drops the transaction, and the episodes are written all or none.
-                # A SQLite call is whole when it returns (``o2o.logs.db``): roll back as usual.
-                interrupted = not isinstance(exc, Exception) or isinstance(exc.__context__, KeyboardInterrupt)
-                if interrupted and conn.dialect.name != "sqlite":
-                    conn.invalidate(exc)
-                    if isinstance(exc, Exception):  # the driver's error about the interrupted command
-                        raise KeyboardInterrupt from exc
-                raise
-        self.episodes_written += len(logs)
-        self.rows_written += rows
+        with ExitStack() as after_the_inserts:
+            with self.store.engine.begin() as conn:
+                try:
+                    for log in logs:
+                        episode_id = _insert_one(conn, S.episodes, {
+                            "run_id": self.run_id, "episode_index": int(log.episode_index),
+                            "episode_seed": int(log.episode_seed), "written_at": _now(),
+                        })
+                        rows += insert_tasks(conn, task_columns(episode_id, log))
+                        conn.execute(insert(S.episode_end_state), end_state_rows(episode_id, log))
+                except BaseException as exc:
+                    # Ctrl-C inside a PostgreSQL command (a COPY half sent): the connection is in
+                    # the middle of that command and cannot roll back, so close it instead; the
+                    # server then drops the transaction, and the episodes are written all or none.
+                    # A SQLite call is whole when it returns (``o2o.logs.db``): roll back as usual.
+                    interrupted = not isinstance(exc, Exception) or isinstance(exc.__context__, KeyboardInterrupt)
+                    if interrupted and conn.dialect.name != "sqlite":
+                        conn.invalidate(exc)
+                        if isinstance(exc, Exception):  # the driver's error about the interrupted command
+                            raise KeyboardInterrupt from exc
+                    raise
+                # Every row is in: a Ctrl-C now waits until the commit and the connection's return
+                # to the pool are done (one landing in the pool's reset of the connection was
+                # logged by SQLAlchemy with a traceback), and then interrupts as usual.
+                after_the_inserts.enter_context(sigint_deferred())
+            self.episodes_written += len(logs)
+            self.rows_written += rows
         return rows
 
     def finish(self, status: str = "completed") -> None:

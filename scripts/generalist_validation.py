@@ -80,34 +80,40 @@ def task_size_max(case) -> float | None:
     return None
 
 
+def validation_rates(cases, scheduler_at) -> list[float]:
+    """The mean success rate, per case and network, of ``scheduler_at(scenario, network, seed)``
+    on the EPISODES validation episodes."""
+    rates = []
+    for nodes, overrides in cases:
+        scenario = load_scenario("paper-sim", [f"nodes={nodes}", *overrides])
+        for s in NETWORKS:
+            network = sample_network(scenario, s)
+            scheduler = scheduler_at(scenario, network, s)
+            rates.append(simulate(scenario, network, VALIDATION.take(EPISODES), scheduler)["success_rate"].mean())
+    return rates
+
+
+def model_at(model: str):
+    def at(scenario, network, network_seed):
+        try:
+            return DRLRule.from_model(model, scenario, network)
+        except UserError as err:   # unknown model, another N, a scenario outside its ranges
+            raise UserError(f"{model} at N = {network.n}: {err}") from err
+    return at
+
+
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    cases = args.cases
-    where = f"cases {[(n, *o) for n, o in cases]} x networks {NETWORKS}"
-    if args.rule:
-        rates = []
-        for nodes, overrides in cases:
-            scenario = load_scenario("paper-sim", [f"nodes={nodes}", *overrides])
-            for s in NETWORKS:
-                network = sample_network(scenario, s)
-                rule = tuned_rule(scenario, network, s)
-                rates.append(simulate(scenario, network, VALIDATION.take(EPISODES), rule)["success_rate"].mean())
-        print(f"slack-reliable tuned on each: validation {np.mean(rates):.4f} "
-              f"({', '.join(f'{r:.4f}' for r in rates)}; {where})", flush=True)
-    for model in args.models:
-        rates = []
-        for nodes, overrides in cases:
-            scenario = load_scenario("paper-sim", [f"nodes={nodes}", *overrides])
-            for s in NETWORKS:
-                network = sample_network(scenario, s)
-                try:
-                    rule = DRLRule.from_model(model, scenario, network)
-                except UserError as err:   # unknown model, another N, a scenario outside its ranges
-                    print(f"generalist_validation.py: {model} at N = {nodes} {overrides}: {err}",
-                          file=sys.stderr)
-                    return 2
-                rates.append(simulate(scenario, network, VALIDATION.take(EPISODES), rule)["success_rate"].mean())
-        print(f"{model}: validation {np.mean(rates):.4f} ({', '.join(f'{r:.4f}' for r in rates)}; "
+    where = f"cases {[(n, *o) for n, o in args.cases]} x networks {NETWORKS}"
+    scored = [("slack-reliable tuned on each", tuned_rule)] if args.rule else []
+    scored += [(model, model_at(model)) for model in args.models]
+    for name, scheduler_at in scored:
+        try:
+            rates = validation_rates(args.cases, scheduler_at)
+        except UserError as err:
+            print(f"generalist_validation.py: {err}", file=sys.stderr)
+            return 2
+        print(f"{name}: validation {np.mean(rates):.4f} ({', '.join(f'{r:.4f}' for r in rates)}; "
               f"{where})", flush=True)
     return 0
 

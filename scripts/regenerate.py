@@ -320,6 +320,31 @@ def build_stages() -> list[Stage]:
         work=tuple(f"runs/miss-{name}" for _, name in miss) + tuple(f"models/miss-{name}" for _, name in miss),
         after=("generalist-model",), minutes=62.0,
         time_source="docs/learner.md, Where zero-shot misses (o2o run: 6 / 21 / 22 min; fine-tuning: 1.5 / 6 / 7.5 min)"))
+    # point models distilled into one generalist: a validation-only lead, not shipped
+    points = (("nodes=10", "n10", 1101), ("nodes=20", "n20", 1201), ("nodes=30", "n30", 1301),
+              ("nodes=40", "n40", 1401), ("nodes=50", "n50", 1500),
+              ("nodes=20;task_size_kb=[1000, 10000]", "n20t10k", 1202))
+    d = "scripts/generalist_distill.py"
+    stages.append(Stage(
+        "generalist-distill",
+        (*(script(f"{d} point models/distill-{name} {seed} " + " ".join(f"'{kv}'" for kv in sets.split(";")))
+           for sets, name, seed in points),
+         script(f"{d} student models/distill-student "
+                + " ".join(f"--point models/distill-{name} '{sets}'" for sets, name, _ in points)),
+         script(f"{d} online models/distill-student models/distill-general 1200 kl_coef=0.1"),
+         *(script(f"{d} student models/distill-n50-alone-{steps} --no-rule --point-networks 4 --point-episodes 30 "
+                  f"--steps {steps} --point models/distill-n50 nodes=50") for steps in (3000, 10000)),
+         script("scripts/generalist_validation.py pretrained:general models/distill-student models/distill-general"),
+         script("scripts/generalist_validation.py pretrained:general models/distill-general --large-tasks"),
+         script("scripts/generalist_validation.py models/distill-n50 models/distill-n50-alone-3000 "
+                "models/distill-n50-alone-10000 --nodes 50"),
+         script("scripts/generalist_zero_shot.py models/distill-general --markdown")),
+        printed_into=("docs/learner.md (Distilling point models: a lead, not shipped)",),
+        work=tuple(f"models/distill-{name}" for _, name, _ in points) + (
+            "models/distill-student", "models/distill-general", "models/distill-n50-alone-3000",
+            "models/distill-n50-alone-10000"),
+        after=("generalist-model", *mains), minutes=48.0,
+        time_source="docs/learner.md, Distilling point models (25 + 8.5 + 6 min, then 8 min of checks)"))
     credits = ("decision", "counterfactual")
     stages.append(Stage(
         "generalist-credit-new-networks",

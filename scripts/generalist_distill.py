@@ -1,0 +1,199 @@
+"""Distilling point models into one generalist: a validation-only experiment, not the shipped
+recipe (docs/learner.md, "Distilling point models").
+
+A model trained at one point (N and the scenario's ranges) on one network carries to networks
+it never saw; the generalist, trained across points, loses to it at 50 nodes and with large
+tasks. This script tries to give the generalist what the point models know:
+
+* ``point OUT NETWORK_SEED [KEY=VALUE ...]``: a point model in the generalist's form
+  (observation v3, scorer, pooled critic) on one TRAINING network (seed >= 1000) of
+  ``paper-sim`` with the overrides: ``slack-reliable`` tuned there on 10 validation episodes,
+  logged on 300 episodes, AWR for 8000 steps, then 400 episodes of PPO (Alg. 2), all under the
+  counterfactual credit. Writes OUT and OUT-offline.
+* ``student OUT --point MODEL SETS ...``: the shipped generalist's offline phase (the tuned rule
+  logged on 12 drawn networks x 30 episodes, seed 0, AWR, decision credit) plus, for each point
+  model, its own logs on ``--point-networks`` other training networks, where the actor's loss is
+  the cross-entropy to the point model's action probabilities on each logged state (policy
+  distillation, Rusu et al. 2016) instead of AWR. SETS: the point's overrides, ';'-separated.
+  ``--no-rule``: the point models' logs only.
+* ``online START OUT EPISODES [HPARAM=VALUE ...]``: the shipped generalist's online rounds
+  (8 episodes per drawn network, seed 0, decision credit) from a saved student.
+
+Every model is scored with ``scripts/generalist_validation.py`` (validation networks 500, 501)
+and checked with ``scripts/generalist_zero_shot.py`` (held-out points)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+
+from o2o.core import seeds
+from o2o.core.decpomdp import OBS_LAYOUT_V3, FeatureScales, critic_dim, obs_dim
+from o2o.core.network import sample_network
+from o2o.core.scenario import load_scenario
+from o2o.learn.distribution import Distribution, TeacherPlan
+from o2o.learn.nets import Actor
+from o2o.learn.offline import TRAINING_ARRAYS, AdvantageWeighted, masked_logits, normalize_rewards
+from o2o.learn.policy import Policy
+from o2o.learn.settings import learner_settings
+from o2o.models import hull_ranges, scenario_ranges
+
+POINT_LOG_EPISODES, POINT_OFFLINE_STEPS, POINT_ONLINE_EPISODES = 300, 8000, 400
+
+
+def settings(credit: str, online: list[str] = ()):
+    return learner_settings("project", offline=["critic_input=pooled"], online=["critic_input=pooled", *online],
+                            reward_credit=credit, obs_layout=OBS_LAYOUT_V3)
+
+
+def shipped_distribution() -> Distribution:
+    return Distribution(load_scenario("paper-sim", []), (10, 50), (1000, 1999),
+                        {"task_size_kb": (4000, 12000), "arrival_prob": (0.6, 1.0), "node_fail_rate": (0.1, 0.3)})
+
+
+def offline_settings(learner):
+    return learner.offline.model_copy(update={"hidden": learner.online.hidden, "actor_head": learner.online.actor_head})
+
+
+def cmd_point(a) -> None:
+    from o2o.experiments.tuning import tune_rule
+    from o2o.learn.generalist import train_offline_across
+    from o2o.learn.online import OnlinePPO
+    from o2o.logs.dataset import simulated_dataset
+    from o2o.schedulers import make_rule
+
+    sc = load_scenario("paper-sim", a.sets)
+    net = sample_network(sc, a.network_seed)
+    learner, t0 = settings("counterfactual"), time.time()
+    tuned = tune_rule(sc, net, "slack-reliable", network_seed=a.network_seed, episodes=10)
+    data = simulated_dataset(sc, net, make_rule("slack-reliable", tuned["params"]),
+                             seeds.LOGS.take(POINT_LOG_EPISODES), reward_credit="counterfactual",
+                             obs_layout=OBS_LAYOUT_V3)
+    policy = train_offline_across([data], offline_settings(learner), 0, POINT_OFFLINE_STEPS).at_nodes(net.n)
+    del data
+    where = {"nodes_range": (net.n, net.n), "trained_ranges": scenario_ranges(sc)}
+    policy.save(a.out + "-offline", training={"phase": "point-offline", "tuned": tuned["params"]}, **where)
+    algo = OnlinePPO(sc, net, learner.online, policy, 0)
+    algo.train(POINT_ONLINE_EPISODES, show_progress=False)
+    algo.policy.save(a.out, training={"phase": "point", "tuned": tuned["params"]}, **where)
+    print(f"{a.out}: tuned {tuned['params']}, {time.time() - t0:.0f} s")
+
+
+class Distillation(AdvantageWeighted):
+    """AWR, except on the rows of a point model's logs (``teacher`` set), where the actor's loss
+    is the cross-entropy to the teacher's action probabilities (masked)."""
+
+    teacher: Actor | None = None
+
+    def losses(self, b):
+        out = super().losses(b)
+        if self.teacher is None:
+            return out
+        b = self.prepared(b)
+        log_pi = torch.log_softmax(masked_logits(self.actor.logits_from(b["x"]), b["mask_r"]), dim=-1)
+        with torch.no_grad():
+            p_teacher = torch.softmax(masked_logits(self.teacher.logits_from(b["x"]), b["mask_r"]), dim=-1)
+        out["actor_loss"] = -(p_teacher * torch.where(p_teacher > 0, log_pi, torch.zeros_like(log_pi))).sum(-1).mean()
+        return out
+
+
+def cmd_student(a) -> None:
+    from o2o.experiments.teacher import teacher_datasets
+    from o2o.logs.dataset import check_dataset, simulated_dataset
+    from o2o.schedulers.drl import DRLRule
+
+    learner, t0 = settings("decision"), time.time()
+    dist = shipped_distribution()
+    datasets, ranges = [], None
+    if not a.no_rule:
+        datasets, ranges = teacher_datasets(dist, TeacherPlan("slack-reliable", 12, 30, 5, a.steps), 0, "decision",
+                                            show_progress=False)[0::2]
+    teachers: list[Actor | None] = [None] * len(datasets)
+    rng = np.random.default_rng(0xD157)
+    for j, (model, sets) in enumerate(a.point):
+        sc = load_scenario("paper-sim", sets.split(";"))
+        teacher = Policy.load(model, nodes=sc.nodes)[0].actor
+        for k in range(a.point_networks):
+            net = sample_network(sc, int(rng.integers(1000, 2000)))
+            datasets.append(simulated_dataset(
+                sc, net, DRLRule.from_model(model, sc, net),
+                seeds.LOGS.take(a.point_episodes, 10_000 + (j * 16 + k) * a.point_episodes),
+                reward_credit="decision", obs_layout=OBS_LAYOUT_V3))
+            teachers.append(teacher)
+            ranges = hull_ranges(ranges, scenario_ranges(sc))
+    data = [check_dataset(d) for d in datasets]
+    del datasets
+    off = offline_settings(learner)
+    ns = [d["action_masks"].shape[1] - 1 for d in data]
+    algo = Distillation(off, obs_dim(ns[0], OBS_LAYOUT_V3), ns[0] + 1, 0, critic_dim(ns[0], OBS_LAYOUT_V3, "pooled"))
+    base = algo.actor
+    base.obs_layout, base.feature_scales = OBS_LAYOUT_V3, FeatureScales()
+    views, streams, stats = [], [], None
+    for n, d in zip(ns, data):  # as o2o.learn.generalist.train_offline_across
+        view = Actor(obs_dim(n, OBS_LAYOUT_V3), n + 1, base.hidden, head=base.head,
+                     feature_scales=base.feature_scales, obs_layout=OBS_LAYOUT_V3)
+        view.net = base.net
+        rewards, stats_d = normalize_rewards(d["rewards"], off.reward_norm)
+        stats = stats or stats_d
+        t = {k: torch.from_numpy(np.ascontiguousarray(d[k])) for k in TRAINING_ARRAYS}
+        t["rewards"] = torch.from_numpy(rewards)
+        algo.actor = view
+        views.append(view)
+        streams.append(algo.minibatches(t, t["actions"].shape[0]))
+    rows = np.array([d["actions"].shape[0] for d in data], dtype=float)
+    order = np.random.default_rng(np.random.SeedSequence([0, 0xAC05])).choice(len(data), size=a.steps,
+                                                                               p=rows / rows.sum())
+    for j in order:
+        algo.actor, algo.teacher = views[j], teachers[j]
+        algo.update(next(streams[j]))
+    policy = Policy(base, algo.critic, "decision", stats)
+    policy.at_nodes(20).save(a.out, training={"phase": "generalist", "distilled_from": a.point},
+                             nodes_range=dist.nodes, trained_ranges=ranges)
+    print(f"{a.out}: {len(data)} data sets, {a.steps} steps, {time.time() - t0:.0f} s")
+
+
+def cmd_online(a) -> None:
+    from o2o.learn.generalist import train_generalist
+
+    learner, t0 = settings("decision", a.hparams), time.time()
+    policy, model = Policy.load(a.start, nodes=20, need_critic=True)
+    res = train_generalist(shipped_distribution(), learner.online, a.episodes, 8, 0, "decision",
+                           show_progress=False, policy=policy)
+    res.policy.at_nodes(20).save(a.out, training={"phase": "generalist", "start": a.start},
+                                 nodes_range=res.nodes_range,
+                                 trained_ranges=hull_ranges(model.trained_ranges, res.trained_ranges))
+    print(f"{a.out}: {res.episodes} online episodes, {time.time() - t0:.0f} s")
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    q = sub.add_parser("point")
+    q.add_argument("out")
+    q.add_argument("network_seed", type=int)
+    q.add_argument("sets", nargs="*")
+    q = sub.add_parser("student")
+    q.add_argument("out")
+    q.add_argument("--point", nargs=2, action="append", required=True, metavar=("MODEL", "SETS"))
+    q.add_argument("--point-networks", type=int, default=3)
+    q.add_argument("--point-episodes", type=int, default=20)
+    q.add_argument("--steps", type=int, default=20000)
+    q.add_argument("--no-rule", action="store_true", help="the point models' logs only")
+    q = sub.add_parser("online")
+    q.add_argument("start")
+    q.add_argument("out")
+    q.add_argument("episodes", type=int)
+    q.add_argument("hparams", nargs="*")
+    a = p.parse_args(argv)
+    if a.cmd == "point" and a.network_seed < 1000:
+        p.error("a point model trains on a training network: NETWORK_SEED >= 1000")
+    torch.set_num_threads(1)
+    {"point": cmd_point, "student": cmd_student, "online": cmd_online}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -32,12 +32,14 @@ import numpy as np
 import torch
 
 from o2o.core import seeds
-from o2o.core.decpomdp import OBS_LAYOUT_V3, FeatureScales, critic_dim, obs_dim
+from o2o.core.decpomdp import OBS_LAYOUT_V3
+from o2o.core.errors import UserError
+from o2o.core.limits import check_memory, dataset_bytes
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
 from o2o.learn.distribution import Distribution, TeacherPlan
+from o2o.learn.generalist import train_offline_across
 from o2o.learn.nets import Actor
-from o2o.learn.offline import TRAINING_ARRAYS, AdvantageWeighted, masked_logits, normalize_rewards
 from o2o.learn.policy import Policy
 from o2o.learn.settings import learner_settings
 from o2o.models import hull_ranges, scenario_ranges
@@ -61,7 +63,6 @@ def offline_settings(learner):
 
 def cmd_point(a) -> None:
     from o2o.experiments.tuning import tune_rule
-    from o2o.learn.generalist import train_offline_across
     from o2o.learn.online import OnlinePPO
     from o2o.logs.dataset import simulated_dataset
     from o2o.schedulers import make_rule
@@ -83,39 +84,24 @@ def cmd_point(a) -> None:
     print(f"{a.out}: tuned {tuned['params']}, {time.time() - t0:.0f} s")
 
 
-class Distillation(AdvantageWeighted):
-    """AWR, except on the rows of a point model's logs (``teacher`` set), where the actor's loss
-    is the cross-entropy to the teacher's action probabilities (masked)."""
-
-    teacher: Actor | None = None
-
-    def losses(self, b):
-        out = super().losses(b)
-        if self.teacher is None:
-            return out
-        b = self.prepared(b)
-        log_pi = torch.log_softmax(masked_logits(self.actor.logits_from(b["x"]), b["mask_r"]), dim=-1)
-        with torch.no_grad():
-            p_teacher = torch.softmax(masked_logits(self.teacher.logits_from(b["x"]), b["mask_r"]), dim=-1)
-        out["actor_loss"] = -(p_teacher * torch.where(p_teacher > 0, log_pi, torch.zeros_like(log_pi))).sum(-1).mean()
-        return out
-
-
 def cmd_student(a) -> None:
     from o2o.experiments.teacher import teacher_datasets
-    from o2o.logs.dataset import check_dataset, simulated_dataset
+    from o2o.logs.dataset import simulated_dataset
     from o2o.schedulers.drl import DRLRule
 
     learner, t0 = settings("decision"), time.time()
     dist = shipped_distribution()
     datasets, ranges = [], None
     if not a.no_rule:
-        datasets, ranges = teacher_datasets(dist, TeacherPlan("slack-reliable", 12, 30, 5, a.steps), 0, "decision",
-                                            show_progress=False)[0::2]
+        datasets, _, ranges = teacher_datasets(dist, TeacherPlan("slack-reliable", 12, 30, 5, a.steps), 0,
+                                               "decision", show_progress=False)
+    point_scenarios = [load_scenario("paper-sim", sets.split(";")) for _, sets in a.point]
+    check_memory(a.point_networks * sum(dataset_bytes(sc, a.point_episodes, OBS_LAYOUT_V3) for sc in point_scenarios),
+                 f"the point models' logs ({len(a.point)} models x {a.point_networks} networks x "
+                 f"{a.point_episodes} episodes)", "use fewer --point-networks or --point-episodes")
     teachers: list[Actor | None] = [None] * len(datasets)
     rng = np.random.default_rng(0xD157)
-    for j, (model, sets) in enumerate(a.point):
-        sc = load_scenario("paper-sim", sets.split(";"))
+    for j, ((model, _), sc) in enumerate(zip(a.point, point_scenarios)):
         teacher = Policy.load(model, nodes=sc.nodes)[0].actor
         for k in range(a.point_networks):
             net = sample_network(sc, int(rng.integers(1000, 2000)))
@@ -125,35 +111,10 @@ def cmd_student(a) -> None:
                 reward_credit="decision", obs_layout=OBS_LAYOUT_V3))
             teachers.append(teacher)
             ranges = hull_ranges(ranges, scenario_ranges(sc))
-    data = [check_dataset(d) for d in datasets]
-    del datasets
-    off = offline_settings(learner)
-    ns = [d["action_masks"].shape[1] - 1 for d in data]
-    algo = Distillation(off, obs_dim(ns[0], OBS_LAYOUT_V3), ns[0] + 1, 0, critic_dim(ns[0], OBS_LAYOUT_V3, "pooled"))
-    base = algo.actor
-    base.obs_layout, base.feature_scales = OBS_LAYOUT_V3, FeatureScales()
-    views, streams, stats = [], [], None
-    for n, d in zip(ns, data):  # as o2o.learn.generalist.train_offline_across
-        view = Actor(obs_dim(n, OBS_LAYOUT_V3), n + 1, base.hidden, head=base.head,
-                     feature_scales=base.feature_scales, obs_layout=OBS_LAYOUT_V3)
-        view.net = base.net
-        rewards, stats_d = normalize_rewards(d["rewards"], off.reward_norm)
-        stats = stats or stats_d
-        t = {k: torch.from_numpy(np.ascontiguousarray(d[k])) for k in TRAINING_ARRAYS}
-        t["rewards"] = torch.from_numpy(rewards)
-        algo.actor = view
-        views.append(view)
-        streams.append(algo.minibatches(t, t["actions"].shape[0]))
-    rows = np.array([d["actions"].shape[0] for d in data], dtype=float)
-    order = np.random.default_rng(np.random.SeedSequence([0, 0xAC05])).choice(len(data), size=a.steps,
-                                                                               p=rows / rows.sum())
-    for j in order:
-        algo.actor, algo.teacher = views[j], teachers[j]
-        algo.update(next(streams[j]))
-    policy = Policy(base, algo.critic, "decision", stats)
+    policy = train_offline_across(datasets, offline_settings(learner), 0, a.steps, teachers)
     policy.at_nodes(20).save(a.out, training={"phase": "generalist", "distilled_from": a.point},
                              nodes_range=dist.nodes, trained_ranges=ranges)
-    print(f"{a.out}: {len(data)} data sets, {a.steps} steps, {time.time() - t0:.0f} s")
+    print(f"{a.out}: {len(teachers)} data sets, {a.steps} steps, {time.time() - t0:.0f} s")
 
 
 def cmd_online(a) -> None:
@@ -192,7 +153,10 @@ def main(argv: list[str]) -> None:
     if a.cmd == "point" and a.network_seed < 1000:
         p.error("a point model trains on a training network: NETWORK_SEED >= 1000")
     torch.set_num_threads(1)
-    {"point": cmd_point, "student": cmd_student, "online": cmd_online}[a.cmd](a)
+    try:
+        {"point": cmd_point, "student": cmd_student, "online": cmd_online}[a.cmd](a)
+    except UserError as err:   # a missing model, a bad override, not enough memory: one line, exit 2
+        p.exit(2, f"{p.prog}: error: {err}\n")
 
 
 if __name__ == "__main__":

@@ -340,7 +340,7 @@ def build_stages() -> list[Stage]:
                 "models/distill-n50-alone-10000 --nodes 50"),
          script("scripts/generalist_zero_shot.py models/distill-general --markdown")),
         printed_into=("docs/learner.md (Distilling point models: a lead, not shipped)",),
-        work=tuple(f"models/distill-{name}" for _, name, _ in points) + (
+        work=tuple(f"models/distill-{name}{part}" for _, name, _ in points for part in ("", "-offline")) + (
             "models/distill-student", "models/distill-general", "models/distill-n50-alone-3000",
             "models/distill-n50-alone-10000"),
         after=("generalist-model", *mains), minutes=48.0,

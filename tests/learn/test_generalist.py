@@ -2,6 +2,7 @@
 whose weights do not depend on N, trained online across drawn networks, sizes and scenario
 ranges; it runs and fine-tunes at any N of its nodes_range and refuses the rest."""
 
+import copy
 import json
 
 import numpy as np
@@ -257,6 +258,44 @@ def test_offline_across_networks_trains_one_scorer_for_every_n_and_is_determinis
     for n, d in ((4, data[0]), (6, data[1])):
         logits = policy.at_nodes(n).actor.logits(torch.from_numpy(d["observations"][:3]))
         assert logits.shape == (3, n + 1) and torch.isfinite(logits[:, :n]).all()
+
+
+def teacher_kl(teacher, student, data):
+    """Mean KL(teacher || student) over the task rows of the data sets, each at its N."""
+    from o2o.learn.offline import masked_logits
+
+    kls = []
+    for d in data:
+        n, rows = d["action_masks"].shape[1] - 1, ~d["action_masks"][:, -1]
+        obs, mask = torch.from_numpy(d["observations"][rows]), torch.from_numpy(d["action_masks"][rows])
+        with torch.no_grad():
+            log_t, log_s = (torch.log_softmax(masked_logits(a.at_nodes(n).actor.logits(obs), mask), -1)
+                            for a in (teacher, student))
+        p_t = log_t.exp()
+        kls.append((p_t * torch.where(p_t > 0, log_t - log_s, torch.zeros_like(log_t))).sum(-1).mean())
+    return float(torch.stack(kls).mean())
+
+
+def test_offline_across_with_a_teacher_learns_the_teachers_probabilities():
+    data = [teacher_data(4), teacher_data(6)]
+    fast = OFFLINE.model_copy(update={"lr": 1e-2})
+    teacher = train_offline_across(data, fast, seed=7, steps=60)
+    distilled = train_offline_across(data, fast, seed=0, steps=150, teachers=[teacher.actor, teacher.actor])
+    plain = train_offline_across(data, fast, seed=0, steps=150)
+    start = train_offline_across(data, fast, seed=0, steps=0)
+    # the teacher's probabilities, not the logged actions, are what it moved towards
+    assert teacher_kl(teacher, distilled, data) < 0.5 * teacher_kl(teacher, start, data)
+    assert teacher_kl(teacher, distilled, data) < 0.1 * teacher_kl(teacher, plain, data)
+    # a teacher on one data set only: the other keeps the algorithm's loss
+    half = train_offline_across(data, fast, seed=0, steps=150, teachers=[None, teacher.actor])
+    flat = [torch.cat([p.detach().ravel() for p in pol.actor.parameters()]) for pol in (distilled, plain, half)]
+    assert not torch.equal(flat[2], flat[0]) and not torch.equal(flat[2], flat[1])
+    with pytest.raises(UserError, match="1 teachers for 2 data sets"):
+        train_offline_across(data, OFFLINE, seed=0, steps=2, teachers=[teacher.actor])
+    other = copy.deepcopy(teacher.actor)
+    other.obs_layout = "o2o-obs-v2"
+    with pytest.raises(UserError, match="a teacher reads what the generalist reads"):
+        train_offline_across(data, OFFLINE, seed=0, steps=2, teachers=[None, other])
 
 
 @pytest.mark.parametrize("change, message", [

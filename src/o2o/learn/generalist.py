@@ -142,11 +142,15 @@ def check_start(policy: Policy, scales: FeatureScales, reward_credit: str) -> No
 
 
 def train_offline_across(datasets: list[dict[str, np.ndarray]], settings: OfflineSettings, seed: int,
-                         steps: int) -> Policy:
+                         steps: int, teachers: list[Actor | None] | None = None) -> Policy:
     """The offline algorithm (Algorithm 1's place; AWR or BC in the project's settings) on data
     sets of several networks and N at once: one scorer actor and one pooled critic, each step on
     a minibatch of one data set drawn in proportion to its rows (seeded). The actor's candidate
-    gather is rebuilt for each data set's N around the same weights."""
+    gather is rebuilt for each data set's N around the same weights.
+
+    ``teachers``: one actor (or None) per data set; on a data set with one, the actor learns
+    that actor's action probabilities (policy distillation, ``AdvantageWeighted.teacher``), e.g.
+    a model trained at that data set's point (``scripts/generalist_distill.py``)."""
     from o2o.logs.dataset import check_dataset, dataset_obs_layout, dataset_reward_credit
 
     if not datasets:
@@ -161,6 +165,14 @@ def train_offline_across(datasets: list[dict[str, np.ndarray]], settings: Offlin
         if dataset_obs_layout(d) != OBS_LAYOUT_V3:
             raise UserError(f"the offline phase of a generalist reads {OBS_LAYOUT_V3} data sets, "
                             f"not {dataset_obs_layout(d)}")
+    teachers = teachers or [None] * len(data)
+    if len(teachers) != len(data):
+        raise UserError(f"{len(teachers)} teachers for {len(data)} data sets: give one (or None) per data set")
+    for t in teachers:
+        if t is not None and (t.head not in SCORER_HEADS or t.obs_layout != OBS_LAYOUT_V3
+                              or t.feature_scales != FeatureScales()):
+            raise UserError(f"a teacher reads what the generalist reads: a scorer on {OBS_LAYOUT_V3} at the "
+                            f"default feature scales, not a {t.head} actor on {t.obs_layout}")
     credits = {dataset_reward_credit(d) for d in data}
     if len(credits) != 1:
         raise UserError(f"the data sets have different reward credits {sorted(credits)}")
@@ -184,7 +196,7 @@ def train_offline_across(datasets: list[dict[str, np.ndarray]], settings: Offlin
     order = np.random.default_rng(np.random.SeedSequence([int(seed), 0xAC05])).choice(
         len(data), size=steps, p=rows / rows.sum())
     for j in order:
-        algo.actor = views[j]
+        algo.actor, algo.teacher = views[j], teachers[j]
         algo.update(next(streams[j]))
-    algo.actor = base
+    algo.actor, algo.teacher = base, None
     return Policy(base, algo.critic, credits.pop(), stats)

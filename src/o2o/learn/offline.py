@@ -401,6 +401,10 @@ class AdvantageWeighted(OfflineLearner):
     def __init__(self, settings: OfflineSettings, obs_dim: int, n_actions: int, seed: int = 0,
                  critic_dim: int | None = None):
         super().__init__(settings, obs_dim, n_actions, seed, critic_dim)
+        # A teacher actor (policy distillation, Rusu et al. 2016): while set, the actor's loss is
+        # the cross-entropy to the teacher's action probabilities on the same inputs instead of
+        # the weighted log-likelihood of the logged action (the critic's loss is unchanged).
+        self.teacher: Actor | None = None
         self.critic_target = copy.deepcopy(self.critic)
         for p in self.critic_target.parameters():
             p.requires_grad_(False)
@@ -447,6 +451,10 @@ class AdvantageWeighted(OfflineLearner):
             weight = (torch.ones_like(adv) if s.algorithm == "bc"
                       else (adv / s.awr_temperature).exp().clamp(max=s.awr_max_weight))
         actor_loss = -(weight * logp_data).sum() / max(b["n_rows"], 1)
+        if self.teacher is not None:
+            with torch.no_grad():
+                p_teacher = torch.softmax(masked_logits(self.teacher.logits_from(b["x"]), b["mask_r"]), dim=-1)
+            actor_loss = -(p_teacher * torch.where(p_teacher > 0, log_pi, torch.zeros_like(log_pi))).sum(-1).mean()
         with torch.no_grad():
             entropy = -(pi * log_pi).sum(-1).mean()
             data_prob = logp_data.exp().mean()

@@ -2,18 +2,22 @@
 on VALIDATION episodes of networks it never saw (network seeds 500 and 501, never used by the
 tables or by training) at N = 10, 20 and 50, paper-sim otherwise.
 
-    PYTHONPATH=src python scripts/generalist_validation.py MODEL_DIR [MODEL_DIR ...] [--rule] [--large-tasks]
-        [--nodes N [N ...]] [--task-size-max KB [KB ...]]
+    PYTHONPATH=src python scripts/generalist_validation.py MODEL_DIR [MODEL_DIR ...] [--rule]
+        [--large-tasks | --sweep] [--nodes N [N ...]] [--task-size-max KB [KB ...]] [--case KEY=VALUE ...]
 
 ``--large-tasks`` scores instead the cases where the shipped model was weakest at the figures'
 points: N = 20 with task_size_kb [1000, 10000] and [1000, 12000] on the same two networks
-(the figure 5a points it was compared on use network 0, never these). ``--rule`` also prints the same-information rule ``slack-reliable`` tuned on each of those
-networks and N (grid search on 10 other validation episodes, 900 200 - 900 209, as ``o2o tune
---seed 900200``) and run on the same episodes: what a rule gets that is tuned where it runs.
-``--nodes`` and ``--task-size-max`` keep only the cases of those N, or of those upper ends of
-``task_size_kb``: e.g. a model trained on one network at 50 nodes, scored at ``--nodes 50`` on
-these networks it never saw. A model that cannot run a case (another N), an unknown model, or
-filters that leave no case exit 2 with a one-line message.
+(the figure 5a points it was compared on use network 0, never these). ``--sweep`` scores
+instead N = 20 at each level of the task size, arrival and failure-rate upper ends that the
+generalist's rounds draw (one field at a time, paper-sim's other ranges), on the same two
+networks: the distribution's points, never the held-out networks' table. ``--rule`` also prints
+the same-information rule ``slack-reliable`` tuned on each of those networks and N (grid search
+on 10 other validation episodes, 900 200 - 900 209, as ``o2o tune --seed 900200``) and run on
+the same episodes: what a rule gets that is tuned where it runs. ``--nodes`` and
+``--task-size-max`` keep only the cases of those N, or of those upper ends of ``task_size_kb``,
+and ``--case KEY=VALUE`` those that set that override: e.g. a model trained on one network at
+50 nodes, scored at ``--nodes 50`` on these networks it never saw. A model that cannot run a
+case (another N), an unknown model, or filters that leave no case exit 2 with a one-line message.
 """
 
 from __future__ import annotations
@@ -39,6 +43,12 @@ EPISODES = 10
 # (N, overrides of paper-sim) of each case: the default cases, and those of --large-tasks.
 DEFAULT_CASES = [(n, []) for n in NODES]
 LARGE_TASK_CASES = [(20, ["task_size_kb=[1000, 10000]"]), (20, ["task_size_kb=[1000, 12000]"])]
+# --sweep: N = 20 at every level the generalist's rounds draw for the fields figures 5a-c sweep
+# (the upper end of task_size_kb, arrival_prob and node_fail_rate), one field at a time, except
+# paper-sim's own (8000 KB, 1.0, 0.1) and the large-task cases.
+SWEEP_CASES = ([(20, [f"task_size_kb=[1000, {kb}]"]) for kb in (4000, 6000)]
+               + [(20, [f"arrival_prob=[0, {p}]"]) for p in (0.6, 0.7, 0.8, 0.9)]
+               + [(20, [f"node_fail_rate=[0, {f}]"]) for f in (0.15, 0.2, 0.25, 0.3)])
 
 
 def tuned_rule(scenario, network, network_seed: int):
@@ -51,22 +61,31 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("models", nargs="*", metavar="MODEL_DIR")
     p.add_argument("--rule", action="store_true", help="also the rule tuned on each case")
-    p.add_argument("--large-tasks", action="store_true", help="the large-task cases instead")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--large-tasks", action="store_true", help="the large-task cases instead")
+    which.add_argument("--sweep", action="store_true",
+                       help="instead, N = 20 at each level of task size, arrival and failure rate the rounds draw")
     p.add_argument("--nodes", type=int, nargs="+", metavar="N", help="only the cases of these N")
     p.add_argument("--task-size-max", type=float, nargs="+", metavar="KB",
                    help="only the cases whose task_size_kb ends at these upper ends (--large-tasks)")
+    p.add_argument("--case", nargs="+", metavar="KEY=VALUE",
+                   help="only the cases that set one of these overrides, written as the cases write them "
+                        "(e.g. --sweep --case 'arrival_prob=[0, 0.6]')")
     args = p.parse_args(argv)
     if not args.models and not args.rule:
         p.error("give a MODEL_DIR, or --rule")
-    cases = LARGE_TASK_CASES if args.large_tasks else DEFAULT_CASES
+    cases = LARGE_TASK_CASES if args.large_tasks else SWEEP_CASES if args.sweep else DEFAULT_CASES
     if args.nodes:
         cases = [c for c in cases if c[0] in args.nodes]
     if args.task_size_max:
         cases = [c for c in cases if task_size_max(c) in args.task_size_max]
+    if args.case:
+        cases = [c for c in cases if set(c[1]) & set(args.case)]
     if not cases:
-        p.error(f"no case is left: the cases are N {sorted({n for n, _ in DEFAULT_CASES})}, and with "
+        p.error(f"no case is left: the cases are N {sorted({n for n, _ in DEFAULT_CASES})}, with "
                 f"--large-tasks N {sorted({n for n, _ in LARGE_TASK_CASES})} with task_size_kb up to "
-                f"{sorted(task_size_max(c) for c in LARGE_TASK_CASES)}")
+                f"{sorted(task_size_max(c) for c in LARGE_TASK_CASES)}, with --sweep N 20 with task_size_kb "
+                f"up to {sorted(t for t in map(task_size_max, SWEEP_CASES) if t is not None)} and the others")
     args.cases = cases
     return args
 

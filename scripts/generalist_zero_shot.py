@@ -85,6 +85,18 @@ def generalist_rates(model: str, scenario, network, seeds) -> np.ndarray:
     return simulate(scenario, network, seeds, DRLRule.from_model(model, scenario, network))["success_rate"]
 
 
+def summary(rows: list[dict], against: str = "slack-reliable") -> str:
+    """One line over all points (the figures' default point counts once per figure, as in the
+    table): the generalist's mean, and at how many points its paired CI against ``against`` lies
+    wholly below or above 0, with its worst difference."""
+    diffs = [(r[against]["generalist_minus"], r["point"]) for r in rows]
+    below = sum(hi < 0 for (_, _, hi), _ in diffs)
+    above = sum(lo > 0 for (_, lo, _), _ in diffs)
+    (worst, _, _), where = min(diffs, key=lambda d: d[0][0])
+    return (f"over the {len(rows)} points: generalist mean {np.mean([r['generalist'] for r in rows]):.4f}; "
+            f"against {against}: CI below 0 at {below}, above 0 at {above}, worst {worst:+.4f} ({where})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
@@ -137,6 +149,7 @@ def main() -> None:
             label = f"{figure} {data['field']}={point['value']}"
             rows.append(row(label, generalist_rates(args.model, scenario, network, seeds), refs))
             print(show(rows[-1]), flush=True)
+    print(summary(rows), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "rule_grid": args.rule_grid, "rows": rows},
                                               indent=1))

@@ -345,6 +345,38 @@ def build_stages() -> list[Stage]:
             "models/distill-n50-alone-10000"),
         after=("generalist-model", *mains), minutes=48.0,
         time_source="docs/learner.md, Distilling point models (25 + 8.5 + 6 min, then 8 min of checks)"))
+    # the same, with a point model at each level of the swept fields the rounds draw (N = 20)
+    sweep = (("task_size_kb=[1000, 4000]", "t4k", 1211), ("task_size_kb=[1000, 6000]", "t6k", 1212),
+             ("task_size_kb=[1000, 12000]", "t12k", 1213),
+             *((f"arrival_prob=[0, {p}]", f"a0{p * 10:.0f}", 1220 + k) for k, p in enumerate((0.6, 0.7, 0.8, 0.9), 1)),
+             *((f"node_fail_rate=[0, {f}]", f"f{f * 100:.0f}", 1230 + k) for k, f in enumerate((0.15, 0.2, 0.25, 0.3), 1)))
+    grid_points = " ".join(f"--point models/distill-{name} '{sets}'" for sets, name, _ in points) + " " + " ".join(
+        f"--point models/distill-{name} 'nodes=20;{sets}'" for sets, name, _ in sweep)
+    stages.append(Stage(
+        "generalist-distill-grid",
+        (*(script(f"{d} point models/distill-{name} {seed} '{sets}'") for sets, name, seed in sweep),
+         *(script(f"{d} student models/distill-grid-{steps // 1000}k --steps {steps} {grid_points}")
+           for steps in (20000, 60000)),
+         *(script(f"{d} online models/distill-grid-{k}k models/distill-grid-{k}k-online 1200 kl_coef=0.1")
+           for k in (20, 60)),
+         script(f"{d} online models/distill-grid-60k models/distill-grid-60k-online2400 2400 kl_coef=0.1"),
+         script("scripts/generalist_validation.py pretrained:general models/distill-general --rule --sweep"),
+         *(script(f"scripts/generalist_validation.py models/distill-{name} --sweep --case '{sets}'")
+           for sets, name, _ in sweep if name != "t12k"),
+         *(script(f"scripts/generalist_validation.py models/distill-grid-{k}k models/distill-grid-{k}k-online{what}")
+           for k in (20, 60) for what in ("", " --sweep")),
+         script("scripts/generalist_validation.py models/distill-grid-60k-online --large-tasks"),
+         *(script(f"scripts/generalist_validation.py models/distill-grid-60k-online2400{what}")
+           for what in ("", " --sweep", " --large-tasks")),
+         script("scripts/generalist_zero_shot.py pretrained:general --markdown"),
+         script("scripts/generalist_zero_shot.py models/distill-grid-60k-online --markdown")),
+        printed_into=("docs/learner.md (Distilling point models: the grid of the swept fields)",),
+        work=tuple(f"models/distill-{name}{part}" for _, name, _ in sweep for part in ("", "-offline")) + tuple(
+            f"models/distill-grid-{k}k{part}" for k in (20, 60) for part in ("", "-online")) + (
+            "models/distill-grid-60k-online2400",),
+        after=("generalist-distill",), minutes=111.0,
+        time_source="docs/learner.md, the grid of the swept fields (point models 2-4 min each, students 8 and "
+                    "14 min, online rounds 5-6 min and 10.5 min for 2400 episodes, checks 10 min)"))
     credits = ("decision", "counterfactual")
     stages.append(Stage(
         "generalist-credit-new-networks",

@@ -443,8 +443,17 @@ def test_validation_script_keeps_the_cases_asked_for_and_refuses_with_exit_2(tmp
     large = gv.parse(["m", "--large-tasks", "--task-size-max", "10000"]).cases
     assert [gv.task_size_max(c) for c in large] == [10000.0]
     assert gv.task_size_max(gv.DEFAULT_CASES[0]) is None
+    # --sweep: N = 20 at the distribution's levels, one field at a time, none of paper-sim's own
+    sweep = gv.parse(["m", "--sweep"]).cases
+    assert {n for n, _ in sweep} == {20} and len(sweep) == 10
+    assert {o[0].split("=")[0] for _, o in sweep} == {"task_size_kb", "arrival_prob", "node_fail_rate"}
+    assert not {"arrival_prob=[0, 1.0]", "node_fail_rate=[0, 0.1]"} & {o[0] for _, o in sweep}
+    assert [gv.task_size_max(c) for c in gv.parse(["m", "--sweep", "--task-size-max", "4000"]).cases] == [4000.0]
+    assert gv.parse(["m", "--sweep", "--case", "arrival_prob=[0, 0.6]"]).cases == [(20, ["arrival_prob=[0, 0.6]"])]
     for argv, message in ((["m", "--nodes", "30"], "no case is left"), ([], "give a MODEL_DIR"),
-                          (["m", "--task-size-max", "10000"], "no case is left")):
+                          (["m", "--task-size-max", "10000"], "no case is left"),
+                          (["m", "--sweep", "--large-tasks"], "not allowed with"),
+                          (["m", "--sweep", "--case", "arrival_prob=[0,0.6]"], "no case is left")):
         with pytest.raises(SystemExit) as refused:
             gv.parse(argv)
         assert refused.value.code == 2 and message in capsys.readouterr().err
@@ -454,3 +463,18 @@ def test_validation_script_keeps_the_cases_asked_for_and_refuses_with_exit_2(tmp
     assert gv.main([str(general), "--nodes", "50"]) == 2
     err = capsys.readouterr().err
     assert "at N = 50" in err and str(general) in err
+
+
+def test_zero_shot_summary_counts_the_points_whose_ci_lies_below_or_above_zero(monkeypatch):
+    # scripts/generalist_zero_shot.py's last line: the mean, and the points whose paired CI
+    # against the tuned rule lies wholly below / above 0, with the worst difference.
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "scripts"))
+    import generalist_zero_shot as zs
+
+    rows = [{"point": p, "generalist": g, "slack-reliable": {"generalist_minus": ci}}
+            for p, g, ci in (("a", 0.90, [-0.003, -0.005, -0.001]), ("b", 0.92, [0.002, 0.001, 0.003]),
+                             ("c", 0.94, [0.001, -0.001, 0.003]), ("d", 0.86, [-0.002, -0.004, 0.0]))]
+    assert zs.summary(rows) == ("over the 4 points: generalist mean 0.9050; against slack-reliable: "
+                                "CI below 0 at 1, above 0 at 1, worst -0.0030 (a)")

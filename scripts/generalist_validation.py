@@ -80,7 +80,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if args.task_size_max:
         cases = [c for c in cases if task_size_max(c) in args.task_size_max]
     if args.case:
+        written = [o for c in cases for o in c[1]]
         cases = [c for c in cases if set(c[1]) & set(args.case)]
+        if not cases:
+            p.error(f"no case is left: --case takes an override as the cases write it, one of {written}")
     if not cases:
         p.error(f"no case is left: the cases are N {sorted({n for n, _ in DEFAULT_CASES})}, with "
                 f"--large-tasks N {sorted({n for n, _ in LARGE_TASK_CASES})} with task_size_kb up to "

@@ -453,7 +453,7 @@ def test_validation_script_keeps_the_cases_asked_for_and_refuses_with_exit_2(tmp
     for argv, message in ((["m", "--nodes", "30"], "no case is left"), ([], "give a MODEL_DIR"),
                           (["m", "--task-size-max", "10000"], "no case is left"),
                           (["m", "--sweep", "--large-tasks"], "not allowed with"),
-                          (["m", "--sweep", "--case", "arrival_prob=[0,0.6]"], "no case is left")):
+                          (["m", "--sweep", "--case", "arrival_prob=[0,0.6]"], "'arrival_prob=[0, 0.6]'")):
         with pytest.raises(SystemExit) as refused:
             gv.parse(argv)
         assert refused.value.code == 2 and message in capsys.readouterr().err

@@ -360,6 +360,12 @@ def build_stages() -> list[Stage]:
          *(script(f"{d} online models/distill-grid-{k}k models/distill-grid-{k}k-online 1200 kl_coef=0.1")
            for k in (20, 60)),
          script(f"{d} online models/distill-grid-60k models/distill-grid-60k-online2400 2400 kl_coef=0.1"),
+         # the shipped generalist as one more teacher, at the levels where the students lose to it
+         script(f"{d} student models/distill-grid-shipped --steps 60000 " + " ".join(
+             f"--point src/o2o/pretrained/general 'nodes=20;{sets}'" for sets in (
+                 "task_size_kb=[1000, 4000]", "task_size_kb=[1000, 6000]", "arrival_prob=[0, 0.6]",
+                 "arrival_prob=[0, 0.7]")) + f" {grid_points}"),
+         script(f"{d} online models/distill-grid-shipped models/distill-grid-shipped-online 1200 kl_coef=0.1"),
          script("scripts/generalist_validation.py pretrained:general models/distill-general --rule --sweep"),
          *(script(f"scripts/generalist_validation.py models/distill-{name} --sweep --case '{sets}'")
            for sets, name, _ in sweep if name != "t12k"),
@@ -369,14 +375,18 @@ def build_stages() -> list[Stage]:
          *(script(f"scripts/generalist_validation.py models/distill-grid-60k-online2400{what}")
            for what in ("", " --sweep", " --large-tasks")),
          script("scripts/generalist_zero_shot.py pretrained:general --markdown"),
-         script("scripts/generalist_zero_shot.py models/distill-grid-60k-online --markdown")),
+         script("scripts/generalist_zero_shot.py models/distill-grid-60k-online --markdown"),
+         *(script(f"scripts/generalist_validation.py models/distill-grid-shipped-online{what}")
+           for what in ("", " --sweep", " --large-tasks")),
+         script("scripts/generalist_zero_shot.py models/distill-grid-shipped-online --markdown")),
         printed_into=("docs/learner.md (Distilling point models: the grid of the swept fields)",),
         work=tuple(f"models/distill-{name}{part}" for _, name, _ in sweep for part in ("", "-offline")) + tuple(
             f"models/distill-grid-{k}k{part}" for k in (20, 60) for part in ("", "-online")) + (
-            "models/distill-grid-60k-online2400",),
-        after=("generalist-distill",), minutes=111.0,
+            "models/distill-grid-60k-online2400", "models/distill-grid-shipped", "models/distill-grid-shipped-online"),
+        after=("generalist-distill",), minutes=129.0,
         time_source="docs/learner.md, the grid of the swept fields (point models 2-4 min each, students 8 and "
-                    "14 min, online rounds 5-6 min and 10.5 min for 2400 episodes, checks 10 min)"))
+                    "14 min (11 with the shipped teacher), online rounds 5-6 min and 10.5 min for 2400 episodes, "
+                    "checks 11 min)"))
     credits = ("decision", "counterfactual")
     stages.append(Stage(
         "generalist-credit-new-networks",

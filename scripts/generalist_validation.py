@@ -32,6 +32,7 @@ from o2o.core.errors import UserError
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
 from o2o.core.seeds import VALIDATION
+from o2o.learn.distribution import LEVELS, UPPER_ENDS
 from o2o.experiments.tuning import tune_rule
 from o2o.schedulers.drl import DRLRule
 from o2o.sim import make_scheduler
@@ -43,12 +44,22 @@ EPISODES = 10
 # (N, overrides of paper-sim) of each case: the default cases, and those of --large-tasks.
 DEFAULT_CASES = [(n, []) for n in NODES]
 LARGE_TASK_CASES = [(20, ["task_size_kb=[1000, 10000]"]), (20, ["task_size_kb=[1000, 12000]"])]
-# --sweep: N = 20 at every level the generalist's rounds draw for the fields figures 5a-c sweep
-# (the upper end of task_size_kb, arrival_prob and node_fail_rate), one field at a time, except
-# paper-sim's own (8000 KB, 1.0, 0.1) and the large-task cases.
-SWEEP_CASES = ([(20, [f"task_size_kb=[1000, {kb}]"]) for kb in (4000, 6000)]
-               + [(20, [f"arrival_prob=[0, {p}]"]) for p in (0.6, 0.7, 0.8, 0.9)]
-               + [(20, [f"node_fail_rate=[0, {f}]"]) for f in (0.15, 0.2, 0.25, 0.3)])
+
+
+def sweep_cases() -> list:
+    """--sweep: N = 20 at every level the generalist's rounds draw (``o2o.learn.distribution``)
+    for the fields figures 5a-c sweep, one field at a time with paper-sim's lower end, except
+    paper-sim's own upper end and the large-task cases."""
+    base = load_scenario("paper-sim", [])
+    large = {(20, tuple(o)) for _, o in LARGE_TASK_CASES}
+    cases = []
+    for field, (lo, hi) in UPPER_ENDS.items():
+        low, own = getattr(base, field)
+        for end in np.linspace(lo, hi, LEVELS):
+            case = (20, [f"{field}=[{low:g}, {end:g}]"])
+            if not np.isclose(end, own) and (case[0], tuple(case[1])) not in large:
+                cases.append(case)
+    return cases
 
 
 def tuned_rule(scenario, network, network_seed: int):
@@ -74,7 +85,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.models and not args.rule:
         p.error("give a MODEL_DIR, or --rule")
-    cases = LARGE_TASK_CASES if args.large_tasks else SWEEP_CASES if args.sweep else DEFAULT_CASES
+    cases = LARGE_TASK_CASES if args.large_tasks else sweep_cases() if args.sweep else DEFAULT_CASES
     if args.nodes:
         cases = [c for c in cases if c[0] in args.nodes]
     if args.task_size_max:
@@ -88,7 +99,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         p.error(f"no case is left: the cases are N {sorted({n for n, _ in DEFAULT_CASES})}, with "
                 f"--large-tasks N {sorted({n for n, _ in LARGE_TASK_CASES})} with task_size_kb up to "
                 f"{sorted(task_size_max(c) for c in LARGE_TASK_CASES)}, with --sweep N 20 with task_size_kb "
-                f"up to {sorted(t for t in map(task_size_max, SWEEP_CASES) if t is not None)} and the others")
+                f"up to {sorted(t for t in map(task_size_max, sweep_cases()) if t is not None)} and the others")
     args.cases = cases
     return args
 

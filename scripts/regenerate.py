@@ -362,9 +362,8 @@ def build_stages() -> list[Stage]:
          script(f"{d} online models/distill-grid-60k models/distill-grid-60k-online2400 2400 kl_coef=0.1"),
          # the shipped generalist as one more teacher, at the levels where the students lose to it
          script(f"{d} student models/distill-grid-shipped --steps 60000 " + " ".join(
-             f"--point src/o2o/pretrained/general 'nodes=20;{sets}'" for sets in (
-                 "task_size_kb=[1000, 4000]", "task_size_kb=[1000, 6000]", "arrival_prob=[0, 0.6]",
-                 "arrival_prob=[0, 0.7]")) + f" {grid_points}"),
+             f"--point src/o2o/pretrained/general 'nodes=20;{sets}'" for sets, name, _ in sweep
+             if name in ("t4k", "t6k", "a06", "a07")) + f" {grid_points}"),
          script(f"{d} online models/distill-grid-shipped models/distill-grid-shipped-online 1200 kl_coef=0.1"),
          script("scripts/generalist_validation.py pretrained:general models/distill-general --rule --sweep"),
          *(script(f"scripts/generalist_validation.py models/distill-{name} --sweep --case '{sets}'")
@@ -374,7 +373,6 @@ def build_stages() -> list[Stage]:
          script("scripts/generalist_validation.py models/distill-grid-60k-online --large-tasks"),
          *(script(f"scripts/generalist_validation.py models/distill-grid-60k-online2400{what}")
            for what in ("", " --sweep", " --large-tasks")),
-         script("scripts/generalist_zero_shot.py pretrained:general --markdown"),
          script("scripts/generalist_zero_shot.py models/distill-grid-60k-online --markdown"),
          *(script(f"scripts/generalist_validation.py models/distill-grid-shipped-online{what}")
            for what in ("", " --sweep", " --large-tasks")),

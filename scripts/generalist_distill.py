@@ -11,13 +11,19 @@ tasks. This script tries to give the generalist what the point models know:
   logged on 300 episodes, AWR for 8000 steps, then 400 episodes of PPO (Alg. 2), all under the
   counterfactual credit. Writes OUT and OUT-offline.
 * ``student OUT --point MODEL SETS ...``: the shipped generalist's offline phase (the tuned rule
-  logged on 12 drawn networks x 30 episodes, seed 0, AWR, decision credit) plus, for each point
+  logged on 12 drawn networks x 30 episodes, AWR, decision credit) plus, for each point
   model, its own logs on ``--point-networks`` other training networks, where the actor's loss is
   the cross-entropy to the point model's action probabilities on each logged state (policy
   distillation, Rusu et al. 2016) instead of AWR. SETS: the point's overrides, ';'-separated.
-  ``--no-rule``: the point models' logs only.
+  ``--no-rule``: the point models' logs only. A teacher named twice gets twice the logs (other
+  networks, other episodes).
 * ``online START OUT EPISODES [HPARAM=VALUE ...]``: the shipped generalist's online rounds
-  (8 episodes per drawn network, seed 0, decision credit) from a saved student.
+  (8 episodes per drawn network, decision credit) from a saved student.
+
+``student`` and ``online`` take ``--seed K`` (default 0, the seed of every run in the docs before
+2026-12-04): the training seed, which draws the networks, the online episodes and the initial
+weights. ``student --set HPARAM=VALUE ...`` changes the learner's settings as ``online``'s
+HPARAM=VALUE does (e.g. ``'hidden=[64, 64]'``, a wider actor and critic).
 
 Every model is scored with ``scripts/generalist_validation.py`` (validation networks 500, 501)
 and checked with ``scripts/generalist_zero_shot.py`` (held-out points)."""
@@ -89,18 +95,18 @@ def cmd_student(a) -> None:
     from o2o.logs.dataset import simulated_dataset
     from o2o.schedulers.drl import DRLRule
 
-    learner, t0 = settings("decision"), time.time()
+    learner, t0 = settings("decision", a.set), time.time()
     dist = shipped_distribution()
     datasets, ranges = [], None
     if not a.no_rule:
-        datasets, _, ranges = teacher_datasets(dist, TeacherPlan("slack-reliable", 12, 30, 5, a.steps), 0,
+        datasets, _, ranges = teacher_datasets(dist, TeacherPlan("slack-reliable", 12, 30, 5, a.steps), a.seed,
                                                "decision", show_progress=False)
     point_scenarios = [load_scenario("paper-sim", sets.split(";")) for _, sets in a.point]
     check_memory(a.point_networks * sum(dataset_bytes(sc, a.point_episodes, OBS_LAYOUT_V3) for sc in point_scenarios),
                  f"the point models' logs ({len(a.point)} models x {a.point_networks} networks x "
                  f"{a.point_episodes} episodes)", "use fewer --point-networks or --point-episodes")
     teachers: list[Actor | None] = [None] * len(datasets)
-    rng = np.random.default_rng(0xD157)
+    rng = np.random.default_rng(0xD157 + a.seed)
     for j, ((model, _), sc) in enumerate(zip(a.point, point_scenarios)):
         teacher = Policy.load(model, nodes=sc.nodes)[0].actor
         for k in range(a.point_networks):
@@ -111,8 +117,8 @@ def cmd_student(a) -> None:
                 reward_credit="decision", obs_layout=OBS_LAYOUT_V3))
             teachers.append(teacher)
             ranges = hull_ranges(ranges, scenario_ranges(sc))
-    policy = train_offline_across(datasets, offline_settings(learner), 0, a.steps, teachers)
-    policy.at_nodes(20).save(a.out, training={"phase": "generalist", "distilled_from": a.point},
+    policy = train_offline_across(datasets, offline_settings(learner), a.seed, a.steps, teachers)
+    policy.at_nodes(20).save(a.out, training={"phase": "generalist", "distilled_from": a.point, "seed": a.seed},
                              nodes_range=dist.nodes, trained_ranges=ranges)
     print(f"{a.out}: {len(teachers)} data sets, {a.steps} steps, {time.time() - t0:.0f} s")
 
@@ -122,9 +128,9 @@ def cmd_online(a) -> None:
 
     learner, t0 = settings("decision", a.hparams), time.time()
     policy, model = Policy.load(a.start, nodes=20, need_critic=True)
-    res = train_generalist(shipped_distribution(), learner.online, a.episodes, 8, 0, "decision",
+    res = train_generalist(shipped_distribution(), learner.online, a.episodes, 8, a.seed, "decision",
                            show_progress=False, policy=policy)
-    res.policy.at_nodes(20).save(a.out, training={"phase": "generalist", "start": a.start},
+    res.policy.at_nodes(20).save(a.out, training={"phase": "generalist", "start": a.start, "seed": a.seed},
                                  nodes_range=res.nodes_range,
                                  trained_ranges=hull_ranges(model.trained_ranges, res.trained_ranges))
     print(f"{a.out}: {res.episodes} online episodes, {time.time() - t0:.0f} s")
@@ -144,14 +150,20 @@ def main(argv: list[str]) -> None:
     q.add_argument("--point-episodes", type=int, default=20)
     q.add_argument("--steps", type=int, default=20000)
     q.add_argument("--no-rule", action="store_true", help="the point models' logs only")
+    q.add_argument("--seed", type=int, default=0, help="training seed: the networks drawn and the training")
+    q.add_argument("--set", nargs="+", default=[], metavar="HPARAM=VALUE",
+                   help="the learner's settings, as for online (e.g. 'hidden=[64, 64]')")
     q = sub.add_parser("online")
     q.add_argument("start")
     q.add_argument("out")
     q.add_argument("episodes", type=int)
     q.add_argument("hparams", nargs="*")
+    q.add_argument("--seed", type=int, default=0, help="training seed: the rounds' draws and episodes")
     a = p.parse_args(argv)
     if a.cmd == "point" and a.network_seed < 1000:
         p.error("a point model trains on a training network: NETWORK_SEED >= 1000")
+    if getattr(a, "seed", 0) < 0:
+        p.error(f"--seed is a training seed >= 0, got {a.seed}")
     torch.set_num_threads(1)
     try:
         {"point": cmd_point, "student": cmd_student, "online": cmd_online}[a.cmd](a)

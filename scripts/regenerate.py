@@ -350,20 +350,23 @@ def build_stages() -> list[Stage]:
              ("task_size_kb=[1000, 12000]", "t12k", 1213),
              *((f"arrival_prob=[0, {p}]", f"a0{p * 10:.0f}", 1220 + k) for k, p in enumerate((0.6, 0.7, 0.8, 0.9), 1)),
              *((f"node_fail_rate=[0, {f}]", f"f{f * 100:.0f}", 1230 + k) for k, f in enumerate((0.15, 0.2, 0.25, 0.3), 1)))
-    grid_points = " ".join(f"--point models/distill-{name} '{sets}'" for sets, name, _ in points) + " " + " ".join(
-        f"--point models/distill-{name} 'nodes=20;{sets}'" for sets, name, _ in sweep)
+
+    def grid_points(twice: tuple[str, ...] = ()) -> str:   # every point model; those in ``twice`` named twice
+        return " ".join(f"--point models/distill-{name} '{sets}'" for sets, name, _ in points
+                        for _ in range(1 + (name in twice))) + " " + " ".join(
+            f"--point models/distill-{name} 'nodes=20;{sets}'" for sets, name, _ in sweep)
+    shipped_teacher = " ".join(f"--point src/o2o/pretrained/general 'nodes=20;{sets}'" for sets, name, _ in sweep
+                               if name in ("t4k", "t6k", "a06", "a07"))
     stages.append(Stage(
         "generalist-distill-grid",
         (*(script(f"{d} point models/distill-{name} {seed} '{sets}'") for sets, name, seed in sweep),
-         *(script(f"{d} student models/distill-grid-{steps // 1000}k --steps {steps} {grid_points}")
+         *(script(f"{d} student models/distill-grid-{steps // 1000}k --steps {steps} {grid_points()}")
            for steps in (20000, 60000)),
          *(script(f"{d} online models/distill-grid-{k}k models/distill-grid-{k}k-online 1200 kl_coef=0.1")
            for k in (20, 60)),
          script(f"{d} online models/distill-grid-60k models/distill-grid-60k-online2400 2400 kl_coef=0.1"),
          # the shipped generalist as one more teacher, at the levels where the students lose to it
-         script(f"{d} student models/distill-grid-shipped --steps 60000 " + " ".join(
-             f"--point src/o2o/pretrained/general 'nodes=20;{sets}'" for sets, name, _ in sweep
-             if name in ("t4k", "t6k", "a06", "a07")) + f" {grid_points}"),
+         script(f"{d} student models/distill-grid-shipped --steps 60000 {shipped_teacher} {grid_points()}"),
          script(f"{d} online models/distill-grid-shipped models/distill-grid-shipped-online 1200 kl_coef=0.1"),
          script("scripts/generalist_validation.py pretrained:general models/distill-general --rule --sweep"),
          *(script(f"scripts/generalist_validation.py models/distill-{name} --sweep --case '{sets}'")
@@ -385,6 +388,29 @@ def build_stages() -> list[Stage]:
         time_source="docs/learner.md, the grid of the swept fields (point models 2-4 min each, students 8 and "
                     "14 min (11 with the shipped teacher), online rounds 5-6 min and 10.5 min for 2400 episodes, "
                     "checks 11 min)"))
+    # the shipped-teacher student again: a second training seed, twice the 50-node logs, a wider actor
+    variants = (("seed1", "--seed 1 ", grid_points(), " --seed 1"), ("n50x2", "", grid_points(twice=("n50",)), ""),
+                ("h64", "--set 'hidden=[64, 64]' ", grid_points(), " 'hidden=[64, 64]'"))
+    stages.append(Stage(
+        "generalist-distill-variants",
+        (*(cmd for name, options, teachers, extra in variants for cmd in (
+            script(f"{d} student models/distill-{name} --steps 60000 {options}{shipped_teacher} {teachers}"),
+            script(f"{d} online models/distill-{name} models/distill-{name}-online 1200 kl_coef=0.1{extra}"))),
+         script("scripts/generalist_validation.py models/distill-grid-shipped"
+                + "".join(f" models/distill-{name}" for name, *_ in variants)),
+         *(script(f"scripts/generalist_validation.py models/distill-{name}-online{what}")
+           for name, *_ in variants for what in ("", " --sweep", " --large-tasks")),
+         script("scripts/generalist_validation.py pretrained:general models/distill-n50 models/distill-grid-shipped-online "
+                + " ".join(f"models/distill-{name}-online" for name, *_ in variants) + " --rule --nodes 50"),
+         script("scripts/generalist_validation.py pretrained:general models/distill-grid-shipped-online "
+                + " ".join(f"models/distill-{name}-online" for name, *_ in variants)
+                + " --rule --sweep --case 'arrival_prob=[0, 0.6]' 'arrival_prob=[0, 0.7]'"),
+         script("scripts/generalist_zero_shot.py models/distill-seed1-online --markdown")),
+        printed_into=("docs/learner.md (Distilling point models: a second seed, more 50-node logs, a wider actor)",),
+        work=tuple(f"models/distill-{name}{part}" for name, *_ in variants for part in ("", "-online")),
+        after=("generalist-distill-grid",), minutes=79.0,
+        time_source="docs/learner.md, a second seed, more 50-node logs, a wider actor (students 17, 15 and 20 "
+                    "min, online rounds 6.5, 5.5 and 10 min, checks 5 min)"))
     credits = ("decision", "counterfactual")
     stages.append(Stage(
         "generalist-credit-new-networks",

@@ -465,6 +465,25 @@ def test_validation_script_keeps_the_cases_asked_for_and_refuses_with_exit_2(tmp
     assert "at N = 50" in err and str(general) in err
 
 
+def test_distill_script_refuses_bad_seeds_with_exit_2(capsys, monkeypatch):
+    # scripts/generalist_distill.py: a point model trains on a training network (seed >= 1000),
+    # --seed is a training seed >= 0, and --set names the learner's settings; each refused
+    # before anything is drawn.
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "scripts"))
+    import generalist_distill as gd
+
+    for argv, message in ((["point", "out", "999"], "NETWORK_SEED >= 1000"),
+                          (["student", "out", "--point", "m", "nodes=20", "--seed", "-1"], "got -1"),
+                          (["online", "start", "out", "8", "--seed", "-2"], "got -2"),
+                          (["student", "out", "--point", "m", "nodes=20", "--set", "nosuch=1"],
+                           "unknown hyper-parameter 'nosuch'")):
+        with pytest.raises(SystemExit) as refused:
+            gd.main(argv)
+        assert refused.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_zero_shot_summary_counts_the_points_whose_ci_lies_below_or_above_zero(monkeypatch):
     # scripts/generalist_zero_shot.py's last line: the mean, and the points whose paired CI
     # against the tuned rule lies wholly below / above 0, with the worst difference.

@@ -53,9 +53,9 @@ from o2o.models import hull_ranges, scenario_ranges
 POINT_LOG_EPISODES, POINT_OFFLINE_STEPS, POINT_ONLINE_EPISODES = 300, 8000, 400
 
 
-def settings(credit: str, online: list[str] = ()):
+def settings(credit: str, online: list[str] = (), option: str = "HPARAM=VALUE"):
     return learner_settings("project", offline=["critic_input=pooled"], online=["critic_input=pooled", *online],
-                            reward_credit=credit, obs_layout=OBS_LAYOUT_V3)
+                            reward_credit=credit, obs_layout=OBS_LAYOUT_V3, options=(option, option))
 
 
 def shipped_distribution() -> Distribution:
@@ -95,7 +95,7 @@ def cmd_student(a) -> None:
     from o2o.logs.dataset import simulated_dataset
     from o2o.schedulers.drl import DRLRule
 
-    learner, t0 = settings("decision", a.set), time.time()
+    learner, t0 = settings("decision", a.set, "--set"), time.time()
     dist = shipped_distribution()
     datasets, ranges = [], None
     if not a.no_rule:

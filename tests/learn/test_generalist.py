@@ -478,7 +478,10 @@ def test_distill_script_refuses_bad_seeds_with_exit_2(capsys, monkeypatch):
                           (["student", "out", "--point", "m", "nodes=20", "--seed", "-1"], "got -1"),
                           (["online", "start", "out", "8", "--seed", "-2"], "got -2"),
                           (["student", "out", "--point", "m", "nodes=20", "--set", "nosuch=1"],
-                           "unknown hyper-parameter 'nosuch'")):
+                           "unknown hyper-parameter 'nosuch'"),
+                          (["student", "out", "--point", "m", "nodes=20", "--set", "hidden=wide"],
+                           "--set: invalid hyper-parameter: hidden"),
+                          (["online", "start", "out", "8", "kl_coef=much"], "HPARAM=VALUE: invalid hyper-parameter")):
         with pytest.raises(SystemExit) as refused:
             gd.main(argv)
         assert refused.value.code == 2 and message in capsys.readouterr().err

@@ -12,7 +12,7 @@ tasks. This script tries to give the generalist what the point models know:
   counterfactual credit. Writes OUT and OUT-offline.
 * ``student OUT --point MODEL SETS ...``: the shipped generalist's offline phase (the tuned rule
   logged on 12 drawn networks x 30 episodes, AWR, decision credit) plus, for each point
-  model, its own logs on ``--point-networks`` other training networks, where the actor's loss is
+  model, its own logs on ``--point-networks`` (1 to 16) other training networks, where the actor's loss is
   the cross-entropy to the point model's action probabilities on each logged state (policy
   distillation, Rusu et al. 2016) instead of AWR. SETS: the point's overrides, ';'-separated.
   ``--no-rule``: the point models' logs only. A teacher named twice gets twice the logs (other
@@ -97,18 +97,19 @@ def cmd_student(a) -> None:
 
     learner, t0 = settings("decision", a.set, "--set"), time.time()
     dist = shipped_distribution()
-    datasets, ranges = [], None
-    if not a.no_rule:
-        datasets, _, ranges = teacher_datasets(dist, TeacherPlan("slack-reliable", 12, 30, 5, a.steps), a.seed,
-                                               "decision", show_progress=False)
+    # every point model and its logs' memory are checked before anything is drawn
     point_scenarios = [load_scenario("paper-sim", sets.split(";")) for _, sets in a.point]
     check_memory(a.point_networks * sum(dataset_bytes(sc, a.point_episodes, OBS_LAYOUT_V3) for sc in point_scenarios),
                  f"the point models' logs ({len(a.point)} models x {a.point_networks} networks x "
                  f"{a.point_episodes} episodes)", "use fewer --point-networks or --point-episodes")
+    point_actors = [Policy.load(model, nodes=sc.nodes)[0].actor for (model, _), sc in zip(a.point, point_scenarios)]
+    datasets, ranges = [], None
+    if not a.no_rule:
+        datasets, _, ranges = teacher_datasets(dist, TeacherPlan("slack-reliable", 12, 30, 5, a.steps), a.seed,
+                                               "decision", show_progress=False)
     teachers: list[Actor | None] = [None] * len(datasets)
     rng = np.random.default_rng(0xD157 + a.seed)
-    for j, ((model, _), sc) in enumerate(zip(a.point, point_scenarios)):
-        teacher = Policy.load(model, nodes=sc.nodes)[0].actor
+    for j, ((model, _), sc, teacher) in enumerate(zip(a.point, point_scenarios, point_actors)):
         for k in range(a.point_networks):
             net = sample_network(sc, int(rng.integers(1000, 2000)))
             datasets.append(simulated_dataset(
@@ -162,6 +163,9 @@ def main(argv: list[str]) -> None:
     a = p.parse_args(argv)
     if a.cmd == "point" and a.network_seed < 1000:
         p.error("a point model trains on a training network: NETWORK_SEED >= 1000")
+    if a.cmd == "student" and not (1 <= a.point_networks <= 16 and a.point_episodes >= 1):
+        # each point model's logs take seeds from its own block of 16 networks
+        p.error("--point-networks is 1 to 16 and --point-episodes at least 1")
     if getattr(a, "seed", 0) < 0:
         p.error(f"--seed is a training seed >= 0, got {a.seed}")
     torch.set_num_threads(1)

@@ -481,7 +481,9 @@ def test_distill_script_refuses_bad_seeds_with_exit_2(capsys, monkeypatch):
                            "unknown hyper-parameter 'nosuch'"),
                           (["student", "out", "--point", "m", "nodes=20", "--set", "hidden=wide"],
                            "--set: invalid hyper-parameter: hidden"),
-                          (["online", "start", "out", "8", "kl_coef=much"], "HPARAM=VALUE: invalid hyper-parameter")):
+                          (["online", "start", "out", "8", "kl_coef=much"], "HPARAM=VALUE: invalid hyper-parameter"),
+                          (["student", "out", "--point", "m", "nodes=20", "--point-networks", "17"], "1 to 16"),
+                          (["student", "out", "--point", "m", "nodes=20"], "no model at m")):
         with pytest.raises(SystemExit) as refused:
             gd.main(argv)
         assert refused.value.code == 2 and message in capsys.readouterr().err

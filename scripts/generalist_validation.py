@@ -4,6 +4,7 @@ tables or by training) at N = 10, 20 and 50, paper-sim otherwise.
 
     PYTHONPATH=src python scripts/generalist_validation.py MODEL_DIR [MODEL_DIR ...] [--rule]
         [--large-tasks | --sweep] [--nodes N [N ...]] [--task-size-max KB [KB ...]] [--case KEY=VALUE ...]
+        [--temperature T [T ...]]
 
 ``--large-tasks`` scores instead the cases where the shipped model was weakest at the figures'
 points: N = 20 with task_size_kb [1000, 10000] and [1000, 12000] on the same two networks
@@ -16,8 +17,11 @@ on 10 other validation episodes, 900 200 - 900 209, as ``o2o tune --seed 900200`
 the same episodes: what a rule gets that is tuned where it runs. ``--nodes`` and
 ``--task-size-max`` keep only the cases of those N, or of those upper ends of ``task_size_kb``,
 and ``--case KEY=VALUE`` those that set that override: e.g. a model trained on one network at
-50 nodes, scored at ``--nodes 50`` on these networks it never saw. A model that cannot run a
-case (another N), an unknown model, or filters that leave no case exit 2 with a one-line message.
+50 nodes, scored at ``--nodes 50`` on these networks it never saw. ``--temperature T ...``
+scores each model's policy at each temperature T instead (every logit divided by T before the
+masked softmax the nodes sample from: T < 1 sharper, T > 1 softer; 1 is the model as it is). A
+model that cannot run a case (another N), an unknown model, a temperature that is not a positive
+finite number, or filters that leave no case exit 2 with a one-line message.
 """
 
 from __future__ import annotations
@@ -82,7 +86,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--case", nargs="+", metavar="KEY=VALUE",
                    help="only the cases that set one of these overrides, written as the cases write them "
                         "(e.g. --sweep --case 'arrival_prob=[0, 0.6]')")
+    p.add_argument("--temperature", type=float, nargs="+", metavar="T", default=[1.0],
+                   help="score each model's policy at these temperatures (logits / T; default 1)")
     args = p.parse_args(argv)
+    if not all(np.isfinite(t) and t > 0 for t in args.temperature):
+        p.error(f"--temperature takes positive finite numbers, not {args.temperature}")
     if not args.models and not args.rule:
         p.error("give a MODEL_DIR, or --rule")
     cases = LARGE_TASK_CASES if args.large_tasks else sweep_cases() if args.sweep else DEFAULT_CASES
@@ -126,12 +134,16 @@ def validation_rates(cases, scheduler_at) -> list[float]:
     return rates
 
 
-def model_at(model: str):
+def model_at(model: str, temperature: float = 1.0):
     def at(scenario, network, network_seed):
         try:
-            return DRLRule.from_model(model, scenario, network)
+            rule = DRLRule.from_model(model, scenario, network)
         except UserError as err:   # unknown model, another N, a scenario outside its ranges
             raise UserError(f"{model} at N = {network.n}: {err}") from err
+        if temperature != 1.0:   # every logit divided by T (the no-task logit is 0)
+            logits = rule.actor.logits
+            rule.actor.logits = lambda obs: logits(obs) / temperature
+        return rule
     return at
 
 
@@ -139,7 +151,8 @@ def main(argv: list[str]) -> int:
     args = parse(argv)
     where = f"cases {[(n, *o) for n, o in args.cases]} x networks {NETWORKS}"
     scored = [("slack-reliable tuned on each", tuned_rule)] if args.rule else []
-    scored += [(model, model_at(model)) for model in args.models]
+    scored += [(model if t == 1.0 else f"{model} at temperature {t:g}", model_at(model, t))
+               for model in args.models for t in args.temperature]
     for name, scheduler_at in scored:
         try:
             rates = validation_rates(args.cases, scheduler_at)

@@ -411,6 +411,14 @@ def build_stages() -> list[Stage]:
         after=("generalist-distill-grid",), minutes=79.0,
         time_source="docs/learner.md, a second seed, more 50-node logs, a wider actor (students 17, 15 and 20 "
                     "min, online rounds 6.5, 5.5 and 10 min, checks 5 min)"))
+    # the shipped model's policy drawn sharper or softer at deployment (validation only)
+    stages.append(Stage(
+        "generalist-temperature",
+        tuple(script(f"scripts/generalist_validation.py pretrained:general{what} --temperature 0.5 0.8 1 1.25 1.5 2")
+              for what in ("", " --sweep", " --large-tasks")),
+        printed_into=("docs/learner.md (The shipped model at another temperature)",),
+        after=("generalist-model",), minutes=0.3,
+        time_source="docs/learner.md, The shipped model at another temperature ('17 s')"))
     credits = ("decision", "counterfactual")
     stages.append(Stage(
         "generalist-credit-new-networks",

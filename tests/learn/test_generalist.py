@@ -440,6 +440,7 @@ def test_validation_script_keeps_the_cases_asked_for_and_refuses_with_exit_2(tmp
     import generalist_validation as gv
 
     assert [c[0] for c in gv.parse(["m", "--nodes", "50"]).cases] == [50]
+    assert gv.parse(["m"]).temperature == [1.0] and gv.parse(["m", "--temperature", "0.5", "2"]).temperature == [0.5, 2.0]
     large = gv.parse(["m", "--large-tasks", "--task-size-max", "10000"]).cases
     assert [gv.task_size_max(c) for c in large] == [10000.0]
     assert gv.task_size_max(gv.DEFAULT_CASES[0]) is None
@@ -453,7 +454,9 @@ def test_validation_script_keeps_the_cases_asked_for_and_refuses_with_exit_2(tmp
     for argv, message in ((["m", "--nodes", "30"], "no case is left"), ([], "give a MODEL_DIR"),
                           (["m", "--task-size-max", "10000"], "no case is left"),
                           (["m", "--sweep", "--large-tasks"], "not allowed with"),
-                          (["m", "--sweep", "--case", "arrival_prob=[0,0.6]"], "'arrival_prob=[0, 0.6]'")):
+                          (["m", "--sweep", "--case", "arrival_prob=[0,0.6]"], "'arrival_prob=[0, 0.6]'"),
+                          (["m", "--temperature", "0"], "positive finite"),
+                          (["m", "--temperature", "1", "nan"], "positive finite")):
         with pytest.raises(SystemExit) as refused:
             gv.parse(argv)
         assert refused.value.code == 2 and message in capsys.readouterr().err
@@ -463,6 +466,13 @@ def test_validation_script_keeps_the_cases_asked_for_and_refuses_with_exit_2(tmp
     assert gv.main([str(general), "--nodes", "50"]) == 2
     err = capsys.readouterr().err
     assert "at N = 50" in err and str(general) in err
+    # --temperature T: the same model's logits divided by T, nothing else changed
+    scenario = load_scenario("paper-sim", ["nodes=4", "slots=10", "task_size_kb=[1000, 6000]",
+                                           "arrival_prob=[0, 0.6]", "node_fail_rate=[0, 0.1]"])
+    network = sample_network(scenario, 500)
+    plain, soft = (gv.model_at(str(general), t)(scenario, network, 500) for t in (1.0, 2.0))
+    obs = np.random.default_rng(0).random((3, plain.actor.obs_dim)).astype(np.float32)
+    np.testing.assert_allclose(soft.actor.logits(obs), plain.actor.logits(obs) / 2.0, rtol=1e-6)
 
 
 def test_distill_script_refuses_bad_seeds_with_exit_2(capsys, monkeypatch):

@@ -419,6 +419,18 @@ def build_stages() -> list[Stage]:
         printed_into=("docs/learner.md (The shipped model at another temperature)",),
         after=("generalist-model",), minutes=0.3,
         time_source="docs/learner.md, The shipped model at another temperature ('17 s')"))
+    # the teachers tuned on slack-reliable's wide grid (validation only)
+    wide = (("general-wide", ""), ("general-wide-10k", " --offline-steps 10000 --set-hparam kl_coef=0.1"))
+    stages.append(Stage(
+        "generalist-wide-teacher",
+        (*(o2o(f"train generalist --out models/{name} {GENERALIST_FLAGS} --teacher-grid wide{extra}")
+           for name, extra in wide),
+         *(script(f"scripts/generalist_validation.py pretrained:general {' '.join(f'models/{n}' for n, _ in wide)}{what}")
+           for what in ("", " --sweep", " --large-tasks"))),
+        printed_into=("docs/learner.md (Aimed at the zero-shot misses: the rows --teacher-grid wide)",),
+        work=tuple(f"models/{name}" for name, _ in wide),
+        after=("generalist-model",), minutes=14.5,
+        time_source="docs/learner.md, Aimed at the zero-shot misses (385 s and 441 s, then 30 s of checks)"))
     credits = ("decision", "counterfactual")
     stages.append(Stage(
         "generalist-credit-new-networks",

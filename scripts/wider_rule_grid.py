@@ -30,13 +30,12 @@ from o2o.core import seeds
 from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import scenario_from_dict
-from o2o.experiments.tuning import tune_rule
+from o2o.experiments.tuning import WIDE_GRIDS, tune_rule
 from o2o.sim import make_scheduler
 from o2o.sim.rollout import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
-WIDE = {"local_margin": (0.7, 0.8, 0.9, 1.0), "peer_margin": (0.7, 0.8, 0.9, 1.0),
-        "rel_power": (0.0, 1.0, 4.0, 16.0, 32.0, 64.0), "slack_power": (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)}
+WIDE = WIDE_GRIDS["slack-reliable"]
 
 
 def ci(x: np.ndarray) -> str:

@@ -23,6 +23,7 @@ from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
 from o2o.core.seeds import online as online_seeds
 from o2o.experiments.teacher import teacher_datasets
+from o2o.experiments.tuning import WIDE_GRIDS
 from o2o.learn.distribution import LEVELS, Distribution, TeacherPlan
 from o2o.learn.generalist import train_offline_across
 from o2o.learn.nets import Critic
@@ -313,15 +314,15 @@ def test_offline_across_networks_refuses_what_it_cannot_train(change, message):
 def test_teacher_datasets_tune_and_log_the_rule_on_drawn_networks(monkeypatch):
     calls = []
 
-    def tune(scenario, network, name, *, network_seed, episodes):  # the grid search, cut short
-        calls.append((scenario.nodes, network_seed, episodes))
+    def tune(scenario, network, name, *, network_seed, episodes, grid):  # the grid search, cut short
+        calls.append((scenario.nodes, network_seed, episodes, grid))
         return {"params": {"local_margin": 0.8, "peer_margin": 0.8}}
 
     monkeypatch.setattr("o2o.experiments.teacher.tune_rule", tune)
     dist = Distribution(base(), (4, 6), (1000, 1009))
     plan = TeacherPlan("spread", networks=3, episodes=2, tune_episodes=4, steps=1)
     datasets, records, ranges = teacher_datasets(dist, plan, seed=0, reward_credit="node", show_progress=False)
-    assert len(datasets) == len(records) == 3 and [c[2] for c in calls] == [4, 4, 4]
+    assert len(datasets) == len(records) == 3 and [c[2:] for c in calls] == [(4, None)] * 3   # o2o tune's grid
     for d, r, c in zip(datasets, records, calls):
         assert d["action_masks"].shape[1] == r["nodes"] + 1 and (r["nodes"], r["network_seed"]) == c[:2]
         assert r["params"] == {"local_margin": 0.8, "peer_margin": 0.8} and r["rows"] == d["actions"].shape[0]
@@ -331,6 +332,15 @@ def test_teacher_datasets_tune_and_log_the_rule_on_drawn_networks(monkeypatch):
     assert all(np.array_equal(a["observations"], b["observations"]) for a, b in zip(datasets, again[0]))
     with pytest.raises(UserError, match="--teacher ratc"):
         TeacherPlan("ratc").check()
+    # --teacher-grid wide: slack-reliable tuned on the wide grid; no other rule has one
+    calls.clear()
+    teacher_datasets(dist, TeacherPlan("slack-reliable", networks=2, episodes=1, tune_episodes=3, steps=1, grid="wide"),
+                     seed=0, reward_credit="node", show_progress=False)
+    assert [c[2:] for c in calls] == [(3, WIDE_GRIDS["slack-reliable"])] * 2
+    with pytest.raises(UserError, match="only slack-reliable has a wide grid"):
+        TeacherPlan("spread", grid="wide").check()
+    with pytest.raises(UserError, match="--teacher-grid narrow"):
+        TeacherPlan(grid="narrow").check()
 
 
 def test_tiny_generalist_with_a_teacher_starts_from_the_offline_policy(tmp_path, capsys, monkeypatch):
@@ -347,8 +357,13 @@ def test_tiny_generalist_with_a_teacher_starts_from_the_offline_policy(tmp_path,
     for field in ("task_size_kb", "arrival_prob", "node_fail_rate"):  # the hull of both phases
         assert manifest["trained_ranges"][field][1] == max(
             r[field] for r in teacher["networks"] + manifest["training"]["rounds"])
+    assert teacher["tune_grid"] == "shipped"
     assert tiny(tmp_path / "bad", extra=["--teacher", "ratc"]) == 2
     assert "--teacher ratc" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    for extra, message in ((["--teacher-grid", "wide"], "runs only with --teacher"),
+                           (["--teacher", "spread", "--teacher-grid", "wide"], "only slack-reliable")):
+        assert tiny(tmp_path / "bad", extra=extra) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_set_offline_sets_the_teachers_offline_phase_and_needs_a_teacher(tmp_path, capsys, monkeypatch):

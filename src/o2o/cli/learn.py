@@ -228,6 +228,8 @@ def cmd_train_generalist(args) -> int:
                                options=("--set-offline", "--set-hparam"))
     if args.set_offline and not args.teacher:
         raise UserError("--set-offline sets the offline phase, which runs only with --teacher RULE")
+    if args.teacher_grid != "shipped" and not args.teacher:
+        raise UserError("--teacher-grid is the grid the teacher is tuned on, which runs only with --teacher RULE")
     settings = learner.online
     dist = Distribution(load_scenario(args.scenario, args.overrides), tuple(args.nodes),
                         tuple(args.network_seeds),
@@ -246,7 +248,7 @@ def cmd_train_generalist(args) -> int:
         from o2o.learn.generalist import train_offline_across
 
         plan = TeacherPlan(args.teacher, args.teacher_networks, args.teacher_episodes,
-                           args.teacher_tune_episodes, args.offline_steps)
+                           args.teacher_tune_episodes, args.offline_steps, args.teacher_grid)
         plan.check()
         began = time.perf_counter()
         datasets, records, teacher_ranges = teacher_datasets(dist, plan, args.seed, learner.reward_credit,
@@ -255,7 +257,7 @@ def cmd_train_generalist(args) -> int:
         offline = learner.offline.model_copy(update={"hidden": settings.hidden, "actor_head": settings.actor_head})
         start = train_offline_across(datasets, offline, args.seed, plan.steps)
         teacher = {"rule": plan.rule, "networks": records, "episodes_per_network": plan.episodes,
-                   "tune_episodes": plan.tune_episodes, "offline_steps": plan.steps,
+                   "tune_episodes": plan.tune_episodes, "tune_grid": plan.grid, "offline_steps": plan.steps,
                    "offline_algorithm": learner.offline.algorithm,
                    "offline_settings": offline.model_dump(mode="json"),
                    "logging_seconds": round(logged_s, 2),
@@ -531,6 +533,9 @@ def register(sub, bench) -> None:
     p.add_argument("--teacher-tune-episodes", type=COUNT, default=TeacherPlan.tune_episodes,
                    help=f"validation episodes the teacher is tuned on, per network (default "
                         f"{TeacherPlan.tune_episodes})")
+    p.add_argument("--teacher-grid", choices=["shipped", "wide"], default=TeacherPlan.grid,
+                   help="the grid the teacher is tuned on: shipped (o2o tune's, default) or wide "
+                        "(slack-reliable only: 576 candidates, sharper draws)")
     p.add_argument("--offline-steps", type=COUNT, default=TeacherPlan.steps,
                    help=f"offline steps on the teacher's logs (default {TeacherPlan.steps})")
     p.add_argument("--set-offline", action="append", default=[], metavar="KEY=VALUE",

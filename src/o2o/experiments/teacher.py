@@ -1,8 +1,8 @@
 """The offline phase of a generalist (``o2o train generalist --teacher RULE``): the teacher's
 logs on networks drawn like the online rounds. As O2O-DRL starts its online phase from an actor
 trained on a heuristic's logs (paper IV-C), a generalist may start from one trained on a rule's
-logs across networks; here the rule is tuned on each drawn network (as ``o2o tune``) and logged
-there, and ``o2o.learn.generalist.train_offline_across`` trains on all the data sets at once."""
+logs across networks; here the rule is tuned on each drawn network (as ``o2o tune``, or on a
+wider grid) and logged there, and ``o2o.learn.generalist.train_offline_across`` trains on all the data sets at once."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from o2o.core.errors import UserError
 from o2o.core.limits import check_memory, dataset_bytes
 from o2o.core.network import sample_network
 from o2o.core.progress import progress_bar
-from o2o.experiments.tuning import tune_rule
+from o2o.experiments.tuning import WIDE_GRIDS, tune_rule
 from o2o.learn.distribution import Distribution, TeacherPlan
 from o2o.logs.dataset import simulated_dataset
 from o2o.models import hull_ranges, scenario_ranges
@@ -48,7 +48,8 @@ def teacher_datasets(dist: Distribution, plan: TeacherPlan, seed: int, reward_cr
             scenario = dist.scenario(draw["nodes"], {w: draw[w] for w in dist.upper_ends})
             network = sample_network(scenario, draw["network_seed"])
             tuned = tune_rule(scenario, network, plan.rule, network_seed=draw["network_seed"],
-                              episodes=plan.tune_episodes)
+                              episodes=plan.tune_episodes,
+                              grid=WIDE_GRIDS[plan.rule] if plan.grid == "wide" else None)
             data = simulated_dataset(scenario, network, make_rule(plan.rule, tuned["params"]),
                                      seeds.LOGS.take(plan.episodes, m * plan.episodes),
                                      reward_credit=reward_credit, obs_layout=OBS_LAYOUT_V3)

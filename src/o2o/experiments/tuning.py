@@ -47,6 +47,16 @@ GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
 }
 # slack-reliable-k: slack-reliable's grid at a fixed probe budget k (``fixed={"probes": k}``).
 GRIDS["slack-reliable-k"] = GRIDS["slack-reliable"]
+# A wider grid for slack-reliable (4 x 4 x 6 x 6 = 576: peer_margin to 1.0, sharper draws):
+# chosen on the same validation episodes it is better on other validation episodes of every
+# network tried (docs/tuning.md, "Is the grid wide enough?"). ``o2o tune`` keeps ``GRIDS``;
+# this one is for the comparisons that ask whether the rule could be tuned further, and for a
+# generalist's teacher (``o2o train generalist --teacher-grid wide``).
+WIDE_GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
+    "slack-reliable": {"local_margin": (0.7, 0.8, 0.9, 1.0), "peer_margin": (0.7, 0.8, 0.9, 1.0),
+                       "rel_power": (0.0, 1.0, 4.0, 16.0, 32.0, 64.0),
+                       "slack_power": (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)},
+}
 
 
 def scenario_fingerprint(scenario: Scenario) -> str:

@@ -95,20 +95,28 @@ class Distribution:
 class TeacherPlan:
     """The offline phase of a generalist: ``rule`` tuned and logged on ``networks`` networks
     drawn from the distribution (``episodes`` logged episodes each, the rule tuned on
-    ``tune_episodes`` validation episodes of that network), then ``steps`` offline steps."""
+    ``tune_episodes`` validation episodes of that network, on its ``grid``: ``shipped``, the grid
+    of ``o2o tune``, or ``wide``), then ``steps`` offline steps."""
 
     rule: str = "slack-reliable"
     networks: int = 12
     episodes: int = 30
     tune_episodes: int = 5
     steps: int = 3000
+    grid: str = "shipped"
 
     def check(self) -> None:
+        from o2o.experiments.tuning import WIDE_GRIDS
         from o2o.schedulers import TUNABLE
 
         if self.rule not in TUNABLE:
             raise UserError(f"--teacher {self.rule}: the teacher is tuned on each network; give one of "
                             f"{', '.join(TUNABLE)}")
+        if self.grid not in ("shipped", "wide"):
+            raise UserError(f"--teacher-grid {self.grid}: give shipped (the grid of o2o tune) or wide")
+        if self.grid == "wide" and self.rule not in WIDE_GRIDS:
+            raise UserError(f"--teacher-grid wide: only {', '.join(WIDE_GRIDS)} has a wide grid, not "
+                            f"--teacher {self.rule}; use --teacher-grid shipped")
         for what, value in (("--teacher-networks", self.networks), ("--teacher-episodes", self.episodes),
                             ("--teacher-tune-episodes", self.tune_episodes), ("--offline-steps", self.steps)):
             if int(value) < 1:

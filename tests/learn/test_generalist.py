@@ -338,7 +338,7 @@ def test_teacher_datasets_tune_and_log_the_rule_on_drawn_networks(monkeypatch):
                      seed=0, reward_credit="node", show_progress=False)
     assert [c[2:] for c in calls] == [(3, WIDE_GRIDS["slack-reliable"])] * 2
     with pytest.raises(UserError, match="only slack-reliable has a wide grid"):
-        TeacherPlan("spread", grid="wide").check()
+        teacher_datasets(dist, TeacherPlan("spread", grid="wide"), seed=0, reward_credit="node", show_progress=False)
     with pytest.raises(UserError, match="--teacher-grid narrow"):
         TeacherPlan(grid="narrow").check()
 

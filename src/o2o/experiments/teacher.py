@@ -2,7 +2,8 @@
 logs on networks drawn like the online rounds. As O2O-DRL starts its online phase from an actor
 trained on a heuristic's logs (paper IV-C), a generalist may start from one trained on a rule's
 logs across networks; here the rule is tuned on each drawn network (as ``o2o tune``, or on a
-wider grid) and logged there, and ``o2o.learn.generalist.train_offline_across`` trains on all the data sets at once."""
+wider grid) and logged there, and ``o2o.learn.generalist.train_offline_across`` trains on all
+the data sets at once."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ def teacher_datasets(dist: Distribution, plan: TeacherPlan, seed: int, reward_cr
     record per network (the draw, the tuned parameters, the rows) and the hull of the logged
     scenarios' ranges (where the model was trained offline)."""
     plan.check()
+    if plan.grid == "wide" and plan.rule not in WIDE_GRIDS:
+        raise UserError(f"--teacher-grid wide: only {', '.join(WIDE_GRIDS)} has a wide grid, not "
+                        f"--teacher {plan.rule}; use --teacher-grid shipped")
     # Every data set is held until the offline phase: bounded by the largest network drawn.
     check_memory(plan.networks * dataset_bytes(dist.widest(), plan.episodes, OBS_LAYOUT_V3),
                  f"the teacher's logs ({plan.networks} networks x {plan.episodes} episodes, up to "

@@ -106,7 +106,6 @@ class TeacherPlan:
     grid: str = "shipped"
 
     def check(self) -> None:
-        from o2o.experiments.tuning import WIDE_GRIDS
         from o2o.schedulers import TUNABLE
 
         if self.rule not in TUNABLE:
@@ -114,9 +113,6 @@ class TeacherPlan:
                             f"{', '.join(TUNABLE)}")
         if self.grid not in ("shipped", "wide"):
             raise UserError(f"--teacher-grid {self.grid}: give shipped (the grid of o2o tune) or wide")
-        if self.grid == "wide" and self.rule not in WIDE_GRIDS:
-            raise UserError(f"--teacher-grid wide: only {', '.join(WIDE_GRIDS)} has a wide grid, not "
-                            f"--teacher {self.rule}; use --teacher-grid shipped")
         for what, value in (("--teacher-networks", self.networks), ("--teacher-episodes", self.episodes),
                             ("--teacher-tune-episodes", self.tune_episodes), ("--offline-steps", self.steps)):
             if int(value) < 1:

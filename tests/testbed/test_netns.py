@@ -215,8 +215,19 @@ def test_the_kernel_shapes_each_link_to_its_rate_and_only_the_payload():
                                  capture_output=True, text=True, timeout=60, check=True)
             return np.array([float(x) for x in got.stdout.split()])
 
-        marked_1 = transfer_s(1, netns.PAYLOAD_TOS) / (2_000_000 / rates[0, 1])   # 0.2 s nominal
-        marked_2 = transfer_s(2, netns.PAYLOAD_TOS) / (2_000_000 / rates[0, 2])   # 0.1 s nominal
+        def marked(j):
+            # Six transfers, and six more (twice at most) while none came within +10% of the
+            # rate: under the CPU load of the parallel tests every transfer of a round can be
+            # slow (seen in CI: the fastest of six at 1.14); a wrong rate moves them all.
+            ratios = transfer_s(j, netns.PAYLOAD_TOS) / (2_000_000 / rates[0, j])
+            for _ in range(2):
+                if ratios.min() <= 1.10:
+                    break
+                ratios = np.concatenate([ratios, transfer_s(j, netns.PAYLOAD_TOS) / (2_000_000 / rates[0, j])])
+            return ratios
+
+        marked_1 = marked(1)   # 0.2 s nominal
+        marked_2 = marked(2)   # 0.1 s nominal
         plain_1 = transfer_s(1, 0) / (2_000_000 / rates[0, 1])
     finally:
         for r in recv:
@@ -224,7 +235,7 @@ def test_the_kernel_shapes_each_link_to_its_rate_and_only_the_payload():
             r.wait()
         net.destroy()
     # The payload crosses at r_ij: no transfer faster than the rate (-5%: the shaper's burst),
-    # and the fastest of six within +10% of it. Time above that is the CPU time the parallel
+    # and the fastest within +10% of it. Time above that is the CPU time the parallel
     # tests take from sender and receiver on a 2-core machine (seen in CI: 1.1-1.5 times the
     # nominal time for the others), not the shaper's; a wrong rate moves the fastest too.
     for ratios in (marked_1, marked_2):

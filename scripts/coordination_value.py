@@ -47,12 +47,12 @@ from pathlib import Path
 
 import numpy as np
 
-from wider_rule_grid import WIDE, ci   # this folder is on the path of a script run
+from wider_rule_grid import ci   # this folder is on the path of a script run
 
 from o2o.core.episodes import Episodes, sample_episodes
 from o2o.core.network import sample_network
 from o2o.core.scenario import scenario_from_dict
-from o2o.experiments.tuning import DEFAULT_EPISODES, GRIDS, candidates, validation_seeds
+from o2o.experiments.tuning import DEFAULT_EPISODES, GRIDS, WIDE_GRIDS, candidates, validation_seeds
 from o2o.sim.central import GreedyCentral, InformedSlackReliable
 from o2o.schedulers import make_rule
 from o2o.sim.rollout import rollout, simulate
@@ -63,7 +63,7 @@ VARIANTS = {"central-earliest": {}, "placed alone": {"sees_slot": False},
 INFORMED = {"informed rule, alone": {"sees_slot": False},
             "informed rule, alone, own sends": {"sees_slot": False, "sees_wire": False},
             "informed rule, sees its slot": {"sees_slot": True}}
-CHOICES = {"shipped": GRIDS["slack-reliable"], "wide": WIDE}   # --grid
+CHOICES = {"shipped": GRIDS["slack-reliable"], "wide": WIDE_GRIDS["slack-reliable"]}   # --grid
 STRATIFIED = "rule, stratified draws"
 CANDIDATES_PER_BATCH = 48
 STRATIFY_SEED = 12345

@@ -37,6 +37,7 @@ from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
 from o2o.core.seeds import VALIDATION
 from o2o.learn.distribution import LEVELS, UPPER_ENDS
+from o2o.learn.evaluate import at_temperature
 from o2o.experiments.tuning import tune_rule
 from o2o.schedulers.drl import DRLRule
 from o2o.sim import make_scheduler
@@ -140,9 +141,7 @@ def model_at(model: str, temperature: float = 1.0):
             rule = DRLRule.from_model(model, scenario, network)
         except UserError as err:   # unknown model, another N, a scenario outside its ranges
             raise UserError(f"{model} at N = {network.n}: {err}") from err
-        if temperature != 1.0:   # every logit divided by T (the no-task logit is 0)
-            logits = rule.actor.logits
-            rule.actor.logits = lambda obs: logits(obs) / temperature
+        rule.actor = at_temperature(rule.actor, temperature)
         return rule
     return at
 

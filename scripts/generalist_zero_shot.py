@@ -18,8 +18,9 @@ scheduler for any network). Nothing is trained here: the generalist's training n
 Each row: the generalist's success rate and, paired per episode (95% Student-t), the generalist
 minus each reference. ``--markdown`` prints the rows again at the end as a Markdown table (the
 one in docs/learner.md). ``--rule-grid wide`` tunes slack-reliable again at every row on the
-wider grid of ``scripts/wider_rule_grid.py`` (on that row's validation episodes, as ``o2o tune``)
-and pairs the generalist with that rule instead of the one in the files.
+wider grid of ``scripts/wider_rule_grid.py`` (``o2o.experiments.tuning.WIDE_GRIDS``; on that
+row's validation episodes, as ``o2o tune``) and pairs the generalist with that rule instead of
+the one in the files.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario, scenario_from_dict
 from o2o.core.seeds import TEST
-from o2o.experiments.tuning import tune_rule
+from o2o.experiments.tuning import WIDE_GRIDS, tune_rule
 from o2o.schedulers.drl import DRLRule
 from o2o.sim import make_scheduler
 from o2o.sim.rollout import simulate
@@ -104,16 +105,15 @@ def main() -> None:
     parser.add_argument("--extra-network", type=int, default=7)
     parser.add_argument("--markdown", action="store_true", help="print the rows as a Markdown table too")
     parser.add_argument("--rule-grid", choices=("shipped", "wide"), default="shipped",
-                        help="the grid slack-reliable is tuned on (wide: scripts/wider_rule_grid.py's)")
+                        help="the grid slack-reliable is tuned on (wide: o2o.experiments.tuning.WIDE_GRIDS)")
     args = parser.parse_args()
 
     def rule(refs: dict, scenario, network, network_seed: int, seeds) -> dict:
         """refs with slack-reliable tuned on the wide grid, where asked for."""
         if args.rule_grid == "shipped":
             return refs
-        from wider_rule_grid import WIDE   # this folder is on the path of a script run
-
-        params = tune_rule(scenario, network, "slack-reliable", network_seed=network_seed, grid=WIDE)["params"]
+        params = tune_rule(scenario, network, "slack-reliable", network_seed=network_seed,
+                           grid=WIDE_GRIDS["slack-reliable"])["params"]
         rates = simulate(scenario, network, seeds, make_scheduler("slack-reliable", params))["success_rate"]
         return {**refs, "slack-reliable": rates}
 

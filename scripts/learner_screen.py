@@ -31,7 +31,7 @@ from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import load_scenario
 from o2o.experiments.tuning import load_tuned
-from o2o.learn.evaluate import as_numpy_actor, evaluate_policy
+from o2o.learn.evaluate import as_numpy_actor, at_temperature, evaluate_policy
 from o2o.learn.offline import train_offline
 from o2o.learn.online import train_online
 from o2o.learn.settings import learner_settings
@@ -114,10 +114,7 @@ def main(argv: list[str] | None = None) -> None:
               f"[{c['diff_lo']:+.4f}, {c['diff_hi']:+.4f}]", flush=True)
     temperatures = {}
     for t in [float(x) for x in a.temperatures.split(",") if x]:
-        actor = as_numpy_actor(result.policy.actor)
-        # every logit (a rule prior's too) divided by T (the no-task logit is 0)
-        actor.logits = lambda obs, logits=actor.logits, t=t: logits(obs) / t
-        temperatures[str(t)] = point(actor)
+        temperatures[str(t)] = point(at_temperature(as_numpy_actor(result.policy.actor), t))
         print(f"temperature {t:g}: {temperatures[str(t)]['success_rate']:.4f} diff "
               f"{temperatures[str(t)]['diff']:+.4f} [{temperatures[str(t)]['diff_lo']:+.4f}, "
               f"{temperatures[str(t)]['diff_hi']:+.4f}]", flush=True)

@@ -21,17 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from wider_rule_grid import WIDE   # this folder is on the path of a script run
-
 from o2o.core.metrics import mean_ci95
 from o2o.core.network import sample_network
 from o2o.core.scenario import scenario_from_dict
-from o2o.experiments.tuning import tune_rule
+from o2o.experiments.tuning import WIDE_GRIDS, tune_rule
 from o2o.sim import make_scheduler
 from o2o.sim.rollout import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 2
+WIDE = WIDE_GRIDS["slack-reliable"]
 WIDER = {**WIDE, "rel_power": (*WIDE["rel_power"], 128.0, 256.0),
          "slack_power": (*WIDE["slack_power"], 32.0, 64.0)}
 CHOICES = {"wide": WIDE, "wider": WIDER}   # --grid

@@ -105,7 +105,7 @@ def tune_rule(scenario: Scenario, network: Network, name: str, *, network_seed: 
               grid: dict[str, tuple[float, ...]] | None = None) -> dict[str, Any]:
     """Grid search of ``name``'s parameters on validation episodes; the tuning record.
     ``fixed``: parameters every candidate has (slack-reliable-k's ``probes``); ``grid``: another
-    grid than ``GRIDS[name]`` (a wider one, ``scripts/wider_rule_grid.py``)."""
+    grid than ``GRIDS[name]`` (e.g. ``WIDE_GRIDS[name]``)."""
     if name not in TUNABLE:
         raise UserError(f"{name!r} has no parameters to tune; tunable: {', '.join(TUNABLE)}")
     tune_seeds = validation_seeds(episodes, first_seed)

@@ -8,6 +8,7 @@ seeds, so the numbers are those of deployment and every method sees the same epi
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import numpy as np
@@ -35,6 +36,16 @@ def as_numpy_actor(policy) -> NumpyActor:
                           nodes=policy.n_actions - 1, obs_layout=policy.obs_layout,
                           feature_scales=policy.feature_scales, rule_prior=policy.rule_prior)
     raise TypeError(f"cannot evaluate a {type(policy).__name__}")
+
+
+def at_temperature(actor: NumpyActor, temperature: float) -> NumpyActor:
+    """A copy of ``actor`` whose logits are divided by ``temperature`` (every logit, a rule
+    prior's too; the no-task logit is 0): T < 1 draws sharper, T > 1 softer, 1 is ``actor``."""
+    if temperature == 1.0:
+        return actor
+    hot = copy.copy(actor)
+    hot.logits = lambda obs: actor.logits(obs) / temperature
+    return hot
 
 
 def evaluate_policy(scenario: Scenario, network: Network, policy, seeds, batch_size: int = 64) -> dict[str, np.ndarray]:
